@@ -1,0 +1,281 @@
+//! The validated config: typed values only, built once at load and never re-parsed.
+
+use crate::Location;
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole, valid Breakwater config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub resolver: ResolverSettings,
+    pub forwarding: Forwarding,
+    pub listeners: Vec<Listener>,
+    pub admin: Admin,
+    /// Pools in file order; routes refer to them by [`PoolId`].
+    pub pools: Vec<Pool>,
+    /// Routes in file order; see the README for how they are matched.
+    pub routes: Vec<Route>,
+}
+
+/// Process settings. Changing them takes a restart or graceful upgrade, not a reload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerSettings {
+    /// Worker threads per listening service. Default: the number of CPUs.
+    pub threads: usize,
+    /// How long a draining process keeps accepting before it stops listening. Default 1s.
+    pub grace_period: Duration,
+    /// How long in-flight requests get to finish after the listeners close. Default 10s.
+    pub shutdown_timeout: Duration,
+    pub pid_file: PathBuf,
+    pub upgrade_sock: PathBuf,
+    /// Largest request head (request line + headers) accepted; larger gets 431. Default 32 KiB.
+    pub max_header_bytes: usize,
+    /// Send `Server: breakwater` on responses Breakwater generates. Default true.
+    pub server_header: bool,
+}
+
+/// DNS resolution of pool endpoints given by name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResolverSettings {
+    /// Name servers to ask; empty means the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+    /// Re-resolve no sooner than this, whatever the record's TTL. Default 1s.
+    pub min_ttl: Duration,
+    /// Re-resolve at least this often. Default 300s.
+    pub max_ttl: Duration,
+    /// Per-query timeout. Default 2s.
+    pub timeout: Duration,
+}
+
+/// What the proxy tells the origin about the client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forwarding {
+    /// Add `Via: 1.1 breakwater` (RFC 9110 7.6.3). Default true.
+    pub via: bool,
+    pub x_forwarded_for: XffMode,
+    /// Set `X-Forwarded-Proto` to the client's scheme. Default true.
+    pub x_forwarded_proto: bool,
+    /// Append an RFC 7239 `Forwarded` element. Default false.
+    pub forwarded: bool,
+}
+
+/// How `X-Forwarded-For` is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XffMode {
+    /// Append the client address to what the client sent (default).
+    Append,
+    /// Replace what the client sent with the client address (for edge nodes facing the internet).
+    Replace,
+    /// Leave the header alone.
+    Off,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub kind: ListenerKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ListenerKind {
+    /// Plain HTTP/1.1, and HTTP/2 with prior knowledge when `h2c`.
+    Http { h2c: bool },
+    /// TLS 1.2+ with a certificate chosen by SNI; HTTP/2 by ALPN when `http2`.
+    Https {
+        certificates: Vec<Certificate>,
+        http2: bool,
+    },
+}
+
+/// A certificate and the server names it is served for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Certificate {
+    pub names: Vec<HostPattern>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Where the certificate was declared, for errors found when its files are read.
+    pub at: Location,
+}
+
+/// The admin listener (health, metrics, purge). Loopback unless configured otherwise.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admin {
+    pub address: SocketAddr,
+    /// Bearer token required by mutating endpoints; without one they are disabled.
+    pub token: Option<String>,
+}
+
+/// A host name pattern, lower-cased.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// `www.example.com`
+    Exact(String),
+    /// `*.example.com`, stored as the suffix `.example.com`; matches one or more labels.
+    Suffix(String),
+}
+
+impl HostPattern {
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+        }
+    }
+}
+
+/// Index of a pool in [`Config::pools`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolId(pub usize);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub endpoints: Vec<Endpoint>,
+    pub protocol: UpstreamProtocol,
+    pub tls: Option<UpstreamTls>,
+    pub balance: Balance,
+    pub health_check: Option<HealthCheck>,
+    pub passive: PassiveHealth,
+    pub timeouts: Timeouts,
+    /// Further attempts on other endpoints for idempotent requests. Default 1.
+    pub retries: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Addr(SocketAddr),
+    /// Resolved through the resolver, re-resolved when the records' TTL expires.
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Addr(a) => write!(f, "{a}"),
+            Endpoint::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// HTTP/2: by ALPN over TLS, with prior knowledge (h2c) over plain TCP.
+    Http2,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct UpstreamTls {
+    /// SNI and the name verified; default: the endpoint's host name.
+    pub sni: Option<String>,
+    /// Verify the origin's certificate. Default true.
+    pub verify: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Balance {
+    RoundRobin,
+    Random,
+    /// Rendezvous hashing on a request key: the same key goes to the same endpoint.
+    ConsistentHash(HashKey),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum HashKey {
+    Path,
+    ClientIp,
+    Header(HeaderName),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub host: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive successes that bring an endpoint back. Default 1.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that take an endpoint out. Default 2.
+    pub unhealthy_threshold: u32,
+}
+
+/// Passive ejection: consecutive connection failures take an endpoint out for a while.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PassiveHealth {
+    /// Consecutive failures before ejection; 0 disables. Default 3.
+    pub failures: u32,
+    /// How long an ejected endpoint stays out. Default 10s.
+    pub ejection: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Timeouts {
+    /// TCP connect. Default 2s.
+    pub connect: Duration,
+    /// Each read from the origin (time to first byte, and between chunks). Default 30s.
+    pub read: Duration,
+    /// TCP + TLS handshake. Default 5s.
+    pub total: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Route {
+    /// Name used in logs and metrics; default `route-N`.
+    pub name: String,
+    /// Empty: the default host group (see the README).
+    pub hosts: Vec<HostPattern>,
+    pub path: PathMatch,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    pub action: RouteAction,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => p == path,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteAction {
+    Forward(PoolId),
+    Redirect {
+        location: HeaderValue,
+        status: StatusCode,
+    },
+    Respond {
+        status: StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: bytes::Bytes,
+    },
+}
+
+/// Header edits, applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HeaderEdits {
+    pub remove: Vec<HeaderName>,
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    pub add: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.set.is_empty() && self.add.is_empty()
+    }
+}

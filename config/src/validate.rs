@@ -1,0 +1,676 @@
+//! Raw YAML structs -> validated [`Config`]. The only place that interprets config strings.
+
+use crate::raw::*;
+use crate::types::*;
+use crate::{ConfigError, Location};
+use http::{HeaderName, HeaderValue, Method, StatusCode};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+pub(crate) struct Validator<'a> {
+    file: &'a Path,
+    /// Relative paths in the config (certificates, CA files) are relative to its directory.
+    base_dir: PathBuf,
+}
+
+impl<'a> Validator<'a> {
+    pub(crate) fn new(file: &'a Path) -> Self {
+        let base_dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Self { file, base_dir }
+    }
+
+    fn at<T>(&self, s: &S<T>) -> Location {
+        Location::new(self.file, s.referenced)
+    }
+
+    fn err<T>(&self, s: &S<T>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+        ConfigError::invalid(self.at(s), field, msg)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub(crate) fn config(&self, raw: RawConfig) -> Result<Config> {
+        let server = self.server(&raw.server)?;
+        let resolver = self.resolver(&raw.resolver)?;
+        let forwarding = self.forwarding(&raw.forwarding)?;
+        let listeners = self.listeners(&raw.listeners)?;
+        let admin = match &raw.admin {
+            Some(a) => Admin {
+                address: self.socket_addr(&a.address, "admin.address")?,
+                token: match &a.token {
+                    Some(t) if t.value.is_empty() => {
+                        return Err(self.err(t, "admin.token", "must not be empty"))
+                    }
+                    t => t.as_ref().map(|t| t.value.clone()),
+                },
+            },
+            None => Admin {
+                address: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9901),
+                token: None,
+            },
+        };
+        let mut pools = Vec::with_capacity(raw.pools.0.len());
+        let mut pool_ids = HashMap::new();
+        for (name, pool) in &raw.pools.0 {
+            let field = format!("pools.{}", name.value);
+            check_name(self, name, &field)?;
+            if pool_ids.insert(name.value.clone(), PoolId(pools.len())).is_some() {
+                return Err(self.err(name, field, "pool defined twice"));
+            }
+            pools.push(self.pool(&name.value, pool, &field)?);
+        }
+        let routes = self.routes(&raw.routes, &pool_ids, &pools)?;
+        Ok(Config {
+            server,
+            resolver,
+            forwarding,
+            listeners,
+            admin,
+            pools,
+            routes,
+        })
+    }
+
+    fn duration(&self, s: &S<String>, field: &str) -> Result<Duration> {
+        humantime::parse_duration(s.value.trim()).map_err(|e| {
+            self.err(
+                s,
+                field,
+                format!(
+                    "invalid duration \"{}\" ({e}); expected e.g. 500ms, 5s, 1m",
+                    s.value
+                ),
+            )
+        })
+    }
+
+    fn opt_duration(&self, s: &Option<S<String>>, field: &str, default: Duration) -> Result<Duration> {
+        s.as_ref()
+            .map_or(Ok(default), |s| self.duration(s, field))
+    }
+
+    fn positive_duration(
+        &self,
+        s: &Option<S<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Result<Duration> {
+        let d = self.opt_duration(s, field, default)?;
+        match s {
+            Some(s) if d.is_zero() => Err(self.err(s, field, "must be greater than zero")),
+            _ => Ok(d),
+        }
+    }
+
+    fn socket_addr(&self, s: &S<String>, field: &str) -> Result<SocketAddr> {
+        s.value.parse().map_err(|_| {
+            self.err(
+                s,
+                field,
+                format!(
+                    "invalid address \"{}\"; expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8443",
+                    s.value
+                ),
+            )
+        })
+    }
+
+    fn server(&self, raw: &RawServer) -> Result<ServerSettings> {
+        let threads = match &raw.threads {
+            Some(t) if t.value == 0 => {
+                return Err(self.err(t, "server.threads", "must be at least 1"))
+            }
+            Some(t) => t.value,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let max_header_bytes = match &raw.max_header_bytes {
+            Some(m) if m.value < 1024 => {
+                return Err(self.err(m, "server.max_header_bytes", "must be at least 1024"))
+            }
+            Some(m) => m.value,
+            None => 32 * 1024,
+        };
+        Ok(ServerSettings {
+            threads,
+            grace_period: self.opt_duration(
+                &raw.grace_period,
+                "server.grace_period",
+                Duration::from_secs(1),
+            )?,
+            shutdown_timeout: self.opt_duration(
+                &raw.shutdown_timeout,
+                "server.shutdown_timeout",
+                Duration::from_secs(10),
+            )?,
+            pid_file: self.path(raw.pid_file.as_deref().unwrap_or("/tmp/breakwater.pid")),
+            upgrade_sock: self.path(
+                raw.upgrade_sock
+                    .as_deref()
+                    .unwrap_or("/tmp/breakwater_upgrade.sock"),
+            ),
+            max_header_bytes,
+            server_header: raw.server_header.unwrap_or(true),
+        })
+    }
+
+    fn resolver(&self, raw: &RawResolver) -> Result<ResolverSettings> {
+        let mut nameservers = Vec::new();
+        for (i, ns) in raw.nameservers.iter().enumerate() {
+            let field = format!("resolver.nameservers[{i}]");
+            let addr = match ns.value.parse::<IpAddr>() {
+                Ok(ip) => SocketAddr::new(ip, 53),
+                Err(_) => self.socket_addr(ns, &field)?,
+            };
+            nameservers.push(addr);
+        }
+        Ok(ResolverSettings {
+            nameservers,
+            min_ttl: self.opt_duration(&raw.min_ttl, "resolver.min_ttl", Duration::from_secs(1))?,
+            max_ttl: self.positive_duration(
+                &raw.max_ttl,
+                "resolver.max_ttl",
+                Duration::from_secs(300),
+            )?,
+            timeout: self.positive_duration(
+                &raw.timeout,
+                "resolver.timeout",
+                Duration::from_secs(2),
+            )?,
+        })
+    }
+
+    fn forwarding(&self, raw: &RawForwarding) -> Result<Forwarding> {
+        let x_forwarded_for = match &raw.x_forwarded_for {
+            None => XffMode::Append,
+            Some(s) => match s.value.as_str() {
+                "append" => XffMode::Append,
+                "replace" => XffMode::Replace,
+                "off" => XffMode::Off,
+                other => {
+                    return Err(self.err(
+                        s,
+                        "forwarding.x_forwarded_for",
+                        format!("unknown mode \"{other}\"; expected append, replace or off"),
+                    ))
+                }
+            },
+        };
+        Ok(Forwarding {
+            via: raw.via.unwrap_or(true),
+            x_forwarded_for,
+            x_forwarded_proto: raw.x_forwarded_proto.unwrap_or(true),
+            forwarded: raw.forwarded.unwrap_or(false),
+        })
+    }
+
+    fn listeners(&self, raw: &S<Vec<RawListener>>) -> Result<Vec<Listener>> {
+        if raw.value.is_empty() {
+            return Err(self.err(raw, "listeners", "at least one listener is required"));
+        }
+        let mut out: Vec<Listener> = Vec::new();
+        for (i, l) in raw.value.iter().enumerate() {
+            let field = format!("listeners[{i}]");
+            check_name(self, &l.name, &format!("{field}.name"))?;
+            if out.iter().any(|o| o.name == l.name.value) {
+                return Err(self.err(&l.name, format!("{field}.name"), "listener name used twice"));
+            }
+            let address = self.socket_addr(&l.address, &format!("{field}.address"))?;
+            if address.port() != 0 && out.iter().any(|o| o.address == address) {
+                return Err(self.err(
+                    &l.address,
+                    format!("{field}.address"),
+                    "address used by another listener",
+                ));
+            }
+            let protocol = l.protocol.as_ref().map_or("http", |p| p.value.as_str());
+            let kind = match protocol {
+                "http" => {
+                    if let Some(c) = l.certificates.first() {
+                        return Err(self.err(
+                            &c.cert,
+                            format!("{field}.certificates"),
+                            "certificates need protocol: https",
+                        ));
+                    }
+                    ListenerKind::Http {
+                        h2c: l.h2c.unwrap_or(false),
+                    }
+                }
+                "https" => {
+                    if l.certificates.is_empty() {
+                        return Err(self.err(
+                            &l.name,
+                            format!("{field}.certificates"),
+                            "an https listener needs at least one certificate",
+                        ));
+                    }
+                    let mut certificates = Vec::new();
+                    for (j, c) in l.certificates.iter().enumerate() {
+                        certificates.push(self.certificate(c, &format!("{field}.certificates[{j}]"))?);
+                    }
+                    ListenerKind::Https {
+                        certificates,
+                        http2: l.http2.unwrap_or(true),
+                    }
+                }
+                other => {
+                    let p = l.protocol.as_ref().expect("protocol given");
+                    return Err(self.err(
+                        p,
+                        format!("{field}.protocol"),
+                        format!("unknown protocol \"{other}\"; expected http or https"),
+                    ));
+                }
+            };
+            out.push(Listener {
+                name: l.name.value.clone(),
+                address,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    fn certificate(&self, raw: &RawCertificate, field: &str) -> Result<Certificate> {
+        if raw.names.value.is_empty() {
+            return Err(self.err(&raw.names, format!("{field}.names"), "at least one name is required"));
+        }
+        let mut names = Vec::new();
+        for (k, n) in raw.names.value.iter().enumerate() {
+            names.push(self.host_pattern(n, &format!("{field}.names[{k}]"))?);
+        }
+        Ok(Certificate {
+            names,
+            cert: self.path(&raw.cert.value),
+            key: self.path(&raw.key.value),
+            at: self.at(&raw.cert),
+        })
+    }
+
+    fn host_pattern(&self, s: &S<String>, field: &str) -> Result<HostPattern> {
+        let h = s.value.trim().to_ascii_lowercase();
+        let bad = |why: &str| {
+            self.err(
+                s,
+                field,
+                format!("invalid host \"{}\": {why}; expected e.g. www.example.com or *.example.com", s.value),
+            )
+        };
+        let (suffix, name) = match h.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, h.as_str()),
+        };
+        if name.is_empty() {
+            return Err(bad("empty name"));
+        }
+        if name.contains('*') {
+            return Err(bad("a wildcard is only allowed as the whole first label"));
+        }
+        let valid = name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+        if !valid {
+            return Err(bad("not a valid DNS name"));
+        }
+        Ok(if suffix {
+            HostPattern::Suffix(format!(".{name}"))
+        } else {
+            HostPattern::Exact(name.to_string())
+        })
+    }
+
+    fn pool(&self, name: &str, raw: &RawPool, field: &str) -> Result<Pool> {
+        if raw.endpoints.value.is_empty() {
+            return Err(self.err(&raw.endpoints, format!("{field}.endpoints"), "at least one endpoint is required"));
+        }
+        let mut endpoints = Vec::new();
+        for (i, e) in raw.endpoints.value.iter().enumerate() {
+            let ef = format!("{field}.endpoints[{i}]");
+            let ep = self.endpoint(e, &ef)?;
+            if endpoints.contains(&ep) {
+                return Err(self.err(e, ef, "endpoint listed twice"));
+            }
+            endpoints.push(ep);
+        }
+        let protocol = match raw.protocol.as_ref().map(|p| (p, p.value.as_str())) {
+            None | Some((_, "http1")) => UpstreamProtocol::Http1,
+            Some((_, "http2")) => UpstreamProtocol::Http2,
+            Some((p, other)) => {
+                return Err(self.err(
+                    p,
+                    format!("{field}.protocol"),
+                    format!("unknown protocol \"{other}\"; expected http1 or http2"),
+                ))
+            }
+        };
+        let tls = raw.tls.as_ref().map(|t| UpstreamTls {
+            sni: t.sni.as_ref().map(|s| s.value.clone()),
+            verify: t.verify.unwrap_or(true),
+            ca_file: t.ca_file.as_ref().map(|c| self.path(&c.value)),
+        });
+        let balance = match raw.balance.as_ref().map(|b| (b, b.value.as_str())) {
+            None | Some((_, "round_robin")) => Balance::RoundRobin,
+            Some((_, "random")) => Balance::Random,
+            Some((_, "consistent_hash")) => Balance::ConsistentHash(self.hash_key(raw, field)?),
+            Some((b, other)) => {
+                return Err(self.err(
+                    b,
+                    format!("{field}.balance"),
+                    format!("unknown policy \"{other}\"; expected round_robin, random or consistent_hash"),
+                ))
+            }
+        };
+        if let (Some(k), false) = (&raw.hash_key, matches!(balance, Balance::ConsistentHash(_))) {
+            return Err(self.err(k, format!("{field}.hash_key"), "only used with balance: consistent_hash"));
+        }
+        let health_check = match &raw.health_check {
+            None => None,
+            Some(h) => {
+                let hf = format!("{field}.health_check");
+                if !h.path.value.starts_with('/') {
+                    return Err(self.err(&h.path, format!("{hf}.path"), "must start with /"));
+                }
+                let threshold = |v: &Option<S<u32>>, name: &str, default: u32| match v {
+                    Some(t) if t.value == 0 => Err(self.err(t, format!("{hf}.{name}"), "must be at least 1")),
+                    Some(t) => Ok(t.value),
+                    None => Ok(default),
+                };
+                Some(HealthCheck {
+                    path: h.path.value.clone(),
+                    host: h.host.as_ref().map(|s| s.value.clone()),
+                    interval: self.positive_duration(&h.interval, &format!("{hf}.interval"), Duration::from_secs(5))?,
+                    timeout: self.positive_duration(&h.timeout, &format!("{hf}.timeout"), Duration::from_secs(2))?,
+                    healthy_threshold: threshold(&h.healthy_threshold, "healthy_threshold", 1)?,
+                    unhealthy_threshold: threshold(&h.unhealthy_threshold, "unhealthy_threshold", 2)?,
+                })
+            }
+        };
+        let passive = match &raw.passive {
+            None => PassiveHealth {
+                failures: 3,
+                ejection: Duration::from_secs(10),
+            },
+            Some(p) => PassiveHealth {
+                failures: p.failures.as_ref().map_or(3, |f| f.value),
+                ejection: self.positive_duration(&p.ejection, &format!("{field}.passive.ejection"), Duration::from_secs(10))?,
+            },
+        };
+        let t = &raw.timeouts;
+        let timeouts = Timeouts {
+            connect: self.positive_duration(&t.connect, &format!("{field}.timeouts.connect"), Duration::from_secs(2))?,
+            read: self.positive_duration(&t.read, &format!("{field}.timeouts.read"), Duration::from_secs(30))?,
+            total: self.positive_duration(&t.total, &format!("{field}.timeouts.total"), Duration::from_secs(5))?,
+        };
+        let retries = match &raw.retries {
+            Some(r) if r.value > 10 => {
+                return Err(self.err(r, format!("{field}.retries"), "at most 10"))
+            }
+            Some(r) => r.value,
+            None => 1,
+        };
+        Ok(Pool {
+            name: name.to_string(),
+            endpoints,
+            protocol,
+            tls,
+            balance,
+            health_check,
+            passive,
+            timeouts,
+            retries,
+        })
+    }
+
+    fn hash_key(&self, raw: &RawPool, field: &str) -> Result<HashKey> {
+        let Some(k) = &raw.hash_key else {
+            return Ok(HashKey::Path);
+        };
+        match k.value.as_str() {
+            "path" => Ok(HashKey::Path),
+            "client_ip" => Ok(HashKey::ClientIp),
+            other => match other.strip_prefix("header:") {
+                Some(h) => Ok(HashKey::Header(self.header_name(k, h, &format!("{field}.hash_key"))?)),
+                None => Err(self.err(
+                    k,
+                    format!("{field}.hash_key"),
+                    format!("unknown key \"{other}\"; expected path, client_ip or header:NAME"),
+                )),
+            },
+        }
+    }
+
+    fn endpoint(&self, s: &S<String>, field: &str) -> Result<Endpoint> {
+        if let Ok(addr) = s.value.parse::<SocketAddr>() {
+            return Ok(Endpoint::Addr(addr));
+        }
+        let bad = || {
+            self.err(
+                s,
+                field,
+                format!("invalid endpoint \"{}\"; expected IP:PORT or HOST:PORT", s.value),
+            )
+        };
+        let (host, port) = s.value.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 {
+            return Err(bad());
+        }
+        let pattern = self.host_pattern(&S::new(host.to_string(), s.referenced, s.defined), field)?;
+        match pattern {
+            HostPattern::Exact(host) => Ok(Endpoint::Name { host, port }),
+            HostPattern::Suffix(_) => Err(bad()),
+        }
+    }
+
+    fn header_name(&self, s: &S<String>, name: &str, field: &str) -> Result<HeaderName> {
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| self.err(s, field, format!("invalid header name \"{name}\"")))
+    }
+
+    fn header_value(&self, s: &S<String>, field: &str) -> Result<HeaderValue> {
+        HeaderValue::from_str(&s.value)
+            .map_err(|_| self.err(s, field, "invalid header value (control characters are not allowed)"))
+    }
+
+    fn header_map(
+        &self,
+        entries: &Entries<S<String>, S<String>>,
+        field: &str,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>> {
+        entries
+            .0
+            .iter()
+            .map(|(k, v)| {
+                let f = format!("{field}.{}", k.value);
+                Ok((self.header_name(k, &k.value, &f)?, self.header_value(v, &f)?))
+            })
+            .collect()
+    }
+
+    fn header_edits(&self, raw: &RawHeaderEdits, field: &str) -> Result<HeaderEdits> {
+        let remove = raw
+            .remove
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.header_name(r, &r.value, &format!("{field}.remove[{i}]")))
+            .collect::<Result<_>>()?;
+        Ok(HeaderEdits {
+            remove,
+            set: self.header_map(&raw.set, &format!("{field}.set"))?,
+            add: self.header_map(&raw.add, &format!("{field}.add"))?,
+        })
+    }
+
+    fn routes(
+        &self,
+        raw: &S<Vec<S<RawRoute>>>,
+        pool_ids: &HashMap<String, PoolId>,
+        pools: &[Pool],
+    ) -> Result<Vec<Route>> {
+        let mut out: Vec<Route> = Vec::new();
+        for (i, spanned) in raw.value.iter().enumerate() {
+            let r = &spanned.value;
+            let field = format!("routes[{i}]");
+            let name = match &r.name {
+                Some(n) => {
+                    check_name(self, n, &format!("{field}.name"))?;
+                    if out.iter().any(|o| o.name == n.value) {
+                        return Err(self.err(n, format!("{field}.name"), "route name used twice"));
+                    }
+                    n.value.clone()
+                }
+                None => format!("route-{i}"),
+            };
+            let m = &r.matcher;
+            let hosts = m
+                .hosts
+                .iter()
+                .enumerate()
+                .map(|(j, h)| self.host_pattern(h, &format!("{field}.match.hosts[{j}]")))
+                .collect::<Result<Vec<_>>>()?;
+            let path = match (&m.path, &m.path_prefix) {
+                (Some(p), Some(_)) => {
+                    return Err(self.err(p, format!("{field}.match"), "give path or path_prefix, not both"))
+                }
+                (Some(p), None) => PathMatch::Exact(self.route_path(p, &format!("{field}.match.path"))?),
+                (None, Some(p)) => {
+                    PathMatch::Prefix(self.route_path(p, &format!("{field}.match.path_prefix"))?)
+                }
+                (None, None) => PathMatch::Prefix("/".into()),
+            };
+            let methods = m
+                .methods
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let up = s.value.to_ascii_uppercase();
+                    Method::from_bytes(up.as_bytes()).map_err(|_| {
+                        self.err(s, format!("{field}.match.methods[{j}]"), format!("invalid method \"{}\"", s.value))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let action = self.route_action(spanned, &field, pool_ids, pools)?;
+            out.push(Route {
+                name,
+                hosts,
+                path,
+                methods,
+                action,
+                request_headers: self.header_edits(&r.request_headers, &format!("{field}.request_headers"))?,
+                response_headers: self.header_edits(&r.response_headers, &format!("{field}.response_headers"))?,
+            });
+        }
+        Ok(out)
+    }
+
+    fn route_path(&self, s: &S<String>, field: &str) -> Result<String> {
+        if !s.value.starts_with('/') {
+            return Err(self.err(s, field, format!("invalid path \"{}\": must start with /", s.value)));
+        }
+        Ok(s.value.clone())
+    }
+
+    fn route_action(
+        &self,
+        spanned: &S<RawRoute>,
+        field: &str,
+        pool_ids: &HashMap<String, PoolId>,
+        pools: &[Pool],
+    ) -> Result<RouteAction> {
+        let r = &spanned.value;
+        match (&r.pool, &r.redirect, &r.respond) {
+            (Some(p), None, None) => match pool_ids.get(&p.value) {
+                Some(id) => Ok(RouteAction::Forward(*id)),
+                None => {
+                    let defined: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
+                    let defined = if defined.is_empty() {
+                        "no pools are defined".to_string()
+                    } else {
+                        format!("defined pools: {}", defined.join(", "))
+                    };
+                    Err(self.err(p, format!("{field}.pool"), format!("unknown pool \"{}\"; {defined}", p.value)))
+                }
+            },
+            (None, Some(rd), None) => {
+                let status = match &rd.value.status {
+                    None => StatusCode::FOUND,
+                    Some(s) if matches!(s.value, 301 | 302 | 303 | 307 | 308) => {
+                        StatusCode::from_u16(s.value).expect("valid status")
+                    }
+                    Some(s) => {
+                        return Err(self.err(
+                            s,
+                            format!("{field}.redirect.status"),
+                            "expected one of 301, 302, 303, 307, 308",
+                        ))
+                    }
+                };
+                Ok(RouteAction::Redirect {
+                    location: self.header_value(&rd.value.location, &format!("{field}.redirect.location"))?,
+                    status,
+                })
+            }
+            (None, None, Some(rs)) => {
+                let status = match &rs.value.status {
+                    None => StatusCode::OK,
+                    Some(s) => StatusCode::from_u16(s.value)
+                        .ok()
+                        .filter(|c| c.as_u16() >= 200)
+                        .ok_or_else(|| {
+                            self.err(s, format!("{field}.respond.status"), "expected a status from 200 to 999")
+                        })?,
+                };
+                Ok(RouteAction::Respond {
+                    status,
+                    headers: self.header_map(&rs.value.headers, &format!("{field}.respond.headers"))?,
+                    body: bytes::Bytes::from(rs.value.body.clone()),
+                })
+            }
+            _ => {
+                let at = self.at(spanned);
+                Err(ConfigError::invalid(
+                    at,
+                    field,
+                    "a route needs exactly one of pool, redirect or respond",
+                ))
+            }
+        }
+    }
+}
+
+/// Names (routes, pools, listeners) end up in logs and metric labels: keep them simple.
+fn check_name(v: &Validator<'_>, s: &S<String>, field: &str) -> Result<()> {
+    let ok = !s.value.is_empty()
+        && s.value.len() <= 64
+        && s
+            .value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(v.err(
+            s,
+            field,
+            format!("invalid name \"{}\"; expected 1-64 letters, digits, '-', '_' or '.'", s.value),
+        ))
+    }
+}

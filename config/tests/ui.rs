@@ -1,0 +1,53 @@
+//! Golden tests: every `ui/invalid/*.yaml` is refused with exactly the text in its `.err`;
+//! every `ui/valid/*.yaml` loads. `BLESS=1 cargo test -p breakwater-config` rewrites the `.err` files.
+
+use std::path::{Path, PathBuf};
+
+fn yaml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui").join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no cases in {}", dir.display());
+    files
+}
+
+/// Parse with the bare file name so the golden text does not depend on the checkout path.
+fn parse(path: &Path) -> Result<breakwater_config::Config, breakwater_config::ConfigError> {
+    let text = std::fs::read_to_string(path).unwrap();
+    breakwater_config::parse(&text, Path::new(path.file_name().unwrap()))
+}
+
+#[test]
+fn invalid_configs_are_refused_with_the_golden_message() {
+    let bless = std::env::var_os("BLESS").is_some();
+    let mut failures = Vec::new();
+    for path in yaml_files("invalid") {
+        let got = match parse(&path) {
+            Ok(_) => format!("<accepted>"),
+            Err(e) => format!("{e}\n"),
+        };
+        let golden = path.with_extension("err");
+        if bless {
+            std::fs::write(&golden, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&golden).unwrap_or_default();
+        if got != want {
+            failures.push(format!("{}:\n  want: {want}  got:  {got}", path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn valid_configs_load() {
+    for path in yaml_files("valid") {
+        if let Err(e) = parse(&path) {
+            panic!("{}: {e}", path.display());
+        }
+    }
+}
