@@ -149,7 +149,10 @@ pub struct Pool {
 pub enum Endpoint {
     Addr(SocketAddr),
     /// Resolved through the resolver, re-resolved when the records' TTL expires.
-    Name { host: String, port: u16 },
+    Name {
+        host: String,
+        port: u16,
+    },
 }
 
 impl std::fmt::Display for Endpoint {

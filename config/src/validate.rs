@@ -19,10 +19,7 @@ pub(crate) struct Validator<'a> {
 
 impl<'a> Validator<'a> {
     pub(crate) fn new(file: &'a Path) -> Self {
-        let base_dir = file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
         Self { file, base_dir }
     }
 
@@ -68,7 +65,10 @@ impl<'a> Validator<'a> {
         for (name, pool) in &raw.pools.0 {
             let field = format!("pools.{}", name.value);
             check_name(self, name, &field)?;
-            if pool_ids.insert(name.value.clone(), PoolId(pools.len())).is_some() {
+            if pool_ids
+                .insert(name.value.clone(), PoolId(pools.len()))
+                .is_some()
+            {
                 return Err(self.err(name, field, "pool defined twice"));
             }
             pools.push(self.pool(&name.value, pool, &field)?);
@@ -98,9 +98,13 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn opt_duration(&self, s: &Option<S<String>>, field: &str, default: Duration) -> Result<Duration> {
-        s.as_ref()
-            .map_or(Ok(default), |s| self.duration(s, field))
+    fn opt_duration(
+        &self,
+        s: &Option<S<String>>,
+        field: &str,
+        default: Duration,
+    ) -> Result<Duration> {
+        s.as_ref().map_or(Ok(default), |s| self.duration(s, field))
     }
 
     fn positive_duration(
@@ -260,7 +264,8 @@ impl<'a> Validator<'a> {
                     }
                     let mut certificates = Vec::new();
                     for (j, c) in l.certificates.iter().enumerate() {
-                        certificates.push(self.certificate(c, &format!("{field}.certificates[{j}]"))?);
+                        certificates
+                            .push(self.certificate(c, &format!("{field}.certificates[{j}]"))?);
                     }
                     ListenerKind::Https {
                         certificates,
@@ -287,7 +292,11 @@ impl<'a> Validator<'a> {
 
     fn certificate(&self, raw: &RawCertificate, field: &str) -> Result<Certificate> {
         if raw.names.value.is_empty() {
-            return Err(self.err(&raw.names, format!("{field}.names"), "at least one name is required"));
+            return Err(self.err(
+                &raw.names,
+                format!("{field}.names"),
+                "at least one name is required",
+            ));
         }
         let mut names = Vec::new();
         for (k, n) in raw.names.value.iter().enumerate() {
@@ -307,7 +316,10 @@ impl<'a> Validator<'a> {
             self.err(
                 s,
                 field,
-                format!("invalid host \"{}\": {why}; expected e.g. www.example.com or *.example.com", s.value),
+                format!(
+                    "invalid host \"{}\": {why}; expected e.g. www.example.com or *.example.com",
+                    s.value
+                ),
             )
         };
         let (suffix, name) = match h.strip_prefix("*.") {
@@ -339,7 +351,11 @@ impl<'a> Validator<'a> {
 
     fn pool(&self, name: &str, raw: &RawPool, field: &str) -> Result<Pool> {
         if raw.endpoints.value.is_empty() {
-            return Err(self.err(&raw.endpoints, format!("{field}.endpoints"), "at least one endpoint is required"));
+            return Err(self.err(
+                &raw.endpoints,
+                format!("{field}.endpoints"),
+                "at least one endpoint is required",
+            ));
         }
         let mut endpoints = Vec::new();
         for (i, e) in raw.endpoints.value.iter().enumerate() {
@@ -370,16 +386,20 @@ impl<'a> Validator<'a> {
             None | Some((_, "round_robin")) => Balance::RoundRobin,
             Some((_, "random")) => Balance::Random,
             Some((_, "consistent_hash")) => Balance::ConsistentHash(self.hash_key(raw, field)?),
-            Some((b, other)) => {
-                return Err(self.err(
-                    b,
-                    format!("{field}.balance"),
-                    format!("unknown policy \"{other}\"; expected round_robin, random or consistent_hash"),
-                ))
-            }
+            Some((b, other)) => return Err(self.err(
+                b,
+                format!("{field}.balance"),
+                format!(
+                    "unknown policy \"{other}\"; expected round_robin, random or consistent_hash"
+                ),
+            )),
         };
         if let (Some(k), false) = (&raw.hash_key, matches!(balance, Balance::ConsistentHash(_))) {
-            return Err(self.err(k, format!("{field}.hash_key"), "only used with balance: consistent_hash"));
+            return Err(self.err(
+                k,
+                format!("{field}.hash_key"),
+                "only used with balance: consistent_hash",
+            ));
         }
         let health_check = match &raw.health_check {
             None => None,
@@ -389,17 +409,31 @@ impl<'a> Validator<'a> {
                     return Err(self.err(&h.path, format!("{hf}.path"), "must start with /"));
                 }
                 let threshold = |v: &Option<S<u32>>, name: &str, default: u32| match v {
-                    Some(t) if t.value == 0 => Err(self.err(t, format!("{hf}.{name}"), "must be at least 1")),
+                    Some(t) if t.value == 0 => {
+                        Err(self.err(t, format!("{hf}.{name}"), "must be at least 1"))
+                    }
                     Some(t) => Ok(t.value),
                     None => Ok(default),
                 };
                 Some(HealthCheck {
                     path: h.path.value.clone(),
                     host: h.host.as_ref().map(|s| s.value.clone()),
-                    interval: self.positive_duration(&h.interval, &format!("{hf}.interval"), Duration::from_secs(5))?,
-                    timeout: self.positive_duration(&h.timeout, &format!("{hf}.timeout"), Duration::from_secs(2))?,
+                    interval: self.positive_duration(
+                        &h.interval,
+                        &format!("{hf}.interval"),
+                        Duration::from_secs(5),
+                    )?,
+                    timeout: self.positive_duration(
+                        &h.timeout,
+                        &format!("{hf}.timeout"),
+                        Duration::from_secs(2),
+                    )?,
                     healthy_threshold: threshold(&h.healthy_threshold, "healthy_threshold", 1)?,
-                    unhealthy_threshold: threshold(&h.unhealthy_threshold, "unhealthy_threshold", 2)?,
+                    unhealthy_threshold: threshold(
+                        &h.unhealthy_threshold,
+                        "unhealthy_threshold",
+                        2,
+                    )?,
                 })
             }
         };
@@ -410,14 +444,30 @@ impl<'a> Validator<'a> {
             },
             Some(p) => PassiveHealth {
                 failures: p.failures.as_ref().map_or(3, |f| f.value),
-                ejection: self.positive_duration(&p.ejection, &format!("{field}.passive.ejection"), Duration::from_secs(10))?,
+                ejection: self.positive_duration(
+                    &p.ejection,
+                    &format!("{field}.passive.ejection"),
+                    Duration::from_secs(10),
+                )?,
             },
         };
         let t = &raw.timeouts;
         let timeouts = Timeouts {
-            connect: self.positive_duration(&t.connect, &format!("{field}.timeouts.connect"), Duration::from_secs(2))?,
-            read: self.positive_duration(&t.read, &format!("{field}.timeouts.read"), Duration::from_secs(30))?,
-            total: self.positive_duration(&t.total, &format!("{field}.timeouts.total"), Duration::from_secs(5))?,
+            connect: self.positive_duration(
+                &t.connect,
+                &format!("{field}.timeouts.connect"),
+                Duration::from_secs(2),
+            )?,
+            read: self.positive_duration(
+                &t.read,
+                &format!("{field}.timeouts.read"),
+                Duration::from_secs(30),
+            )?,
+            total: self.positive_duration(
+                &t.total,
+                &format!("{field}.timeouts.total"),
+                Duration::from_secs(5),
+            )?,
         };
         let retries = match &raw.retries {
             Some(r) if r.value > 10 => {
@@ -447,7 +497,11 @@ impl<'a> Validator<'a> {
             "path" => Ok(HashKey::Path),
             "client_ip" => Ok(HashKey::ClientIp),
             other => match other.strip_prefix("header:") {
-                Some(h) => Ok(HashKey::Header(self.header_name(k, h, &format!("{field}.hash_key"))?)),
+                Some(h) => Ok(HashKey::Header(self.header_name(
+                    k,
+                    h,
+                    &format!("{field}.hash_key"),
+                )?)),
                 None => Err(self.err(
                     k,
                     format!("{field}.hash_key"),
@@ -465,7 +519,10 @@ impl<'a> Validator<'a> {
             self.err(
                 s,
                 field,
-                format!("invalid endpoint \"{}\"; expected IP:PORT or HOST:PORT", s.value),
+                format!(
+                    "invalid endpoint \"{}\"; expected IP:PORT or HOST:PORT",
+                    s.value
+                ),
             )
         };
         let (host, port) = s.value.rsplit_once(':').ok_or_else(bad)?;
@@ -473,7 +530,8 @@ impl<'a> Validator<'a> {
         if port == 0 {
             return Err(bad());
         }
-        let pattern = self.host_pattern(&S::new(host.to_string(), s.referenced, s.defined), field)?;
+        let pattern =
+            self.host_pattern(&S::new(host.to_string(), s.referenced, s.defined), field)?;
         match pattern {
             HostPattern::Exact(host) => Ok(Endpoint::Name { host, port }),
             HostPattern::Suffix(_) => Err(bad()),
@@ -486,8 +544,13 @@ impl<'a> Validator<'a> {
     }
 
     fn header_value(&self, s: &S<String>, field: &str) -> Result<HeaderValue> {
-        HeaderValue::from_str(&s.value)
-            .map_err(|_| self.err(s, field, "invalid header value (control characters are not allowed)"))
+        HeaderValue::from_str(&s.value).map_err(|_| {
+            self.err(
+                s,
+                field,
+                "invalid header value (control characters are not allowed)",
+            )
+        })
     }
 
     fn header_map(
@@ -500,7 +563,10 @@ impl<'a> Validator<'a> {
             .iter()
             .map(|(k, v)| {
                 let f = format!("{field}.{}", k.value);
-                Ok((self.header_name(k, &k.value, &f)?, self.header_value(v, &f)?))
+                Ok((
+                    self.header_name(k, &k.value, &f)?,
+                    self.header_value(v, &f)?,
+                ))
             })
             .collect()
     }
@@ -548,9 +614,15 @@ impl<'a> Validator<'a> {
                 .collect::<Result<Vec<_>>>()?;
             let path = match (&m.path, &m.path_prefix) {
                 (Some(p), Some(_)) => {
-                    return Err(self.err(p, format!("{field}.match"), "give path or path_prefix, not both"))
+                    return Err(self.err(
+                        p,
+                        format!("{field}.match"),
+                        "give path or path_prefix, not both",
+                    ))
                 }
-                (Some(p), None) => PathMatch::Exact(self.route_path(p, &format!("{field}.match.path"))?),
+                (Some(p), None) => {
+                    PathMatch::Exact(self.route_path(p, &format!("{field}.match.path"))?)
+                }
                 (None, Some(p)) => {
                     PathMatch::Prefix(self.route_path(p, &format!("{field}.match.path_prefix"))?)
                 }
@@ -563,7 +635,11 @@ impl<'a> Validator<'a> {
                 .map(|(j, s)| {
                     let up = s.value.to_ascii_uppercase();
                     Method::from_bytes(up.as_bytes()).map_err(|_| {
-                        self.err(s, format!("{field}.match.methods[{j}]"), format!("invalid method \"{}\"", s.value))
+                        self.err(
+                            s,
+                            format!("{field}.match.methods[{j}]"),
+                            format!("invalid method \"{}\"", s.value),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -574,8 +650,10 @@ impl<'a> Validator<'a> {
                 path,
                 methods,
                 action,
-                request_headers: self.header_edits(&r.request_headers, &format!("{field}.request_headers"))?,
-                response_headers: self.header_edits(&r.response_headers, &format!("{field}.response_headers"))?,
+                request_headers: self
+                    .header_edits(&r.request_headers, &format!("{field}.request_headers"))?,
+                response_headers: self
+                    .header_edits(&r.response_headers, &format!("{field}.response_headers"))?,
             });
         }
         Ok(out)
@@ -583,7 +661,11 @@ impl<'a> Validator<'a> {
 
     fn route_path(&self, s: &S<String>, field: &str) -> Result<String> {
         if !s.value.starts_with('/') {
-            return Err(self.err(s, field, format!("invalid path \"{}\": must start with /", s.value)));
+            return Err(self.err(
+                s,
+                field,
+                format!("invalid path \"{}\": must start with /", s.value),
+            ));
         }
         Ok(s.value.clone())
     }
@@ -606,7 +688,11 @@ impl<'a> Validator<'a> {
                     } else {
                         format!("defined pools: {}", defined.join(", "))
                     };
-                    Err(self.err(p, format!("{field}.pool"), format!("unknown pool \"{}\"; {defined}", p.value)))
+                    Err(self.err(
+                        p,
+                        format!("{field}.pool"),
+                        format!("unknown pool \"{}\"; {defined}", p.value),
+                    ))
                 }
             },
             (None, Some(rd), None) => {
@@ -624,7 +710,8 @@ impl<'a> Validator<'a> {
                     }
                 };
                 Ok(RouteAction::Redirect {
-                    location: self.header_value(&rd.value.location, &format!("{field}.redirect.location"))?,
+                    location: self
+                        .header_value(&rd.value.location, &format!("{field}.redirect.location"))?,
                     status,
                 })
             }
@@ -635,12 +722,17 @@ impl<'a> Validator<'a> {
                         .ok()
                         .filter(|c| c.as_u16() >= 200)
                         .ok_or_else(|| {
-                            self.err(s, format!("{field}.respond.status"), "expected a status from 200 to 999")
+                            self.err(
+                                s,
+                                format!("{field}.respond.status"),
+                                "expected a status from 200 to 999",
+                            )
                         })?,
                 };
                 Ok(RouteAction::Respond {
                     status,
-                    headers: self.header_map(&rs.value.headers, &format!("{field}.respond.headers"))?,
+                    headers: self
+                        .header_map(&rs.value.headers, &format!("{field}.respond.headers"))?,
                     body: bytes::Bytes::from(rs.value.body.clone()),
                 })
             }
@@ -660,8 +752,7 @@ impl<'a> Validator<'a> {
 fn check_name(v: &Validator<'_>, s: &S<String>, field: &str) -> Result<()> {
     let ok = !s.value.is_empty()
         && s.value.len() <= 64
-        && s
-            .value
+        && s.value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
     if ok {
@@ -670,7 +761,10 @@ fn check_name(v: &Validator<'_>, s: &S<String>, field: &str) -> Result<()> {
         Err(v.err(
             s,
             field,
-            format!("invalid name \"{}\"; expected 1-64 letters, digits, '-', '_' or '.'", s.value),
+            format!(
+                "invalid name \"{}\"; expected 1-64 letters, digits, '-', '_' or '.'",
+                s.value
+            ),
         ))
     }
 }

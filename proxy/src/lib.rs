@@ -1,1 +1,20 @@
-//! placeholder
+//! Breakwater's edge proxy: pingora wired to the validated config.
+//!
+//! The path of one request: accept (`server`) -> checks (`guard`) -> route (`router`) ->
+//! local answer or origin pool (`upstream`) -> header edits (`headers`) -> response; every
+//! failure is mapped to a status in `errors`. `state` holds the config generations that
+//! reload swaps.
+
+mod admin;
+mod demo;
+mod edge;
+mod errors;
+mod guard;
+mod headers;
+mod router;
+mod server;
+mod state;
+mod tls;
+mod upstream;
+
+pub use server::{check, run, RunOptions, StartError};

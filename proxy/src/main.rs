@@ -1,1 +1,88 @@
-fn main() {}
+//! `breakwater`: the command line. Thin: parse arguments, set up logging, call the library.
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Breakwater: an edge node for a CDN.
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve traffic (the default). With no --config, serve the embedded demo.
+    Run(RunArgs),
+    /// Validate a config file and exit: 0 when valid, 1 with the error otherwise.
+    Check {
+        /// The YAML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+struct RunArgs {
+    /// The YAML config file. Without it, the embedded demo config is served.
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Demo only: the address of the demo's HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Demo only: the address of the demo's admin listener.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Graceful upgrade: take over the listening sockets of the running process, which is
+    /// then sent SIGQUIT (see the README).
+    #[arg(short, long)]
+    upgrade: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match cli.command {
+        Some(Command::Check { config }) => match breakwater_proxy::check(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let opts = breakwater_proxy::RunOptions {
+        config: args.config,
+        listen: args.listen,
+        admin: args.admin,
+        upgrade: args.upgrade,
+    };
+    match breakwater_proxy::run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("breakwater: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

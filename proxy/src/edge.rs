@@ -1,0 +1,276 @@
+//! The edge proxy: pingora's `ProxyHttp` phases for one listener.
+//!
+//! Each phase is short and calls into a module: the request is checked (`guard`), routed
+//! (`router`), answered locally or forwarded to a pool (`upstream`), with headers edited on
+//! the way (`headers`) and failures mapped to statuses in one place (`errors`).
+
+use crate::errors::{self, LocalResponse};
+use crate::guard;
+use crate::headers;
+use crate::router::request_host;
+use crate::state::{Generation, Shared};
+use crate::upstream::{Endpoint, Pool, SelectKey};
+use async_trait::async_trait;
+use breakwater_config::{Route, RouteAction};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The proxy application of one listener.
+pub struct Edge {
+    shared: Arc<Shared>,
+    /// Whether this listener terminates TLS (for `X-Forwarded-Proto` and `Forwarded`).
+    tls: bool,
+}
+
+impl Edge {
+    pub fn new(shared: Arc<Shared>, tls: bool) -> Self {
+        Self { shared, tls }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    /// The config generation this request started under, kept to its end.
+    generation: Option<Arc<Generation>>,
+    route: Option<usize>,
+    host: String,
+    /// Endpoints already tried, so a retry goes elsewhere.
+    tried: Vec<SocketAddr>,
+    endpoint: Option<Arc<Endpoint>>,
+}
+
+impl RequestCtx {
+    fn route(&self) -> Option<&Route> {
+        Some(&self.generation.as_ref()?.config.routes[self.route?])
+    }
+
+    fn pool(&self) -> Option<&Arc<Pool>> {
+        let generation = self.generation.as_ref()?;
+        match &self.route()?.action {
+            RouteAction::Forward(id) => generation.pools.get(id.0),
+            _ => None,
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    /// Check the request head, route it, and answer locally when the route says so.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let generation = self.shared.current();
+        if let Err(refusal) = guard::check(session, &generation.config.server) {
+            session.set_keepalive(None);
+            errors::respond(session, refusal.response()).await?;
+            return Ok(true);
+        }
+        let req = session.req_header();
+        let host = request_host(
+            &req.uri,
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok()),
+        );
+        let found = generation.router.find(
+            &generation.config.routes,
+            &host,
+            req.uri.path(),
+            &req.method,
+        );
+        ctx.host = host;
+        ctx.route = found;
+        ctx.generation = Some(generation);
+        let Some(route) = ctx.route() else {
+            errors::respond(session, LocalResponse::no_route()).await?;
+            return Ok(true);
+        };
+        let local = match &route.action {
+            RouteAction::Forward(_) => return Ok(false),
+            RouteAction::Redirect { location, status } => {
+                LocalResponse::redirect(*status, location.clone())
+            }
+            RouteAction::Respond {
+                status,
+                headers,
+                body,
+            } => LocalResponse::fixed(*status, headers, body.clone()),
+        };
+        let local = local.with_edits(&route.response_headers);
+        errors::respond(session, local).await?;
+        Ok(true)
+    }
+
+    /// Choose an endpoint of the route's pool that this request has not tried yet.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(pool) = ctx.pool().cloned() else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding without a pool");
+        };
+        let req = session.req_header();
+        let header = |name: &http::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+        let key = SelectKey {
+            path: req.uri.path(),
+            client_ip: session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip()),
+            header: &header,
+        };
+        let Some(ep) = pool.select(&key, &ctx.tried) else {
+            return Error::e_explain(
+                ErrorType::ConnectNoRoute,
+                format!("pool {}: no endpoint left to try", pool.config.name),
+            );
+        };
+        ctx.tried.push(ep.addr);
+        let peer = pool.peer(&ep);
+        ctx.endpoint = Some(ep);
+        Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.endpoint) {
+            pool.report_success(ep);
+        }
+        Ok(())
+    }
+
+    /// A connection failed: count it against the endpoint and retry elsewhere if allowed.
+    /// Nothing was sent yet, so this is safe for any method.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.endpoint) {
+            pool.report_failure(ep);
+            e.set_retry(retry_allowed(pool, &ctx.tried));
+        }
+        e
+    }
+
+    /// An error after the request was sent: retry only idempotent requests whose body is
+    /// still buffered, only for connection failures (not timeouts), and only elsewhere.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let safe = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let connection_failure = matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::H2Error
+        );
+        match ctx.pool() {
+            Some(pool) if safe && connection_failure && retry_allowed(pool, &ctx.tried) => {
+                e.set_retry(true)
+            }
+            _ if safe => e.retry.decide_reuse(client_reused),
+            _ => e.set_retry(false),
+        }
+        e
+    }
+
+    /// Edit the request for the origin: hop-by-hop headers out, forwarding headers and the
+    /// route's edits in.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop_request(upstream);
+        if let Some(generation) = &ctx.generation {
+            let client = headers::ClientInfo {
+                ip: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                tls: self.tls,
+                http_version: session.req_header().version,
+                host: &ctx.host,
+            };
+            headers::add_forwarding(upstream, &generation.config.forwarding, &client);
+        }
+        if let Some(route) = ctx.route() {
+            headers::edit_request(upstream, &route.request_headers);
+        }
+        Ok(())
+    }
+
+    /// Edit the origin's response for the client.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop_response(resp);
+        if ctx
+            .generation
+            .as_ref()
+            .is_some_and(|g| g.config.forwarding.via)
+        {
+            let _ = resp.append_header(
+                http::header::VIA,
+                headers::via_value(session.req_header().version),
+            );
+        }
+        if let Some(route) = ctx.route() {
+            headers::edit_response(resp, &route.response_headers);
+        }
+        Ok(())
+    }
+
+    /// Every failure becomes one status, chosen in `errors::status_for`.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = errors::status_for(e);
+        if code > 0 {
+            let _ = errors::respond(session, LocalResponse::error(code)).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
+    tried.len() <= pool.config.retries as usize && pool.has_untried(tried)
+}

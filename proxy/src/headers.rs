@@ -1,0 +1,171 @@
+//! Header work on the request path: hop-by-hop stripping, forwarding headers, route edits.
+
+use breakwater_config::{Forwarding, HeaderEdits, XffMode};
+use http::header::{self, HeaderName};
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::net::IpAddr;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Names to strip from `headers`: the fixed hop-by-hop set plus those named in `Connection`.
+/// An `Upgrade` handshake (WebSocket) keeps `Connection`/`Upgrade`: pingora relays it.
+fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
+    let upgrading = headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut names: Vec<HeaderName> = Vec::new();
+    if !upgrading {
+        for v in headers.get_all(header::CONNECTION).iter() {
+            for token in v.to_str().unwrap_or("").split(',') {
+                if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    for h in HOP_BY_HOP {
+        if upgrading && (h == "connection" || h == "upgrade") {
+            continue;
+        }
+        names.push(HeaderName::from_static(h));
+    }
+    names
+}
+
+pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
+    let te_trailers = req
+        .headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for n in hop_by_hop(&req.headers) {
+        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH || n == header::HOST {
+            continue; // framing and routing headers are pingora's business, not the client's to drop
+        }
+        req.remove_header(&n);
+    }
+    if te_trailers {
+        let _ = req.insert_header(header::TE, "trailers");
+    }
+}
+
+pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
+    for n in hop_by_hop(&resp.headers) {
+        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH {
+            continue;
+        }
+        resp.remove_header(&n);
+    }
+}
+
+/// What the origin is told about the client.
+pub struct ClientInfo<'a> {
+    pub ip: Option<IpAddr>,
+    pub tls: bool,
+    pub http_version: http::Version,
+    pub host: &'a str,
+}
+
+pub fn via_value(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "2 breakwater",
+        http::Version::HTTP_3 => "3 breakwater",
+        http::Version::HTTP_10 => "1.0 breakwater",
+        _ => "1.1 breakwater",
+    }
+}
+
+pub fn add_forwarding(req: &mut RequestHeader, fwd: &Forwarding, client: &ClientInfo<'_>) {
+    let ip = client.ip.map(|ip| ip.to_string());
+    match (fwd.x_forwarded_for, &ip) {
+        (XffMode::Off, _) | (_, None) => {}
+        (XffMode::Replace, Some(ip)) => {
+            let _ = req.insert_header("x-forwarded-for", ip.as_str());
+        }
+        (XffMode::Append, Some(ip)) => {
+            let prior: Vec<String> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let value = if prior.is_empty() {
+                ip.clone()
+            } else {
+                format!("{}, {ip}", prior.join(", "))
+            };
+            let _ = req.insert_header("x-forwarded-for", value);
+        }
+    }
+    let proto = if client.tls { "https" } else { "http" };
+    if fwd.x_forwarded_proto {
+        let _ = req.insert_header("x-forwarded-proto", proto);
+    }
+    if fwd.forwarded {
+        let mut element = String::new();
+        if let Some(ip) = client.ip {
+            element = match ip {
+                IpAddr::V4(v4) => format!("for={v4}"),
+                IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            };
+            element.push(';');
+        }
+        element.push_str("proto=");
+        element.push_str(proto);
+        if !client.host.is_empty()
+            && client
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"')
+        {
+            element.push_str(";host=\"");
+            element.push_str(client.host);
+            element.push('"');
+        }
+        let _ = req.append_header("forwarded", element);
+    }
+    if fwd.via {
+        let _ = req.append_header(header::VIA, via_value(client.http_version));
+    }
+}
+
+/// Apply a route's edits in the order remove, set, add.
+pub fn edit_request(req: &mut RequestHeader, edits: &HeaderEdits) {
+    for n in &edits.remove {
+        req.remove_header(n);
+    }
+    for (n, v) in &edits.set {
+        let _ = req.insert_header(n.clone(), v.clone());
+    }
+    for (n, v) in &edits.add {
+        let _ = req.append_header(n.clone(), v.clone());
+    }
+}
+
+pub fn edit_response(resp: &mut ResponseHeader, edits: &HeaderEdits) {
+    for n in &edits.remove {
+        resp.remove_header(n);
+    }
+    for (n, v) in &edits.set {
+        let _ = resp.insert_header(n.clone(), v.clone());
+    }
+    for (n, v) in &edits.add {
+        let _ = resp.append_header(n.clone(), v.clone());
+    }
+}

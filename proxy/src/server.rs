@@ -1,0 +1,256 @@
+//! Process assembly: config -> pingora server with one proxy service per listener, the admin
+//! service, background work, readiness output and reload on SIGHUP.
+
+use crate::admin::Admin;
+use crate::demo;
+use crate::edge::Edge;
+use crate::state::{Generation, LoadError, Shared, Source};
+use crate::upstream::Resolver;
+use breakwater_config::{Config, ListenerKind};
+use pingora::apps::HttpServerOptions;
+use pingora::listeners::tls::TlsSettings;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::Server;
+use pingora::services::listening::Service;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to start.
+pub struct RunOptions {
+    /// `None`: the embedded demo.
+    pub config: Option<std::path::PathBuf>,
+    /// Demo only: where its HTTP listener binds.
+    pub listen: SocketAddr,
+    /// Demo only: where its admin listener binds.
+    pub admin: SocketAddr,
+    /// Take the listening sockets over from a running process (pingora graceful upgrade).
+    pub upgrade: bool,
+}
+
+/// Why the process could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("listener {name}: cannot bind {addr}: {source}")]
+    Bind {
+        name: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the control runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Validate a config file as `run` would load it, without binding anything (`breakwater check`).
+pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
+    let config = breakwater_config::load(path)?;
+    for l in &config.listeners {
+        if let ListenerKind::Https { certificates, .. } = &l.kind {
+            crate::tls::CertStore::load(certificates)?;
+        }
+    }
+    Ok(config)
+}
+
+/// Start Breakwater and serve until a signal ends the process. Does not return on success.
+pub fn run(opts: RunOptions) -> Result<(), StartError> {
+    // Background work (DNS, health checks, reload) runs on its own small runtime so that a
+    // busy listener never delays it. One worker is plenty: it only waits on timers and I/O.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("breakwater-control")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+
+    let (source, demo_origin) = match &opts.config {
+        Some(path) => (Source::File(path.clone()), None),
+        None => {
+            let origin = free_port(&opts.listen)?;
+            let text = demo::config(opts.listen, opts.admin, origin);
+            (Source::Embedded(text), Some(origin))
+        }
+    };
+    let mut config = source.parse().map_err(LoadError::from)?;
+    if !opts.upgrade {
+        claim_addresses(&mut config)?;
+    }
+    let resolver =
+        Resolver::new(&config.resolver).map_err(|e| LoadError::Resolver(source.name(), e))?;
+    let first = control.block_on(Generation::build(config.clone(), &source, &resolver, None))?;
+    let shared = Arc::new(Shared::new(
+        first,
+        source,
+        resolver,
+        control.handle().clone(),
+    ));
+
+    let mut conf = ServerConf {
+        threads: config.server.threads,
+        pid_file: config.server.pid_file.display().to_string(),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    conf.upgrade_sock_connect_accept_max_retries = Some(20);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: false,
+        nocapture: false,
+        test: false,
+        conf: None,
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let mut urls = Vec::new();
+    for l in &config.listeners {
+        let addr = l.address.to_string();
+        let name = format!("listener {}", l.name);
+        match &l.kind {
+            ListenerKind::Http { h2c } => {
+                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    &server.configuration,
+                    Edge::new(shared.clone(), false),
+                    &name,
+                );
+                if *h2c {
+                    if let Some(app) = svc.app_logic_mut() {
+                        let mut options = HttpServerOptions::default();
+                        options.h2c = true;
+                        app.server_options = Some(options);
+                    }
+                }
+                svc.add_tcp(&addr);
+                server.add_service(svc);
+                urls.push((format!("http://{addr}"), l.name.clone(), l.address));
+            }
+            ListenerKind::Https { http2, .. } => {
+                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                    &server.configuration,
+                    Edge::new(shared.clone(), true),
+                    &name,
+                );
+                let mut tls = TlsSettings::intermediate("", "").expect("no files are read here");
+                if let Some(resolver) = shared.sni_resolver(&l.name) {
+                    tls.set_cert_resolver(resolver);
+                }
+                if *http2 {
+                    tls.enable_h2();
+                }
+                svc.add_tls_with_settings(&addr, None, tls);
+                server.add_service(svc);
+                urls.push((format!("https://{addr}"), l.name.clone(), l.address));
+            }
+        }
+    }
+    let admin_addr = config.admin.address;
+    let mut admin = Service::new("admin".to_string(), Admin::new(shared.clone()));
+    admin.add_tcp(&admin_addr.to_string());
+    server.add_service(admin);
+    urls.push((format!("http://{admin_addr}"), "admin".into(), admin_addr));
+
+    if let Some(origin) = demo_origin {
+        let mut svc = Service::new("demo origin".to_string(), demo::DemoOrigin);
+        svc.add_tcp(&origin.to_string());
+        server.add_service(svc);
+    }
+
+    spawn_reload_on_sighup(shared.clone());
+    spawn_readiness_report(urls);
+    // Keep the control runtime alive for the life of the process.
+    std::mem::forget(control);
+    server.run_forever()
+}
+
+/// Bind-check every listener before pingora does (pingora panics inside the service on a
+/// taken port while the process keeps running), and give port-0 listeners a real port.
+fn claim_addresses(config: &mut Config) -> Result<(), StartError> {
+    let admin = ("admin".to_string(), &mut config.admin.address);
+    let listeners = config
+        .listeners
+        .iter_mut()
+        .map(|l| (l.name.clone(), &mut l.address));
+    for (name, addr) in listeners.chain(std::iter::once(admin)) {
+        let bound = TcpListener::bind(*addr).map_err(|source| StartError::Bind {
+            name: name.clone(),
+            addr: *addr,
+            source,
+        })?;
+        if addr.port() == 0 {
+            *addr = bound.local_addr().map_err(|source| StartError::Bind {
+                name,
+                addr: *addr,
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn free_port(near: &SocketAddr) -> Result<SocketAddr, StartError> {
+    let any = SocketAddr::new(near.ip(), 0);
+    let l = TcpListener::bind(any).map_err(|source| StartError::Bind {
+        name: "demo origin".into(),
+        addr: any,
+        source,
+    })?;
+    l.local_addr().map_err(|source| StartError::Bind {
+        name: "demo origin".into(),
+        addr: any,
+        source,
+    })
+}
+
+fn spawn_reload_on_sighup(shared: Arc<Shared>) {
+    let rt = shared.control.clone();
+    rt.spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::error!("cannot install the SIGHUP handler: reload by signal is off");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match shared.reload().await {
+                Ok(()) => tracing::info!(config = %shared.source.name(), "config reloaded"),
+                Err(e) => tracing::error!("config reload refused, the running config stays: {e}"),
+            }
+        }
+    });
+}
+
+/// Print each listener's URL once it accepts connections, then `ready`.
+fn spawn_readiness_report(urls: Vec<(String, String, SocketAddr)>) {
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (_, name, addr) in &urls {
+            let target = match addr.ip() {
+                ip if ip.is_unspecified() && addr.is_ipv4() => {
+                    SocketAddr::from(([127, 0, 0, 1], addr.port()))
+                }
+                ip if ip.is_unspecified() => {
+                    SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+                }
+                _ => *addr,
+            };
+            while TcpStream::connect_timeout(&target, Duration::from_millis(200)).is_err() {
+                if Instant::now() > deadline {
+                    tracing::error!(listener = %name, %addr, "listener did not come up");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let mut out = String::new();
+        for (url, name, _) in &urls {
+            out.push_str(&format!("{url} ({name})\n"));
+        }
+        out.push_str("breakwater ready\n");
+        print!("{out}");
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    });
+}

@@ -1,0 +1,186 @@
+//! Config generations: everything the request path needs, compiled from one config.
+//!
+//! A request takes the current generation at its start and keeps it to its end, so a reload
+//! swaps the generation atomically without touching requests already in flight.
+
+use crate::router::Router;
+use crate::tls::{CertError, CertStore, SniResolver};
+use crate::upstream::{Pool, PoolError, Resolver};
+use arc_swap::ArcSwap;
+use breakwater_config::{Config, ConfigError, ListenerKind};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// One loaded config, compiled.
+pub struct Generation {
+    pub config: Config,
+    pub router: Router,
+    /// Indexed by `PoolId`.
+    pub pools: Vec<Arc<Pool>>,
+    /// Certificates per HTTPS listener name.
+    certs: HashMap<String, Arc<CertStore>>,
+}
+
+/// Why a config could not be loaded or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Cert(#[from] CertError),
+    #[error("{file}: {source}")]
+    Pool {
+        file: String,
+        #[source]
+        source: PoolError,
+    },
+    #[error("{0}: resolver: {1}")]
+    Resolver(String, String),
+}
+
+/// Where the config comes from: a file (reloadable) or the embedded demo.
+#[derive(Clone, Debug)]
+pub enum Source {
+    File(PathBuf),
+    Embedded(String),
+}
+
+impl Source {
+    pub fn parse(&self) -> Result<Config, ConfigError> {
+        match self {
+            Source::File(p) => breakwater_config::load(p),
+            Source::Embedded(text) => {
+                breakwater_config::parse(text, std::path::Path::new("<embedded demo config>"))
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            Source::Embedded(_) => "<embedded demo config>".into(),
+        }
+    }
+}
+
+impl Generation {
+    /// Compile `config`: certificates read and checked, pools built and resolved.
+    /// Pools whose config did not change are carried over from `previous` with their health.
+    pub async fn build(
+        config: Config,
+        source: &Source,
+        resolver: &Resolver,
+        previous: Option<&Generation>,
+    ) -> Result<Self, LoadError> {
+        let mut certs = HashMap::new();
+        for l in &config.listeners {
+            if let ListenerKind::Https { certificates, .. } = &l.kind {
+                certs.insert(l.name.clone(), Arc::new(CertStore::load(certificates)?));
+            }
+        }
+        let mut pools = Vec::with_capacity(config.pools.len());
+        for p in &config.pools {
+            let kept = previous.and_then(|g| g.pools.iter().find(|old| old.config == *p));
+            let pool = match kept {
+                Some(old) => old.clone(),
+                None => Pool::new(p.clone(), resolver)
+                    .await
+                    .map_err(|e| LoadError::Pool {
+                        file: source.name(),
+                        source: e,
+                    })?,
+            };
+            pools.push(pool);
+        }
+        Ok(Self {
+            router: Router::new(&config.routes),
+            config,
+            pools,
+            certs,
+        })
+    }
+
+    pub fn certs(&self, listener: &str) -> Option<Arc<CertStore>> {
+        self.certs.get(listener).cloned()
+    }
+}
+
+/// The process-wide state shared by every listener.
+pub struct Shared {
+    current: ArcSwap<Generation>,
+    pub source: Source,
+    pub resolver: Resolver,
+    /// The runtime that runs background work (DNS refresh, health checks, reload).
+    pub control: tokio::runtime::Handle,
+    /// The SNI resolver of each HTTPS listener, updated on reload.
+    sni: HashMap<String, Arc<SniResolver>>,
+}
+
+impl Shared {
+    pub fn new(
+        first: Generation,
+        source: Source,
+        resolver: Resolver,
+        control: tokio::runtime::Handle,
+    ) -> Self {
+        let sni = first
+            .certs
+            .iter()
+            .map(|(name, store)| (name.clone(), Arc::new(SniResolver::new(store.clone()))))
+            .collect();
+        for p in &first.pools {
+            p.start(&control, resolver.clone());
+        }
+        Self {
+            current: ArcSwap::from_pointee(first),
+            source,
+            resolver,
+            control,
+            sni,
+        }
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    pub fn sni_resolver(&self, listener: &str) -> Option<Arc<SniResolver>> {
+        self.sni.get(listener).cloned()
+    }
+
+    /// Load the config again and swap it in; on error the running config stays.
+    pub async fn reload(&self) -> Result<(), LoadError> {
+        let config = self.source.parse()?;
+        let old = self.current();
+        if config.listeners != old.config.listeners {
+            let changed: Vec<&str> = config
+                .listeners
+                .iter()
+                .filter(|l| {
+                    !old.config
+                        .listeners
+                        .iter()
+                        .any(|o| o.name == l.name && o.address == l.address)
+                })
+                .map(|l| l.name.as_str())
+                .collect();
+            if !changed.is_empty() {
+                tracing::warn!(listeners = ?changed, "listener addresses changed: they take effect after a restart or graceful upgrade");
+            }
+        }
+        let next = Generation::build(config, &self.source, &self.resolver, Some(&old)).await?;
+        for p in &next.pools {
+            if !old.pools.iter().any(|o| Arc::ptr_eq(o, p)) {
+                p.start(&self.control, self.resolver.clone());
+            }
+        }
+        for (name, resolver) in &self.sni {
+            if let Some(store) = next.certs(name) {
+                resolver.replace(store);
+            }
+        }
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
