@@ -386,13 +386,15 @@ impl<'a> Validator<'a> {
             None | Some((_, "round_robin")) => Balance::RoundRobin,
             Some((_, "random")) => Balance::Random,
             Some((_, "consistent_hash")) => Balance::ConsistentHash(self.hash_key(raw, field)?),
-            Some((b, other)) => return Err(self.err(
-                b,
-                format!("{field}.balance"),
-                format!(
+            Some((b, other)) => {
+                return Err(self.err(
+                    b,
+                    format!("{field}.balance"),
+                    format!(
                     "unknown policy \"{other}\"; expected round_robin, random or consistent_hash"
                 ),
-            )),
+                ))
+            }
         };
         if let (Some(k), false) = (&raw.hash_key, matches!(balance, Balance::ConsistentHash(_))) {
             return Err(self.err(

@@ -1,0 +1,207 @@
+//! Real origin servers (hyper, HTTP/1.1 and HTTP/2) on 127.0.0.1, scripted per test.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{HeaderMap, Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// A request as the origin received it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+}
+
+/// What the origin does with a request.
+pub enum Action {
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    /// Wait, then do the inner action.
+    Delay(Duration, Box<Action>),
+    /// Send headers promising `Content-Length: 100000`, one chunk, then drop the connection.
+    DieMidBody,
+}
+
+impl Action {
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Action::Respond {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+}
+
+pub type Handler = Arc<dyn Fn(&Seen) -> Action + Send + Sync>;
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Origin {
+    /// An origin that answers `200 origin <port> <uri>` with header `x-origin: <port>`.
+    pub async fn echo() -> Origin {
+        Self::start(echo_handler()).await
+    }
+
+    pub async fn start(handler: Handler) -> Origin {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), handler).await
+    }
+
+    pub async fn start_on(addr: SocketAddr, handler: Handler) -> Origin {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+        let log = seen.clone();
+        tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    accepted = listener.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let handler = handler.clone();
+                        let log = log.clone();
+                        conns.spawn(async move {
+                            let svc = hyper::service::service_fn(move |req| serve(req, handler.clone(), log.clone(), addr.port()));
+                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                }
+            }
+            conns.abort_all();
+        });
+        Origin {
+            addr,
+            seen,
+            stop: Some(stop_tx),
+        }
+    }
+
+    /// Requests seen, excluding health checks.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.uri != "/healthz")
+            .cloned()
+            .collect()
+    }
+
+    pub fn hits(&self) -> usize {
+        self.seen().len()
+    }
+
+    /// Stop listening and drop every open connection.
+    pub fn stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn echo_handler() -> Handler {
+    Arc::new(|s: &Seen| Action::Respond {
+        status: 200,
+        headers: vec![],
+        body: Bytes::from(format!("origin {}", s.uri)),
+    })
+}
+
+async fn serve(
+    req: Request<Incoming>,
+    handler: Handler,
+    log: Arc<Mutex<Vec<Seen>>>,
+    port: u16,
+) -> Result<Response<Body>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method.to_string(),
+        uri: parts.uri.to_string(),
+        version: parts.version,
+        headers: parts.headers,
+        body,
+    };
+    let action = handler(&seen);
+    log.lock().unwrap().push(seen);
+    let mut resp = run(action).await;
+    resp.headers_mut().insert("x-origin", port.into());
+    Ok(resp)
+}
+
+fn run(
+    action: Action,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send>> {
+    Box::pin(async move {
+        match action {
+            Action::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let mut b = Response::builder().status(status);
+                for (n, v) in headers {
+                    b = b.header(n, v);
+                }
+                b.body(Full::new(body).map_err(|e: Infallible| match e {}).boxed())
+                    .unwrap()
+            }
+            Action::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                run(*inner).await
+            }
+            Action::DieMidBody => {
+                let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+                    Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))),
+                    Err(std::io::Error::other("origin dies")),
+                ];
+                let stream = futures_util::stream::iter(chunks);
+                Response::builder()
+                    .status(200)
+                    .header("content-length", "100000")
+                    .body(BodyExt::boxed(StreamBody::new(stream)))
+                    .unwrap()
+            }
+        }
+    })
+}
