@@ -191,11 +191,17 @@ fn run(
                 run(*inner).await
             }
             Action::DieMidBody => {
-                let chunks: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
-                    Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))),
-                    Err(std::io::Error::other("origin dies")),
-                ];
-                let stream = futures_util::stream::iter(chunks);
+                // One chunk goes out with the headers; the connection dies a moment later.
+                let stream = futures_util::stream::unfold(0u8, |step| async move {
+                    match step {
+                        0 => Some((Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))), 1)),
+                        1 => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            Some((Err(std::io::Error::other("origin dies")), 2))
+                        }
+                        _ => None,
+                    }
+                });
                 Response::builder()
                     .status(200)
                     .header("content-length", "100000")
