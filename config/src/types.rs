@@ -25,9 +25,10 @@ pub struct Config {
 pub struct ServerSettings {
     /// Worker threads per listening service. Default: the number of CPUs.
     pub threads: usize,
-    /// How long a draining process keeps accepting before it stops listening. Default 1s.
+    /// After SIGTERM or a graceful upgrade, how long in-flight requests get to finish before
+    /// the process exits (pingora waits this long in full). Default 5s.
     pub grace_period: Duration,
-    /// How long in-flight requests get to finish after the listeners close. Default 10s.
+    /// Then how long the worker runtimes get to stop. Default 2s.
     pub shutdown_timeout: Duration,
     pub pid_file: PathBuf,
     pub upgrade_sock: PathBuf,

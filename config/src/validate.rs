@@ -153,12 +153,12 @@ impl<'a> Validator<'a> {
             grace_period: self.opt_duration(
                 &raw.grace_period,
                 "server.grace_period",
-                Duration::from_secs(1),
+                Duration::from_secs(5),
             )?,
             shutdown_timeout: self.opt_duration(
                 &raw.shutdown_timeout,
                 "server.shutdown_timeout",
-                Duration::from_secs(10),
+                Duration::from_secs(2),
             )?,
             pid_file: self.path(raw.pid_file.as_deref().unwrap_or("/tmp/breakwater.pid")),
             upgrade_sock: self.path(

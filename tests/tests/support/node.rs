@@ -197,7 +197,7 @@ fn with_defaults(yaml: &str, dir: &Path) -> String {
     let mut text = yaml.replace("{DIR}", &dir.display().to_string());
     if !text.contains("\nserver:") && !text.starts_with("server:") {
         text.push_str(&format!(
-            "\nserver:\n  threads: 2\n  grace_period: 0s\n  shutdown_timeout: 5s\n  pid_file: {d}/bw.pid\n  upgrade_sock: {d}/upgrade.sock\n",
+            "\nserver:\n  threads: 2\n  grace_period: 2s\n  shutdown_timeout: 1s\n  pid_file: {d}/bw.pid\n  upgrade_sock: {d}/upgrade.sock\n",
             d = dir.display()
         ));
     }

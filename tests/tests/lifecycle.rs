@@ -1,0 +1,256 @@
+//! The process lifecycle: `check`, startup errors, reload (valid and invalid) under traffic,
+//! graceful upgrade and graceful shutdown, all with zero failed requests.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use support::origin::{Action, Seen};
+use support::{eventually, Client, Node, Origin};
+
+fn routed_to(origin: &Origin, listen: &str) -> String {
+    format!(
+        "listeners: [{{ name: web, address: \"{listen}\" }}]\npools: {{ p: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: p }}]\n",
+        origin.addr
+    )
+}
+
+/// Closed-loop load from `n` clients until stopped; counts successes and failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<std::sync::Mutex<Vec<String>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: std::net::SocketAddr, n: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tasks = (0..n)
+            .map(|_| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                tokio::spawn(async move {
+                    let client = Client::h1();
+                    // Bounded: at most 20k requests per client.
+                    for _ in 0..20_000 {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let req = || http::Request::get(format!("http://{addr}/load")).body(Default::default()).unwrap();
+                        let mut result = client.send(req()).await;
+                        // RFC 9112 9.3.1: a client may retry an idempotent request when a reused
+                        // connection closes before any response, as browsers do. A draining
+                        // server closes idle keep-alive connections, so this race is expected.
+                        if matches!(&result, Err(e) if e.contains("IncompleteMessage") || e.contains("ConnectionReset")) {
+                            result = Client::h1().send(req()).await;
+                        }
+                        match result {
+                            Ok(r) if r.status == 200 => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(r) => failed.lock().unwrap().push(format!("status {}", r.status)),
+                            Err(e) => failed.lock().unwrap().push(e),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failed,
+            tasks,
+        }
+    }
+
+    async fn wait_for(&self, more: usize) {
+        let target = self.ok.load(Ordering::Relaxed) + more;
+        let ok = self.ok.clone();
+        eventually(20, "load makes progress", move || {
+            let ok = ok.clone();
+            async move { ok.load(Ordering::Relaxed) >= target }
+        })
+        .await;
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.lock().unwrap().clone(),
+        )
+    }
+}
+
+#[test]
+fn check_accepts_valid_and_refuses_invalid_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "listeners: [{ name: web, address: \"127.0.0.1:8080\" }]\nroutes: [{ respond: { body: hi } }]\n").unwrap();
+    let out = std::process::Command::new(support::node::binary())
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "listeners: [{ name: web, address: \"127.0.0.1:8080\" }]\nroutes:\n  - pool: nope\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(support::node::binary())
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:3:11: routes[0].pool: unknown pool \"nope\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_startup_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, format!("listeners: [{{ name: web, address: \"{addr}\" }}]\nadmin: {{ address: \"127.0.0.1:0\" }}\nroutes: [{{ respond: {{ body: hi }} }}]\n")).unwrap();
+    let out = std::process::Command::new(support::node::binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listener web: cannot bind {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_swaps_config_under_traffic_and_refuses_a_bad_one() {
+    let a = Origin::echo().await;
+    let b = Origin::echo().await;
+    let node = Node::start(&routed_to(&a, "127.0.0.1:0"));
+    let web = node.addr("web");
+    let load = Load::start(web, 4);
+    load.wait_for(50).await;
+
+    // Valid reload: new requests go to b.
+    let line = node.reload(&routed_to(&b, "127.0.0.1:0"));
+    assert!(line.contains("config reloaded"), "{line}");
+    let before = b.hits();
+    load.wait_for(50).await;
+    assert!(b.hits() > before);
+
+    // Invalid reload: refused with file, line and column; b keeps serving.
+    let line = node
+        .reload("listeners: [{ name: web, address: \"127.0.0.1:0\" }]\nroutes:\n  - pool: gone\n");
+    assert!(
+        line.contains("reload refused") && line.contains("edge.yaml:3:11"),
+        "{line}"
+    );
+    let before = b.hits();
+    load.wait_for(50).await;
+    assert!(b.hits() > before);
+
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
+    let origin = Origin::echo().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let old = Node::start(&routed_to(&origin, &listen));
+    let web = old.addr("web");
+    let load = Load::start(web, 4);
+    load.wait_for(50).await;
+
+    // The new process waits on the upgrade socket for the old one's listeners.
+    let config = old.dir.path().join("edge.yaml");
+    let mut new_child = std::process::Command::new(support::node::binary())
+        .args(["run", "--upgrade", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = old.dir.path().join("upgrade.sock");
+    eventually(20, "new process listens on the upgrade socket", || {
+        let sock = sock.clone();
+        async move { sock.exists() }
+    })
+    .await;
+    old.signal("QUIT");
+    let mut old = old;
+    let (status, _old) = tokio::task::spawn_blocking(move || (old.wait_exit(30), old))
+        .await
+        .unwrap();
+    assert!(status.success(), "old process: {status:?}");
+    // After the old process is gone the new one answers on the same address.
+    load.wait_for(100).await;
+    let (ok, failed) = load.finish().await;
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    let r = Client::h1().get(web, "a", "/after").await;
+    assert_eq!(r.status, 200);
+    let _ = new_child.kill();
+    let _ = new_child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let seen_start = started.clone();
+    let slow = Origin::start(Arc::new(move |_s: &Seen| {
+        seen_start.fetch_add(1, Ordering::SeqCst);
+        Action::Delay(Duration::from_millis(800), Box::new(Action::ok("finished")))
+    }))
+    .await;
+    let mut node = Node::start(&routed_to(&slow, "127.0.0.1:0"));
+    let web = node.addr("web");
+    let in_flight = tokio::spawn(async move { Client::h1().get(web, "a", "/slow").await });
+    let s = started.clone();
+    eventually(10, "request reached the origin", move || {
+        let s = s.clone();
+        async move { s.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    node.signal("TERM");
+    let r = in_flight.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "finished"));
+    let status = tokio::task::spawn_blocking(move || node.wait_exit(20))
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
