@@ -53,3 +53,11 @@ fn valid_configs_load() {
         }
     }
 }
+
+#[test]
+fn the_reference_config_in_deploy_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/breakwater.yaml");
+    let config = breakwater_config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.pools.len(), 2);
+    assert_eq!(config.routes.len(), 4);
+}
