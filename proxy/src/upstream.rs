@@ -144,6 +144,13 @@ impl Pool {
             o.verify_cert = tls.verify;
             o.verify_hostname = tls.verify;
             o.ca = self.ca.clone();
+            // pingora's connection pool does not key on the CA: keep connections verified
+            // against one CA file away from pools that trust another.
+            if let Some(ca_file) = &tls.ca_file {
+                let mut h = std::hash::DefaultHasher::new();
+                ca_file.hash(&mut h);
+                peer.group_key = h.finish();
+            }
         }
         match self.config.protocol {
             config::UpstreamProtocol::Http1 => o.set_http_version(1, 1),

@@ -267,3 +267,48 @@ routes: [{{ pool: p }}]
     .await;
     assert!(*dns.queries.lock().unwrap() >= 2);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_http2_to_the_origin_with_verification() {
+    let ca = support::certs::Ca::new();
+    let other_ca = support::certs::Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(dir.path(), "origin", &["origin.test"]);
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), &other_ca.pem).unwrap();
+    let origin = Origin::start_tls(support::origin::echo_handler(), &cert, &key).await;
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools:
+  h2:
+    endpoints: ["{o}"]
+    protocol: http2
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/ca.pem" }}
+  h1:
+    endpoints: ["{o}"]
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/ca.pem" }}
+  untrusted:
+    endpoints: ["{o}"]
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/other-ca.pem" }}
+routes:
+  - {{ match: {{ path_prefix: /h2 }}, pool: h2 }}
+  - {{ match: {{ path_prefix: /h1 }}, pool: h1 }}
+  - {{ pool: untrusted }}
+"#,
+        o = origin.addr
+    );
+    let node = Node::start_in(dir, &yaml, &[]);
+    let client = Client::h1();
+    let web = node.addr("web");
+    assert_eq!(client.get(web, "a", "/h2").await.status, 200);
+    assert_eq!(client.get(web, "a", "/h1").await.status, 200);
+    let versions: Vec<http::Version> = origin.seen().iter().map(|s| s.version).collect();
+    assert_eq!(
+        versions,
+        vec![http::Version::HTTP_2, http::Version::HTTP_11]
+    );
+    // A certificate from a CA the pool does not trust: refused, 502, origin never sees it.
+    assert_eq!(client.get(web, "a", "/other").await.status, 502);
+    assert_eq!(origin.hits(), 2);
+}

@@ -34,6 +34,7 @@ pub struct Node {
     pub addrs: HashMap<String, SocketAddr>,
     stderr: Arc<Mutex<String>>,
     stderr_lines: mpsc::Receiver<String>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
@@ -69,7 +70,7 @@ impl Node {
         let (tx, rx) = mpsc::channel();
         let mut err = BufReader::new(child.stderr.take().unwrap());
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             let mut line = String::new();
             while err.read_line(&mut line).unwrap_or(0) > 0 {
                 sink.lock().unwrap().push_str(&line);
@@ -84,6 +85,7 @@ impl Node {
             addrs: HashMap::new(),
             stderr,
             stderr_lines: rx,
+            stderr_reader: Some(reader),
         }
     }
 
@@ -211,6 +213,9 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(r) = self.stderr_reader.take() {
+            let _ = r.join();
+        }
         if std::thread::panicking() {
             eprintln!("---- breakwater stderr ----\n{}", self.stderr());
         }

@@ -74,6 +74,39 @@ impl Origin {
     }
 
     pub async fn start_on(addr: SocketAddr, handler: Handler) -> Origin {
+        Self::start_with(addr, handler, None).await
+    }
+
+    /// An origin behind TLS with `cert`/`key` (PEM files), offering h2 and http/1.1 by ALPN.
+    pub async fn start_tls(
+        handler: Handler,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Origin {
+        use rustls::pki_types::pem::PemObject;
+        let chain = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(key).unwrap();
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        Self::start_with("127.0.0.1:0".parse().unwrap(), handler, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        handler: Handler,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Origin {
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -88,11 +121,20 @@ impl Origin {
                         let Ok((stream, _)) = accepted else { continue };
                         let handler = handler.clone();
                         let log = log.clone();
+                        let tls = tls.clone();
                         conns.spawn(async move {
                             let svc = hyper::service::service_fn(move |req| serve(req, handler.clone(), log.clone(), addr.port()));
-                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await;
+                            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                            match tls {
+                                None => {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                                }
+                                Some(acceptor) => {
+                                    if let Ok(tls_stream) = acceptor.accept(stream).await {
+                                        let _ = builder.serve_connection(TokioIo::new(tls_stream), svc).await;
+                                    }
+                                }
+                            }
                         });
                     }
                 }
