@@ -24,7 +24,32 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub pools: Entries<S<String>, RawPool>,
+    #[serde(default)]
+    pub wasm: RawWasm,
+    #[serde(default)]
+    pub components: Entries<S<String>, RawComponent>,
     pub routes: S<Vec<S<RawRoute>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWasm {
+    pub max_instances: Option<S<u32>>,
+    pub cache_dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    pub path: S<String>,
+    pub kind: Option<S<String>>,
+    #[serde(default)]
+    pub config: Entries<S<String>, S<String>>,
+    pub deadline: Option<S<String>>,
+    pub max_memory_mb: Option<S<u32>>,
+    pub max_concurrency: Option<S<usize>>,
+    pub prewarm: Option<S<usize>>,
+    pub on_error: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -150,6 +175,11 @@ pub struct RawRoute {
     pub request_headers: RawHeaderEdits,
     #[serde(default)]
     pub response_headers: RawHeaderEdits,
+    #[serde(default)]
+    pub filters: Vec<S<String>>,
+    pub on_filter_error: Option<S<String>>,
+    #[serde(default)]
+    pub allowed_pools: Vec<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

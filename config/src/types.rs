@@ -16,8 +16,53 @@ pub struct Config {
     pub admin: Admin,
     /// Pools in file order; routes refer to them by [`PoolId`].
     pub pools: Vec<Pool>,
+    pub wasm: WasmSettings,
+    /// Wasm components in file order; routes refer to them by [`ComponentId`].
+    pub components: Vec<Component>,
     /// Routes in file order; see the README for how they are matched.
     pub routes: Vec<Route>,
+}
+
+/// The Wasm runtime's process-wide settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WasmSettings {
+    /// Instances alive at once across all components. Default 1000.
+    pub max_instances: u32,
+    /// Where compiled components are cached. Default: none.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Index of a component in [`Config::components`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ComponentId(pub usize);
+
+/// What happens to a request when one of its filters fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailurePolicy {
+    /// The request gets the error's status: 500 trap or bad output, 504 deadline, 503 busy.
+    FailClosed,
+    /// The filter is skipped (and the failure logged).
+    FailOpen,
+}
+
+/// A Wasm filter component.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Component {
+    pub name: String,
+    pub path: PathBuf,
+    /// Its `config:` map, read by the guest through `config.get`.
+    pub config: Vec<(String, String)>,
+    /// Wall-clock limit per call. Default 50ms.
+    pub deadline: Duration,
+    /// Linear memory limit per instance. Default 16 MiB.
+    pub max_memory_bytes: usize,
+    /// Requests using it at once; more get 503 at once. Default 256.
+    pub max_concurrency: usize,
+    /// Instances kept ready. Default 4.
+    pub prewarm: usize,
+    /// Default for routes that do not say. Default fail-closed.
+    pub on_error: FailurePolicy,
+    pub at: Location,
 }
 
 /// Process settings. Changing them takes a restart or graceful upgrade, not a reload.
@@ -239,6 +284,12 @@ pub struct Route {
     pub action: RouteAction,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
+    /// Filters run in order on the request and in reverse order on the response.
+    pub filters: Vec<ComponentId>,
+    /// Overrides each filter's `on_error` for this route.
+    pub on_filter_error: Option<FailurePolicy>,
+    /// Pools a filter may switch this route to (the route's own pool is always allowed).
+    pub allowed_pools: Vec<PoolId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -73,7 +73,34 @@ impl<'a> Validator<'a> {
             }
             pools.push(self.pool(&name.value, pool, &field)?);
         }
-        let routes = self.routes(&raw.routes, &pool_ids, &pools)?;
+        let mut components = Vec::with_capacity(raw.components.0.len());
+        let mut component_ids = HashMap::new();
+        for (name, c) in &raw.components.0 {
+            let field = format!("components.{}", name.value);
+            check_name(self, name, &field)?;
+            if component_ids
+                .insert(name.value.clone(), ComponentId(components.len()))
+                .is_some()
+            {
+                return Err(self.err(name, field, "component defined twice"));
+            }
+            components.push(self.component(&name.value, c, &field)?);
+        }
+        let wasm = WasmSettings {
+            max_instances: match &raw.wasm.max_instances {
+                Some(m) if m.value == 0 => {
+                    return Err(self.err(m, "wasm.max_instances", "must be at least 1"))
+                }
+                Some(m) => m.value,
+                None => 1000,
+            },
+            cache_dir: raw.wasm.cache_dir.as_deref().map(|d| self.path(d)),
+        };
+        let names = Names {
+            pools: &pool_ids,
+            components: &component_ids,
+        };
+        let routes = self.routes(&raw.routes, &names, &pools, &components)?;
         Ok(Config {
             server,
             resolver,
@@ -81,6 +108,8 @@ impl<'a> Validator<'a> {
             listeners,
             admin,
             pools,
+            wasm,
+            components,
             routes,
         })
     }
@@ -587,12 +616,91 @@ impl<'a> Validator<'a> {
         })
     }
 
+    fn policy(&self, s: &S<String>, field: &str) -> Result<FailurePolicy> {
+        match s.value.as_str() {
+            "fail-closed" => Ok(FailurePolicy::FailClosed),
+            "fail-open" => Ok(FailurePolicy::FailOpen),
+            other => Err(self.err(
+                s,
+                field,
+                format!("unknown policy \"{other}\"; expected fail-closed or fail-open"),
+            )),
+        }
+    }
+
+    fn component(&self, name: &str, raw: &RawComponent, field: &str) -> Result<Component> {
+        match raw.kind.as_ref().map(|k| (k, k.value.as_str())) {
+            None | Some((_, "filter")) => {}
+            Some((k, "handler")) => {
+                return Err(self.err(
+                    k,
+                    format!("{field}.kind"),
+                    "handler components (wasi:http) are not supported yet; only filter",
+                ))
+            }
+            Some((k, other)) => {
+                return Err(self.err(
+                    k,
+                    format!("{field}.kind"),
+                    format!("unknown kind \"{other}\"; expected filter"),
+                ))
+            }
+        }
+        let path = self.path(&raw.path.value);
+        if !path.is_file() {
+            return Err(self.err(
+                &raw.path,
+                format!("{field}.path"),
+                format!("no such file: {}", path.display()),
+            ));
+        }
+        let max_memory_bytes = match &raw.max_memory_mb {
+            Some(m) if m.value == 0 || m.value > 4096 => {
+                return Err(self.err(m, format!("{field}.max_memory_mb"), "expected 1 to 4096"))
+            }
+            Some(m) => m.value as usize * (1 << 20),
+            None => 16 << 20,
+        };
+        let positive = |v: &Option<S<usize>>, f: &str, default: usize| match v {
+            Some(x) if x.value == 0 => {
+                Err(self.err(x, format!("{field}.{f}"), "must be at least 1"))
+            }
+            Some(x) => Ok(x.value),
+            None => Ok(default),
+        };
+        Ok(Component {
+            name: name.to_string(),
+            path,
+            config: raw
+                .config
+                .0
+                .iter()
+                .map(|(k, v)| (k.value.clone(), v.value.clone()))
+                .collect(),
+            deadline: self.positive_duration(
+                &raw.deadline,
+                &format!("{field}.deadline"),
+                Duration::from_millis(50),
+            )?,
+            max_memory_bytes,
+            max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
+            prewarm: raw.prewarm.as_ref().map_or(4, |p| p.value),
+            on_error: match &raw.on_error {
+                Some(p) => self.policy(p, &format!("{field}.on_error"))?,
+                None => FailurePolicy::FailClosed,
+            },
+            at: self.at(&raw.path),
+        })
+    }
+
     fn routes(
         &self,
         raw: &S<Vec<S<RawRoute>>>,
-        pool_ids: &HashMap<String, PoolId>,
+        names: &Names<'_>,
         pools: &[Pool],
+        components: &[Component],
     ) -> Result<Vec<Route>> {
+        let pool_ids = names.pools;
         let mut out: Vec<Route> = Vec::new();
         for (i, spanned) in raw.value.iter().enumerate() {
             let r = &spanned.value;
@@ -646,7 +754,50 @@ impl<'a> Validator<'a> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let action = self.route_action(spanned, &field, pool_ids, pools)?;
+            let mut filters = Vec::new();
+            for (j, f) in r.filters.iter().enumerate() {
+                match names.components.get(&f.value) {
+                    Some(id) => filters.push(*id),
+                    None => {
+                        let defined: Vec<&str> =
+                            components.iter().map(|c| c.name.as_str()).collect();
+                        return Err(self.err(
+                            f,
+                            format!("{field}.filters[{j}]"),
+                            format!(
+                                "unknown component \"{}\"; defined components: {}",
+                                f.value,
+                                if defined.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    defined.join(", ")
+                                }
+                            ),
+                        ));
+                    }
+                }
+            }
+            let mut allowed_pools = Vec::new();
+            for (j, p) in r.allowed_pools.iter().enumerate() {
+                match pool_ids.get(&p.value) {
+                    Some(id) => allowed_pools.push(*id),
+                    None => {
+                        return Err(self.err(
+                            p,
+                            format!("{field}.allowed_pools[{j}]"),
+                            format!("unknown pool \"{}\"", p.value),
+                        ))
+                    }
+                }
+            }
+            let on_filter_error = match &r.on_filter_error {
+                Some(p) => Some(self.policy(p, &format!("{field}.on_filter_error"))?),
+                None => None,
+            };
             out.push(Route {
+                filters,
+                on_filter_error,
+                allowed_pools,
                 name,
                 hosts,
                 path,
@@ -769,4 +920,10 @@ fn check_name(v: &Validator<'_>, s: &S<String>, field: &str) -> Result<()> {
             ),
         ))
     }
+}
+
+/// Name -> id tables, built once and used to resolve references.
+struct Names<'a> {
+    pools: &'a HashMap<String, PoolId>,
+    components: &'a HashMap<String, ComponentId>,
 }

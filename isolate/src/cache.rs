@@ -1,0 +1,74 @@
+//! On-disk cache of compiled components, keyed by the component's bytes and the engine's
+//! compatibility hash (wasmtime version and every setting that changes the machine code).
+
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+pub(crate) struct CompiledCache {
+    dir: PathBuf,
+    engine_key: u64,
+}
+
+impl CompiledCache {
+    pub(crate) fn new(dir: &Path, engine: &Engine) -> Self {
+        let mut h = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        Self {
+            dir: dir.to_path_buf(),
+            engine_key: h.finish(),
+        }
+    }
+
+    fn path_for(&self, bytes: &[u8]) -> PathBuf {
+        let digest = Sha256::digest(bytes);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        self.dir
+            .join(format!("{hex}-{:016x}.cwasm", self.engine_key))
+    }
+
+    /// The cached compilation if there is a valid one, else compile and store it. A cache that
+    /// cannot be read or written (missing directory, full disk) only costs a compilation.
+    pub(crate) fn load_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+    ) -> Result<Component, String> {
+        let path = self.path_for(bytes);
+        if path.exists() {
+            match deserialize(engine, &path) {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unusable cached component; recompiling")
+                }
+            }
+        }
+        let compiled = engine
+            .precompile_component(bytes)
+            .map_err(|e| e.to_string())?;
+        if std::fs::create_dir_all(&self.dir).is_ok() {
+            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+            if std::fs::write(&tmp, &compiled).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+        }
+        deserialize_bytes(engine, &compiled).map_err(|e| e.to_string())
+    }
+}
+
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    // SAFETY: the file was written by `precompile_component` of an engine with the same
+    // compatibility hash (it is in the file name), into a directory this process owns; it is
+    // named by the SHA-256 of the source, so a stale or foreign file is never picked up by
+    // accident. wasmtime also checks the header and version before using it.
+    unsafe { Component::deserialize_file(engine, path) }
+}
+
+#[allow(unsafe_code)]
+fn deserialize_bytes(engine: &Engine, compiled: &[u8]) -> wasmtime::Result<Component> {
+    // SAFETY: `compiled` was produced a moment ago by `precompile_component` of this engine.
+    unsafe { Component::deserialize(engine, compiled) }
+}

@@ -1,0 +1,420 @@
+//! Filter components: compiled and pre-linked once, instances made ahead of need, one fresh
+//! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
+
+use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, RequestView, ResponseHeadView};
+use crate::error::IsolateError;
+use crate::runtime::Runtime;
+use crate::types::{Edits, Request, RequestDecision};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, Linker};
+use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
+
+const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
+const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
+const LOG: &str = "breakwater:filter/log@0.1.0";
+const CONFIG: &str = "breakwater:filter/config@0.1.0";
+
+/// Per-filter limits and settings.
+#[derive(Clone, Debug)]
+pub struct FilterSettings {
+    /// Wall-clock limit for one call into the guest. Default 50 ms.
+    pub deadline: Duration,
+    /// Linear memory limit per instance (at most the runtime's). Default 16 MiB.
+    pub max_memory_bytes: usize,
+    /// Requests using this filter at once; more get `LimitReached` at once. Default 256.
+    pub max_concurrency: usize,
+    /// Instances kept ready ahead of requests. Default 4.
+    pub prewarm: usize,
+    /// The `config:` map the guest reads through `config.get`.
+    pub config: HashMap<String, String>,
+}
+
+impl Default for FilterSettings {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_millis(50),
+            max_memory_bytes: 16 << 20,
+            max_concurrency: 256,
+            prewarm: 4,
+            config: HashMap::new(),
+        }
+    }
+}
+
+/// What a store carries for the host functions and the limiter.
+pub(crate) struct HostState {
+    filter: Arc<str>,
+    config: Arc<HashMap<String, String>>,
+    max_memory: usize,
+    memory_exceeded: bool,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.memory_exceeded = true;
+            // Trap rather than return -1: a guest that ignores a failed grow would go on.
+            return Err(wasmtime::Error::msg("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(max.is_none_or(|m| desired <= m))
+    }
+}
+
+struct Ready {
+    store: Store<HostState>,
+    instance: Instance,
+}
+
+struct Inner {
+    /// Keeps the engine and its epoch ticker alive as long as the filter is.
+    _runtime: Arc<Runtime>,
+    name: Arc<str>,
+    path: PathBuf,
+    pre: InstancePre<HostState>,
+    on_request: Option<ComponentExportIndex>,
+    on_response: Option<ComponentExportIndex>,
+    settings: FilterSettings,
+    config: Arc<HashMap<String, String>>,
+    deadline_ticks: u64,
+    in_use: AtomicUsize,
+    ready: Mutex<Vec<Ready>>,
+    refill: Condvar,
+}
+
+/// A loaded filter component. Cheap to clone; shared by all requests of its routes.
+#[derive(Clone)]
+pub struct Filter {
+    inner: Arc<Inner>,
+}
+
+impl Filter {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        name: &str,
+        path: &Path,
+        component: Component,
+        settings: FilterSettings,
+    ) -> Result<Self, IsolateError> {
+        let mut linker: Linker<HostState> = Linker::new(&runtime.engine);
+        let link_err = |e: wasmtime::Error| IsolateError::Link {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        linker
+            .instance(LOG)
+            .and_then(|mut i| {
+                i.func_wrap(
+                    "log",
+                    |store: wasmtime::StoreContextMut<'_, HostState>,
+                     (level, msg): (Level, String)| {
+                        let filter = &*store.data().filter;
+                        match level {
+                            Level::Debug => tracing::debug!(filter, "{msg}"),
+                            Level::Info => tracing::info!(filter, "{msg}"),
+                            Level::Warn => tracing::warn!(filter, "{msg}"),
+                            Level::Error => tracing::error!(filter, "{msg}"),
+                        }
+                        Ok(())
+                    },
+                )
+            })
+            .map_err(link_err)?;
+        linker
+            .instance(CONFIG)
+            .and_then(|mut i| {
+                i.func_wrap(
+                    "get",
+                    |store: wasmtime::StoreContextMut<'_, HostState>, (key,): (String,)| {
+                        Ok((store.data().config.get(&key).cloned(),))
+                    },
+                )
+            })
+            .map_err(link_err)?;
+        // Only what is granted is linked: any other import fails here, at load.
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| IsolateError::Link {
+                path: path.to_path_buf(),
+                reason: format!("{e:#}"),
+            })?;
+        let func = |iface: &str| {
+            let (_, inst) = component.get_export(None, iface)?;
+            component.get_export_index(Some(&inst), "handle")
+        };
+        let (on_request, on_response) = (func(ON_REQUEST), func(ON_RESPONSE));
+        if on_request.is_none() && on_response.is_none() {
+            return Err(IsolateError::NoPhase {
+                path: path.to_path_buf(),
+            });
+        }
+        let tick = runtime.settings.epoch_tick.as_nanos().max(1);
+        let deadline_ticks = settings.deadline.as_nanos().div_ceil(tick) as u64 + 1;
+        let mut settings = settings;
+        settings.max_memory_bytes = settings
+            .max_memory_bytes
+            .min(runtime.settings.max_memory_bytes);
+        let inner = Arc::new(Inner {
+            _runtime: runtime.clone(),
+            name: name.into(),
+            path: path.to_path_buf(),
+            pre,
+            on_request,
+            on_response,
+            config: Arc::new(std::mem::take(&mut settings.config)),
+            settings,
+            deadline_ticks,
+            in_use: AtomicUsize::new(0),
+            ready: Mutex::new(Vec::new()),
+            refill: Condvar::new(),
+        });
+        // Prove it instantiates now (a trapping start function is a load error), and fill.
+        let first = inner.instantiate()?;
+        inner.ready.lock().expect("ready lock").push(first);
+        spawn_filler(&inner);
+        Ok(Self { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn has_on_request(&self) -> bool {
+        self.inner.on_request.is_some()
+    }
+
+    pub fn has_on_response(&self) -> bool {
+        self.inner.on_response.is_some()
+    }
+
+    /// Requests using this filter right now.
+    pub fn in_use(&self) -> usize {
+        self.inner.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Take an instance for one request: a ready one, or a new one if none is ready.
+    /// Fails at once with `LimitReached` when the concurrency limit is reached.
+    pub fn session(&self) -> Result<Session, IsolateError> {
+        let inner = &self.inner;
+        let limit = inner.settings.max_concurrency;
+        if inner.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
+            inner.in_use.fetch_sub(1, Ordering::AcqRel);
+            return Err(IsolateError::LimitReached {
+                filter: inner.name.to_string(),
+                limit,
+            });
+        }
+        let ready = inner.ready.lock().expect("ready lock").pop();
+        inner.refill.notify_one();
+        let ready = match ready {
+            Some(r) => r,
+            None => match inner.instantiate() {
+                Ok(r) => r,
+                Err(e) => {
+                    inner.in_use.fetch_sub(1, Ordering::AcqRel);
+                    return Err(e);
+                }
+            },
+        };
+        Ok(Session {
+            inner: inner.clone(),
+            store: ready.store,
+            instance: ready.instance,
+        })
+    }
+}
+
+impl Inner {
+    fn instantiate(&self) -> Result<Ready, IsolateError> {
+        let state = HostState {
+            filter: self.name.clone(),
+            config: self.config.clone(),
+            max_memory: self.settings.max_memory_bytes,
+            memory_exceeded: false,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| IsolateError::Instantiate {
+                filter: self.name.to_string(),
+                reason: format!("{e:#}"),
+            })?;
+        Ok(Ready { store, instance })
+    }
+
+    fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> IsolateError {
+        let filter = self.name.to_string();
+        if store.data().memory_exceeded {
+            return IsolateError::OutOfMemory {
+                filter,
+                limit_bytes: self.settings.max_memory_bytes,
+            };
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return IsolateError::Deadline {
+                filter,
+                deadline_ms: self.settings.deadline.as_millis() as u64,
+            };
+        }
+        let backtrace = e
+            .downcast_ref::<WasmBacktrace>()
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        let message = match e.downcast_ref::<Trap>() {
+            Some(t) => t.to_string(),
+            None => format!("{e}"),
+        };
+        IsolateError::Trap {
+            filter,
+            message,
+            backtrace,
+        }
+    }
+}
+
+/// Keep `prewarm` instances ready, off the request path. Ends when the filter is dropped.
+fn spawn_filler(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    let name = format!("wasm-fill-{}", inner.name);
+    let _ = std::thread::Builder::new().name(name).spawn(move || loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let want = inner.settings.prewarm;
+        let have = inner.ready.lock().expect("ready lock").len();
+        if have < want {
+            match inner.instantiate() {
+                Ok(r) => inner.ready.lock().expect("ready lock").push(r),
+                Err(e) => {
+                    tracing::warn!(filter = %inner.name, error = %e, "pre-instantiation failed");
+                    let guard = inner.ready.lock().expect("ready lock");
+                    let _ = inner.refill.wait_timeout(guard, Duration::from_millis(100));
+                }
+            }
+            continue;
+        }
+        let guard = inner.ready.lock().expect("ready lock");
+        // Wake on demand, or re-check now and then so a dropped filter ends its thread.
+        let _ = inner.refill.wait_timeout(guard, Duration::from_millis(500));
+    });
+}
+
+/// One request's instance: call its phases, then drop it (the slot goes back to the pool).
+pub struct Session {
+    inner: Arc<Inner>,
+    store: Store<HostState>,
+    instance: Instance,
+}
+
+impl Session {
+    /// Run `on-request`; `None` when the filter does not export it.
+    pub fn on_request(
+        &mut self,
+        req: &Request<'_>,
+    ) -> Option<Result<RequestDecision, IsolateError>> {
+        let idx = self.inner.on_request?;
+        Some(self.call_on_request(idx, req))
+    }
+
+    fn call_on_request(
+        &mut self,
+        idx: ComponentExportIndex,
+        req: &Request<'_>,
+    ) -> Result<RequestDecision, IsolateError> {
+        let view = view(req);
+        self.store.set_epoch_deadline(self.inner.deadline_ticks);
+        let func = self
+            .instance
+            .get_typed_func::<(RequestView<'_>,), (RequestActionAbi,)>(&mut self.store, idx)
+            .map_err(|e| self.invalid(e.to_string()))?;
+        let (action,) = match func.call(&mut self.store, (view,)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.inner.classify(&self.store, e)),
+        };
+        action.validate().map_err(|reason| self.invalid(reason))
+    }
+
+    /// Run `on-response`; `None` when the filter does not export it.
+    pub fn on_response(
+        &mut self,
+        req: &Request<'_>,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Option<Result<Edits, IsolateError>> {
+        let idx = self.inner.on_response?;
+        Some(self.call_on_response(idx, req, status, headers))
+    }
+
+    fn call_on_response(
+        &mut self,
+        idx: ComponentExportIndex,
+        req: &Request<'_>,
+        status: u16,
+        headers: &[(&str, &[u8])],
+    ) -> Result<Edits, IsolateError> {
+        let view = view(req);
+        let head = ResponseHeadView { status, headers };
+        self.store.set_epoch_deadline(self.inner.deadline_ticks);
+        let func = self
+            .instance
+            .get_typed_func::<(RequestView<'_>, ResponseHeadView<'_>), (HeaderEditsAbi,)>(
+                &mut self.store,
+                idx,
+            )
+            .map_err(|e| self.invalid(e.to_string()))?;
+        let (edits,) = match func.call(&mut self.store, (view, head)) {
+            Ok(r) => r,
+            Err(e) => return Err(self.inner.classify(&self.store, e)),
+        };
+        edits.validate().map_err(|reason| self.invalid(reason))
+    }
+
+    fn invalid(&self, reason: String) -> IsolateError {
+        IsolateError::InvalidOutput {
+            filter: self.inner.name.to_string(),
+            reason,
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.inner.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn view<'a>(r: &'a Request<'a>) -> RequestView<'a> {
+    RequestView {
+        method: r.method,
+        scheme: r.scheme,
+        authority: r.authority,
+        path: r.path,
+        query: r.query,
+        headers: r.headers,
+        client_addr: r.client_addr,
+        route: r.route,
+    }
+}

@@ -1,0 +1,191 @@
+//! One wasmtime `Engine` per process: pooling allocator, copy-on-write memory images and
+//! epoch interruption, with the epoch ticker thread owned by the [`Runtime`].
+
+use crate::cache::CompiledCache;
+use crate::error::IsolateError;
+use crate::filter::{Filter, FilterSettings};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// Process-wide limits of the runtime (per-filter limits are in [`FilterSettings`]).
+#[derive(Clone, Debug)]
+pub struct RuntimeSettings {
+    /// Instances alive at once, across all components (pool slots). Default 1000.
+    pub max_instances: u32,
+    /// Largest linear memory one instance may have. Default 64 MiB.
+    pub max_memory_bytes: usize,
+    /// Largest table one instance may have. Default 20 000 elements.
+    pub max_table_elements: usize,
+    /// Granularity of call deadlines. Default 1 ms.
+    pub epoch_tick: Duration,
+    /// Where compiled components are cached; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Pooling (default) or on-demand instance allocation (for comparison in benchmarks).
+    pub allocator: Allocator,
+}
+
+/// How instance memory is allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots, reset to the copy-on-write image on reuse: microseconds.
+    #[default]
+    Pooling,
+    /// mmap per instance: several times slower; for benchmarks.
+    OnDemand,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            max_instances: 1000,
+            max_memory_bytes: 64 << 20,
+            max_table_elements: 20_000,
+            epoch_tick: Duration::from_millis(1),
+            cache_dir: None,
+            allocator: Allocator::Pooling,
+        }
+    }
+}
+
+/// The Wasm runtime: build once, load components into it, share it.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) settings: RuntimeSettings,
+    cache: Option<CompiledCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    pub fn new(settings: RuntimeSettings) -> Result<Arc<Self>, IsolateError> {
+        let engine = Engine::new(&engine_config(&settings)).map_err(|e| IsolateError::Load {
+            path: PathBuf::from("<engine>"),
+            reason: e.to_string(),
+        })?;
+        let cache = settings
+            .cache_dir
+            .as_ref()
+            .map(|d| CompiledCache::new(d, &engine));
+        let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick);
+        Ok(Arc::new(Self {
+            engine,
+            settings,
+            cache,
+            _ticker: ticker,
+        }))
+    }
+
+    /// Compile (or load from the cache) and pre-link a filter component from a file.
+    pub fn load_filter(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        settings: FilterSettings,
+    ) -> Result<Filter, IsolateError> {
+        let bytes = std::fs::read(path).map_err(|e| IsolateError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        self.load_filter_bytes(name, path, &bytes, settings)
+    }
+
+    /// Like [`Runtime::load_filter`], from bytes (`path` only names it in errors).
+    pub fn load_filter_bytes(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        settings: FilterSettings,
+    ) -> Result<Filter, IsolateError> {
+        let component = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, bytes),
+            None => {
+                wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| e.to_string())
+            }
+        }
+        .map_err(|reason| IsolateError::Load {
+            path: path.to_path_buf(),
+            reason,
+        })?;
+        Filter::new(self.clone(), name, path, component, settings)
+    }
+}
+
+/// Every setting has its reason.
+fn engine_config(s: &RuntimeSettings) -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    // One slot per live instance; a component instance of a filter holds one core instance
+    // of the guest plus adapter/shim instances, hence the factor.
+    pool.total_component_instances(s.max_instances);
+    pool.total_core_instances(s.max_instances * 8);
+    pool.total_memories(s.max_instances * 2);
+    pool.total_tables(s.max_instances * 4);
+    pool.max_memories_per_component(4);
+    pool.max_tables_per_component(8);
+    pool.max_core_instances_per_component(16);
+    // The memory limit per instance is enforced by the pool itself (growth fails past it).
+    pool.max_memory_size(s.max_memory_bytes);
+    pool.table_elements(s.max_table_elements);
+    // Reset by memset for the first 64 KiB (stack and hot data, cheaper than faulting the
+    // pages in again), madvise for the rest, which restores the copy-on-write image.
+    pool.linear_memory_keep_resident(64 << 10);
+    pool.table_keep_resident(16 << 10);
+    // Component metadata of real guests (componentize-py) is large.
+    pool.max_component_instance_size(1 << 20);
+    pool.max_core_instance_size(1 << 20);
+
+    let mut c = Config::new();
+    c.wasm_component_model(true);
+    // Deadlines: a ticker bumps the epoch; a call traps once its deadline in ticks passes.
+    // Much cheaper than fuel, which instruments every basic block.
+    c.epoch_interruption(true);
+    // Instances start from a copy-on-write image of their initial memory: instantiation does
+    // not copy data segments, and reuse of a slot restores it with madvise.
+    c.memory_init_cow(true);
+    c.cranelift_opt_level(OptLevel::Speed);
+    // Deep recursion in a guest traps instead of using the host's stack.
+    c.max_wasm_stack(512 << 10);
+    match s.allocator {
+        Allocator::Pooling => c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool)),
+        Allocator::OnDemand => c.allocation_strategy(InstanceAllocationStrategy::OnDemand),
+    };
+    c
+}
+
+/// A thread that increments the engine's epoch every tick; stopped and joined on drop.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch ticker");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Test components: core modules in WAT, made into components against `wit/filter.wit` with
+//! wit-component, as `wasm-tools component new` does. Layouts follow the canonical ABI.
+#![allow(dead_code)]
+
+use breakwater_isolate::{FilterSettings, Runtime, RuntimeSettings};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Build a component for `world` (`filter`, `request-filter`, `response-filter`).
+pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
+        .unwrap();
+    let world = resolve.select_world(&[pkg], Some(world)).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// Memory, a bump allocator for the host's copies, and `extra` definitions.
+pub fn module(extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "breakwater:filter/config@0.1.0" "get" (func $config_get (param i32 i32 i32)))
+  (import "breakwater:filter/log@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 65536))
+  (global $count (mut i32) (i32.const 0))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and
+      (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+      (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (block $ok
+      (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+      (drop (memory.grow (i32.add (i32.const 1)
+        (i32.shr_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
+    (local.get $p))
+  {extra}
+)"#
+    )
+}
+
+/// The flat parameters of `on-request.handle`: a request record is 16 i32s.
+pub const REQ_PARAMS: &str =
+    "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)";
+
+/// `on-request` whose body is `body` (must leave a result pointer on the stack).
+pub fn on_request(body: &str) -> String {
+    format!(
+        r#"(func $on_request (export "breakwater:filter/on-request@0.1.0#handle") {REQ_PARAMS} (result i32) {body})"#
+    )
+}
+
+/// `on-response` (params passed by pointer: 19 flat values is over the limit of 16).
+pub fn on_response(body: &str) -> String {
+    format!(
+        r#"(func $on_response (export "breakwater:filter/on-response@0.1.0#handle") (param i32) (result i32) {body})"#
+    )
+}
+
+/// Respond with `status` and the bytes at `body_ptr..+body_len`; result area at 2048.
+pub fn respond(status: &str, body_ptr: u32, body_len: &str) -> String {
+    format!(
+        "(i32.store8 (i32.const 2048) (i32.const 1))
+         (i32.store16 (i32.const 2052) {status})
+         (i32.store (i32.const 2056) (i32.const 0)) (i32.store (i32.const 2060) (i32.const 0))
+         (i32.store (i32.const 2064) (i32.const {body_ptr})) (i32.store (i32.const 2068) {body_len})
+         (i32.const 2048)"
+    )
+}
+
+/// Continue with no changes: a zeroed result area (empty lists, `none`s).
+pub const CONTINUE: &str =
+    "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96)) (i32.const 2048)";
+
+pub fn runtime() -> Arc<Runtime> {
+    Runtime::new(RuntimeSettings {
+        max_instances: 200,
+        ..RuntimeSettings::default()
+    })
+    .unwrap()
+}
+
+pub fn load(
+    rt: &Arc<Runtime>,
+    name: &str,
+    bytes: &[u8],
+    settings: FilterSettings,
+) -> breakwater_isolate::Filter {
+    rt.load_filter_bytes(name, Path::new(&format!("{name}.wasm")), bytes, settings)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn request<'a>(headers: &'a [(&'a str, &'a [u8])]) -> breakwater_isolate::Request<'a> {
+    breakwater_isolate::Request {
+        method: "GET",
+        scheme: "http",
+        authority: "example.com",
+        path: "/p",
+        query: "a=1",
+        headers,
+        client_addr: "127.0.0.1",
+        route: "r",
+    }
+}
