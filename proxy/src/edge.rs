@@ -5,6 +5,7 @@
 //! the way (`headers`) and failures mapped to statuses in one place (`errors`).
 
 use crate::errors::{self, LocalResponse};
+use crate::filters::{FilterChain, Outcome};
 use crate::guard;
 use crate::headers;
 use crate::router::request_host;
@@ -42,6 +43,7 @@ pub struct RequestCtx {
     /// Endpoints already tried, so a retry goes elsewhere.
     tried: Vec<SocketAddr>,
     endpoint: Option<Arc<Endpoint>>,
+    filters: FilterChain,
 }
 
 impl RequestCtx {
@@ -51,10 +53,27 @@ impl RequestCtx {
 
     fn pool(&self) -> Option<&Arc<Pool>> {
         let generation = self.generation.as_ref()?;
+        if let Some(id) = self.filters.pool {
+            return generation.pools.get(id.0);
+        }
         match &self.route()?.action {
             RouteAction::Forward(id) => generation.pools.get(id.0),
             _ => None,
         }
+    }
+
+    /// Write a locally generated response, through the route's response filters.
+    async fn answer(&mut self, session: &mut Session, local: LocalResponse) -> Result<()> {
+        let (mut head, body) =
+            local.into_parts(session.req_header().method == http::Method::HEAD)?;
+        if let (Some(generation), Some(i)) = (self.generation.clone(), self.route) {
+            let route = &generation.config.routes[i];
+            if let Err(status) = self.filters.on_response(&generation, route, &mut head) {
+                let (h, b) = LocalResponse::error(status).into_parts(false)?;
+                return errors::write(session, h, b).await;
+            }
+        }
+        errors::write(session, head, body).await
     }
 }
 
@@ -94,6 +113,38 @@ impl ProxyHttp for Edge {
             errors::respond(session, LocalResponse::no_route()).await?;
             return Ok(true);
         };
+        if !route.filters.is_empty() {
+            let generation = ctx.generation.clone().expect("set above");
+            let route = &generation.config.routes[ctx.route.expect("found")];
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            let outcome = ctx.filters.on_request(
+                &generation,
+                route,
+                session.req_header_mut(),
+                self.tls,
+                client,
+            );
+            let local = match outcome {
+                Outcome::Continue => None,
+                Outcome::Respond {
+                    status,
+                    headers,
+                    body,
+                } => Some(LocalResponse::fixed(status, &headers, body.into())),
+                Outcome::Fail(code) => Some(LocalResponse::error(code)),
+            };
+            if let Some(local) = local {
+                ctx.answer(session, local.with_edits(&route.response_headers))
+                    .await?;
+                return Ok(true);
+            }
+        }
+        let Some(route) = ctx.route() else {
+            return Ok(false);
+        };
         let local = match &route.action {
             RouteAction::Forward(_) => return Ok(false),
             RouteAction::Redirect { location, status } => {
@@ -106,7 +157,7 @@ impl ProxyHttp for Edge {
             } => LocalResponse::fixed(*status, headers, body.clone()),
         };
         let local = local.with_edits(&route.response_headers);
-        errors::respond(session, local).await?;
+        ctx.answer(session, local).await?;
         Ok(true)
     }
 
@@ -249,6 +300,12 @@ impl ProxyHttp for Edge {
         }
         if let Some(route) = ctx.route() {
             headers::edit_response(resp, &route.response_headers);
+        }
+        if let (Some(generation), Some(i)) = (ctx.generation.clone(), ctx.route) {
+            let route = &generation.config.routes[i];
+            if let Err(status) = ctx.filters.on_response(&generation, route, resp) {
+                return Error::e_explain(ErrorType::HTTPStatus(status), "response filter failed");
+            }
         }
         Ok(())
     }

@@ -65,22 +65,39 @@ impl LocalResponse {
     }
 }
 
+impl LocalResponse {
+    /// The response head, and the body unless `head_only`.
+    pub fn into_parts(self, head_only: bool) -> pingora::Result<(ResponseHeader, Option<Bytes>)> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+        for (n, v) in self.headers {
+            resp.append_header(n, v)?;
+        }
+        resp.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
+        if let Some(edits) = &self.edits {
+            crate::headers::edit_response(&mut resp, edits);
+        }
+        let body = (!head_only && !self.body.is_empty()).then_some(self.body);
+        Ok((resp, body))
+    }
+}
+
 /// Write `r` to the client; `HEAD` gets the headers only.
 pub async fn respond(session: &mut Session, r: LocalResponse) -> pingora::Result<()> {
-    let mut resp = ResponseHeader::build(r.status, Some(r.headers.len() + 3))?;
-    for (n, v) in r.headers {
-        resp.append_header(n, v)?;
-    }
-    resp.insert_header(http::header::CONTENT_LENGTH, r.body.len())?;
-    if let Some(edits) = &r.edits {
-        crate::headers::edit_response(&mut resp, edits);
-    }
-    let head_only = session.req_header().method == http::Method::HEAD || r.body.is_empty();
-    session
-        .write_response_header(Box::new(resp), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(r.body), true).await?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let (head, body) = r.into_parts(head_only)?;
+    write(session, head, body).await
+}
+
+/// Write a response head and an optional body.
+pub async fn write(
+    session: &mut Session,
+    head: ResponseHeader,
+    body: Option<Bytes>,
+) -> pingora::Result<()> {
+    let end = body.is_none();
+    session.write_response_header(Box::new(head), end).await?;
+    if let Some(body) = body {
+        session.write_response_body(Some(body), true).await?;
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ mod admin;
 mod demo;
 mod edge;
 mod errors;
+mod filters;
 mod guard;
 mod headers;
 mod router;

@@ -7,6 +7,7 @@ use crate::edge::Edge;
 use crate::state::{Generation, LoadError, Shared, Source};
 use crate::upstream::Resolver;
 use breakwater_config::{Config, ListenerKind};
+use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -51,6 +52,27 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
             crate::tls::CertStore::load(certificates)?;
         }
     }
+    if !config.components.is_empty() {
+        // Compile and link each component as `run` would (this catches a wrong world or an
+        // import that is not granted, not only a missing file).
+        let wasm = Runtime::new(RuntimeSettings {
+            max_instances: 16,
+            ..RuntimeSettings::default()
+        })
+        .map_err(LoadError::Wasm)?;
+        for c in &config.components {
+            let settings = breakwater_isolate::FilterSettings {
+                prewarm: 0,
+                ..Default::default()
+            };
+            wasm.load_filter(&c.name, &c.path, settings)
+                .map_err(|source| LoadError::Component {
+                    at: c.at.clone(),
+                    name: c.name.clone(),
+                    source,
+                })?;
+        }
+    }
     Ok(config)
 }
 
@@ -79,11 +101,24 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     let resolver =
         Resolver::new(&config.resolver).map_err(|e| LoadError::Resolver(source.name(), e))?;
-    let first = control.block_on(Generation::build(config.clone(), &source, &resolver, None))?;
+    let wasm = Runtime::new(RuntimeSettings {
+        max_instances: config.wasm.max_instances,
+        cache_dir: config.wasm.cache_dir.clone(),
+        ..RuntimeSettings::default()
+    })
+    .map_err(LoadError::Wasm)?;
+    let first = control.block_on(Generation::build(
+        config.clone(),
+        &source,
+        &resolver,
+        &wasm,
+        None,
+    ))?;
     let shared = Arc::new(Shared::new(
         first,
         source,
         resolver,
+        wasm,
         control.handle().clone(),
     ));
 

@@ -8,6 +8,7 @@ use crate::tls::{CertError, CertStore, SniResolver};
 use crate::upstream::{Pool, PoolError, Resolver};
 use arc_swap::ArcSwap;
 use breakwater_config::{Config, ConfigError, ListenerKind};
+use breakwater_isolate::{Filter, FilterSettings, IsolateError, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct Generation {
     pub router: Router,
     /// Indexed by `PoolId`.
     pub pools: Vec<Arc<Pool>>,
+    /// Indexed by `ComponentId`.
+    pub filters: Vec<Filter>,
     /// Certificates per HTTPS listener name.
     certs: HashMap<String, Arc<CertStore>>,
 }
@@ -37,6 +40,15 @@ pub enum LoadError {
     },
     #[error("{0}: resolver: {1}")]
     Resolver(String, String),
+    #[error("{at}: components.{name}: {source}")]
+    Component {
+        at: breakwater_config::Location,
+        name: String,
+        #[source]
+        source: IsolateError,
+    },
+    #[error("wasm runtime: {0}")]
+    Wasm(IsolateError),
 }
 
 /// Where the config comes from: a file (reloadable) or the embedded demo.
@@ -71,8 +83,27 @@ impl Generation {
         config: Config,
         source: &Source,
         resolver: &Resolver,
+        wasm: &Arc<Runtime>,
         previous: Option<&Generation>,
     ) -> Result<Self, LoadError> {
+        let mut filters = Vec::with_capacity(config.components.len());
+        for c in &config.components {
+            let settings = FilterSettings {
+                deadline: c.deadline,
+                max_memory_bytes: c.max_memory_bytes,
+                max_concurrency: c.max_concurrency,
+                prewarm: c.prewarm,
+                config: c.config.iter().cloned().collect(),
+            };
+            let filter = wasm
+                .load_filter(&c.name, &c.path, settings)
+                .map_err(|source| LoadError::Component {
+                    at: c.at.clone(),
+                    name: c.name.clone(),
+                    source,
+                })?;
+            filters.push(filter);
+        }
         let mut certs = HashMap::new();
         for l in &config.listeners {
             if let ListenerKind::Https { certificates, .. } = &l.kind {
@@ -97,6 +128,7 @@ impl Generation {
             router: Router::new(&config.routes),
             config,
             pools,
+            filters,
             certs,
         })
     }
@@ -111,6 +143,8 @@ pub struct Shared {
     current: ArcSwap<Generation>,
     pub source: Source,
     pub resolver: Resolver,
+    /// The Wasm runtime; its process-wide settings (`wasm:`) take a restart to change.
+    pub wasm: Arc<Runtime>,
     /// The runtime that runs background work (DNS refresh, health checks, reload).
     pub control: tokio::runtime::Handle,
     /// The SNI resolver of each HTTPS listener, updated on reload.
@@ -122,6 +156,7 @@ impl Shared {
         first: Generation,
         source: Source,
         resolver: Resolver,
+        wasm: Arc<Runtime>,
         control: tokio::runtime::Handle,
     ) -> Self {
         let sni = first
@@ -136,6 +171,7 @@ impl Shared {
             current: ArcSwap::from_pointee(first),
             source,
             resolver,
+            wasm,
             control,
             sni,
         }
@@ -169,7 +205,8 @@ impl Shared {
                 tracing::warn!(listeners = ?changed, "listener addresses changed: they take effect after a restart or graceful upgrade");
             }
         }
-        let next = Generation::build(config, &self.source, &self.resolver, Some(&old)).await?;
+        let next =
+            Generation::build(config, &self.source, &self.resolver, &self.wasm, Some(&old)).await?;
         for p in &next.pools {
             if !old.pools.iter().any(|o| Arc::ptr_eq(o, p)) {
                 p.start(&self.control, self.resolver.clone());

@@ -33,8 +33,9 @@ async fn round_robin_spreads_evenly() {
         eps.join(", ")
     )));
     let client = Client::h1();
-    for _ in 0..30 {
-        assert_eq!(client.get(node.addr("web"), "a", "/").await.status, 200);
+    for i in 0..30 {
+        let r = client.get(node.addr("web"), "a", "/").await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
     let hits: Vec<usize> = origins.iter().map(Origin::hits).collect();
     assert_eq!(hits, vec![10, 10, 10]);

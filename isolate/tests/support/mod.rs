@@ -11,7 +11,8 @@ pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
     let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("wit"))
+        // Every crate of the workspace sits at the top level: this finds isolate/wit from any.
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
         .unwrap();
     let world = resolve.select_world(&[pkg], Some(world)).unwrap();
     wit_component::embed_component_metadata(

@@ -1,0 +1,305 @@
+//! Wasm filters on the request path: each route's chain runs `on-request` in order after
+//! routing, and `on-response` in reverse order before the response goes out. Independent of
+//! pingora's `Session`, so every front end (HTTP/1.1, HTTP/2, later HTTP/3) calls the same code.
+
+use crate::state::Generation;
+use breakwater_config::{ComponentId, FailurePolicy, PoolId, Route, RouteAction};
+use breakwater_isolate::{Edits, IsolateError, Request, RequestDecision, Session};
+use http::{HeaderName, HeaderValue, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+
+/// The request as filters see it, owned so `on-response` can see it too.
+pub struct FilterRequest {
+    method: String,
+    scheme: &'static str,
+    authority: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    client_addr: String,
+    route: String,
+}
+
+impl FilterRequest {
+    pub fn new(
+        req: &RequestHeader,
+        tls: bool,
+        client_addr: Option<std::net::IpAddr>,
+        route: &str,
+    ) -> Self {
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                req.headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        Self {
+            method: req.method.to_string(),
+            scheme: if tls { "https" } else { "http" },
+            authority,
+            path: req.uri.path().to_string(),
+            query: req.uri.query().unwrap_or("").to_string(),
+            headers: req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            client_addr: client_addr.map(|a| a.to_string()).unwrap_or_default(),
+            route: route.to_string(),
+        }
+    }
+
+    fn with_view<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        f(&Request {
+            method: &self.method,
+            scheme: self.scheme,
+            authority: &self.authority,
+            path: &self.path,
+            query: &self.query,
+            headers: &headers,
+            client_addr: &self.client_addr,
+            route: &self.route,
+        })
+    }
+}
+
+/// The filters' state for one request.
+#[derive(Default)]
+pub struct FilterChain {
+    request: Option<FilterRequest>,
+    /// Sessions of the filters that ran `on-request`, in order; kept for `on-response`.
+    sessions: Vec<(ComponentId, Session)>,
+    /// Headers filters asked to add to the response.
+    response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// A pool a filter switched the request to.
+    pub pool: Option<PoolId>,
+}
+
+/// What `on-request` decided for the request as a whole.
+pub enum Outcome {
+    Continue,
+    Respond {
+        status: StatusCode,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Vec<u8>,
+    },
+    /// A filter failed under fail-closed: answer with this status.
+    Fail(u16),
+}
+
+/// The status a fail-closed filter error gives the request.
+pub fn status_for(e: &IsolateError) -> u16 {
+    match e {
+        IsolateError::Deadline { .. } => 504,
+        IsolateError::LimitReached { .. } | IsolateError::Instantiate { .. } => 503,
+        _ => 500,
+    }
+}
+
+impl FilterChain {
+    /// Run the route's `on-request` phases in order, applying their edits to `req`.
+    pub fn on_request(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        req: &mut RequestHeader,
+        tls: bool,
+        client: Option<std::net::IpAddr>,
+    ) -> Outcome {
+        self.request = Some(FilterRequest::new(req, tls, client, &route.name));
+        for &id in &route.filters {
+            let filter = &generation.filters[id.0];
+            let policy = route
+                .on_filter_error
+                .unwrap_or(generation.config.components[id.0].on_error);
+            let mut session = match filter.session() {
+                Ok(s) => s,
+                Err(e) => match fail(policy, route, &e) {
+                    Some(status) => return Outcome::Fail(status),
+                    None => continue,
+                },
+            };
+            let request = self.request.as_ref().expect("set above");
+            let decision = match request.with_view(|view| session.on_request(view)) {
+                None => Ok(None),
+                Some(Ok(d)) => Ok(Some(d)),
+                Some(Err(e)) => Err(e),
+            };
+            let decision = match decision.and_then(|d| self.check_pool(generation, route, d)) {
+                Ok(d) => d,
+                Err(e) => match fail(policy, route, &e) {
+                    Some(status) => return Outcome::Fail(status),
+                    None => continue,
+                },
+            };
+            self.sessions.push((id, session));
+            match decision {
+                None => {}
+                Some(RequestDecision::Respond(r)) => {
+                    return Outcome::Respond {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    }
+                }
+                Some(RequestDecision::Continue(fwd)) => {
+                    apply_request_edits(req, &fwd.edits);
+                    if fwd.path.is_some() || fwd.query.is_some() {
+                        rewrite_uri(req, fwd.path.as_deref(), fwd.query.as_deref());
+                    }
+                    self.response_headers.extend(fwd.response_headers);
+                    // Later filters see the edited request.
+                    self.request = Some(FilterRequest::new(req, tls, client, &route.name));
+                }
+            }
+        }
+        Outcome::Continue
+    }
+
+    /// Resolve a pool override; only the route's pool and its `allowed_pools` may be chosen.
+    fn check_pool(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        d: Option<RequestDecision>,
+    ) -> Result<Option<RequestDecision>, IsolateError> {
+        if let Some(RequestDecision::Continue(fwd)) = &d {
+            if let Some(name) = &fwd.pool {
+                let own = match route.action {
+                    RouteAction::Forward(p) => Some(p),
+                    _ => None,
+                };
+                let id = generation
+                    .config
+                    .pools
+                    .iter()
+                    .position(|p| &p.name == name)
+                    .map(PoolId);
+                match id {
+                    Some(id) if Some(id) == own || route.allowed_pools.contains(&id) => {
+                        self.pool = Some(id)
+                    }
+                    _ => {
+                        return Err(IsolateError::InvalidOutput {
+                            filter: "pool override".into(),
+                            reason: format!(
+                                "pool \"{name}\" is not allowed on route {}",
+                                route.name
+                            ),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// Run `on-response` of the filters that ran, in reverse order, editing `resp`.
+    /// `Err(status)` when a fail-closed filter failed.
+    pub fn on_response(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        resp: &mut ResponseHeader,
+    ) -> Result<(), u16> {
+        for (n, v) in self.response_headers.drain(..) {
+            let _ = resp.append_header(n, v);
+        }
+        let Some(request) = &self.request else {
+            return Ok(());
+        };
+        for (id, session) in self.sessions.iter_mut().rev() {
+            let policy = route
+                .on_filter_error
+                .unwrap_or(generation.config.components[id.0].on_error);
+            let owned: Vec<(String, Vec<u8>)> = resp
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect();
+            let headers: Vec<(&str, &[u8])> = owned
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+                .collect();
+            let status = resp.status.as_u16();
+            match request.with_view(|view| session.on_response(view, status, &headers)) {
+                None => {}
+                Some(Ok(edits)) => apply_response_edits(resp, &edits),
+                Some(Err(e)) => {
+                    if let Some(status) = fail(policy, route, &e) {
+                        return Err(status);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Log a filter failure; the status to answer with under fail-closed, None to skip it.
+fn fail(policy: FailurePolicy, route: &Route, e: &IsolateError) -> Option<u16> {
+    match policy {
+        FailurePolicy::FailClosed => {
+            tracing::warn!(route = %route.name, kind = e.kind(), error = %e, "filter failed; request refused");
+            Some(status_for(e))
+        }
+        FailurePolicy::FailOpen => {
+            tracing::warn!(route = %route.name, kind = e.kind(), error = %e, "filter failed; skipped (fail-open)");
+            None
+        }
+    }
+}
+
+fn apply_request_edits(req: &mut RequestHeader, edits: &Edits) {
+    for n in &edits.remove {
+        req.remove_header(n);
+    }
+    for (n, v) in &edits.set {
+        let _ = req.insert_header(n.clone(), v.clone());
+    }
+    for (n, v) in &edits.append {
+        let _ = req.append_header(n.clone(), v.clone());
+    }
+}
+
+fn apply_response_edits(resp: &mut ResponseHeader, edits: &Edits) {
+    for n in &edits.remove {
+        resp.remove_header(n);
+    }
+    for (n, v) in &edits.set {
+        let _ = resp.insert_header(n.clone(), v.clone());
+    }
+    for (n, v) in &edits.append {
+        let _ = resp.append_header(n.clone(), v.clone());
+    }
+}
+
+fn rewrite_uri(req: &mut RequestHeader, path: Option<&str>, query: Option<&str>) {
+    let path = path.unwrap_or(req.uri.path()).to_string();
+    let query = match query {
+        Some(q) => q.to_string(),
+        None => req.uri.query().unwrap_or("").to_string(),
+    };
+    let pq = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut parts = req.uri.clone().into_parts();
+    if let Ok(pq) = pq.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            req.set_uri(uri);
+        }
+    }
+}
