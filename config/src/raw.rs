@@ -25,10 +25,19 @@ pub struct RawConfig {
     #[serde(default)]
     pub pools: Entries<S<String>, RawPool>,
     #[serde(default)]
+    pub access_log: RawAccessLog,
+    #[serde(default)]
     pub wasm: RawWasm,
     #[serde(default)]
     pub components: Entries<S<String>, RawComponent>,
     pub routes: S<Vec<S<RawRoute>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub format: Option<S<String>>,
+    pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

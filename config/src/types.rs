@@ -16,11 +16,29 @@ pub struct Config {
     pub admin: Admin,
     /// Pools in file order; routes refer to them by [`PoolId`].
     pub pools: Vec<Pool>,
+    pub access_log: AccessLog,
     pub wasm: WasmSettings,
     /// Wasm components in file order; routes refer to them by [`ComponentId`].
     pub components: Vec<Component>,
     /// Routes in file order; see the README for how they are matched.
     pub routes: Vec<Route>,
+}
+
+/// One line per request. Takes a restart to change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLog {
+    pub format: AccessLogFormat,
+    /// A file to append to; default: standard output.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// JSON lines (default).
+    Json,
+    /// nginx's "combined" format.
+    Combined,
+    Off,
 }
 
 /// The Wasm runtime's process-wide settings.

@@ -96,6 +96,26 @@ impl<'a> Validator<'a> {
             },
             cache_dir: raw.wasm.cache_dir.as_deref().map(|d| self.path(d)),
         };
+        let access_log = AccessLog {
+            format: match raw
+                .access_log
+                .format
+                .as_ref()
+                .map(|f| (f, f.value.as_str()))
+            {
+                None | Some((_, "json")) => AccessLogFormat::Json,
+                Some((_, "combined")) => AccessLogFormat::Combined,
+                Some((_, "off")) => AccessLogFormat::Off,
+                Some((f, other)) => {
+                    return Err(self.err(
+                        f,
+                        "access_log.format",
+                        format!("unknown format \"{other}\"; expected json, combined or off"),
+                    ))
+                }
+            },
+            path: raw.access_log.path.as_deref().map(|p| self.path(p)),
+        };
         let names = Names {
             pools: &pool_ids,
             components: &component_ids,
@@ -108,6 +128,7 @@ impl<'a> Validator<'a> {
             listeners,
             admin,
             pools,
+            access_log,
             wasm,
             components,
             routes,

@@ -11,6 +11,7 @@ use crate::headers;
 use crate::router::request_host;
 use crate::state::{Generation, Shared};
 use crate::upstream::{Endpoint, Pool, SelectKey};
+use crate::{access_log, metrics};
 use async_trait::async_trait;
 use breakwater_config::{Route, RouteAction};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -19,6 +20,7 @@ use pingora::protocols::Digest;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The proxy application of one listener.
 pub struct Edge {
@@ -44,6 +46,9 @@ pub struct RequestCtx {
     tried: Vec<SocketAddr>,
     endpoint: Option<Arc<Endpoint>>,
     filters: FilterChain,
+    started: Option<Instant>,
+    /// `X-Request-Id` from the client, or generated; passed to the origin and logged.
+    request_id: String,
 }
 
 impl RequestCtx {
@@ -63,12 +68,20 @@ impl RequestCtx {
     }
 
     /// Write a locally generated response, through the route's response filters.
-    async fn answer(&mut self, session: &mut Session, local: LocalResponse) -> Result<()> {
+    async fn answer(
+        &mut self,
+        session: &mut Session,
+        local: LocalResponse,
+        metrics: &metrics::Metrics,
+    ) -> Result<()> {
         let (mut head, body) =
             local.into_parts(session.req_header().method == http::Method::HEAD)?;
         if let (Some(generation), Some(i)) = (self.generation.clone(), self.route) {
             let route = &generation.config.routes[i];
-            if let Err(status) = self.filters.on_response(&generation, route, &mut head) {
+            if let Err(status) = self
+                .filters
+                .on_response(&generation, route, &mut head, metrics)
+            {
                 let (h, b) = LocalResponse::error(status).into_parts(false)?;
                 return errors::write(session, h, b).await;
             }
@@ -82,7 +95,10 @@ impl ProxyHttp for Edge {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            started: Some(Instant::now()),
+            ..RequestCtx::default()
+        }
     }
 
     /// Check the request head, route it, and answer locally when the route says so.
@@ -93,6 +109,7 @@ impl ProxyHttp for Edge {
             errors::respond(session, refusal.response()).await?;
             return Ok(true);
         }
+        ctx.request_id = request_id(session.req_header());
         let req = session.req_header();
         let host = request_host(
             &req.uri,
@@ -126,6 +143,7 @@ impl ProxyHttp for Edge {
                 session.req_header_mut(),
                 self.tls,
                 client,
+                &self.shared.metrics,
             );
             let local = match outcome {
                 Outcome::Continue => None,
@@ -137,8 +155,12 @@ impl ProxyHttp for Edge {
                 Outcome::Fail(code) => Some(LocalResponse::error(code)),
             };
             if let Some(local) = local {
-                ctx.answer(session, local.with_edits(&route.response_headers))
-                    .await?;
+                ctx.answer(
+                    session,
+                    local.with_edits(&route.response_headers),
+                    &self.shared.metrics,
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -157,7 +179,7 @@ impl ProxyHttp for Edge {
             } => LocalResponse::fixed(*status, headers, body.clone()),
         };
         let local = local.with_edits(&route.response_headers);
-        ctx.answer(session, local).await?;
+        ctx.answer(session, local, &self.shared.metrics).await?;
         Ok(true)
     }
 
@@ -218,7 +240,17 @@ impl ProxyHttp for Edge {
     ) -> Box<Error> {
         if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.endpoint) {
             pool.report_failure(ep);
-            e.set_retry(retry_allowed(pool, &ctx.tried));
+            let retry = retry_allowed(pool, &ctx.tried);
+            e.set_retry(retry);
+            let m = &self.shared.metrics;
+            m.upstream_connect_errors
+                .with_label_values(&[pool.config.name.as_str()])
+                .inc();
+            if retry {
+                m.upstream_retries
+                    .with_label_values(&[pool.config.name.as_str()])
+                    .inc();
+            }
         }
         e
     }
@@ -262,6 +294,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            let _ = upstream.insert_header("x-request-id", id);
+        }
         if let Some(generation) = &ctx.generation {
             let client = headers::ClientInfo {
                 ip: session
@@ -303,11 +338,85 @@ impl ProxyHttp for Edge {
         }
         if let (Some(generation), Some(i)) = (ctx.generation.clone(), ctx.route) {
             let route = &generation.config.routes[i];
-            if let Err(status) = ctx.filters.on_response(&generation, route, resp) {
+            if let Err(status) =
+                ctx.filters
+                    .on_response(&generation, route, resp, &self.shared.metrics)
+            {
                 return Error::e_explain(ErrorType::HTTPStatus(status), "response filter failed");
             }
         }
         Ok(())
+    }
+
+    /// The end of every request: metrics and the access log.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
+        let req = session.req_header();
+        let route = ctx.route().map_or("-", |r| r.name.as_str());
+        let protocol = if session.is_http2() {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        let bytes = session.body_bytes_sent();
+        let m = &self.shared.metrics;
+        m.requests
+            .with_label_values(&[
+                route,
+                metrics::method_label(&req.method),
+                metrics::status_class(status),
+                protocol,
+            ])
+            .inc();
+        m.request_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        m.response_bytes
+            .with_label_values(&[route])
+            .inc_by(bytes as u64);
+        let log = &self.shared.access_log;
+        if log.enabled() {
+            let header = |n: &str| {
+                req.headers
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            log.log(access_log::Entry {
+                time: std::time::SystemTime::now(),
+                client: session
+                    .client_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                protocol,
+                method: req.method.to_string(),
+                host: ctx.host.clone(),
+                path: req
+                    .uri
+                    .path_and_query()
+                    .map_or("/".into(), |p| p.to_string()),
+                status,
+                bytes,
+                duration_us: elapsed.as_micros() as u64,
+                upstream: ctx.endpoint.as_ref().map(|e| e.addr.to_string()),
+                route: route.to_string(),
+                filters: ctx
+                    .route()
+                    .zip(ctx.generation.as_ref())
+                    .map(|(r, g)| {
+                        r.filters
+                            .iter()
+                            .map(|id| g.config.components[id.0].name.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                request_id: ctx.request_id.clone(),
+                user_agent: header("user-agent"),
+                referer: header("referer"),
+            });
+        }
     }
 
     /// Every failure becomes one status, chosen in `errors::status_for`.
@@ -325,6 +434,22 @@ impl ProxyHttp for Edge {
             error_code: code,
             can_reuse_downstream: false,
         }
+    }
+}
+
+/// The client's `X-Request-Id` when it is short and printable, else a new random one.
+fn request_id(req: &RequestHeader) -> String {
+    match req
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(id)
+            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_string()
+        }
+        _ => format!("{:032x}", rand::random::<u128>()),
     }
 }
 

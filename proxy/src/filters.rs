@@ -2,11 +2,13 @@
 //! routing, and `on-response` in reverse order before the response goes out. Independent of
 //! pingora's `Session`, so every front end (HTTP/1.1, HTTP/2, later HTTP/3) calls the same code.
 
+use crate::metrics::Metrics;
 use crate::state::Generation;
 use breakwater_config::{ComponentId, FailurePolicy, PoolId, Route, RouteAction};
 use breakwater_isolate::{Edits, IsolateError, Request, RequestDecision, Session};
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::time::Instant;
 
 /// The request as filters see it, owned so `on-response` can see it too.
 pub struct FilterRequest {
@@ -115,6 +117,7 @@ impl FilterChain {
         req: &mut RequestHeader,
         tls: bool,
         client: Option<std::net::IpAddr>,
+        metrics: &Metrics,
     ) -> Outcome {
         self.request = Some(FilterRequest::new(req, tls, client, &route.name));
         for &id in &route.filters {
@@ -122,9 +125,11 @@ impl FilterChain {
             let policy = route
                 .on_filter_error
                 .unwrap_or(generation.config.components[id.0].on_error);
+            let name = generation.config.components[id.0].name.as_str();
+            let started = Instant::now();
             let mut session = match filter.session() {
                 Ok(s) => s,
-                Err(e) => match fail(policy, route, &e) {
+                Err(e) => match fail(policy, route, &e, name, metrics) {
                     Some(status) => return Outcome::Fail(status),
                     None => continue,
                 },
@@ -135,9 +140,12 @@ impl FilterChain {
                 Some(Ok(d)) => Ok(Some(d)),
                 Some(Err(e)) => Err(e),
             };
+            if filter.has_on_request() {
+                observe(metrics, name, "request", started);
+            }
             let decision = match decision.and_then(|d| self.check_pool(generation, route, d)) {
                 Ok(d) => d,
-                Err(e) => match fail(policy, route, &e) {
+                Err(e) => match fail(policy, route, &e, name, metrics) {
                     Some(status) => return Outcome::Fail(status),
                     None => continue,
                 },
@@ -211,6 +219,7 @@ impl FilterChain {
         generation: &Generation,
         route: &Route,
         resp: &mut ResponseHeader,
+        metrics: &Metrics,
     ) -> Result<(), u16> {
         for (n, v) in self.response_headers.drain(..) {
             let _ = resp.append_header(n, v);
@@ -232,11 +241,17 @@ impl FilterChain {
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
                 .collect();
             let status = resp.status.as_u16();
-            match request.with_view(|view| session.on_response(view, status, &headers)) {
+            let name = generation.config.components[id.0].name.as_str();
+            let started = Instant::now();
+            let result = request.with_view(|view| session.on_response(view, status, &headers));
+            if result.is_some() {
+                observe(metrics, name, "response", started);
+            }
+            match result {
                 None => {}
                 Some(Ok(edits)) => apply_response_edits(resp, &edits),
                 Some(Err(e)) => {
-                    if let Some(status) = fail(policy, route, &e) {
+                    if let Some(status) = fail(policy, route, &e, name, metrics) {
                         return Err(status);
                     }
                 }
@@ -247,7 +262,17 @@ impl FilterChain {
 }
 
 /// Log a filter failure; the status to answer with under fail-closed, None to skip it.
-fn fail(policy: FailurePolicy, route: &Route, e: &IsolateError) -> Option<u16> {
+fn fail(
+    policy: FailurePolicy,
+    route: &Route,
+    e: &IsolateError,
+    component: &str,
+    metrics: &Metrics,
+) -> Option<u16> {
+    metrics
+        .component_errors
+        .with_label_values(&[component, e.kind()])
+        .inc();
     match policy {
         FailurePolicy::FailClosed => {
             tracing::warn!(route = %route.name, kind = e.kind(), error = %e, "filter failed; request refused");
@@ -258,6 +283,17 @@ fn fail(policy: FailurePolicy, route: &Route, e: &IsolateError) -> Option<u16> {
             None
         }
     }
+}
+
+fn observe(metrics: &Metrics, component: &str, phase: &str, started: Instant) {
+    metrics
+        .component_invocations
+        .with_label_values(&[component, phase])
+        .inc();
+    metrics
+        .component_duration
+        .with_label_values(&[component, phase])
+        .observe(started.elapsed().as_secs_f64());
 }
 
 fn apply_request_edits(req: &mut RequestHeader, edits: &Edits) {

@@ -5,6 +5,7 @@
 //! failure is mapped to a status in `errors`. `state` holds the config generations that
 //! reload swaps.
 
+mod access_log;
 mod admin;
 mod demo;
 mod edge;
@@ -12,6 +13,7 @@ mod errors;
 mod filters;
 mod guard;
 mod headers;
+mod metrics;
 mod router;
 mod server;
 mod state;

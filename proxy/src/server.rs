@@ -42,6 +42,17 @@ pub enum StartError {
     },
     #[error("cannot start the control runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("access_log.path: {}: {source}", path.display())]
+    AccessLog {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Validate a config file as `run` would load it, without binding anything (`breakwater check`).
@@ -114,11 +125,23 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         &wasm,
         None,
     ))?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    metrics.config_loaded_at.set(unix_now());
+    let access_log = crate::access_log::AccessLogger::start(
+        &config.access_log,
+        metrics.access_log_dropped.clone(),
+    )
+    .map_err(|source| StartError::AccessLog {
+        path: config.access_log.path.clone().unwrap_or_default(),
+        source,
+    })?;
     let shared = Arc::new(Shared::new(
         first,
         source,
         resolver,
         wasm,
+        metrics,
+        access_log,
         control.handle().clone(),
     ));
 
@@ -250,8 +273,23 @@ fn spawn_reload_on_sighup(shared: Arc<Shared>) {
         };
         while hup.recv().await.is_some() {
             match shared.reload().await {
-                Ok(()) => tracing::info!(config = %shared.source.name(), "config reloaded"),
-                Err(e) => tracing::error!("config reload refused, the running config stays: {e}"),
+                Ok(()) => {
+                    shared
+                        .metrics
+                        .config_reloads
+                        .with_label_values(&["success"])
+                        .inc();
+                    shared.metrics.config_loaded_at.set(unix_now());
+                    tracing::info!(config = %shared.source.name(), "config reloaded");
+                }
+                Err(e) => {
+                    shared
+                        .metrics
+                        .config_reloads
+                        .with_label_values(&["failure"])
+                        .inc();
+                    tracing::error!("config reload refused, the running config stays: {e}");
+                }
             }
         }
     });

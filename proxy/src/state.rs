@@ -145,6 +145,8 @@ pub struct Shared {
     pub resolver: Resolver,
     /// The Wasm runtime; its process-wide settings (`wasm:`) take a restart to change.
     pub wasm: Arc<Runtime>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub access_log: crate::access_log::AccessLogger,
     /// The runtime that runs background work (DNS refresh, health checks, reload).
     pub control: tokio::runtime::Handle,
     /// The SNI resolver of each HTTPS listener, updated on reload.
@@ -157,6 +159,8 @@ impl Shared {
         source: Source,
         resolver: Resolver,
         wasm: Arc<Runtime>,
+        metrics: Arc<crate::metrics::Metrics>,
+        access_log: crate::access_log::AccessLogger,
         control: tokio::runtime::Handle,
     ) -> Self {
         let sni = first
@@ -172,6 +176,8 @@ impl Shared {
             source,
             resolver,
             wasm,
+            metrics,
+            access_log,
             control,
             sni,
         }

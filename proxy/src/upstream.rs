@@ -233,6 +233,11 @@ impl Pool {
         ep.is_healthy() && ep.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
     }
 
+    /// Whether `ep` can take traffic now.
+    pub fn is_available(&self, ep: &Endpoint) -> bool {
+        self.available(ep, self.now_ms())
+    }
+
     /// Whether at least one endpoint can take traffic (for readiness).
     pub fn has_available(&self) -> bool {
         let now = self.now_ms();

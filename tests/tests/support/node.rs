@@ -35,6 +35,8 @@ pub struct Node {
     stderr: Arc<Mutex<String>>,
     stderr_lines: mpsc::Receiver<String>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
+    /// Standard output after `breakwater ready` (the access log), line by line.
+    stdout_lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Node {
@@ -86,20 +88,24 @@ impl Node {
             stderr,
             stderr_lines: rx,
             stderr_reader: Some(reader),
+            stdout_lines: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
     fn wait_ready(&mut self) {
         let stdout = self.child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let after_ready = self.stdout_lines.clone();
         std::thread::spawn(move || {
+            let mut ready = false;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                let done = line == "breakwater ready";
-                let _ = tx.send(line);
-                if done {
-                    break;
+                if ready {
+                    after_ready.lock().unwrap().push(line);
+                    continue;
                 }
+                ready = line == "breakwater ready";
+                let _ = tx.send(line);
             }
         });
         loop {
@@ -123,6 +129,11 @@ impl Node {
             .addrs
             .get(listener)
             .unwrap_or_else(|| panic!("no listener {listener}: {:?}", self.addrs))
+    }
+
+    /// Lines printed to standard output after startup (the access log).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout_lines.lock().unwrap().clone()
     }
 
     pub fn stderr(&self) -> String {
