@@ -10,13 +10,71 @@ use pingora::protocols::http::ServerSession;
 use std::net::SocketAddr;
 
 const CONFIG: &str = include_str!("demo.yaml");
+const FILTER_WIT: &str = include_str!("../../isolate/wit/filter.wit");
 
-/// The demo config, with its origin at `origin` and its listener at `listen`.
-pub fn config(listen: SocketAddr, admin: SocketAddr, origin: SocketAddr) -> String {
-    CONFIG
+/// The demo's filter, in WAT: `on-response` sets `x-breakwater-filter: demo` on every
+/// response (the result, a `header-edits` record, is laid out at offset 2048).
+const DEMO_FILTER: &str = r#"(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (block $ok
+      (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
+      (drop (memory.grow (i32.add (i32.const 1) (i32.shr_u
+        (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
+    (local.get $p))
+  (func (export "breakwater:filter/on-response@0.1.0#handle") (param i32) (result i32)
+    (memory.fill (i32.const 2048) (i32.const 0) (i32.const 24))
+    (i32.store (i32.const 2048) (i32.const 2100)) (i32.store (i32.const 2052) (i32.const 1))
+    (i32.store (i32.const 2100) (i32.const 2200)) (i32.store (i32.const 2104) (i32.const 19))
+    (i32.store (i32.const 2108) (i32.const 2300)) (i32.store (i32.const 2112) (i32.const 4))
+    (i32.const 2048))
+  (data (i32.const 2200) "x-breakwater-filter")
+  (data (i32.const 2300) "demo"))"#;
+
+/// The demo config, with its origin at `origin`, its listener at `listen`, and its filter
+/// component written under `dir`.
+pub fn config(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    origin: SocketAddr,
+    dir: &std::path::Path,
+) -> std::io::Result<String> {
+    let filter = dir.join("demo-filter.wasm");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&filter, demo_filter().map_err(std::io::Error::other)?)?;
+    Ok(CONFIG
         .replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN}", &admin.to_string())
         .replace("{ORIGIN}", &origin.to_string())
+        .replace("{FILTER}", &filter.display().to_string()))
+}
+
+/// Build the demo filter component from its WAT, as `wasm-tools component new` would.
+fn demo_filter() -> Result<Vec<u8>, String> {
+    let mut module = wat::parse_str(DEMO_FILTER).map_err(|e| e.to_string())?;
+    let mut resolve = wit_parser::Resolve::default();
+    let pkg = resolve
+        .push_str("filter.wit", FILTER_WIT)
+        .map_err(|e| e.to_string())?;
+    let world = resolve
+        .select_world(&[pkg], Some("response-filter"))
+        .map_err(|e| e.to_string())?;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .map_err(|e| e.to_string())?;
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .and_then(|e| e.validate(true).encode())
+        .map_err(|e| e.to_string())
 }
 
 /// The demo origin: echoes what it received, as an origin behind a CDN would see it.

@@ -42,6 +42,8 @@ pub enum StartError {
     },
     #[error("cannot start the control runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("cannot write the demo's filter component: {0}")]
+    Demo(std::io::Error),
     #[error("access_log.path: {}: {source}", path.display())]
     AccessLog {
         path: std::path::PathBuf,
@@ -102,7 +104,9 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         Some(path) => (Source::File(path.clone()), None),
         None => {
             let origin = free_port(&opts.listen)?;
-            let text = demo::config(opts.listen, opts.admin, origin);
+            let dir = std::env::temp_dir().join(format!("breakwater-demo-{}", std::process::id()));
+            let text =
+                demo::config(opts.listen, opts.admin, origin, &dir).map_err(StartError::Demo)?;
             (Source::Embedded(text), Some(origin))
         }
     };

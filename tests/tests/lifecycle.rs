@@ -254,3 +254,28 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_demo_serves_a_working_node() {
+    let node = Node::demo();
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let client = Client::h1();
+    let r = client.get(web, "localhost", "/").await;
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Breakwater is running"));
+    assert_eq!(
+        r.header("x-breakwater-filter"),
+        Some("demo"),
+        "the demo filter runs"
+    );
+    let r = client.get(web, "localhost", "/origin/hello").await;
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().contains("Hello from the demo origin"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(r.header("x-breakwater-filter"), Some("demo"));
+    assert_eq!(client.get(web, "localhost", "/old").await.status, 301);
+    assert_eq!(client.get(admin, "localhost", "/readyz").await.status, 200);
+}

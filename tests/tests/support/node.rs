@@ -55,13 +55,33 @@ impl Node {
         node
     }
 
+    /// The embedded demo (`breakwater` with no config), on free ports.
+    pub fn demo() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = Self::spawn_args(
+            dir,
+            PathBuf::new(),
+            &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+        );
+        node.wait_ready();
+        node
+    }
+
     /// Start without waiting for readiness (for startup failures).
     pub fn spawn(dir: tempfile::TempDir, config: PathBuf, extra_args: &[&str]) -> Node {
+        let mut args = vec![
+            "run".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self::spawn_args(dir, config, &args)
+    }
+
+    fn spawn_args(dir: tempfile::TempDir, config: PathBuf, args: &[&str]) -> Node {
         let mut child = Command::new(binary())
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
-            .args(extra_args)
+            .args(args)
             .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
