@@ -61,8 +61,14 @@ pub const REQ_PARAMS: &str =
 
 /// `on-request` whose body is `body` (must leave a result pointer on the stack).
 pub fn on_request(body: &str) -> String {
+    // The guest's bump heap is reset when the call ends (what a real guest's post-return
+    // does): the result area is static, so nothing it points into is reused before lifting.
     format!(
-        r#"(func $on_request (export "breakwater:filter/on-request@0.1.0#handle") {REQ_PARAMS} (result i32) {body})"#
+        r#"(func $on_request (export "breakwater:filter/on-request@0.1.0#handle") {REQ_PARAMS} (result i32)
+             (local $r i32)
+             (local.set $r (block (result i32) {body}))
+             (global.set $heap (i32.const 65536))
+             (local.get $r))"#
     )
 }
 
