@@ -329,5 +329,26 @@ fn spawn_readiness_report(urls: Vec<(String, String, SocketAddr)>) {
         print!("{out}");
         use std::io::Write;
         let _ = std::io::stdout().flush();
+        notify_systemd(b"READY=1\nSTATUS=serving");
     });
+}
+
+/// Tell systemd (`Type=notify`) that the node is ready, when started with `NOTIFY_SOCKET`.
+fn notify_systemd(message: &[u8]) {
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            UnixAddr::from_abstract_name(name.as_bytes())
+        }
+        None => UnixAddr::from_pathname(&path),
+    };
+    let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(message, &addr));
+    if let Err(e) = sent {
+        tracing::warn!(socket = %path, error = %e, "cannot notify systemd");
+    }
 }

@@ -337,3 +337,85 @@ async fn sleep_while_alive(pool: &Weak<Pool>, d: Duration) -> bool {
     tokio::time::sleep(d).await;
     pool.strong_count() > 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use breakwater_config::Endpoint as Ep;
+
+    fn pool(balance: Balance, eps: &[&str]) -> Arc<Pool> {
+        let text = format!(
+            "listeners: [{{name: w, address: \"127.0.0.1:1\"}}]\npools: {{ p: {{ endpoints: [{}] }} }}\nroutes: [{{pool: p}}]\n",
+            eps.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(",")
+        );
+        let mut cfg = breakwater_config::parse(&text, Path::new("t.yaml"))
+            .unwrap()
+            .pools
+            .remove(0);
+        cfg.balance = balance;
+        let settings = breakwater_config::ResolverSettings {
+            nameservers: vec!["127.0.0.1:1".parse().unwrap()],
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(2),
+            timeout: Duration::from_millis(100),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let resolver = Resolver::new(&settings).unwrap();
+            Pool::new(cfg, &resolver).await.unwrap()
+        })
+    }
+
+    fn key() -> SelectKey<'static> {
+        SelectKey {
+            path: "/",
+            client_ip: None,
+            header: &|_| None,
+        }
+    }
+
+    #[test]
+    fn consecutive_failures_eject_an_endpoint_and_success_resets_the_count() {
+        let p = pool(Balance::RoundRobin, &["127.0.0.1:1001", "127.0.0.1:1002"]);
+        let eps = p.endpoints();
+        let (a, b) = (&eps[0], &eps[1]);
+        p.report_failure(a);
+        p.report_failure(a);
+        p.report_success(a);
+        p.report_failure(a);
+        assert!(p.is_available(a), "a success in between resets the count");
+        p.report_failure(a);
+        p.report_failure(a);
+        assert!(!p.is_available(a), "three failures in a row eject");
+        for _ in 0..10 {
+            assert_eq!(p.select(&key(), &[]).unwrap().addr, b.addr);
+        }
+        // With every endpoint out, the pool fails open rather than refusing.
+        for _ in 0..3 {
+            p.report_failure(b);
+        }
+        assert!(!p.has_available());
+        assert!(p.select(&key(), &[]).is_some());
+        assert!(
+            p.select(&key(), &[a.addr, b.addr]).is_none(),
+            "never an endpoint already tried"
+        );
+        assert!(matches!(p.config.endpoints[0], Ep::Addr(_)));
+    }
+
+    #[test]
+    fn random_balancing_uses_every_endpoint() {
+        let p = pool(
+            Balance::Random,
+            &["127.0.0.1:1001", "127.0.0.1:1002", "127.0.0.1:1003"],
+        );
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            seen.insert(p.select(&key(), &[]).unwrap().addr);
+        }
+        assert_eq!(seen.len(), 3);
+    }
+}

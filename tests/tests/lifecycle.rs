@@ -279,3 +279,32 @@ async fn the_embedded_demo_serves_a_working_node() {
     assert_eq!(client.get(web, "localhost", "/old").await.status, 301);
     assert_eq!(client.get(admin, "localhost", "/readyz").await.status, 200);
 }
+
+#[test]
+fn readiness_is_notified_to_systemd() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(
+        &config,
+        "listeners: [{ name: web, address: \"127.0.0.1:0\" }]\nadmin: { address: \"127.0.0.1:0\" }\nroutes: [{ respond: { body: hi } }]\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(support::node::binary())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = sock.recv(&mut buf);
+    let _ = child.kill();
+    let _ = child.wait();
+    let msg = String::from_utf8_lossy(&buf[..n.expect("no notification within 30 s")]).into_owned();
+    assert!(msg.lines().any(|l| l == "READY=1"), "{msg}");
+}
