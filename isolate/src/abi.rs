@@ -10,20 +10,6 @@ pub type HeaderRef<'a> = (&'a str, &'a [u8]);
 
 #[derive(ComponentType, Lower)]
 #[component(record)]
-pub struct RequestView<'a> {
-    pub method: &'a str,
-    pub scheme: &'a str,
-    pub authority: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a [HeaderRef<'a>],
-    #[component(name = "client-addr")]
-    pub client_addr: &'a str,
-    pub route: &'a str,
-}
-
-#[derive(ComponentType, Lower)]
-#[component(record)]
 pub struct ResponseHeadView<'a> {
     pub status: u16,
     pub headers: &'a [HeaderRef<'a>],

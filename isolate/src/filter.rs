@@ -1,7 +1,7 @@
 //! Filter components: compiled and pre-linked once, instances made ahead of need, one fresh
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
-use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, RequestView, ResponseHeadView};
+use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
 use crate::runtime::Runtime;
 use crate::types::{Edits, Request, RequestDecision};
@@ -344,13 +344,12 @@ impl Session {
         idx: ComponentExportIndex,
         req: &Request<'_>,
     ) -> Result<RequestDecision, IsolateError> {
-        let view = view(req);
         self.store.set_epoch_deadline(self.inner.deadline_ticks);
         let func = self
             .instance
-            .get_typed_func::<(RequestView<'_>,), (RequestActionAbi,)>(&mut self.store, idx)
+            .get_typed_func::<(&Request<'_>,), (RequestActionAbi,)>(&mut self.store, idx)
             .map_err(|e| self.invalid(e.to_string()))?;
-        let (action,) = match func.call(&mut self.store, (view,)) {
+        let (action,) = match func.call(&mut self.store, (req,)) {
             Ok(r) => r,
             Err(e) => return Err(self.inner.classify(&self.store, e)),
         };
@@ -375,17 +374,16 @@ impl Session {
         status: u16,
         headers: &[(&str, &[u8])],
     ) -> Result<Edits, IsolateError> {
-        let view = view(req);
         let head = ResponseHeadView { status, headers };
         self.store.set_epoch_deadline(self.inner.deadline_ticks);
         let func = self
             .instance
-            .get_typed_func::<(RequestView<'_>, ResponseHeadView<'_>), (HeaderEditsAbi,)>(
+            .get_typed_func::<(&Request<'_>, ResponseHeadView<'_>), (HeaderEditsAbi,)>(
                 &mut self.store,
                 idx,
             )
             .map_err(|e| self.invalid(e.to_string()))?;
-        let (edits,) = match func.call(&mut self.store, (view, head)) {
+        let (edits,) = match func.call(&mut self.store, (req, head)) {
             Ok(r) => r,
             Err(e) => return Err(self.inner.classify(&self.store, e)),
         };
@@ -403,18 +401,5 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.inner.in_use.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-fn view<'a>(r: &'a Request<'a>) -> RequestView<'a> {
-    RequestView {
-        method: r.method,
-        scheme: r.scheme,
-        authority: r.authority,
-        path: r.path,
-        query: r.query,
-        headers: r.headers,
-        client_addr: r.client_addr,
-        route: r.route,
     }
 }

@@ -1,8 +1,12 @@
 //! The isolate's public data types: what the proxy passes in and gets back, validated.
 
 use http::{HeaderName, HeaderValue, StatusCode};
+use wasmtime::component::{ComponentType, Lower};
 
-/// A request as a filter sees it; borrowed from the proxy's own request.
+/// A request as a filter sees it; borrowed from the proxy's own request and lowered into the
+/// guest as the WIT `request` record without an intermediate copy.
+#[derive(ComponentType, Lower)]
+#[component(record)]
 pub struct Request<'a> {
     pub method: &'a str,
     pub scheme: &'a str,
@@ -10,6 +14,7 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub query: &'a str,
     pub headers: &'a [(&'a str, &'a [u8])],
+    #[component(name = "client-addr")]
     pub client_addr: &'a str,
     pub route: &'a str,
 }

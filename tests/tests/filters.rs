@@ -10,7 +10,7 @@ mod wasm;
 use std::sync::Arc;
 use support::origin::{Action, Seen};
 use support::{eventually, Client, Node, Origin};
-use wasm::{component, module, on_request, on_response, respond, CONTINUE};
+use wasm::{component, counter, module, on_request, on_response, respond, CONTINUE};
 
 /// `on-request`: set `x-filter: yes`, rewrite the path to `/rewritten`, and ask for
 /// `x-added: 1` on the response. `on-response`: set `x-version: <version>`.
@@ -57,21 +57,6 @@ fn blocker() -> Vec<u8> {
             on_request(&body)
         )),
     )
-}
-
-/// Counts in a global and in memory; answers 200 only if both are 1 (fresh state).
-fn counter() -> Vec<u8> {
-    let body = format!(
-        "(global.set $count (i32.add (global.get $count) (i32.const 1)))
-         (i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))
-         {}",
-        respond(
-            "(i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 1024))))",
-            0,
-            "(i32.const 0)"
-        )
-    );
-    component("request-filter", &module(&on_request(&body)))
 }
 
 fn simple(body: &str) -> Vec<u8> {

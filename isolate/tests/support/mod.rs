@@ -124,3 +124,19 @@ pub fn request<'a>(headers: &'a [(&'a str, &'a [u8])]) -> breakwater_isolate::Re
         route: "r",
     }
 }
+
+/// Counts requests in a global and in linear memory and answers `198 + global + memory`:
+/// 200 when every request starts from the snapshot, more if any state leaked.
+pub fn counter() -> Vec<u8> {
+    let body = format!(
+        "(global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))
+         {}",
+        respond(
+            "(i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 1024))))",
+            0,
+            "(i32.const 0)"
+        )
+    );
+    component("request-filter", &module(&on_request(&body)))
+}
