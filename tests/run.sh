@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs what the build needs,
-# builds the `breakwater` binary the end-to-end tests start, then runs all tests.
+# then builds and runs all tests (the end-to-end tests start the real `breakwater` binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source deploy/build-deps.sh
 
-cargo build --locked -p breakwater-proxy --bin breakwater
+# `cargo test` builds the `breakwater` binary too (proxy/tests/cli.rs needs it), with the
+# same features as everything else, so the end-to-end tests in tests/ find it in the target dir.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
