@@ -325,11 +325,7 @@ fn a_bad_component_is_refused_at_load_with_its_config_line() {
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm").unwrap();
     let yaml = "listeners: [{ name: web, address: \"127.0.0.1:0\" }]\ncomponents:\n  junk: { path: junk.wasm }\nroutes: [{ respond: { body: hi }, filters: [junk] }]\n";
     std::fs::write(dir.path().join("edge.yaml"), yaml).unwrap();
-    let out = std::process::Command::new(support::node::binary())
-        .args(["check", "--config"])
-        .arg(dir.path().join("edge.yaml"))
-        .output()
-        .unwrap();
+    let out = support::node::cli("check", &dir.path().join("edge.yaml"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(

@@ -76,6 +76,18 @@ impl Load {
         .await;
     }
 
+    /// Stop the load and assert that no request failed.
+    async fn finish_without_failures(self) {
+        let (ok, failed) = self.finish().await;
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {:?}",
+            failed.len(),
+            ok + failed.len(),
+            &failed[..failed.len().min(5)]
+        );
+    }
+
     async fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
@@ -93,11 +105,7 @@ fn check_accepts_valid_and_refuses_invalid_configs() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "listeners: [{ name: web, address: \"127.0.0.1:8080\" }]\nroutes: [{ respond: { body: hi } }]\n").unwrap();
-    let out = std::process::Command::new(support::node::binary())
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = support::node::cli("check", &good);
     assert!(out.status.success(), "{out:?}");
 
     let bad = dir.path().join("bad.yaml");
@@ -106,11 +114,7 @@ fn check_accepts_valid_and_refuses_invalid_configs() {
         "listeners: [{ name: web, address: \"127.0.0.1:8080\" }]\nroutes:\n  - pool: nope\n",
     )
     .unwrap();
-    let out = std::process::Command::new(support::node::binary())
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = support::node::cli("check", &bad);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -126,11 +130,7 @@ fn a_port_in_use_is_a_clear_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("edge.yaml");
     std::fs::write(&config, format!("listeners: [{{ name: web, address: \"{addr}\" }}]\nadmin: {{ address: \"127.0.0.1:0\" }}\nroutes: [{{ respond: {{ body: hi }} }}]\n")).unwrap();
-    let out = std::process::Command::new(support::node::binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = support::node::cli("run", &config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
@@ -167,14 +167,7 @@ async fn reload_swaps_config_under_traffic_and_refuses_a_bad_one() {
     load.wait_for(50).await;
     assert!(b.hits() > before);
 
-    let (ok, failed) = load.finish().await;
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    load.finish_without_failures().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -214,14 +207,7 @@ async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
     assert!(status.success(), "old process: {status:?}");
     // After the old process is gone the new one answers on the same address.
     load.wait_for(100).await;
-    let (ok, failed) = load.finish().await;
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {:?}",
-        failed.len(),
-        ok + failed.len(),
-        &failed[..failed.len().min(5)]
-    );
+    load.finish_without_failures().await;
     let r = Client::h1().get(web, "a", "/after").await;
     assert_eq!(r.status, 200);
     let _ = new_child.kill();

@@ -84,11 +84,7 @@ routes: [{ respond: { body: hi } }]
     let config = dir.path().join("edge.yaml");
     std::fs::write(&config, yaml).unwrap();
 
-    let check = std::process::Command::new(support::node::binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let check = support::node::cli("check", &config);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(!check.status.success());
     assert!(
@@ -98,11 +94,7 @@ routes: [{ respond: { body: hi } }]
     assert!(stderr.contains("wild.pem"), "names the file: {stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
-    let run = std::process::Command::new(support::node::binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let run = support::node::cli("run", &config);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
@@ -114,11 +106,7 @@ routes: [{ respond: { body: hi } }]
     ca.leaf(dir.path(), "b", &["b.test"]);
     std::fs::copy(dir.path().join("a.pem"), dir.path().join("wild.pem")).unwrap();
     std::fs::copy(dir.path().join("b.key"), dir.path().join("wild.key")).unwrap();
-    let check = std::process::Command::new(support::node::binary())
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let check = support::node::cli("check", &config);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(!check.status.success(), "mismatched key accepted");
     assert!(stderr.contains("wild.key"), "{stderr}");

@@ -22,6 +22,22 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// Read a whole response, body included.
+    pub async fn read(resp: hyper::Response<hyper::body::Incoming>) -> Result<Reply, String> {
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e:?}"))?
+            .to_bytes();
+        Ok(Reply {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body,
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).map(|v| v.to_str().unwrap())
     }
@@ -78,18 +94,7 @@ impl Client {
             .await
             .map_err(|_| "timed out".to_string())?
             .map_err(|e| format!("{e:?}"))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e:?}"))?
-            .to_bytes();
-        Ok(Reply {
-            status: parts.status.as_u16(),
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        })
+        Reply::read(resp).await
     }
 }
 
@@ -190,16 +195,5 @@ async fn h2c_send(mut req: Request<Full<Bytes>>) -> Result<Reply, String> {
             .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let resp = send.send_request(req).await.map_err(|e| format!("{e:?}"))?;
-    let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("body: {e:?}"))?
-        .to_bytes();
-    Ok(Reply {
-        status: parts.status.as_u16(),
-        version: parts.version,
-        headers: parts.headers,
-        body,
-    })
+    Reply::read(resp).await
 }

@@ -25,6 +25,17 @@ pub fn binary() -> PathBuf {
     bin
 }
 
+/// Run `breakwater <command> --config <config>` to completion (for `check`, and for `run`
+/// when it is expected to fail at startup).
+pub fn cli(command: &str, config: &Path) -> std::process::Output {
+    Command::new(binary())
+        .args([command, "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// A running node. Dropping it kills the process; its stderr is printed if the test failed.
 pub struct Node {
     pub child: Child,
