@@ -59,6 +59,8 @@ pub struct RawComponent {
     pub max_concurrency: Option<S<usize>>,
     pub prewarm: Option<S<usize>>,
     pub on_error: Option<S<String>>,
+    #[serde(default)]
+    pub allowed_outbound_hosts: Vec<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,6 +182,7 @@ pub struct RawRoute {
     pub pool: Option<S<String>>,
     pub redirect: Option<S<RawRedirect>>,
     pub respond: Option<S<RawRespond>>,
+    pub handler: Option<S<String>>,
     #[serde(default)]
     pub request_headers: RawHeaderEdits,
     #[serde(default)]

@@ -63,17 +63,30 @@ pub enum FailurePolicy {
     FailOpen,
 }
 
-/// A Wasm filter component.
+/// What a component is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ComponentKind {
+    /// Our `breakwater:filter` world: runs on the request and response of routes.
+    Filter,
+    /// A `wasi:http/incoming-handler` (0.2.x): serves a route instead of an origin pool.
+    Handler,
+}
+
+/// A Wasm component: a filter or a handler.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Component {
     pub name: String,
+    pub kind: ComponentKind,
     pub path: PathBuf,
-    /// Its `config:` map, read by the guest through `config.get`.
+    /// Its `config:` map: read by a filter through `config.get`, the environment of a handler.
     pub config: Vec<(String, String)>,
-    /// Wall-clock limit per call. Default 50ms.
+    /// Wall-clock limit: per call for a filter (default 50ms), for the whole request for a
+    /// handler (default 30s).
     pub deadline: Duration,
-    /// Linear memory limit per instance. Default 16 MiB.
+    /// Linear memory limit per instance. Default 16 MiB for a filter, 64 MiB for a handler.
     pub max_memory_bytes: usize,
+    /// Hosts (`host` or `host:port`) a handler may send HTTP requests to. Default: none.
+    pub allowed_outbound_hosts: Vec<String>,
     /// Requests using it at once; more get 503 at once. Default 256.
     pub max_concurrency: usize,
     /// Instances kept ready. Default 4.
@@ -337,6 +350,8 @@ pub enum RouteAction {
         headers: Vec<(HeaderName, HeaderValue)>,
         body: bytes::Bytes,
     },
+    /// Served by a `wasi:http` handler component.
+    Handler(ComponentId),
 }
 
 /// Header edits, applied in the order remove, set, add.

@@ -650,23 +650,36 @@ impl<'a> Validator<'a> {
     }
 
     fn component(&self, name: &str, raw: &RawComponent, field: &str) -> Result<Component> {
-        match raw.kind.as_ref().map(|k| (k, k.value.as_str())) {
-            None | Some((_, "filter")) => {}
-            Some((k, "handler")) => {
-                return Err(self.err(
-                    k,
-                    format!("{field}.kind"),
-                    "handler components (wasi:http) are not supported yet; only filter",
-                ))
-            }
+        let kind = match raw.kind.as_ref().map(|k| (k, k.value.as_str())) {
+            None | Some((_, "filter")) => ComponentKind::Filter,
+            Some((_, "handler")) => ComponentKind::Handler,
             Some((k, other)) => {
                 return Err(self.err(
                     k,
                     format!("{field}.kind"),
-                    format!("unknown kind \"{other}\"; expected filter"),
+                    format!("unknown kind \"{other}\"; expected filter or handler"),
                 ))
             }
+        };
+        if let (ComponentKind::Filter, Some(h)) = (kind, raw.allowed_outbound_hosts.first()) {
+            return Err(self.err(
+                h,
+                format!("{field}.allowed_outbound_hosts"),
+                "only handler components may make outgoing requests",
+            ));
         }
+        let mut allowed_outbound_hosts = Vec::new();
+        for (j, h) in raw.allowed_outbound_hosts.iter().enumerate() {
+            if h.value.parse::<http::uri::Authority>().is_err() || h.value.contains('@') {
+                return Err(self.err(
+                    h,
+                    format!("{field}.allowed_outbound_hosts[{j}]"),
+                    format!("invalid host \"{}\"; expected host or host:port", h.value),
+                ));
+            }
+            allowed_outbound_hosts.push(h.value.to_ascii_lowercase());
+        }
+        let handler = kind == ComponentKind::Handler;
         let path = self.path(&raw.path.value);
         if !path.is_file() {
             return Err(self.err(
@@ -680,6 +693,7 @@ impl<'a> Validator<'a> {
                 return Err(self.err(m, format!("{field}.max_memory_mb"), "expected 1 to 4096"))
             }
             Some(m) => m.value as usize * (1 << 20),
+            None if handler => 64 << 20,
             None => 16 << 20,
         };
         let positive = |v: &Option<S<usize>>, f: &str, default: usize| match v {
@@ -691,6 +705,8 @@ impl<'a> Validator<'a> {
         };
         Ok(Component {
             name: name.to_string(),
+            kind,
+            allowed_outbound_hosts,
             path,
             config: raw
                 .config
@@ -701,7 +717,11 @@ impl<'a> Validator<'a> {
             deadline: self.positive_duration(
                 &raw.deadline,
                 &format!("{field}.deadline"),
-                Duration::from_millis(50),
+                if handler {
+                    Duration::from_secs(30)
+                } else {
+                    Duration::from_millis(50)
+                },
             )?,
             max_memory_bytes,
             max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
@@ -774,10 +794,20 @@ impl<'a> Validator<'a> {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let action = self.route_action(spanned, &field, pool_ids, pools)?;
+            let action = self.route_action(spanned, &field, names, pools, components)?;
             let mut filters = Vec::new();
             for (j, f) in r.filters.iter().enumerate() {
                 match names.components.get(&f.value) {
+                    Some(id) if components[id.0].kind == ComponentKind::Handler => {
+                        return Err(self.err(
+                            f,
+                            format!("{field}.filters[{j}]"),
+                            format!(
+                                "component \"{}\" is a handler, not a filter; serve it with `handler: {}`",
+                                f.value, f.value
+                            ),
+                        ));
+                    }
                     Some(id) => filters.push(*id),
                     None => {
                         let defined: Vec<&str> =
@@ -848,12 +878,43 @@ impl<'a> Validator<'a> {
         &self,
         spanned: &S<RawRoute>,
         field: &str,
-        pool_ids: &HashMap<String, PoolId>,
+        names: &Names<'_>,
         pools: &[Pool],
+        components: &[Component],
     ) -> Result<RouteAction> {
         let r = &spanned.value;
-        match (&r.pool, &r.redirect, &r.respond) {
-            (Some(p), None, None) => match pool_ids.get(&p.value) {
+        let pool_ids = names.pools;
+        match (&r.pool, &r.redirect, &r.respond, &r.handler) {
+            (None, None, None, Some(h)) => match names.components.get(&h.value) {
+                Some(id) if components[id.0].kind == ComponentKind::Handler => {
+                    Ok(RouteAction::Handler(*id))
+                }
+                Some(_) => Err(self.err(
+                    h,
+                    format!("{field}.handler"),
+                    format!(
+                        "component \"{}\" is a filter, not a handler (set `kind: handler` on a wasi:http component)",
+                        h.value
+                    ),
+                )),
+                None => {
+                    let defined: Vec<&str> = components
+                        .iter()
+                        .filter(|c| c.kind == ComponentKind::Handler)
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    Err(self.err(
+                        h,
+                        format!("{field}.handler"),
+                        format!(
+                            "unknown handler \"{}\"; defined handlers: {}",
+                            h.value,
+                            if defined.is_empty() { "none".to_string() } else { defined.join(", ") }
+                        ),
+                    ))
+                }
+            },
+            (Some(p), None, None, None) => match pool_ids.get(&p.value) {
                 Some(id) => Ok(RouteAction::Forward(*id)),
                 None => {
                     let defined: Vec<&str> = pools.iter().map(|p| p.name.as_str()).collect();
@@ -869,7 +930,7 @@ impl<'a> Validator<'a> {
                     ))
                 }
             },
-            (None, Some(rd), None) => {
+            (None, Some(rd), None, None) => {
                 let status = match &rd.value.status {
                     None => StatusCode::FOUND,
                     Some(s) if matches!(s.value, 301 | 302 | 303 | 307 | 308) => {
@@ -889,7 +950,7 @@ impl<'a> Validator<'a> {
                     status,
                 })
             }
-            (None, None, Some(rs)) => {
+            (None, None, Some(rs), None) => {
                 let status = match &rs.value.status {
                     None => StatusCode::OK,
                     Some(s) => StatusCode::from_u16(s.value)
@@ -915,7 +976,7 @@ impl<'a> Validator<'a> {
                 Err(ConfigError::invalid(
                     at,
                     field,
-                    "a route needs exactly one of pool, redirect or respond",
+                    "a route needs exactly one of pool, handler, redirect or respond",
                 ))
             }
         }

@@ -15,26 +15,26 @@ pub enum IsolateError {
     #[error("{}: exports no filter phase (breakwater:filter/on-request or on-response)", path.display())]
     NoPhase { path: PathBuf },
     /// Creating an instance failed (e.g. its start function trapped, or the pool is full).
-    #[error("filter {filter}: instantiation failed: {reason}")]
+    #[error("component {filter}: instantiation failed: {reason}")]
     Instantiate { filter: String, reason: String },
     /// The guest trapped (unreachable, out-of-bounds access, ...).
-    #[error("filter {filter}: trap: {message}\n{backtrace}")]
+    #[error("component {filter}: trap: {message}\n{backtrace}")]
     Trap {
         filter: String,
         message: String,
         backtrace: String,
     },
     /// The call ran past its wall-clock deadline and was interrupted.
-    #[error("filter {filter}: deadline of {deadline_ms} ms exceeded")]
+    #[error("component {filter}: deadline of {deadline_ms} ms exceeded")]
     Deadline { filter: String, deadline_ms: u64 },
     /// The guest tried to grow its memory or tables past the limit.
-    #[error("filter {filter}: memory limit of {limit_bytes} bytes exceeded")]
+    #[error("component {filter}: memory limit of {limit_bytes} bytes exceeded")]
     OutOfMemory { filter: String, limit_bytes: usize },
     /// The filter's concurrency limit is reached: fail fast rather than queue.
-    #[error("filter {filter}: concurrency limit of {limit} reached")]
+    #[error("component {filter}: concurrency limit of {limit} reached")]
     LimitReached { filter: String, limit: usize },
     /// The guest returned something that is not valid HTTP (e.g. a bad header name).
-    #[error("filter {filter}: invalid output: {reason}")]
+    #[error("component {filter}: invalid output: {reason}")]
     InvalidOutput { filter: String, reason: String },
 }
 

@@ -1,5 +1,6 @@
-//! Breakwater's WebAssembly runtime: filter components (`wit/filter.wit`) run in pooled,
-//! pre-instantiated isolates, one fresh instance per request. Knows nothing of pingora.
+//! Breakwater's WebAssembly runtime: filter components (`wit/filter.wit`) and `wasi:http`
+//! handler components run in pooled, pre-instantiated isolates, one fresh instance per
+//! request. Knows nothing of pingora.
 //!
 //! Lifecycle: one [`Runtime`] (engine, pooling allocator, epoch ticker) per process;
 //! [`Runtime::load_filter`] compiles (or loads from the on-disk cache) and pre-links a
@@ -11,10 +12,12 @@ mod abi;
 mod cache;
 mod error;
 mod filter;
+mod handler;
 mod runtime;
 mod types;
 
 pub use error::IsolateError;
 pub use filter::{Filter, FilterSettings, Session};
+pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody};
 pub use runtime::{Allocator, Runtime, RuntimeSettings};
 pub use types::{DirectResponse, Edits, ForwardEdits, Request, RequestDecision};

@@ -4,6 +4,7 @@
 use crate::cache::CompiledCache;
 use crate::error::IsolateError;
 use crate::filter::{Filter, FilterSettings};
+use crate::handler::{Handler, HandlerSettings};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,7 +101,42 @@ impl Runtime {
         bytes: &[u8],
         settings: FilterSettings,
     ) -> Result<Filter, IsolateError> {
-        let component = match &self.cache {
+        let component = self.compile(path, bytes)?;
+        Filter::new(self.clone(), name, path, component, settings)
+    }
+
+    /// Compile (or load from the cache) and pre-link a `wasi:http` handler component.
+    pub fn load_handler(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        settings: HandlerSettings,
+    ) -> Result<Handler, IsolateError> {
+        let bytes = std::fs::read(path).map_err(|e| IsolateError::Load {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        self.load_handler_bytes(name, path, &bytes, settings)
+    }
+
+    /// Like [`Runtime::load_handler`], from bytes (`path` only names it in errors).
+    pub fn load_handler_bytes(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        settings: HandlerSettings,
+    ) -> Result<Handler, IsolateError> {
+        let component = self.compile(path, bytes)?;
+        Handler::new(self.clone(), name, path, component, settings)
+    }
+
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<wasmtime::component::Component, IsolateError> {
+        match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, bytes),
             None => {
                 wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| e.to_string())
@@ -109,8 +145,7 @@ impl Runtime {
         .map_err(|reason| IsolateError::Load {
             path: path.to_path_buf(),
             reason,
-        })?;
-        Filter::new(self.clone(), name, path, component, settings)
+        })
     }
 }
 
@@ -123,9 +158,12 @@ fn engine_config(s: &RuntimeSettings) -> Config {
     pool.total_core_instances(s.max_instances * 8);
     pool.total_memories(s.max_instances * 2);
     pool.total_tables(s.max_instances * 4);
+    // Real guests link several core modules into one component: componentize-py links 14
+    // (libc, libpython, ...) plus WASI adapter and shim instances, each with a table; C and
+    // JS guests need one module plus the adapter. These per-component caps fit the largest.
     pool.max_memories_per_component(4);
-    pool.max_tables_per_component(8);
-    pool.max_core_instances_per_component(16);
+    pool.max_tables_per_component(32);
+    pool.max_core_instances_per_component(64);
     // The memory limit per instance is enforced by the pool itself (growth fails past it).
     pool.max_memory_size(s.max_memory_bytes);
     pool.table_elements(s.max_table_elements);

@@ -140,3 +140,104 @@ pub fn counter() -> Vec<u8> {
     );
     component("request-filter", &module(&on_request(&body)))
 }
+
+/// The world of the WAT handlers: `wasi:http/types` and streams in, the handler out.
+const HANDLER_WORLD: &str = "package breakwater:test-handler;
+world handler {
+  import wasi:http/types@0.2.12;
+  import wasi:io/streams@0.2.12;
+  export wasi:http/incoming-handler@0.2.12;
+}";
+
+/// Build a `wasi:http` handler component from a core module in WAT.
+pub fn handler_component(core_wat: &str) -> Vec<u8> {
+    let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
+    let mut resolve = wit_parser::Resolve::default();
+    resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
+        .unwrap();
+    let pkg = resolve.push_str("handler.wit", HANDLER_WORLD).unwrap();
+    let world = resolve.select_world(&[pkg], Some("handler")).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// A handler from `isolate/guests/wat/NAME.wat`.
+pub fn guest_handler(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../isolate/guests/wat")
+        .join(format!("{name}.wat"));
+    handler_component(&std::fs::read_to_string(path).unwrap())
+}
+
+/// A handler module whose `handle` runs `body` with `$request` and `$out` in scope. `$respond`
+/// (out, status) answers with that status and an empty body; `$count` is a global.
+pub fn handler_module(body: &str) -> String {
+    format!(
+        r#"(module
+  (import "wasi:http/types@0.2.12" "[constructor]fields" (func $fields (result i32)))
+  (import "wasi:http/types@0.2.12" "[constructor]outgoing-response"
+    (func $response (param i32) (result i32)))
+  (import "wasi:http/types@0.2.12" "[method]outgoing-response.set-status-code"
+    (func $set_status (param i32 i32) (result i32)))
+  (import "wasi:http/types@0.2.12" "[method]outgoing-response.body" (func $body (param i32 i32)))
+  (import "wasi:http/types@0.2.12" "[static]response-outparam.set"
+    (func $set (param i32 i32 i32 i32 i64 i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.12" "[static]outgoing-body.finish"
+    (func $finish (param i32 i32 i32 i32)))
+  (import "wasi:http/types@0.2.12" "[resource-drop]incoming-request"
+    (func $drop_request (param i32)))
+  (memory (export "memory") 1)
+  (global $count (mut i32) (i32.const 0))
+  (global $heap (mut i32) (i32.const 1024))
+  (func $respond (param $out i32) (param $status i32)
+    (local $response i32) (local $b i32)
+    (local.set $response (call $response (call $fields)))
+    (drop (call $set_status (local.get $response) (local.get $status)))
+    (call $body (local.get $response) (i32.const 0))
+    (local.set $b (i32.load (i32.const 4)))
+    (call $set (local.get $out) (i32.const 0) (local.get $response) (i32.const 0) (i64.const 0)
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))
+    (call $finish (local.get $b) (i32.const 0) (i32.const 0) (i32.const 16)))
+  (func (export "wasi:http/incoming-handler@0.2.12#handle") (param $request i32) (param $out i32)
+    {body})
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+      (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+)"#
+    )
+}
+
+/// Counts requests in a global and in linear memory and answers `198 + global + memory`.
+pub fn counting_handler() -> Vec<u8> {
+    handler_component(&handler_module(
+        "(global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (i32.store (i32.const 512) (i32.add (i32.load (i32.const 512)) (i32.const 1)))
+         (call $respond (local.get $out)
+           (i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 512)))))",
+    ))
+}
+
+pub fn load_handler(
+    rt: &Arc<Runtime>,
+    name: &str,
+    bytes: &[u8],
+    settings: breakwater_isolate::HandlerSettings,
+) -> breakwater_isolate::Handler {
+    rt.load_handler_bytes(name, Path::new(&format!("{name}.wasm")), bytes, settings)
+        .unwrap_or_else(|e| panic!("{e}"))
+}

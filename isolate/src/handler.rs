@@ -1,0 +1,534 @@
+//! Handler components: `wasi:http/incoming-handler` (the `wasi:http/proxy` world of WASI 0.2,
+//! as Spin, `wasmtime serve`, componentize-py, componentize-js and wit-bindgen produce),
+//! served with wasmtime-wasi and wasmtime-wasi-http. One fresh instance per request, taken
+//! from a pool of instances made ahead of need; its slot is reset to the copy-on-write image
+//! when the request ends.
+//!
+//! A handler gets no filesystem, no sockets and no outgoing HTTP, except to the hosts its
+//! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does.
+
+use crate::error::IsolateError;
+use crate::runtime::Runtime;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Per-handler limits and grants.
+#[derive(Clone, Debug)]
+pub struct HandlerSettings {
+    /// Wall-clock limit for the whole request, from instantiation to the end of the response
+    /// body. A handler that has not answered by then gets `Deadline`. Default 30 s.
+    pub deadline: Duration,
+    /// Linear memory limit per instance (at most the runtime's). Default 64 MiB.
+    pub max_memory_bytes: usize,
+    /// Requests served at once; more get `LimitReached` at once. Default 256.
+    pub max_concurrency: usize,
+    /// Instances kept ready ahead of requests. Default 4.
+    pub prewarm: usize,
+    /// Hosts (`host` or `host:port`) the handler may send outgoing HTTP requests to.
+    /// Empty (the default): outgoing HTTP is denied.
+    pub allowed_outbound_hosts: Vec<String>,
+    /// Environment variables the guest sees (the `config:` map of the component).
+    pub env: HashMap<String, String>,
+}
+
+impl Default for HandlerSettings {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(30),
+            max_memory_bytes: 64 << 20,
+            max_concurrency: 256,
+            prewarm: 4,
+            allowed_outbound_hosts: Vec::new(),
+            env: HashMap::new(),
+        }
+    }
+}
+
+/// Store data of one handler instance.
+struct HandlerState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundPolicy,
+    max_memory: usize,
+    memory_exceeded: bool,
+}
+
+impl WasiView for HandlerState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HandlerState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for HandlerState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.memory_exceeded = true;
+            return Err(wasmtime::Error::msg("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(max.is_none_or(|m| desired <= m))
+    }
+}
+
+/// Outgoing HTTP: only to the allowed hosts, through wasmtime-wasi-http's client.
+struct OutboundPolicy {
+    allowed: Arc<[String]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, authority: Option<&http::uri::Authority>) -> bool {
+        let Some(authority) = authority else {
+            return false;
+        };
+        self.allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(authority.as_str()) || a == authority.host())
+    }
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<wasmtime_wasi_http::WasiBody>,
+                Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> SendFuture {
+        if !self.allows(request.uri().authority()) {
+            tracing::debug!(uri = %request.uri(), "outgoing HTTP request denied");
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+struct Ready {
+    store: Store<HandlerState>,
+    proxy: Proxy,
+}
+
+struct Inner {
+    _runtime: Arc<Runtime>,
+    name: Arc<str>,
+    path: PathBuf,
+    pre: ProxyPre<HandlerState>,
+    settings: HandlerSettings,
+    env: Vec<(String, String)>,
+    allowed: Arc<[String]>,
+    deadline_ticks: u64,
+    in_use: AtomicUsize,
+    ready: Mutex<Vec<Ready>>,
+    refill: Condvar,
+}
+
+/// A loaded handler component. Cheap to clone; shared by all requests of its routes.
+#[derive(Clone)]
+pub struct Handler {
+    inner: Arc<Inner>,
+}
+
+impl Handler {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        name: &str,
+        path: &Path,
+        component: Component,
+        mut settings: HandlerSettings,
+    ) -> Result<Self, IsolateError> {
+        let link_err = |e: wasmtime::Error| IsolateError::Link {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        };
+        let mut linker: Linker<HandlerState> = Linker::new(&runtime.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
+        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
+        let pre = ProxyPre::new(pre).map_err(|e| IsolateError::Load {
+            path: path.to_path_buf(),
+            reason: format!(
+                "not a wasi:http handler (export wasi:http/incoming-handler@0.2.x): {e:#}"
+            ),
+        })?;
+        let tick = runtime.settings.epoch_tick.as_nanos().max(1);
+        let deadline_ticks = settings.deadline.as_nanos().div_ceil(tick) as u64 + 1;
+        settings.max_memory_bytes = settings
+            .max_memory_bytes
+            .min(runtime.settings.max_memory_bytes);
+        let mut env: Vec<(String, String)> =
+            std::mem::take(&mut settings.env).into_iter().collect();
+        env.sort();
+        let allowed: Arc<[String]> = std::mem::take(&mut settings.allowed_outbound_hosts).into();
+        let inner = Arc::new(Inner {
+            _runtime: runtime,
+            name: name.into(),
+            path: path.to_path_buf(),
+            pre,
+            settings,
+            env,
+            allowed,
+            deadline_ticks,
+            in_use: AtomicUsize::new(0),
+            ready: Mutex::new(Vec::new()),
+            refill: Condvar::new(),
+        });
+        // Prove it instantiates now (a trapping initialiser is a load error), then fill.
+        let first = block_on(inner.instantiate())?;
+        inner.ready.lock().expect("ready lock").push(first);
+        spawn_filler(&inner);
+        Ok(Self { inner })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Requests this handler is serving right now.
+    pub fn in_use(&self) -> usize {
+        self.inner.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Serve one request. Resolves when the handler has set its response head; the body then
+    /// streams from the guest, which keeps running until the body ends or the deadline.
+    /// Must be called within a tokio runtime.
+    pub async fn handle(
+        &self,
+        request: http::Request<RequestBody>,
+        https: bool,
+    ) -> Result<http::Response<ResponseBody>, IsolateError> {
+        let inner = &self.inner;
+        let limit = inner.settings.max_concurrency;
+        if inner.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
+            inner.in_use.fetch_sub(1, Ordering::AcqRel);
+            return Err(IsolateError::LimitReached {
+                filter: inner.name.to_string(),
+                limit,
+            });
+        }
+        let guard = InUse(inner.clone());
+        let ready = inner.ready.lock().expect("ready lock").pop();
+        inner.refill.notify_one();
+        let Ready { mut store, proxy } = match ready {
+            Some(r) => r,
+            None => inner.instantiate().await?,
+        };
+        let scheme = if https { Scheme::Https } else { Scheme::Http };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (req, out) = {
+            let mut http = store.data_mut().http();
+            let req = http
+                .new_incoming_request(scheme, request.map(|b| b.0))
+                .map_err(|e| inner.invalid(format!("request: {e:#}")))?;
+            let out = http
+                .new_response_outparam(sender)
+                .map_err(|e| inner.invalid(format!("response: {e:#}")))?;
+            (req, out)
+        };
+        store.set_epoch_deadline(inner.deadline_ticks);
+        store.epoch_deadline_trap();
+        let deadline = inner.settings.deadline;
+        let task_inner = inner.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            let call = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out);
+            let result = match tokio::time::timeout(deadline, call).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(task_inner.classify(store.data(), e)),
+                Err(_) => Err(task_inner.deadline()),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(handler = %task_inner.name, error = %e, "handler failed")
+            }
+            result
+        });
+        match tokio::time::timeout(deadline, receiver).await {
+            Ok(Ok(Ok(response))) => Ok(response.map(|body| ResponseBody {
+                body,
+                handler: inner.name.clone(),
+            })),
+            Ok(Ok(Err(code))) => Err(inner.invalid(format!("handler answered an error: {code:?}"))),
+            // The outparam was dropped unset: the task's result says why.
+            Ok(Err(_)) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(inner.invalid("handler returned without a response".into())),
+                Err(e) => Err(inner.invalid(format!("handler task failed: {e}"))),
+            },
+            Err(_) => {
+                task.abort();
+                Err(inner.deadline())
+            }
+        }
+    }
+}
+
+/// Gives the concurrency slot back when the request's task ends.
+struct InUse(Arc<Inner>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Inner {
+    async fn instantiate(&self) -> Result<Ready, IsolateError> {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stderr()
+            .envs(&self.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let state = HandlerState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            hooks: OutboundPolicy {
+                allowed: self.allowed.clone(),
+            },
+            max_memory: self.settings.max_memory_bytes,
+            memory_exceeded: false,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| s);
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| {
+            IsolateError::Instantiate {
+                filter: self.name.to_string(),
+                reason: format!("{e:#}"),
+            }
+        })?;
+        Ok(Ready { store, proxy })
+    }
+
+    fn classify(&self, state: &HandlerState, e: wasmtime::Error) -> IsolateError {
+        let filter = self.name.to_string();
+        if state.memory_exceeded {
+            return IsolateError::OutOfMemory {
+                filter,
+                limit_bytes: self.settings.max_memory_bytes,
+            };
+        }
+        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+            return self.deadline();
+        }
+        let backtrace = e
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .map(|b| b.to_string())
+            .unwrap_or_default();
+        let message = match e.downcast_ref::<Trap>() {
+            Some(t) => t.to_string(),
+            None => format!("{e:#}"),
+        };
+        IsolateError::Trap {
+            filter,
+            message,
+            backtrace,
+        }
+    }
+
+    fn deadline(&self) -> IsolateError {
+        IsolateError::Deadline {
+            filter: self.name.to_string(),
+            deadline_ms: self.settings.deadline.as_millis() as u64,
+        }
+    }
+
+    fn invalid(&self, reason: String) -> IsolateError {
+        IsolateError::InvalidOutput {
+            filter: self.name.to_string(),
+            reason,
+        }
+    }
+}
+
+/// Instantiation is async (WASI's host functions are). At load, which may itself run on a
+/// tokio runtime, it runs on a scoped thread with a small current-thread runtime.
+fn block_on<F: std::future::Future + Send>(f: F) -> F::Output
+where
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("build a current-thread runtime")
+                .block_on(f)
+        })
+        .join()
+        .expect("instantiation thread")
+    })
+}
+
+/// Keep `prewarm` instances ready, off the request path. Ends when the handler is dropped.
+fn spawn_filler(inner: &Arc<Inner>) {
+    let weak = Arc::downgrade(inner);
+    let name = format!("wasm-fill-{}", inner.name);
+    let _ = std::thread::Builder::new().name(name).spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("build a current-thread runtime");
+        loop {
+            let Some(inner) = weak.upgrade() else { return };
+            let want = inner.settings.prewarm;
+            let have = inner.ready.lock().expect("ready lock").len();
+            if have < want {
+                match rt.block_on(inner.instantiate()) {
+                    Ok(r) => inner.ready.lock().expect("ready lock").push(r),
+                    Err(e) => {
+                        tracing::warn!(handler = %inner.name, error = %e, "pre-instantiation failed");
+                        let guard = inner.ready.lock().expect("ready lock");
+                        let _ = inner.refill.wait_timeout(guard, Duration::from_millis(100));
+                    }
+                }
+                continue;
+            }
+            let guard = inner.ready.lock().expect("ready lock");
+            let _ = inner.refill.wait_timeout(guard, Duration::from_millis(500));
+        }
+    });
+}
+
+/// The body of a request to a handler: empty, whole, or fed chunk by chunk by the caller.
+pub struct RequestBody(ChannelBody);
+
+impl RequestBody {
+    pub fn empty() -> Self {
+        Self::from_bytes(Bytes::new())
+    }
+
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let (tx, body) = Self::channel(1);
+        if !bytes.is_empty() {
+            let _ = tx.try_send(bytes);
+        }
+        body
+    }
+
+    /// A body fed through the returned sender; dropping the sender ends it.
+    pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, Self) {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        (tx, Self(ChannelBody(rx)))
+    }
+}
+
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// The body a handler streams back.
+pub struct ResponseBody {
+    body: HyperOutgoingBody,
+    handler: Arc<str>,
+}
+
+impl ResponseBody {
+    /// The next chunk; `None` at the end. Trailers are skipped.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, IsolateError>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_trailers) => continue,
+                },
+                Err(e) => {
+                    return Some(Err(IsolateError::InvalidOutput {
+                        filter: self.handler.to_string(),
+                        reason: format!("response body: {e:?}"),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// The whole body, up to `limit` bytes (more is an error).
+    pub async fn collect(mut self, limit: usize) -> Result<Bytes, IsolateError> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.chunk().await {
+            let chunk = chunk?;
+            if out.len() + chunk.len() > limit {
+                return Err(IsolateError::InvalidOutput {
+                    filter: self.handler.to_string(),
+                    reason: format!("response body over {limit} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+}
