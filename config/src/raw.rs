@@ -61,6 +61,7 @@ pub struct RawComponent {
     pub on_error: Option<S<String>>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<S<String>>,
+    pub max_body_bytes: Option<S<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -85,6 +85,8 @@ pub struct Component {
     pub deadline: Duration,
     /// Linear memory limit per instance. Default 16 MiB for a filter, 64 MiB for a handler.
     pub max_memory_bytes: usize,
+    /// Largest request body a handler is given; more gets 413. Default 16 MiB.
+    pub max_body_bytes: usize,
     /// Hosts (`host` or `host:port`) a handler may send HTTP requests to. Default: none.
     pub allowed_outbound_hosts: Vec<String>,
     /// Requests using it at once; more get 503 at once. Default 256.

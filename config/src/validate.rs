@@ -707,6 +707,7 @@ impl<'a> Validator<'a> {
             name: name.to_string(),
             kind,
             allowed_outbound_hosts,
+            max_body_bytes: positive(&raw.max_body_bytes, "max_body_bytes", 16 << 20)?,
             path,
             config: raw
                 .config

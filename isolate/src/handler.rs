@@ -460,21 +460,23 @@ impl RequestBody {
     }
 
     pub fn from_bytes(bytes: Bytes) -> Self {
-        let (tx, body) = Self::channel(1);
+        let (tx, body) = Self::channel();
         if !bytes.is_empty() {
-            let _ = tx.try_send(bytes);
+            let _ = tx.send(bytes);
         }
         body
     }
 
-    /// A body fed through the returned sender; dropping the sender ends it.
-    pub fn channel(capacity: usize) -> (tokio::sync::mpsc::Sender<Bytes>, Self) {
-        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+    /// A body fed through the returned sender; dropping the sender ends it. Unbounded: the
+    /// caller bounds the bytes it sends (the route's body limit), so that feeding the body
+    /// never waits on a guest that is busy writing its response.
+    pub fn channel() -> (tokio::sync::mpsc::UnboundedSender<Bytes>, Self) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         (tx, Self(ChannelBody(rx)))
     }
 }
 
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;

@@ -46,7 +46,7 @@ async fn echo_handler_streams_the_request_body_back() {
         &guest_handler("echo"),
         HandlerSettings::default(),
     );
-    let (tx, body) = RequestBody::channel(4);
+    let (tx, body) = RequestBody::channel();
     let req = http::Request::builder()
         .method("POST")
         .uri("http://example.com/echo")
@@ -54,9 +54,8 @@ async fn echo_handler_streams_the_request_body_back() {
         .unwrap();
     let feeder = tokio::spawn(async move {
         for i in 0..50u8 {
-            tx.send(Bytes::from(vec![b'a' + (i % 26); 10_000]))
-                .await
-                .unwrap();
+            tx.send(Bytes::from(vec![b'a' + (i % 26); 10_000])).unwrap();
+            tokio::task::yield_now().await;
         }
     });
     let resp = h.handle(req, false).await.unwrap();
@@ -173,7 +172,7 @@ async fn the_concurrency_limit_fails_fast() {
     };
     let h = load_handler(&rt, "echo", &guest_handler("echo"), settings);
     // The first request stays in flight while its body is open.
-    let (tx, body) = RequestBody::channel(1);
+    let (tx, body) = RequestBody::channel();
     let req = http::Request::builder()
         .method("POST")
         .uri("http://x/")

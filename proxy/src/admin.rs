@@ -29,7 +29,12 @@ impl Admin {
                     .set(v);
             }
         }
-        for (c, f) in generation.config.components.iter().zip(&generation.filters) {
+        for (c, f) in generation
+            .config
+            .components
+            .iter()
+            .zip(&generation.components)
+        {
             m.component_in_use
                 .with_label_values(&[c.name.as_str()])
                 .set(f.in_use() as i64);

@@ -11,6 +11,35 @@ use std::net::SocketAddr;
 
 const CONFIG: &str = include_str!("demo.yaml");
 const FILTER_WIT: &str = include_str!("../../isolate/wit/filter.wit");
+const HELLO_HANDLER: &str = include_str!("../../isolate/guests/wat/hello.wat");
+/// WASI 0.2 packages, in dependency order, for the handler's world.
+const WASI_WIT: [(&str, &str); 7] = [
+    ("io.wit", include_str!("../../isolate/wit/deps/io.wit")),
+    (
+        "clocks.wit",
+        include_str!("../../isolate/wit/deps/clocks.wit"),
+    ),
+    (
+        "random.wit",
+        include_str!("../../isolate/wit/deps/random.wit"),
+    ),
+    (
+        "filesystem.wit",
+        include_str!("../../isolate/wit/deps/filesystem.wit"),
+    ),
+    (
+        "sockets.wit",
+        include_str!("../../isolate/wit/deps/sockets.wit"),
+    ),
+    ("cli.wit", include_str!("../../isolate/wit/deps/cli.wit")),
+    ("http.wit", include_str!("../../isolate/wit/deps/http.wit")),
+];
+const HANDLER_WORLD: &str = "package breakwater:demo;
+world hello {
+  import wasi:http/types@0.2.12;
+  import wasi:io/streams@0.2.12;
+  export wasi:http/incoming-handler@0.2.12;
+}";
 
 /// The demo's filter, in WAT: `on-response` sets `x-breakwater-filter: demo` on every
 /// response (the result, a `header-edits` record, is laid out at offset 2048).
@@ -45,28 +74,52 @@ pub fn config(
     dir: &std::path::Path,
 ) -> std::io::Result<String> {
     let filter = dir.join("demo-filter.wasm");
+    let handler = dir.join("hello-handler.wasm");
     std::fs::create_dir_all(dir)?;
     std::fs::write(&filter, demo_filter().map_err(std::io::Error::other)?)?;
+    std::fs::write(&handler, hello_handler().map_err(std::io::Error::other)?)?;
     Ok(CONFIG
         .replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN}", &admin.to_string())
         .replace("{ORIGIN}", &origin.to_string())
-        .replace("{FILTER}", &filter.display().to_string()))
+        .replace("{FILTER}", &filter.display().to_string())
+        .replace("{HANDLER}", &handler.display().to_string()))
 }
 
 /// Build the demo filter component from its WAT, as `wasm-tools component new` would.
 fn demo_filter() -> Result<Vec<u8>, String> {
-    let mut module = wat::parse_str(DEMO_FILTER).map_err(|e| e.to_string())?;
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve
         .push_str("filter.wit", FILTER_WIT)
         .map_err(|e| e.to_string())?;
+    encode(DEMO_FILTER, &resolve, pkg, "response-filter")
+}
+
+/// Build the hello `wasi:http` handler from its WAT.
+fn hello_handler() -> Result<Vec<u8>, String> {
+    let mut resolve = wit_parser::Resolve::default();
+    for (name, text) in WASI_WIT {
+        resolve.push_str(name, text).map_err(|e| e.to_string())?;
+    }
+    let pkg = resolve
+        .push_str("hello.wit", HANDLER_WORLD)
+        .map_err(|e| e.to_string())?;
+    encode(HELLO_HANDLER, &resolve, pkg, "hello")
+}
+
+fn encode(
+    wat: &str,
+    resolve: &wit_parser::Resolve,
+    pkg: wit_parser::PackageId,
+    world: &str,
+) -> Result<Vec<u8>, String> {
+    let mut module = wat::parse_str(wat).map_err(|e| e.to_string())?;
     let world = resolve
-        .select_world(&[pkg], Some("response-filter"))
+        .select_world(&[pkg], Some(world))
         .map_err(|e| e.to_string())?;
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
     )

@@ -5,15 +5,16 @@
 //! the way (`headers`) and failures mapped to statuses in one place (`errors`).
 
 use crate::errors::{self, LocalResponse};
-use crate::filters::{FilterChain, Outcome};
+use crate::filters::{self, FilterChain, Outcome};
 use crate::guard;
+use crate::handlers::{self, Failure};
 use crate::headers;
 use crate::router::request_host;
 use crate::state::{Generation, Shared};
 use crate::upstream::{Endpoint, Pool, SelectKey};
 use crate::{access_log, metrics};
 use async_trait::async_trait;
-use breakwater_config::{Route, RouteAction};
+use breakwater_config::{ComponentId, Route, RouteAction};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::Digest;
@@ -87,6 +88,75 @@ impl RequestCtx {
             }
         }
         errors::write(session, head, body).await
+    }
+}
+
+impl Edge {
+    /// Serve the request with the route's `wasi:http` handler; its response goes through the
+    /// route's header edits and response filters like an origin's.
+    async fn serve_handler(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        generation: &Arc<Generation>,
+        id: ComponentId,
+    ) -> Result<()> {
+        let route = &generation.config.routes[ctx.route.expect("routed")];
+        let component = &generation.config.components[id.0];
+        let name = component.name.as_str();
+        let m = &self.shared.metrics;
+        m.component_invocations
+            .with_label_values(&[name, "handle"])
+            .inc();
+        let started = Instant::now();
+        let result = handlers::call(
+            session,
+            generation.handler(id),
+            &ctx.host,
+            self.tls,
+            &ctx.request_id,
+            component.max_body_bytes,
+        )
+        .await;
+        m.component_duration
+            .with_label_values(&[name, "handle"])
+            .observe(started.elapsed().as_secs_f64());
+        let response = match result {
+            Ok(r) => r,
+            Err(Failure::Component(e)) => {
+                m.component_errors
+                    .with_label_values(&[name, e.kind()])
+                    .inc();
+                tracing::warn!(route = %route.name, component = name, error = %e, "handler failed");
+                let local = LocalResponse::error(filters::status_for(&e));
+                return ctx
+                    .answer(session, local.with_edits(&route.response_headers), m)
+                    .await;
+            }
+            Err(Failure::TooLarge) => {
+                session.set_keepalive(None);
+                let local = LocalResponse::error(413);
+                return ctx
+                    .answer(session, local.with_edits(&route.response_headers), m)
+                    .await;
+            }
+            Err(Failure::Downstream(e)) => return Err(e),
+        };
+        let (parts, body) = response.into_parts();
+        let mut head = handlers::response_head(&parts, !session.is_http2())?;
+        headers::edit_response(&mut head, &route.response_headers);
+        if let Err(status) = ctx.filters.on_response(generation, route, &mut head, m) {
+            let (h, b) = LocalResponse::error(status).into_parts(false)?;
+            return errors::write(session, h, b).await;
+        }
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(head), head_only)
+            .await?;
+        if !head_only {
+            handlers::stream_body(session, body).await?;
+        }
+        Ok(())
     }
 }
 
@@ -169,6 +239,11 @@ impl ProxyHttp for Edge {
         };
         let local = match &route.action {
             RouteAction::Forward(_) => return Ok(false),
+            RouteAction::Handler(id) => {
+                let (id, generation) = (*id, ctx.generation.clone().expect("set above"));
+                self.serve_handler(session, ctx, &generation, id).await?;
+                return Ok(true);
+            }
             RouteAction::Redirect { location, status } => {
                 LocalResponse::redirect(*status, location.clone())
             }

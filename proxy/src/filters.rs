@@ -121,7 +121,7 @@ impl FilterChain {
     ) -> Outcome {
         self.request = Some(FilterRequest::new(req, tls, client, &route.name));
         for &id in &route.filters {
-            let filter = &generation.filters[id.0];
+            let filter = generation.filter(id);
             let policy = route
                 .on_filter_error
                 .unwrap_or(generation.config.components[id.0].on_error);

@@ -45,6 +45,12 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
     names
 }
 
+/// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
+/// which sees and produces end-to-end headers only.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(&name.as_str())
+}
+
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
     let te_trailers = req
         .headers

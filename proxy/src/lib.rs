@@ -12,6 +12,7 @@ mod edge;
 mod errors;
 mod filters;
 mod guard;
+mod handlers;
 mod headers;
 mod metrics;
 mod router;

@@ -7,8 +7,8 @@ use crate::router::Router;
 use crate::tls::{CertError, CertStore, SniResolver};
 use crate::upstream::{Pool, PoolError, Resolver};
 use arc_swap::ArcSwap;
-use breakwater_config::{Config, ConfigError, ListenerKind};
-use breakwater_isolate::{Filter, FilterSettings, IsolateError, Runtime};
+use breakwater_config::{ComponentId, ComponentKind, Config, ConfigError, ListenerKind};
+use breakwater_isolate::{Filter, FilterSettings, Handler, HandlerSettings, IsolateError, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,9 +20,42 @@ pub struct Generation {
     /// Indexed by `PoolId`.
     pub pools: Vec<Arc<Pool>>,
     /// Indexed by `ComponentId`.
-    pub filters: Vec<Filter>,
+    pub components: Vec<Loaded>,
     /// Certificates per HTTPS listener name.
     certs: HashMap<String, Arc<CertStore>>,
+}
+
+/// A loaded component, of the kind its config says.
+pub enum Loaded {
+    Filter(Filter),
+    Handler(Handler),
+}
+
+impl Loaded {
+    pub fn in_use(&self) -> usize {
+        match self {
+            Loaded::Filter(f) => f.in_use(),
+            Loaded::Handler(h) => h.in_use(),
+        }
+    }
+}
+
+impl Generation {
+    /// The filter `id` names (validated: routes list only filters as filters).
+    pub fn filter(&self, id: ComponentId) -> &Filter {
+        match &self.components[id.0] {
+            Loaded::Filter(f) => f,
+            Loaded::Handler(_) => unreachable!("config validation: {id:?} is a handler"),
+        }
+    }
+
+    /// The handler `id` names (validated: `handler:` names only handlers).
+    pub fn handler(&self, id: ComponentId) -> &Handler {
+        match &self.components[id.0] {
+            Loaded::Handler(h) => h,
+            Loaded::Filter(_) => unreachable!("config validation: {id:?} is a filter"),
+        }
+    }
 }
 
 /// Why a config could not be loaded or applied.
@@ -86,23 +119,43 @@ impl Generation {
         wasm: &Arc<Runtime>,
         previous: Option<&Generation>,
     ) -> Result<Self, LoadError> {
-        let mut filters = Vec::with_capacity(config.components.len());
+        let mut components = Vec::with_capacity(config.components.len());
         for c in &config.components {
-            let settings = FilterSettings {
-                deadline: c.deadline,
-                max_memory_bytes: c.max_memory_bytes,
-                max_concurrency: c.max_concurrency,
-                prewarm: c.prewarm,
-                config: c.config.iter().cloned().collect(),
-            };
-            let filter = wasm
-                .load_filter(&c.name, &c.path, settings)
-                .map_err(|source| LoadError::Component {
-                    at: c.at.clone(),
-                    name: c.name.clone(),
-                    source,
-                })?;
-            filters.push(filter);
+            let loaded = match c.kind {
+                ComponentKind::Filter => wasm
+                    .load_filter(
+                        &c.name,
+                        &c.path,
+                        FilterSettings {
+                            deadline: c.deadline,
+                            max_memory_bytes: c.max_memory_bytes,
+                            max_concurrency: c.max_concurrency,
+                            prewarm: c.prewarm,
+                            config: c.config.iter().cloned().collect(),
+                        },
+                    )
+                    .map(Loaded::Filter),
+                ComponentKind::Handler => wasm
+                    .load_handler(
+                        &c.name,
+                        &c.path,
+                        HandlerSettings {
+                            deadline: c.deadline,
+                            max_memory_bytes: c.max_memory_bytes,
+                            max_concurrency: c.max_concurrency,
+                            prewarm: c.prewarm,
+                            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+                            env: c.config.iter().cloned().collect(),
+                        },
+                    )
+                    .map(Loaded::Handler),
+            }
+            .map_err(|source| LoadError::Component {
+                at: c.at.clone(),
+                name: c.name.clone(),
+                source,
+            })?;
+            components.push(loaded);
         }
         let mut certs = HashMap::new();
         for l in &config.listeners {
@@ -128,7 +181,7 @@ impl Generation {
             router: Router::new(&config.routes),
             config,
             pools,
-            filters,
+            components,
             certs,
         })
     }

@@ -263,6 +263,10 @@ async fn the_embedded_demo_serves_a_working_node() {
     );
     assert_eq!(r.header("x-breakwater-filter"), Some("demo"));
     assert_eq!(client.get(web, "localhost", "/old").await.status, 301);
+    let r = client.get(web, "localhost", "/hello").await;
+    assert_eq!(r.status, 200, "served by the demo's wasi:http handler");
+    assert_eq!(r.text(), "Hello from a WebAssembly handler at the edge.\n");
+    assert_eq!(r.header("x-breakwater-filter"), Some("demo"));
     assert_eq!(client.get(admin, "localhost", "/readyz").await.status, 200);
 }
 

@@ -1,0 +1,143 @@
+//! Routes served by a `wasi:http` handler component instead of an origin pool.
+//!
+//! The request body streams into the guest while it works on its answer; once the response
+//! head is set, the rest of the request body (bounded by the component's `max_body_bytes`)
+//! is handed over without waiting on the guest, and the response body streams back to the
+//! client chunk by chunk.
+
+use breakwater_isolate::{Handler, IsolateError, RequestBody, ResponseBody};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+
+/// Why a handler request did not produce a response head.
+pub enum Failure {
+    /// The component failed; the status comes from `filters::status_for`.
+    Component(IsolateError),
+    /// The request body is over the component's limit.
+    TooLarge,
+    /// Reading the request body failed (client gone or a malformed body).
+    Downstream(Box<pingora::Error>),
+}
+
+/// The request as the handler sees it: absolute URI, end-to-end headers, the request id.
+fn request(
+    head: &RequestHeader,
+    host: &str,
+    tls: bool,
+    request_id: &str,
+) -> http::request::Builder {
+    let scheme = if tls { "https" } else { "http" };
+    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = if host.is_empty() { "localhost" } else { host };
+    let mut b = http::Request::builder()
+        .method(head.method.clone())
+        .uri(format!("{scheme}://{authority}{path}"));
+    for (name, value) in head.headers.iter() {
+        if crate::headers::is_hop_by_hop(name) || name == HOST {
+            continue;
+        }
+        b = b.header(name, value);
+    }
+    if !head.headers.contains_key("x-request-id") {
+        b = b.header("x-request-id", request_id);
+    }
+    b
+}
+
+/// Call `handler` for the request in `session` and wait for its response head.
+pub async fn call(
+    session: &mut Session,
+    handler: &Handler,
+    host: &str,
+    tls: bool,
+    request_id: &str,
+    max_body_bytes: usize,
+) -> Result<http::Response<ResponseBody>, Failure> {
+    let builder = request(session.req_header(), host, tls, request_id);
+    let mut sender = None;
+    let body = if session.is_body_empty() {
+        RequestBody::empty()
+    } else {
+        let (tx, body) = RequestBody::channel();
+        sender = Some(tx);
+        body
+    };
+    let req = builder.body(body).map_err(|e| {
+        Failure::Downstream(pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "request for a handler",
+            e,
+        ))
+    })?;
+    let response = handler.handle(req, tls);
+    tokio::pin!(response);
+    let mut received = 0usize;
+    let head = loop {
+        let Some(tx) = &sender else {
+            break response.await;
+        };
+        tokio::select! {
+            head = &mut response => break head,
+            chunk = session.read_request_body() => match chunk {
+                Ok(Some(chunk)) => {
+                    received += chunk.len();
+                    if received > max_body_bytes {
+                        return Err(Failure::TooLarge);
+                    }
+                    let _ = tx.send(chunk);
+                }
+                Ok(None) => sender = None,
+                Err(e) => return Err(Failure::Downstream(e)),
+            }
+        }
+    };
+    let head = head.map_err(Failure::Component)?;
+    // Hand over the rest of the body without waiting on the guest, which may be busy
+    // writing its response and will read it later (or never: then it is dropped).
+    while let Some(tx) = &sender {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                received += chunk.len();
+                if received > max_body_bytes {
+                    return Err(Failure::TooLarge);
+                }
+                let _ = tx.send(chunk);
+            }
+            Ok(None) => sender = None,
+            Err(e) => return Err(Failure::Downstream(e)),
+        }
+    }
+    Ok(head)
+}
+
+/// The response head for the client: the guest's status and end-to-end headers.
+pub fn response_head(parts: &http::response::Parts, h1: bool) -> pingora::Result<ResponseHeader> {
+    let mut head = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
+    for (name, value) in parts.headers.iter() {
+        if crate::headers::is_hop_by_hop(name) {
+            continue;
+        }
+        head.append_header(name.clone(), value.clone())?;
+    }
+    // No length given: HTTP/1.1 streams it chunked (HTTP/2 frames it by itself).
+    if h1 && !head.headers.contains_key(CONTENT_LENGTH) {
+        head.insert_header(TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(head)
+}
+
+/// Stream the guest's body to the client; returns the bytes sent.
+pub async fn stream_body(session: &mut Session, mut body: ResponseBody) -> pingora::Result<usize> {
+    let mut sent = 0;
+    while let Some(chunk) = body.chunk().await {
+        let chunk: Bytes = chunk.map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "handler body", e)
+        })?;
+        sent += chunk.len();
+        session.write_response_body(Some(chunk), false).await?;
+    }
+    session.write_response_body(None, true).await?;
+    Ok(sent)
+}
