@@ -6,6 +6,11 @@ cd "$(dirname "$0")/.."
 
 source deploy/build-deps.sh
 
+# Guest components built from source with the real toolchains (componentize-py from PyPI,
+# componentize-js from npm), installed on first use; the tests read them from here.
+export BREAKWATER_GUESTS="${CARGO_TARGET_DIR:-$PWD/target}/guests"
+bash isolate/guests/build.sh "$BREAKWATER_GUESTS"
+
 # `cargo test` builds the `breakwater` binary too (proxy/tests/cli.rs needs it), with the
 # same features as everything else, so the end-to-end tests in tests/ find it in the target dir.
 log=$(mktemp)

@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, Linker};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable,
+};
 use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
 const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
@@ -51,6 +54,19 @@ pub(crate) struct HostState {
     config: Arc<HashMap<String, String>>,
     max_memory: usize,
     memory_exceeded: bool,
+    /// WASI as guest toolchains expect it (componentize-py, wasi-libc), with nothing behind
+    /// it: no preopened directories, no sockets, no environment; clocks, random and stderr.
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
 }
 
 impl ResourceLimiter for HostState {
@@ -118,6 +134,9 @@ impl Filter {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
+        // WASI with no capabilities behind it (see `HostState::wasi`): real toolchains import
+        // it even when the guest never touches a file or a socket.
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
         linker
             .instance(LOG)
             .and_then(|mut i| {
@@ -239,7 +258,7 @@ impl Filter {
         };
         Ok(Session {
             inner: inner.clone(),
-            store: ready.store,
+            store: std::sync::Mutex::new(ready.store),
             instance: ready.instance,
         })
     }
@@ -252,6 +271,13 @@ impl Inner {
             config: self.config.clone(),
             max_memory: self.settings.max_memory_bytes,
             memory_exceeded: false,
+            wasi: WasiCtx::builder()
+                .inherit_stderr()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: ResourceTable::new(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| s);
@@ -265,6 +291,13 @@ impl Inner {
                 reason: format!("{e:#}"),
             })?;
         Ok(Ready { store, instance })
+    }
+
+    fn invalid(&self, reason: String) -> IsolateError {
+        IsolateError::InvalidOutput {
+            filter: self.name.to_string(),
+            reason,
+        }
     }
 
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> IsolateError {
@@ -325,7 +358,10 @@ fn spawn_filler(inner: &Arc<Inner>) {
 /// One request's instance: call its phases, then drop it (the slot goes back to the pool).
 pub struct Session {
     inner: Arc<Inner>,
-    store: Store<HostState>,
+    /// In a `Mutex` only to make `Session` `Sync` (WASI's state is `Send` but not `Sync`, and
+    /// a request's context is shared across awaits); it is only ever reached through
+    /// `get_mut`, which takes no lock.
+    store: std::sync::Mutex<Store<HostState>>,
     instance: Instance,
 }
 
@@ -344,14 +380,16 @@ impl Session {
         idx: ComponentExportIndex,
         req: &Request<'_>,
     ) -> Result<RequestDecision, IsolateError> {
-        self.store.set_epoch_deadline(self.inner.deadline_ticks);
+        let inner = &self.inner;
+        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        store.set_epoch_deadline(inner.deadline_ticks);
         let func = self
             .instance
-            .get_typed_func::<(&Request<'_>,), (RequestActionAbi,)>(&mut self.store, idx)
-            .map_err(|e| self.invalid(e.to_string()))?;
-        let (action,) = match func.call(&mut self.store, (req,)) {
+            .get_typed_func::<(&Request<'_>,), (RequestActionAbi,)>(&mut *store, idx)
+            .map_err(|e| inner.invalid(e.to_string()))?;
+        let (action,) = match func.call(&mut *store, (req,)) {
             Ok(r) => r,
-            Err(e) => return Err(self.inner.classify(&self.store, e)),
+            Err(e) => return Err(inner.classify(store, e)),
         };
         action.validate().map_err(|reason| self.invalid(reason))
     }
@@ -375,17 +413,19 @@ impl Session {
         headers: &[(&str, &[u8])],
     ) -> Result<Edits, IsolateError> {
         let head = ResponseHeadView { status, headers };
-        self.store.set_epoch_deadline(self.inner.deadline_ticks);
+        let inner = &self.inner;
+        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        store.set_epoch_deadline(inner.deadline_ticks);
         let func = self
             .instance
             .get_typed_func::<(&Request<'_>, ResponseHeadView<'_>), (HeaderEditsAbi,)>(
-                &mut self.store,
+                &mut *store,
                 idx,
             )
-            .map_err(|e| self.invalid(e.to_string()))?;
-        let (edits,) = match func.call(&mut self.store, (req, head)) {
+            .map_err(|e| inner.invalid(e.to_string()))?;
+        let (edits,) = match func.call(&mut *store, (req, head)) {
             Ok(r) => r,
-            Err(e) => return Err(self.inner.classify(&self.store, e)),
+            Err(e) => return Err(inner.classify(store, e)),
         };
         edits.validate().map_err(|reason| self.invalid(reason))
     }

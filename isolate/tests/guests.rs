@@ -1,0 +1,180 @@
+//! Components built from source with the real guest toolchains (isolate/guests/build.sh,
+//! which tests/run.sh runs first): a Python `wasi:http` handler and a Python filter
+//! (componentize-py), and a JavaScript `wasi:http` handler (componentize-js).
+
+mod support;
+
+use breakwater_isolate::{
+    FilterSettings, HandlerSettings, RequestBody, RequestDecision, Runtime, RuntimeSettings,
+};
+use bytes::Bytes;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BREAKWATER_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests with isolate/guests/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Compiling a 20 MB guest takes seconds: keep the compiled code between runs.
+fn runtime() -> Arc<Runtime> {
+    Runtime::new(RuntimeSettings {
+        max_instances: 100,
+        cache_dir: Some(guest("py-handler.wasm").parent().unwrap().join("cache")),
+        ..RuntimeSettings::default()
+    })
+    .unwrap()
+}
+
+fn request(method: &str, path: &str, body: &'static [u8]) -> http::Request<RequestBody> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://example.com{path}"))
+        .body(RequestBody::from_bytes(Bytes::from_static(body)))
+        .unwrap()
+}
+
+async fn text(h: &breakwater_isolate::Handler, req: http::Request<RequestBody>) -> String {
+    let resp = h.handle(req, false).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect(1 << 20).await.unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_handler_serves_fresh_isolates_with_its_environment() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("py", &guest("py-handler.wasm"), settings)
+        .unwrap();
+    assert_eq!(
+        text(&h, request("GET", "/a?b=1", b"")).await,
+        "Hello from Python: GET /a?b=1, 0 bytes, count=1, greeting=hi\n"
+    );
+    assert_eq!(
+        text(&h, request("POST", "/p", b"hello")).await,
+        "Hello from Python: POST /p, 5 bytes, count=1, greeting=hi\n"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let t = text(&h, request("GET", "/", b"")).await;
+                assert!(t.contains("count=1,"), "state leaked: {t}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A one-shot HTTP/1.1 origin on loopback; returns its address.
+async fn tiny_origin() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outgoing_http_goes_only_to_allowed_hosts() {
+    let origin = tiny_origin().await;
+    let rt = runtime();
+    let denied = rt
+        .load_handler("py", &guest("py-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    let path = format!("/outbound?{origin}");
+    let t = text(&denied, request("GET", &path, b"")).await;
+    assert!(t.contains("HttpRequestDenied"), "{t}");
+
+    let allowed = rt
+        .load_handler(
+            "py-allowed",
+            &guest("py-handler.wasm"),
+            HandlerSettings {
+                allowed_outbound_hosts: vec![origin.to_string()],
+                ..HandlerSettings::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        text(&allowed, request("GET", &path, b"")).await,
+        "outbound status 204\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn javascript_handler_serves_fresh_isolates() {
+    let rt = runtime();
+    let h = rt
+        .load_handler("js", &guest("js-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            text(&h, request("POST", "/js", b"0123456789")).await,
+            "Hello from JavaScript: POST /js, 10 bytes, count=1\n"
+        );
+    }
+}
+
+#[test]
+fn python_filter_answers_or_edits() {
+    let rt = runtime();
+    let f = rt
+        .load_filter(
+            "pyf",
+            &guest("py-filter.wasm"),
+            FilterSettings {
+                config: [("key".to_string(), "secret".to_string())].into(),
+                ..FilterSettings::default()
+            },
+        )
+        .unwrap();
+    let mut s = f.session().unwrap();
+    match s.on_request(&support::request(&[])).unwrap().unwrap() {
+        RequestDecision::Respond(r) => {
+            assert_eq!(r.status, 401);
+            assert_eq!(r.body, b"missing or wrong x-api-key\n");
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    drop(s);
+    let headers: &[(&str, &[u8])] = &[("x-api-key", b"secret")];
+    let mut s = f.session().unwrap();
+    match s.on_request(&support::request(headers)).unwrap().unwrap() {
+        RequestDecision::Continue(fwd) => {
+            assert_eq!(fwd.edits.set.len(), 1);
+            assert_eq!(fwd.edits.set[0].0, "x-checked-by");
+            assert_eq!(fwd.edits.set[0].1, "python");
+        }
+        other => panic!("expected continue, got {other:?}"),
+    }
+    let edits = s
+        .on_response(&support::request(headers), 200, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(edits.set[0].0, "x-python-filter");
+}
