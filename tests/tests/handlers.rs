@@ -192,3 +192,87 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
     )
     .await;
 }
+
+fn guest(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("BREAKWATER_GUESTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
+        });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests with isolate/guests/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_and_javascript_components_serve_through_the_node() {
+    let origin = support::Origin::echo().await;
+    let py = guest("py-handler.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+wasm: {{ cache_dir: "{cache}" }}
+pools:
+  origin: {{ endpoints: ["{origin}"] }}
+components:
+  py: {{ path: "{py}", kind: handler, config: {{ GREETING: edge }} }}
+  js: {{ path: "{js}", kind: handler }}
+  key: {{ path: "{pyf}", config: {{ key: s3cret }} }}
+routes:
+  - {{ match: {{ path_prefix: /py }}, handler: py }}
+  - {{ match: {{ path_prefix: /js }}, handler: js }}
+  - {{ match: {{ path_prefix: /api }}, pool: origin, filters: [key] }}
+"#,
+        cache = py.parent().unwrap().join("cache").display(),
+        origin = origin.addr,
+        py = py.display(),
+        js = guest("js-handler.wasm").display(),
+        pyf = guest("py-filter.wasm").display(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    for client in [Client::h1(), Client::h2c()] {
+        let r = client.get(web, "a", "/py/x").await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (
+                200,
+                "Hello from Python: GET /py/x, 0 bytes, count=1, greeting=edge\n"
+            )
+        );
+        assert_eq!(r.header("x-guest"), Some("python"));
+        let r = client
+            .send(post(web, "/js/y", b"abc".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello from JavaScript: POST /js/y, 3 bytes, count=1\n")
+        );
+        // The Python filter answers 401 at the edge, or lets the request through edited.
+        let r = client.get(web, "a", "/api/z").await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("x-python-filter"), Some("yes"));
+        let req = http::Request::get(format!("http://{web}/api/z"))
+            .header("host", "a")
+            .header("x-api-key", "s3cret")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = client.send(req).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-python-filter"), Some("yes"));
+    }
+    let seen = origin.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the requests with the key reached the origin"
+    );
+    assert!(seen
+        .iter()
+        .all(|s| s.header("x-checked-by").as_deref() == Some("python")));
+}

@@ -140,7 +140,7 @@ impl Node {
             }
         });
         loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
+            match rx.recv_timeout(Duration::from_secs(90)) {
                 Ok(line) if line == "breakwater ready" => return,
                 Ok(line) => {
                     // "http://127.0.0.1:1234 (web)"
