@@ -30,7 +30,33 @@ pub struct RawConfig {
     pub wasm: RawWasm,
     #[serde(default)]
     pub components: Entries<S<String>, RawComponent>,
+    #[serde(default)]
+    pub cache: RawCache,
     pub routes: S<Vec<S<RawRoute>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub memory_mb: Option<S<u64>>,
+    pub max_object_mb: Option<S<u64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteCache {
+    pub default_ttl: Option<S<String>>,
+    /// `all` (default), `none`, or a list of parameter names.
+    pub query: Option<S<RawQueryKey>>,
+    #[serde(default)]
+    pub key_headers: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawQueryKey {
+    Mode(String),
+    Only(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,6 +210,7 @@ pub struct RawRoute {
     pub redirect: Option<S<RawRedirect>>,
     pub respond: Option<S<RawRespond>>,
     pub handler: Option<S<String>>,
+    pub cache: Option<RawRouteCache>,
     #[serde(default)]
     pub request_headers: RawHeaderEdits,
     #[serde(default)]

@@ -20,6 +20,7 @@ pub struct Config {
     pub wasm: WasmSettings,
     /// Wasm components in file order; routes refer to them by [`ComponentId`].
     pub components: Vec<Component>,
+    pub cache: CacheSettings,
     /// Routes in file order; see the README for how they are matched.
     pub routes: Vec<Route>,
 }
@@ -39,6 +40,37 @@ pub enum AccessLogFormat {
     /// nginx's "combined" format.
     Combined,
     Off,
+}
+
+/// The HTTP cache shared by all routes that enable it. Takes a restart to change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheSettings {
+    /// Memory for cached objects (bodies and headers). Default 256 MiB.
+    pub memory_bytes: u64,
+    /// Largest object stored; larger responses are served but not stored. Default 8 MiB.
+    pub max_object_bytes: usize,
+}
+
+/// A route's caching.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RouteCache {
+    /// Freshness for responses that give none (no `max-age`, `s-maxage` or `Expires`).
+    /// Default: none (such responses are not stored).
+    pub default_ttl: Option<Duration>,
+    pub query: QueryKey,
+    /// Request headers that are part of the key (beyond what `Vary` asks for).
+    pub key_headers: Vec<HeaderName>,
+}
+
+/// Which query parameters are part of the cache key.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryKey {
+    /// The whole query string as sent (default).
+    All,
+    /// None: `/a?x=1` and `/a?y=2` are the same object.
+    Ignore,
+    /// Only these parameters, in this order.
+    Only(Vec<String>),
 }
 
 /// The Wasm runtime's process-wide settings.
@@ -323,6 +355,8 @@ pub struct Route {
     pub on_filter_error: Option<FailurePolicy>,
     /// Pools a filter may switch this route to (the route's own pool is always allowed).
     pub allowed_pools: Vec<PoolId>,
+    /// `None`: responses of this route are never cached.
+    pub cache: Option<RouteCache>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

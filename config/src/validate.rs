@@ -96,6 +96,17 @@ impl<'a> Validator<'a> {
             },
             cache_dir: raw.wasm.cache_dir.as_deref().map(|d| self.path(d)),
         };
+        let mb = |v: &Option<S<u64>>, field: &str, default: u64| match v {
+            Some(m) if m.value == 0 || m.value > 1 << 20 => {
+                Err(self.err(m, field, "expected 1 to 1048576 (MiB)"))
+            }
+            Some(m) => Ok(m.value << 20),
+            None => Ok(default << 20),
+        };
+        let cache = CacheSettings {
+            memory_bytes: mb(&raw.cache.memory_mb, "cache.memory_mb", 256)?,
+            max_object_bytes: mb(&raw.cache.max_object_mb, "cache.max_object_mb", 8)? as usize,
+        };
         let access_log = AccessLog {
             format: match raw
                 .access_log
@@ -131,6 +142,7 @@ impl<'a> Validator<'a> {
             access_log,
             wasm,
             components,
+            cache,
             routes,
         })
     }
@@ -846,7 +858,12 @@ impl<'a> Validator<'a> {
                 Some(p) => Some(self.policy(p, &format!("{field}.on_filter_error"))?),
                 None => None,
             };
+            let cache = match &r.cache {
+                Some(c) => Some(self.route_cache(c, &format!("{field}.cache"))?),
+                None => None,
+            };
             out.push(Route {
+                cache,
                 filters,
                 on_filter_error,
                 allowed_pools,
@@ -862,6 +879,41 @@ impl<'a> Validator<'a> {
             });
         }
         Ok(out)
+    }
+
+    fn route_cache(&self, c: &RawRouteCache, field: &str) -> Result<RouteCache> {
+        let default_ttl = match &c.default_ttl {
+            Some(d) => Some(self.duration(d, &format!("{field}.default_ttl"))?),
+            None => None,
+        };
+        let query = match c.query.as_ref().map(|q| (q, &q.value)) {
+            None => QueryKey::All,
+            Some((_, RawQueryKey::Mode(m))) if m == "all" => QueryKey::All,
+            Some((_, RawQueryKey::Mode(m))) if m == "none" => QueryKey::Ignore,
+            Some((q, RawQueryKey::Mode(m))) => {
+                return Err(self.err(
+                    q,
+                    format!("{field}.query"),
+                    format!("unknown mode \"{m}\"; expected all, none or a list of names"),
+                ))
+            }
+            Some((_, RawQueryKey::Only(names))) => QueryKey::Only(names.clone()),
+        };
+        let mut key_headers = Vec::new();
+        for (j, h) in c.key_headers.iter().enumerate() {
+            key_headers.push(HeaderName::from_bytes(h.value.as_bytes()).map_err(|_| {
+                self.err(
+                    h,
+                    format!("{field}.key_headers[{j}]"),
+                    format!("invalid header name \"{}\"", h.value),
+                )
+            })?);
+        }
+        Ok(RouteCache {
+            default_ttl,
+            query,
+            key_headers,
+        })
     }
 
     fn route_path(&self, s: &S<String>, field: &str) -> Result<String> {

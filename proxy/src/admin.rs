@@ -1,5 +1,7 @@
-//! The admin listener: liveness and readiness for orchestrators. Loopback unless configured.
+//! The admin listener: liveness and readiness for orchestrators, metrics, and cache purges.
+//! Loopback unless configured; purging takes the bearer token of `admin.token`.
 
+use crate::cache::Selector;
 use crate::state::Shared;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -39,7 +41,59 @@ impl Admin {
                 .with_label_values(&[c.name.as_str()])
                 .set(f.in_use() as i64);
         }
+        m.cache_objects
+            .set(self.shared.cache.storage.entry_count() as i64);
+        m.cache_bytes
+            .set(self.shared.cache.storage.weighted_size() as i64);
         m.render()
+    }
+
+    /// `POST /cache/purge?url=HOST/PATH` (every variant of one URL), `?prefix=HOST/PATH`,
+    /// `?key=SURROGATE-KEY` or `?all=true`, with `Authorization: Bearer TOKEN`.
+    fn purge(&self, session: &ServerSession) -> (StatusCode, String) {
+        let req = session.req_header();
+        if req.method != http::Method::POST {
+            return (StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into());
+        }
+        let generation = self.shared.current();
+        let Some(token) = generation.config.admin.token.as_deref() else {
+            return (
+                StatusCode::FORBIDDEN,
+                "purging needs admin.token in the config\n".into(),
+            );
+        };
+        let given = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+            return (StatusCode::UNAUTHORIZED, "bearer token required\n".into());
+        }
+        let query = req.uri.query().unwrap_or("");
+        let param = |name: &str| {
+            query.split('&').find_map(|p| {
+                let (k, v) = p.split_once('=')?;
+                (k == name).then(|| percent_decode(v))
+            })
+        };
+        let storage = self.shared.cache.storage;
+        let purged = if let Some(url) = param("url") {
+            storage.purge_matching(&Selector::Url(&url))
+        } else if let Some(prefix) = param("prefix") {
+            storage.purge_matching(&Selector::Prefix(&prefix))
+        } else if let Some(key) = param("key") {
+            storage.purge_matching(&Selector::SurrogateKey(&key))
+        } else if param("all").as_deref() == Some("true") {
+            storage.purge_matching(&Selector::All)
+        } else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "give url=, prefix=, key= or all=true\n".into(),
+            );
+        };
+        self.shared.metrics.cache_purged.inc_by(purged as u64);
+        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
     }
 
     /// Ready when every pool has at least one endpoint able to take traffic.
@@ -80,6 +134,10 @@ impl ServeHttp for Admin {
                 (status, body.into_bytes(), "text/plain; charset=utf-8")
             }
             "/metrics" => (StatusCode::OK, self.metrics(), "text/plain; version=0.0.4"),
+            "/cache/purge" => {
+                let (status, body) = self.purge(session);
+                (status, body.into_bytes(), "application/json")
+            }
             _ => (
                 StatusCode::NOT_FOUND,
                 b"not found\n".to_vec(),
@@ -93,4 +151,33 @@ impl ServeHttp for Admin {
             .body(body)
             .expect("valid response")
     }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decode `%XX` escapes (and `+` as space) of a query parameter value.
+fn percent_decode(v: &str) -> String {
+    let bytes = v.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() && v.is_char_boundary(i + 3) => {
+                match u8::from_str_radix(&v[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

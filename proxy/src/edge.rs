@@ -12,9 +12,11 @@ use crate::headers;
 use crate::router::request_host;
 use crate::state::{Generation, Shared};
 use crate::upstream::{Endpoint, Pool, SelectKey};
-use crate::{access_log, metrics};
+use crate::{access_log, cache, metrics};
 use async_trait::async_trait;
 use breakwater_config::{ComponentId, Route, RouteAction};
+use pingora::cache::key::{CacheKey, HashBinary};
+use pingora::cache::{CacheMeta, CachePhase, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::Digest;
@@ -258,6 +260,66 @@ impl ProxyHttp for Edge {
         Ok(true)
     }
 
+    /// Turn the cache on for `GET`/`HEAD` on routes that cache. Runs after `request_filter`,
+    /// so filters have already edited the request (and with it the key).
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.route().and_then(|r| r.cache.as_ref()).is_none()
+            || !cache::method_cacheable(session.req_header())
+        {
+            return Ok(());
+        }
+        let c = &self.shared.cache;
+        session
+            .cache
+            .enable(c.storage, None, None, Some(c.lock), None);
+        session.cache.set_max_file_size_bytes(c.max_object_bytes);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let Some(policy) = ctx.route().and_then(|r| r.cache.as_ref()) else {
+            return Error::e_explain(ErrorType::InternalError, "cache key without a cache policy");
+        };
+        Ok(cache::key(
+            policy,
+            session.req_header(),
+            &ctx.host,
+            self.tls,
+        ))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(match ctx.route().and_then(|r| r.cache.as_ref()) {
+            Some(policy) => cache::cacheable(policy, session.req_header(), resp),
+            None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+        })
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::variance(meta, req)
+    }
+
+    /// Stale content is served when the origin fails (within `stale-if-error`) and while a
+    /// refresh runs (within `stale-while-revalidate`); pingora checks those windows.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
+    }
+
     /// Choose an endpoint of the route's pool that this request has not tried yet.
     async fn upstream_peer(
         &self,
@@ -409,6 +471,21 @@ impl ProxyHttp for Edge {
             );
         }
         if let Some(route) = ctx.route() {
+            if route.cache.is_some() && cache::method_cacheable(session.req_header()) {
+                let phase = session.cache.phase();
+                let meta = matches!(
+                    phase,
+                    CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
+                )
+                .then(|| session.cache.cache_meta());
+                let value = cache::status(&phase, meta);
+                let _ = resp.insert_header("cache-status", value);
+                self.shared
+                    .metrics
+                    .cache_responses
+                    .with_label_values(&[route.name.as_str(), cache::outcome(&phase)])
+                    .inc();
+            }
             headers::edit_response(resp, &route.response_headers);
         }
         if let (Some(generation), Some(i)) = (ctx.generation.clone(), ctx.route) {
@@ -436,6 +513,20 @@ impl ProxyHttp for Edge {
         };
         let bytes = session.body_bytes_sent();
         let m = &self.shared.metrics;
+        if let Some(policy) = ctx.route().and_then(|r| r.cache.as_ref()) {
+            if !req.method.is_safe() && (200..400).contains(&status) {
+                let written = session.response_written();
+                let purged = cache::invalidate(
+                    self.shared.cache.storage,
+                    policy,
+                    req,
+                    &ctx.host,
+                    written.map(|r| &r.headers),
+                );
+                m.cache_purged.inc_by(purged as u64);
+            }
+        }
+        let req = session.req_header();
         m.requests
             .with_label_values(&[
                 route,

@@ -26,6 +26,13 @@ pub struct Metrics {
     /// Unix time of the config load that is serving.
     pub config_loaded_at: IntGauge,
     pub access_log_dropped: prometheus::IntCounter,
+    /// Responses of cache-enabled routes by what the cache did (hit, stale, revalidated,
+    /// miss, uncacheable, bypass).
+    pub cache_responses: IntCounterVec,
+    pub cache_purged: prometheus::IntCounter,
+    /// Objects and bytes in the cache (set at scrape time).
+    pub cache_objects: IntGauge,
+    pub cache_bytes: IntGauge,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -137,6 +144,33 @@ impl Metrics {
                 &["component"],
             ),
             config_reloads: counter("config_reloads_total", "Config reloads", &["result"]),
+            cache_responses: counter(
+                "cache_responses_total",
+                "Responses of cache-enabled routes by cache outcome",
+                &["route", "outcome"],
+            ),
+            cache_purged: {
+                let c = prometheus::IntCounter::new("cache_purged_total", "Objects purged")
+                    .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("registered once");
+                c
+            },
+            cache_objects: {
+                let g = IntGauge::new("cache_objects", "Objects in the cache").expect("valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
+            cache_bytes: {
+                let g = IntGauge::new("cache_bytes", "Bytes held by the cache").expect("valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
+            },
             config_loaded_at,
             access_log_dropped,
             registry,

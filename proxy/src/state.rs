@@ -204,6 +204,9 @@ pub struct Shared {
     pub control: tokio::runtime::Handle,
     /// The SNI resolver of each HTTPS listener, updated on reload.
     sni: HashMap<String, Arc<SniResolver>>,
+    /// The HTTP cache; its size (`cache:`) takes a restart to change, its contents survive
+    /// reloads.
+    pub cache: crate::cache::EdgeCache,
 }
 
 impl Shared {
@@ -224,7 +227,9 @@ impl Shared {
         for p in &first.pools {
             p.start(&control, resolver.clone());
         }
+        let cache = crate::cache::EdgeCache::new(&first.config.cache);
         Self {
+            cache,
             current: ArcSwap::from_pointee(first),
             source,
             resolver,

@@ -262,6 +262,14 @@ async fn the_embedded_demo_serves_a_working_node() {
         r.text()
     );
     assert_eq!(r.header("x-breakwater-filter"), Some("demo"));
+    let again = client.get(web, "localhost", "/origin/hello").await;
+    assert!(
+        again
+            .header("cache-status")
+            .is_some_and(|s| s.starts_with("breakwater; hit")),
+        "the demo caches its origin route: {:?}",
+        again.header("cache-status")
+    );
     assert_eq!(client.get(web, "localhost", "/old").await.status, 301);
     let r = client.get(web, "localhost", "/hello").await;
     assert_eq!(r.status, 200, "served by the demo's wasi:http handler");

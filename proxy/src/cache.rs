@@ -1,0 +1,247 @@
+//! The CDN cache: RFC 9111 shared-cache semantics from pingora-cache (freshness, validation
+//! with 304, Vary, ranges, HEAD from GET, stale-while-revalidate, stale-if-error, request
+//! collapsing through its cache lock), stored in moka (`storage`). This module decides what
+//! is cached under which key, and says what happened in a `Cache-Status` header (RFC 9211).
+
+mod storage;
+
+pub use storage::{MokaStorage, Selector};
+
+use breakwater_config::{CacheSettings, QueryKey, RouteCache};
+use http::header::{AUTHORIZATION, SET_COOKIE, VARY};
+use pingora::cache::cache_control::CacheControl;
+use pingora::cache::filters::resp_cacheable;
+use pingora::cache::key::{CacheKey, HashBinary};
+use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora::cache::{
+    CacheMeta, CacheMetaDefaults, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::time::{Duration, SystemTime};
+
+/// No heuristic freshness: a response without explicit freshness is stored only when its
+/// route sets `default_ttl`. Staleness allowances come from the response only.
+const DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
+
+/// How long a request waits for another one fetching the same object before it goes to the
+/// origin itself.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// The process-wide cache: storage and lock live as long as the process (pingora wants
+/// `'static` references), across config reloads.
+pub struct EdgeCache {
+    pub storage: &'static MokaStorage,
+    pub lock: &'static CacheKeyLockImpl,
+    pub max_object_bytes: usize,
+}
+
+impl EdgeCache {
+    pub fn new(settings: &CacheSettings) -> Self {
+        Self {
+            storage: Box::leak(Box::new(MokaStorage::new(settings.memory_bytes))),
+            lock: Box::leak(CacheLock::new_boxed(LOCK_WAIT)),
+            max_object_bytes: settings.max_object_bytes,
+        }
+    }
+}
+
+/// Only `GET` and `HEAD` are served from the cache (`HEAD` from a stored `GET`).
+pub fn method_cacheable(req: &RequestHeader) -> bool {
+    matches!(req.method, http::Method::GET | http::Method::HEAD)
+}
+
+/// The key: scheme, host, path, the query as the route says, and the route's key headers.
+/// The URL part comes first and alone on its line, so purges can match it.
+pub fn key(route: &RouteCache, req: &RequestHeader, host: &str, tls: bool) -> CacheKey {
+    let mut primary = format!("{host}{}", req.uri.path());
+    match &route.query {
+        QueryKey::All => {
+            if let Some(q) = req.uri.query() {
+                primary.push('?');
+                primary.push_str(q);
+            }
+        }
+        QueryKey::Ignore => {}
+        QueryKey::Only(names) => {
+            let pairs: Vec<&str> = req
+                .uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter(|p| {
+                    let name = p.split('=').next().unwrap_or("");
+                    names.iter().any(|n| n == name)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                primary.push('?');
+                primary.push_str(&pairs.join("&"));
+            }
+        }
+    }
+    primary.push('\n');
+    primary.push_str(if tls { "https" } else { "http" });
+    for h in &route.key_headers {
+        primary.push('\n');
+        for v in req.headers.get_all(h) {
+            primary.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+    }
+    CacheKey::new(primary, "")
+}
+
+/// After a successful unsafe request (`POST`, `PUT`, `DELETE`, ...), drop what is stored
+/// for its URL and for the same-host URLs in `Location` and `Content-Location` (RFC 9111
+/// section 4.4). Returns how many objects went.
+pub fn invalidate(
+    storage: &MokaStorage,
+    route: &RouteCache,
+    req: &RequestHeader,
+    host: &str,
+    resp: Option<&http::HeaderMap>,
+) -> usize {
+    let url = |path_and_query: &str| -> Option<String> {
+        let uri: http::Uri = path_and_query.parse().ok()?;
+        if uri.host().is_some_and(|h| !host.starts_with(h)) {
+            return None;
+        }
+        let mut req = RequestHeader::build(http::Method::GET, uri.path().as_bytes(), None).ok()?;
+        req.set_uri(uri);
+        let key = key(route, &req, host, false);
+        let primary = String::from_utf8_lossy(key.primary_key()).into_owned();
+        primary.split('\n').next().map(str::to_string)
+    };
+    let mut targets: Vec<String> = url(&req.uri.to_string()).into_iter().collect();
+    if let Some(headers) = resp {
+        for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            if let Some(u) = headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(url)
+            {
+                targets.push(u);
+            }
+        }
+    }
+    targets
+        .iter()
+        .map(|t| storage.purge_matching(&Selector::Url(t)))
+        .sum()
+}
+
+/// Whether the response may be stored, and for how long (RFC 9111 section 3).
+pub fn cacheable(route: &RouteCache, req: &RequestHeader, resp: &ResponseHeader) -> RespCacheable {
+    // Set-Cookie responses are personal unless the operator says otherwise.
+    if resp.headers.contains_key(SET_COOKIE) {
+        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+    }
+    // Vary: * never matches a later request.
+    if resp.headers.get_all(VARY).iter().any(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii() == b"*")
+    }) {
+        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+    }
+    let cc = CacheControl::from_resp_headers(resp);
+    let authorization = req.headers.contains_key(AUTHORIZATION);
+    let decided = resp_cacheable(cc.as_ref(), resp.clone(), authorization, &DEFAULTS);
+    match (&decided, route.default_ttl) {
+        (RespCacheable::Uncacheable(_), Some(ttl))
+            if no_freshness_given(cc.as_ref(), resp) && !authorization && storable(resp) =>
+        {
+            let now = SystemTime::now();
+            RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, 0, 0, resp.clone()))
+        }
+        _ => decided,
+    }
+}
+
+/// The response says nothing about freshness, and nothing against storing it.
+fn no_freshness_given(cc: Option<&CacheControl>, resp: &ResponseHeader) -> bool {
+    let cc_silent = cc.is_none_or(|cc| {
+        !cc.has_key("max-age")
+            && !cc.has_key("s-maxage")
+            && !cc.has_key("no-store")
+            && !cc.has_key("no-cache")
+            && !cc.has_key("private")
+    });
+    cc_silent && !resp.headers.contains_key(http::header::EXPIRES)
+}
+
+/// Status codes a cache may store without explicit freshness (RFC 9110 15.1).
+fn storable(resp: &ResponseHeader) -> bool {
+    matches!(
+        resp.status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
+}
+
+/// The variance key from the stored response's `Vary` and this request's values.
+pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+    let mut names: Vec<String> = meta
+        .headers()
+        .get_all(VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    let mut key = VarianceBuilder::new();
+    for name in &names {
+        let value = req
+            .headers
+            .get(name.as_str())
+            .map_or(&b""[..], |v| v.as_bytes());
+        key.add_value(name, value);
+    }
+    key.finalize()
+}
+
+/// A bounded metric label for what the cache did.
+pub fn outcome(phase: &CachePhase) -> &'static str {
+    match phase {
+        CachePhase::Hit => "hit",
+        CachePhase::Stale | CachePhase::StaleUpdating => "stale",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "revalidated",
+        CachePhase::Miss | CachePhase::Expired => "miss",
+        CachePhase::Disabled(NoCacheReason::OriginNotCache) => "uncacheable",
+        _ => "bypass",
+    }
+}
+
+/// `Cache-Status` (RFC 9211) for a response of a cache-enabled route.
+pub fn status(phase: &CachePhase, meta: Option<&CacheMeta>) -> String {
+    let ttl = |m: &CacheMeta| {
+        let left = m
+            .fresh_until()
+            .duration_since(SystemTime::now())
+            .map_or_else(|e| -(e.duration().as_secs() as i64), |d| d.as_secs() as i64);
+        format!("; ttl={left}")
+    };
+    match phase {
+        CachePhase::Hit => format!("breakwater; hit{}", meta.map(ttl).unwrap_or_default()),
+        CachePhase::Stale | CachePhase::StaleUpdating => {
+            format!(
+                "breakwater; hit; fwd=stale{}",
+                meta.map(ttl).unwrap_or_default()
+            )
+        }
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            "breakwater; fwd=stale; fwd-status=304".to_string()
+        }
+        CachePhase::Expired => "breakwater; fwd=stale".to_string(),
+        CachePhase::Miss => "breakwater; fwd=miss; stored".to_string(),
+        CachePhase::Disabled(NoCacheReason::OriginNotCache) => {
+            "breakwater; fwd=miss; detail=uncacheable".to_string()
+        }
+        CachePhase::Disabled(_) | CachePhase::Bypass => "breakwater; fwd=uri-miss".to_string(),
+        _ => "breakwater; fwd=miss".to_string(),
+    }
+}
