@@ -134,6 +134,24 @@ pub struct RawListener {
     pub http2: Option<bool>,
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
+    pub http3: Option<S<RawHttp3>>,
+}
+
+/// `http3: true`, or its settings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawHttp3 {
+    On(bool),
+    Settings(RawHttp3Settings),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp3Settings {
+    pub idle_timeout: Option<S<String>>,
+    pub max_streams: Option<S<u32>>,
+    pub max_connections: Option<S<usize>>,
+    pub zero_rtt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -199,7 +199,22 @@ pub enum ListenerKind {
     Https {
         certificates: Vec<Certificate>,
         http2: bool,
+        /// HTTP/3 on the same port over UDP, when enabled.
+        http3: Option<Http3Settings>,
     },
+}
+
+/// HTTP/3 (QUIC) on an HTTPS listener's UDP port.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Http3Settings {
+    /// A connection with no traffic for this long is closed. Default 30s.
+    pub idle_timeout: Duration,
+    /// Concurrent request streams per connection. Default 100.
+    pub max_streams: u32,
+    /// Connections at once; more are refused. Default 10 000.
+    pub max_connections: usize,
+    /// Accept 0-RTT early data (replayable). Default off.
+    pub zero_rtt: bool,
 }
 
 /// A certificate and the server names it is served for.

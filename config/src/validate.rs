@@ -305,6 +305,13 @@ impl<'a> Validator<'a> {
             let protocol = l.protocol.as_ref().map_or("http", |p| p.value.as_str());
             let kind = match protocol {
                 "http" => {
+                    if let Some(h) = &l.http3 {
+                        return Err(self.err(
+                            h,
+                            format!("{field}.http3"),
+                            "HTTP/3 needs protocol: https (QUIC is always encrypted)",
+                        ));
+                    }
                     if let Some(c) = l.certificates.first() {
                         return Err(self.err(
                             &c.cert,
@@ -329,9 +336,14 @@ impl<'a> Validator<'a> {
                         certificates
                             .push(self.certificate(c, &format!("{field}.certificates[{j}]"))?);
                     }
+                    let http3 = match &l.http3 {
+                        None => None,
+                        Some(h) => self.http3(h, &format!("{field}.http3"))?,
+                    };
                     ListenerKind::Https {
                         certificates,
                         http2: l.http2.unwrap_or(true),
+                        http3,
                     }
                 }
                 other => {
@@ -879,6 +891,44 @@ impl<'a> Validator<'a> {
             });
         }
         Ok(out)
+    }
+
+    fn http3(&self, h: &S<RawHttp3>, field: &str) -> Result<Option<Http3Settings>> {
+        let settings = match &h.value {
+            RawHttp3::On(false) => return Ok(None),
+            RawHttp3::On(true) => RawHttp3Settings::default(),
+            RawHttp3::Settings(s) => RawHttp3Settings {
+                idle_timeout: s.idle_timeout.clone(),
+                max_streams: s.max_streams.clone(),
+                max_connections: s.max_connections.clone(),
+                zero_rtt: s.zero_rtt,
+            },
+        };
+        let idle_timeout = self.positive_duration(
+            &settings.idle_timeout,
+            &format!("{field}.idle_timeout"),
+            Duration::from_secs(30),
+        )?;
+        let max_streams = match &settings.max_streams {
+            Some(m) if m.value == 0 => {
+                return Err(self.err(m, format!("{field}.max_streams"), "must be at least 1"))
+            }
+            Some(m) => m.value,
+            None => 100,
+        };
+        let max_connections = match &settings.max_connections {
+            Some(m) if m.value == 0 => {
+                return Err(self.err(m, format!("{field}.max_connections"), "must be at least 1"))
+            }
+            Some(m) => m.value,
+            None => 10_000,
+        };
+        Ok(Some(Http3Settings {
+            idle_timeout,
+            max_streams,
+            max_connections,
+            zero_rtt: settings.zero_rtt.unwrap_or(false),
+        }))
     }
 
     fn route_cache(&self, c: &RawRouteCache, field: &str) -> Result<RouteCache> {

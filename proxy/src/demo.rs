@@ -73,17 +73,25 @@ pub fn config(
     origin: SocketAddr,
     dir: &std::path::Path,
 ) -> std::io::Result<String> {
-    let filter = dir.join("demo-filter.wasm");
-    let handler = dir.join("hello-handler.wasm");
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(&filter, demo_filter().map_err(std::io::Error::other)?)?;
-    std::fs::write(&handler, hello_handler().map_err(std::io::Error::other)?)?;
+    let (filter, handler) = write_components(dir)?;
     Ok(CONFIG
         .replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN}", &admin.to_string())
         .replace("{ORIGIN}", &origin.to_string())
         .replace("{FILTER}", &filter.display().to_string())
         .replace("{HANDLER}", &handler.display().to_string()))
+}
+
+/// Write the demo filter and handler components into `dir`; returns their paths.
+pub fn write_components(
+    dir: &std::path::Path,
+) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let filter = dir.join("demo-filter.wasm");
+    let handler = dir.join("hello-handler.wasm");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&filter, demo_filter().map_err(std::io::Error::other)?)?;
+    std::fs::write(&handler, hello_handler().map_err(std::io::Error::other)?)?;
+    Ok((filter, handler))
 }
 
 /// Build the demo filter component from its WAT, as `wasm-tools component new` would.

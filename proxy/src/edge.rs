@@ -30,11 +30,58 @@ pub struct Edge {
     shared: Arc<Shared>,
     /// Whether this listener terminates TLS (for `X-Forwarded-Proto` and `Forwarded`).
     tls: bool,
+    /// `Alt-Svc` advertising HTTP/3 on this listener's UDP port, when it serves HTTP/3.
+    alt_svc: Option<http::HeaderValue>,
+    /// The internal listener behind the HTTP/3 front end (`h3`): trusts its client header.
+    behind_h3: bool,
 }
 
 impl Edge {
     pub fn new(shared: Arc<Shared>, tls: bool) -> Self {
-        Self { shared, tls }
+        Self {
+            shared,
+            tls,
+            alt_svc: None,
+            behind_h3: false,
+        }
+    }
+
+    /// Advertise HTTP/3 on `port` in every response (RFC 7838).
+    pub fn with_alt_svc(mut self, port: u16) -> Self {
+        self.alt_svc = http::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok();
+        self
+    }
+
+    /// The internal listener of the HTTP/3 front end.
+    pub fn behind_h3(mut self) -> Self {
+        self.behind_h3 = true;
+        self
+    }
+
+    /// The client's address: the socket's, or for HTTP/3 the one the front end passed on.
+    fn client_ip(&self, session: &Session) -> Option<std::net::IpAddr> {
+        if self.behind_h3 {
+            return session
+                .req_header()
+                .headers
+                .get(crate::h3::INTERNAL_CLIENT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+        }
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+    }
+
+    fn protocol(&self, session: &Session) -> &'static str {
+        if self.behind_h3 {
+            "HTTP/3"
+        } else if session.is_http2() {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        }
     }
 }
 
@@ -181,6 +228,12 @@ impl ProxyHttp for Edge {
             errors::respond(session, refusal.response()).await?;
             return Ok(true);
         }
+        if !self.behind_h3 {
+            // Only the HTTP/3 front end may say who the client is.
+            session
+                .req_header_mut()
+                .remove_header(crate::h3::INTERNAL_CLIENT);
+        }
         ctx.request_id = request_id(session.req_header());
         let req = session.req_header();
         let host = request_host(
@@ -205,10 +258,7 @@ impl ProxyHttp for Edge {
         if !route.filters.is_empty() {
             let generation = ctx.generation.clone().expect("set above");
             let route = &generation.config.routes[ctx.route.expect("found")];
-            let client = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
+            let client = self.client_ip(session);
             let outcome = ctx.filters.on_request(
                 &generation,
                 route,
@@ -333,10 +383,7 @@ impl ProxyHttp for Edge {
         let header = |name: &http::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
         let key = SelectKey {
             path: req.uri.path(),
-            client_ip: session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip()),
+            client_ip: self.client_ip(session),
             header: &header,
         };
         let Some(ep) = pool.select(&key, &ctx.tried) else {
@@ -431,15 +478,13 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
+        upstream.remove_header(crate::h3::INTERNAL_CLIENT);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             let _ = upstream.insert_header("x-request-id", id);
         }
         if let Some(generation) = &ctx.generation {
             let client = headers::ClientInfo {
-                ip: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
+                ip: self.client_ip(session),
                 tls: self.tls,
                 http_version: session.req_header().version,
                 host: &ctx.host,
@@ -460,6 +505,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_response(resp);
+        if let Some(alt) = &self.alt_svc {
+            let _ = resp.insert_header(http::header::ALT_SVC, alt.clone());
+        }
         if ctx
             .generation
             .as_ref()
@@ -506,11 +554,7 @@ impl ProxyHttp for Edge {
         let elapsed = ctx.started.map(|s| s.elapsed()).unwrap_or_default();
         let req = session.req_header();
         let route = ctx.route().map_or("-", |r| r.name.as_str());
-        let protocol = if session.is_http2() {
-            "HTTP/2"
-        } else {
-            "HTTP/1.1"
-        };
+        let protocol = self.protocol(session);
         let bytes = session.body_bytes_sent();
         let m = &self.shared.metrics;
         if let Some(policy) = ctx.route().and_then(|r| r.cache.as_ref()) {
@@ -552,8 +596,8 @@ impl ProxyHttp for Edge {
             };
             log.log(access_log::Entry {
                 time: std::time::SystemTime::now(),
-                client: session
-                    .client_addr()
+                client: self
+                    .client_ip(session)
                     .map(|a| a.to_string())
                     .unwrap_or_default(),
                 protocol,

@@ -13,6 +13,7 @@ mod edge;
 mod errors;
 mod filters;
 mod guard;
+mod h3;
 mod handlers;
 mod headers;
 mod metrics;
@@ -23,3 +24,8 @@ mod tls;
 mod upstream;
 
 pub use server::{check, run, RunOptions, StartError};
+
+/// Write the demo's filter and `wasi:http` handler components (built from WAT) into `dir`.
+pub fn write_demo_components(dir: &std::path::Path) -> std::io::Result<()> {
+    demo::write_components(dir).map(|_| ())
+}

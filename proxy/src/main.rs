@@ -26,6 +26,12 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Write the demo's components (a trivial filter and a hello `wasi:http` handler, built
+    /// from WAT) into a directory, for benchmarks and experiments.
+    DemoComponents {
+        /// Where to write `demo-filter.wasm` and `hello-handler.wasm`.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -66,6 +72,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::DemoComponents { dir }) => {
+            match breakwater_proxy::write_demo_components(&dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("breakwater: {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }

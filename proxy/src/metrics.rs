@@ -33,6 +33,9 @@ pub struct Metrics {
     /// Objects and bytes in the cache (set at scrape time).
     pub cache_objects: IntGauge,
     pub cache_bytes: IntGauge,
+    /// Open client connections and request streams, by protocol (`h3` for now).
+    pub active_connections: IntGaugeVec,
+    pub active_streams: IntGaugeVec,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -148,6 +151,16 @@ impl Metrics {
                 "cache_responses_total",
                 "Responses of cache-enabled routes by cache outcome",
                 &["route", "outcome"],
+            ),
+            active_connections: gauge(
+                "active_connections",
+                "Open client connections by protocol",
+                &["protocol"],
+            ),
+            active_streams: gauge(
+                "active_streams",
+                "Requests in flight by protocol",
+                &["protocol"],
             ),
             cache_purged: {
                 let c = prometheus::IntCounter::new("cache_purged_total", "Objects purged")

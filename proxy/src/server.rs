@@ -4,6 +4,7 @@
 use crate::admin::Admin;
 use crate::demo;
 use crate::edge::Edge;
+use crate::h3::{H3Error, H3Listener};
 use crate::state::{Generation, LoadError, Shared, Source};
 use crate::upstream::Resolver;
 use breakwater_config::{Config, ListenerKind};
@@ -14,6 +15,7 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,6 +46,10 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("cannot write the demo's filter component: {0}")]
     Demo(std::io::Error),
+    #[error(transparent)]
+    Http3(#[from] H3Error),
+    #[error("cannot create the directory of the HTTP/3 sockets: {0}")]
+    SocketDir(std::io::Error),
     #[error("access_log.path: {}: {source}", path.display())]
     AccessLog {
         path: std::path::PathBuf,
@@ -169,6 +175,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let mut urls = Vec::new();
+    let mut h3_listeners = Vec::new();
     for l in &config.listeners {
         let addr = l.address.to_string();
         let name = format!("listener {}", l.name);
@@ -190,10 +197,14 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 server.add_service(svc);
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
             }
-            ListenerKind::Https { http2, .. } => {
+            ListenerKind::Https { http2, http3, .. } => {
+                let mut edge = Edge::new(shared.clone(), true);
+                if http3.is_some() {
+                    edge = edge.with_alt_svc(l.address.port());
+                }
                 let mut svc = pingora::proxy::http_proxy_service_with_name(
                     &server.configuration,
-                    Edge::new(shared.clone(), true),
+                    edge,
                     &name,
                 );
                 let mut tls = TlsSettings::intermediate("", "").expect("no files are read here");
@@ -206,8 +217,50 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 svc.add_tls_with_settings(&addr, None, tls);
                 server.add_service(svc);
                 urls.push((format!("https://{addr}"), l.name.clone(), l.address));
+                if let Some(settings) = http3 {
+                    let socket = h3_socket_dir()
+                        .map_err(StartError::SocketDir)?
+                        .join(format!("h3-{}.sock", l.name));
+                    let _ = std::fs::remove_file(&socket);
+                    let mut internal = pingora::proxy::http_proxy_service_with_name(
+                        &server.configuration,
+                        Edge::new(shared.clone(), true).behind_h3(),
+                        &format!("{name} (HTTP/3)"),
+                    );
+                    if let Some(app) = internal.app_logic_mut() {
+                        let mut options = HttpServerOptions::default();
+                        options.h2c = true;
+                        app.server_options = Some(options);
+                    }
+                    internal.add_uds(
+                        &socket.display().to_string(),
+                        Some(std::fs::Permissions::from_mode(0o600)),
+                    );
+                    server.add_service(internal);
+                    let resolver = shared.sni_resolver(&l.name).expect("an https listener");
+                    let h3 = H3Listener::bind(&l.name, l.address, resolver, settings, socket)?;
+                    urls.push((
+                        format!("https://{addr}"),
+                        format!("{}, HTTP/3", l.name),
+                        l.address,
+                    ));
+                    h3_listeners.push(h3);
+                }
             }
         }
+    }
+    if !h3_listeners.is_empty() {
+        // QUIC and HTTP/3 run on their own runtime, sized like a pingora service.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.server.threads.max(1))
+            .thread_name("breakwater-h3")
+            .enable_all()
+            .build()
+            .map_err(StartError::Runtime)?;
+        for h3 in h3_listeners {
+            h3.serve(runtime.handle(), shared.metrics.clone());
+        }
+        std::mem::forget(runtime);
     }
     let admin_addr = config.admin.address;
     let mut admin = Service::new("admin".to_string(), Admin::new(shared.clone()));
@@ -251,6 +304,17 @@ fn claim_addresses(config: &mut Config) -> Result<(), StartError> {
         }
     }
     Ok(())
+}
+
+/// A directory only this process can use, for the Unix sockets of the HTTP/3 front ends.
+fn h3_socket_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("breakwater-{}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    Ok(dir)
 }
 
 fn free_port(near: &SocketAddr) -> Result<SocketAddr, StartError> {

@@ -4,6 +4,7 @@
 pub mod certs;
 pub mod client;
 pub mod dns;
+pub mod h3client;
 pub mod node;
 pub mod origin;
 

@@ -1,0 +1,408 @@
+//! `breakwater-bench`: an HTTP load generator with latency percentiles, for comparing
+//! Breakwater with its peers in the same run.
+//!
+//! - HTTP/1.1 (one request at a time per connection, keep-alive) and HTTP/2 over cleartext
+//!   (h2c, `--streams` concurrent streams per connection);
+//! - closed loop (`--connections` x `--streams` requests always in flight) or open loop at
+//!   `--rate` requests per second, where latency is measured from the time each request was
+//!   *meant* to be sent, so a stalled server cannot hide its stall (no coordinated omission);
+//! - a warm-up, then a measured window; HDR histograms (1 µs to 60 s, 3 significant digits);
+//! - a table on standard output, `--json FILE` for the figures, a progress line on stderr.
+
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum Proto {
+    H1,
+    H2c,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "HTTP load generator with latency percentiles (HTTP/1.1 and h2c)")]
+struct Args {
+    /// Target URL, e.g. http://127.0.0.1:8080/path
+    url: String,
+    #[arg(long, value_enum, default_value = "h1")]
+    proto: Proto,
+    /// Connections.
+    #[arg(short, long, default_value_t = 64)]
+    connections: usize,
+    /// Concurrent streams per connection (h2c only).
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    /// Open loop at this many requests per second (0: closed loop).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Warm-up, not measured.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Measured window.
+    #[arg(short, long, default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// `Host` header to send (default: from the URL).
+    #[arg(long)]
+    host: Option<String>,
+    /// Extra request headers, `name: value`.
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// A label for the report.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// What all workers record; a request counts when its response body has fully arrived.
+struct Recorder {
+    measuring: AtomicBool,
+    stop: AtomicBool,
+    latency: Mutex<Histogram<u64>>,
+    ok: AtomicU64,
+    bytes: AtomicU64,
+    errors_status: AtomicU64,
+    errors_io: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl Recorder {
+    fn record(
+        &self,
+        started: Instant,
+        result: Result<(u16, usize), ()>,
+        local: &mut Histogram<u64>,
+    ) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        match result {
+            Ok((status, n)) if status < 400 => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+                let us = started.elapsed().as_micros().clamp(1, 60_000_000) as u64;
+                let _ = local.record(us);
+            }
+            Ok(_) => {
+                self.errors_status.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(()) => {
+                self.errors_io.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+type Sender2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
+enum Conn {
+    H1(Sender),
+    H2(Sender2),
+}
+
+async fn connect(addr: &str, proto: Proto) -> std::io::Result<Conn> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let io = TokioIo::new(tcp);
+    match proto {
+        Proto::H1 => {
+            let (send, conn) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            Ok(Conn::H1(send))
+        }
+        Proto::H2c => {
+            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(conn);
+            Ok(Conn::H2(send))
+        }
+    }
+}
+
+struct Target {
+    addr: String,
+    uri: http::Uri,
+    host: String,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    proto: Proto,
+}
+
+impl Target {
+    fn request(&self) -> http::Request<Empty<Bytes>> {
+        let mut b = http::Request::get(self.uri.clone());
+        if self.proto == Proto::H1 {
+            b = b.header(http::header::HOST, &self.host);
+        }
+        for (n, v) in &self.headers {
+            b = b.header(n, v);
+        }
+        b.body(Empty::new()).expect("valid request")
+    }
+}
+
+async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16, usize), ()> {
+    let resp = match conn {
+        Conn::H1(s) => {
+            s.ready().await.map_err(|_| ())?;
+            s.send_request(req).await.map_err(|_| ())?
+        }
+        Conn::H2(s) => {
+            s.ready().await.map_err(|_| ())?;
+            s.send_request(req).await.map_err(|_| ())?
+        }
+    };
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut n = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        if let Some(d) = frame.data_ref() {
+            n += d.len();
+        }
+    }
+    Ok((status, n))
+}
+
+/// One in-flight request slot: keeps its connection (reconnecting after an error).
+async fn closed_loop(target: Arc<Target>, rec: Arc<Recorder>, mut conn: Option<Conn>) {
+    let mut local = histogram();
+    while !rec.stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            conn = connect(&target.addr, target.proto).await.ok();
+            if conn.is_none() {
+                rec.record(Instant::now(), Err(()), &mut local);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        }
+        let started = Instant::now();
+        let result = send(conn.as_mut().expect("connected"), target.request()).await;
+        if result.is_err() {
+            conn = None;
+        }
+        rec.record(started, result, &mut local);
+    }
+    rec.latency
+        .lock()
+        .expect("lock")
+        .add(&local)
+        .expect("same bounds");
+}
+
+/// Open loop: requests are due at fixed intervals, spread over the workers; latency counts
+/// from when a request was due, so waiting for a busy connection is counted too.
+async fn open_loop(
+    target: Arc<Target>,
+    rec: Arc<Recorder>,
+    mut conn: Option<Conn>,
+    interval: Duration,
+    offset: Duration,
+) {
+    let mut local = histogram();
+    let mut due = Instant::now() + offset;
+    while !rec.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if due > now {
+            tokio::time::sleep(due - now).await;
+        }
+        if conn.is_none() {
+            conn = connect(&target.addr, target.proto).await.ok();
+        }
+        let result = match conn.as_mut() {
+            Some(c) => send(c, target.request()).await,
+            None => Err(()),
+        };
+        if result.is_err() {
+            conn = None;
+        }
+        rec.record(due, result, &mut local);
+        due += interval;
+    }
+    rec.latency
+        .lock()
+        .expect("lock")
+        .add(&local)
+        .expect("same bounds");
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    label: String,
+    url: String,
+    proto: String,
+    connections: usize,
+    streams: usize,
+    rate: u64,
+    seconds: f64,
+    requests: u64,
+    requests_per_sec: f64,
+    bytes_per_sec: f64,
+    p50_us: u64,
+    p90_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    max_us: u64,
+    errors_status: u64,
+    errors_io: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let uri: http::Uri = args.url.parse()?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("the URL needs host:port"))?
+        .clone();
+    let addr = format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(80)
+    );
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let (n, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow::anyhow!("header {h:?}: expected `name: value`"))?;
+        headers.push((n.trim().parse()?, v.trim().parse()?));
+    }
+    let target = Arc::new(Target {
+        addr,
+        uri: if args.proto == Proto::H1 {
+            uri.path_and_query().map_or("/", |p| p.as_str()).parse()?
+        } else {
+            uri.clone()
+        },
+        host: args.host.clone().unwrap_or_else(|| authority.to_string()),
+        headers,
+        proto: args.proto,
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(run(&args, target))?;
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<Report> {
+    let rec = Arc::new(Recorder {
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+        latency: Mutex::new(histogram()),
+        ok: AtomicU64::new(0),
+        bytes: AtomicU64::new(0),
+        errors_status: AtomicU64::new(0),
+        errors_io: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+    });
+    let streams = if args.proto == Proto::H2c {
+        args.streams.max(1)
+    } else {
+        1
+    };
+    let slots = args.connections * streams;
+    let mut tasks = Vec::with_capacity(slots);
+    for c in 0..args.connections {
+        // HTTP/2 streams of one connection share its sender.
+        let conns: Vec<Conn> = match connect(&target.addr, target.proto).await? {
+            Conn::H1(s) => vec![Conn::H1(s)],
+            Conn::H2(s) => (0..streams).map(|_| Conn::H2(s.clone())).collect(),
+        };
+        for (s, conn) in conns.into_iter().enumerate() {
+            let (target, rec) = (target.clone(), rec.clone());
+            if args.rate > 0 {
+                let interval = Duration::from_secs_f64(slots as f64 / args.rate as f64);
+                let offset = interval.mul_f64((c * streams + s) as f64 / slots as f64);
+                tasks.push(tokio::spawn(open_loop(
+                    target,
+                    rec,
+                    Some(conn),
+                    interval,
+                    offset,
+                )));
+            } else {
+                tasks.push(tokio::spawn(closed_loop(target, rec, Some(conn))));
+            }
+        }
+    }
+    tokio::time::sleep(args.warmup).await;
+    rec.measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    let mut last = 0;
+    while started.elapsed() < args.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(args.duration)).await;
+        let ok = rec.ok.load(Ordering::Relaxed);
+        eprint!(
+            "\r{:>5.1}s  {:>9} req/s  errors {}   ",
+            started.elapsed().as_secs_f64(),
+            ok - last,
+            rec.errors_io.load(Ordering::Relaxed) + rec.errors_status.load(Ordering::Relaxed)
+        );
+        last = ok;
+    }
+    rec.measuring.store(false, Ordering::Relaxed);
+    let seconds = started.elapsed().as_secs_f64();
+    rec.stop.store(true, Ordering::Relaxed);
+    eprintln!();
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let h = rec.latency.lock().expect("lock");
+    let ok = rec.ok.load(Ordering::Relaxed);
+    Ok(Report {
+        label: args.label.clone(),
+        url: args.url.clone(),
+        proto: format!("{:?}", args.proto).to_lowercase(),
+        connections: args.connections,
+        streams,
+        rate: args.rate,
+        seconds,
+        requests: ok,
+        requests_per_sec: ok as f64 / seconds,
+        bytes_per_sec: rec.bytes.load(Ordering::Relaxed) as f64 / seconds,
+        p50_us: h.value_at_quantile(0.5),
+        p90_us: h.value_at_quantile(0.9),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        max_us: h.max(),
+        errors_status: rec.errors_status.load(Ordering::Relaxed),
+        errors_io: rec.errors_io.load(Ordering::Relaxed),
+    })
+}
+
+fn print_table(r: &Report) {
+    let ms = |us: u64| format!("{:.2} ms", us as f64 / 1000.0);
+    println!(
+        "{:<28} {:>11} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        "label", "req/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+    );
+    println!(
+        "{:<28} {:>11.0} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+        if r.label.is_empty() { &r.url } else { &r.label },
+        r.requests_per_sec,
+        ms(r.p50_us),
+        ms(r.p90_us),
+        ms(r.p99_us),
+        ms(r.p999_us),
+        ms(r.max_us),
+        r.errors_status + r.errors_io
+    );
+}

@@ -1,0 +1,338 @@
+//! HTTP/3: QUIC (quinn, rustls) and HTTP/3 (h3) on the UDP port of an HTTPS listener.
+//!
+//! pingora has no HTTP/3, so this front end terminates QUIC and hands each request, over a
+//! multiplexed in-process HTTP/2 connection on a Unix socket, to a pingora service that
+//! runs the very same `Edge` pipeline as the TCP listeners: routing, filters, handlers, the
+//! cache, origin pools, header edits, error mapping, metrics and the access log are one
+//! code path for HTTP/1.1, HTTP/2 and HTTP/3. The client address and the protocol travel
+//! with the request in a header that the internal listener alone trusts (`INTERNAL_CLIENT`);
+//! the socket is only reachable from this process (mode 0600, in a private directory).
+//! Request and response bodies stream both ways with flow control (h3/quinn windows on one
+//! side, HTTP/2 windows on the other); trailers are passed on.
+
+use crate::metrics::Metrics;
+use crate::tls::SniResolver;
+use breakwater_config::Http3Settings;
+use bytes::{Buf, Bytes};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The header carrying the HTTP/3 client's address to the internal listener; removed from
+/// every request that arrives any other way.
+pub const INTERNAL_CLIENT: &str = "x-breakwater-h3-client";
+
+/// Why HTTP/3 could not start on a listener.
+#[derive(Debug, thiserror::Error)]
+pub enum H3Error {
+    #[error("listener {listener}: UDP {addr}: {source}")]
+    Bind {
+        listener: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("listener {listener}: QUIC TLS config: {reason}")]
+    Tls { listener: String, reason: String },
+}
+
+/// A bound, not yet serving HTTP/3 endpoint.
+pub struct H3Listener {
+    name: String,
+    socket: UdpSocket,
+    server: quinn::ServerConfig,
+    settings: Http3Settings,
+    internal: PathBuf,
+}
+
+impl H3Listener {
+    /// Bind UDP `addr` (the HTTPS listener's port) with the listener's SNI certificates.
+    pub fn bind(
+        name: &str,
+        addr: SocketAddr,
+        resolver: Arc<SniResolver>,
+        settings: &Http3Settings,
+        internal: PathBuf,
+    ) -> Result<Self, H3Error> {
+        let socket = UdpSocket::bind(addr).map_err(|source| H3Error::Bind {
+            listener: name.to_string(),
+            addr,
+            source,
+        })?;
+        let tls_err = |reason: String| H3Error::Tls {
+            listener: name.to_string(),
+            reason,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| tls_err(e.to_string()))?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        // 0-RTT data can be replayed by an attacker: off unless configured.
+        tls.max_early_data_size = if settings.zero_rtt { u32::MAX } else { 0 };
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+            .map_err(|e| tls_err(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(settings.max_streams));
+        // Clients open a control stream and QPACK streams; pushes are not used.
+        transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(8));
+        transport.max_idle_timeout(Some(
+            quinn::IdleTimeout::try_from(settings.idle_timeout)
+                .map_err(|e| tls_err(format!("idle_timeout: {e}")))?,
+        ));
+        server.transport_config(Arc::new(transport));
+        Ok(Self {
+            name: name.to_string(),
+            socket,
+            server,
+            settings: settings.clone(),
+            internal,
+        })
+    }
+
+    /// Serve on `runtime` until the process ends.
+    pub fn serve(self, runtime: &tokio::runtime::Handle, metrics: Arc<Metrics>) {
+        let _guard = runtime.enter();
+        let endpoint = match quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(self.server),
+            self.socket,
+            Arc::new(quinn::TokioRuntime),
+        ) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(listener = %self.name, error = %e, "HTTP/3 endpoint failed");
+                return;
+            }
+        };
+        let upstream = Arc::new(Internal::new(self.internal));
+        let max_connections = self.settings.max_connections;
+        let name = self.name;
+        runtime.spawn(async move {
+            while let Some(incoming) = endpoint.accept().await {
+                if endpoint.open_connections() > max_connections {
+                    incoming.refuse();
+                    continue;
+                }
+                let (upstream, metrics) = (upstream.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    let remote = incoming.remote_address();
+                    match incoming.await {
+                        Ok(conn) => serve_connection(conn, remote, upstream, metrics).await,
+                        Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
+                    }
+                });
+            }
+            tracing::info!(listener = %name, "HTTP/3 endpoint closed");
+        });
+    }
+}
+
+/// Counts a gauge up for as long as it lives.
+struct Live(prometheus::IntGauge);
+
+impl Live {
+    fn new(g: prometheus::IntGauge) -> Self {
+        g.inc();
+        Self(g)
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn serve_connection(
+    conn: quinn::Connection,
+    remote: SocketAddr,
+    upstream: Arc<Internal>,
+    metrics: Arc<Metrics>,
+) {
+    let _live = Live::new(metrics.active_connections.with_label_values(&["h3"]));
+    let mut h3 =
+        match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "HTTP/3 connection setup failed");
+                return;
+            }
+        };
+    loop {
+        match h3.accept().await {
+            Ok(Some(resolver)) => {
+                let (upstream, metrics) = (upstream.clone(), metrics.clone());
+                tokio::spawn(async move {
+                    let _live = Live::new(metrics.active_streams.with_label_values(&["h3"]));
+                    match resolver.resolve_request().await {
+                        Ok((req, stream)) => {
+                            if let Err(e) = forward(req, stream, remote, &upstream).await {
+                                tracing::debug!(%remote, error = %e, "HTTP/3 request failed");
+                            }
+                        }
+                        Err(e) => tracing::debug!(%remote, error = %e, "bad HTTP/3 request"),
+                    }
+                });
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "HTTP/3 connection ended");
+                break;
+            }
+        }
+    }
+}
+
+type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+
+/// The request body, read from the HTTP/3 stream as the internal connection asks for it.
+type ReqBody = http_body_util::StreamBody<
+    tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
+>;
+
+async fn forward(
+    req: http::Request<()>,
+    stream: Stream,
+    remote: SocketAddr,
+    upstream: &Internal,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (mut send, mut recv) = stream.split();
+    let (parts, ()) = req.into_parts();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut out = http::Request::from_parts(
+        parts,
+        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    );
+    out.headers_mut().remove(INTERNAL_CLIENT);
+    out.headers_mut().insert(
+        INTERNAL_CLIENT,
+        http::HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid value"),
+    );
+    *out.version_mut() = http::Version::HTTP_2;
+    // Pump the request body (and trailers) while the response is awaited.
+    let pump = tokio::spawn(async move {
+        loop {
+            match recv.recv_data().await {
+                Ok(Some(mut chunk)) => {
+                    let data = chunk.copy_to_bytes(chunk.remaining());
+                    if tx.send(Ok(hyper::body::Frame::data(data))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    return;
+                }
+            }
+        }
+        if let Ok(Some(trailers)) = recv.recv_trailers().await {
+            let _ = tx.send(Ok(hyper::body::Frame::trailers(trailers))).await;
+        }
+    });
+    let resp = match upstream.send(out).await {
+        Ok(r) => r,
+        Err(e) => {
+            pump.abort();
+            let resp = http::Response::builder()
+                .status(502)
+                .body(())
+                .expect("valid response");
+            send.send_response(resp).await?;
+            send.finish().await?;
+            return Err(e);
+        }
+    };
+    let (mut parts, mut body) = resp.into_parts();
+    // Connection-specific headers have no place in HTTP/3 (RFC 9114 section 4.2).
+    for h in [
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+    ] {
+        parts.headers.remove(h);
+    }
+    send.send_response(http::Response::from_parts(parts, ()))
+        .await?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        match frame.into_data() {
+            Ok(data) => send.send_data(data).await?,
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    send.send_trailers(trailers).await?;
+                }
+            }
+        }
+    }
+    send.finish().await?;
+    pump.abort();
+    Ok(())
+}
+
+/// HTTP/2 connections to the internal listener, used round robin and redialled when
+/// closed.
+struct Internal {
+    path: PathBuf,
+    conns: Vec<tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<ReqBody>>>>,
+    next: AtomicUsize,
+}
+
+/// Connections to the internal listener: HTTP/2 multiplexes, a few spread the load over
+/// pingora's worker threads.
+const INTERNAL_CONNECTIONS: usize = 4;
+
+impl Internal {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            conns: (0..INTERNAL_CONNECTIONS)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    async fn sender(
+        &self,
+    ) -> Result<
+        hyper::client::conn::http2::SendRequest<ReqBody>,
+        Box<dyn std::error::Error + Send + Sync>,
+    > {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let mut slot = self.conns[i].lock().await;
+        if let Some(s) = slot.as_ref() {
+            if !s.is_closed() {
+                return Ok(s.clone());
+            }
+        }
+        let io = tokio::net::UnixStream::connect(&self.path).await?;
+        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .handshake(TokioIo::new(io))
+            .await?;
+        tokio::spawn(conn);
+        *slot = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn send(
+        &self,
+        req: http::Request<ReqBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>>
+    {
+        let mut sender = self.sender().await?;
+        sender.ready().await?;
+        Ok(sender.send_request(req).await?)
+    }
+}

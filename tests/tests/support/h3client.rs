@@ -1,0 +1,112 @@
+//! A real HTTP/3 client (quinn + h3) for the tests.
+#![allow(dead_code)]
+
+use bytes::{Buf, Bytes};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub struct H3 {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+}
+
+#[derive(Debug)]
+pub struct H3Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl H3Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl H3 {
+    /// Connect to `addr` over QUIC with SNI `sni`, trusting `roots`.
+    pub async fn connect(
+        addr: SocketAddr,
+        sni: &str,
+        roots: rustls::RootCertStore,
+    ) -> Result<H3, String> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let connecting = endpoint.connect(addr, sni).map_err(|e| e.to_string())?;
+        let conn = tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+            .await
+            .map_err(|_| "handshake timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3 {
+            send,
+            endpoint,
+            conn,
+        })
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        authority: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<H3Reply, String> {
+        let mut b = http::Request::builder()
+            .method(method)
+            .uri(format!("https://{authority}{path}"));
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let mut send = self.send.clone();
+        let fut = async move {
+            let mut stream = send
+                .send_request(b.body(()).unwrap())
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(body) = body {
+                stream.send_data(body).await.map_err(|e| e.to_string())?;
+            }
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            let mut body = Vec::new();
+            while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
+                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            Ok(H3Reply {
+                status: resp.status().as_u16(),
+                headers: resp.headers().clone(),
+                body: Bytes::from(body),
+            })
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), fut)
+            .await
+            .map_err(|_| "request timed out".to_string())?
+    }
+
+    pub async fn get(&self, authority: &str, path: &str) -> H3Reply {
+        self.request("GET", authority, path, &[], None)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+}
