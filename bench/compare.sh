@@ -33,8 +33,13 @@ load="$target/breakwater-bench"
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 work="$(mktemp -d)"
+chmod 755 "$work"   # varnishd reads its VCL as its own user
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  cp -r "$work/logs" "$out/" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 
 # Ports (loopback only).
@@ -146,12 +151,18 @@ wait_port() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "port $1 never opened" >&2; exit 1
+  echo "port $1 never opened; logs in $out/logs" >&2; exit 1
 }
 for p in $ORIGIN $BW $NGINX $HAPROXY $VARNISH; do wait_port "$p"; done
 
 # Process CPU seconds (user + system) and peak RSS (MiB) of a pid and its children.
-cpu_of() { awk '{ printf "%.2f", ($14 + $15 + $16 + $17) / 100 }' "/proc/$1/stat"; }
+cpu_of() {
+  local total=0
+  for p in "$1" $(pgrep -P "$1" || true); do
+    total=$(awk -v t="$total" '{ printf "%.2f", t + ($14 + $15) / 100 }' "/proc/$p/stat" 2>/dev/null || echo "$total")
+  done
+  echo "$total"
+}
 rss_of() {
   local total=0
   for p in "$1" $(pgrep -P "$1" || true); do

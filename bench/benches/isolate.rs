@@ -62,5 +62,103 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// Guests built by isolate/guests/build.sh (tests/run.sh runs it), if present.
+fn guest(name: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("BREAKWATER_GUESTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
+        });
+    let path = dir.join(name);
+    if path.is_file() {
+        Some(path)
+    } else {
+        eprintln!(
+            "{} not built (isolate/guests/build.sh): skipped",
+            path.display()
+        );
+        None
+    }
+}
+
+/// Per-request cost of a `wasi:http` handler: fresh instance, `handle`, the whole body.
+fn bench_handlers(c: &mut Criterion) {
+    use breakwater_isolate::{HandlerSettings, RequestBody};
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let rt = Runtime::new(RuntimeSettings {
+        max_instances: 100,
+        cache_dir: guest("py-handler.wasm").map(|p| p.parent().unwrap().join("cache")),
+        ..RuntimeSettings::default()
+    })
+    .unwrap();
+    let mut handlers = vec![(
+        "wat-hello",
+        rt.load_handler_bytes(
+            "hello",
+            std::path::Path::new("hello.wasm"),
+            &guest_handler("hello"),
+            HandlerSettings::default(),
+        )
+        .unwrap(),
+    )];
+    for (label, file) in [
+        ("python-hello", "py-handler.wasm"),
+        ("js-hello", "js-handler.wasm"),
+    ] {
+        if let Some(path) = guest(file) {
+            handlers.push((
+                label,
+                rt.load_handler(label, &path, HandlerSettings::default())
+                    .unwrap(),
+            ));
+        }
+    }
+    let mut group = c.benchmark_group("handler-request");
+    for (label, h) in &handlers {
+        group.bench_function(*label, |b| {
+            b.iter(|| {
+                tokio.block_on(async {
+                    let req = http::Request::get("http://example.com/")
+                        .body(RequestBody::empty())
+                        .unwrap();
+                    let resp = h.handle(req, false).await.unwrap();
+                    resp.into_body().collect(1 << 20).await.unwrap()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("python-filter");
+    if let Some(path) = guest("py-filter.wasm") {
+        let f = rt
+            .load_filter(
+                "pyf",
+                &path,
+                FilterSettings {
+                    config: [("key".to_string(), "k".to_string())].into(),
+                    ..FilterSettings::default()
+                },
+            )
+            .unwrap();
+        let owned = headers_12();
+        let mut headers: Vec<(&str, &[u8])> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        headers.push(("x-api-key", b"k"));
+        group.bench_function("12-headers", |b| {
+            b.iter(|| {
+                let mut s = f.session().unwrap();
+                s.on_request(&request(&headers)).unwrap().unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_handlers);
 criterion_main!(benches);

@@ -70,16 +70,41 @@ const DEMO_FILTER: &str = r#"(module
 pub fn config(
     listen: SocketAddr,
     admin: SocketAddr,
+    tls_listen: SocketAddr,
     origin: SocketAddr,
     dir: &std::path::Path,
 ) -> std::io::Result<String> {
     let (filter, handler) = write_components(dir)?;
+    let (cert, key) = self_signed(dir)?;
     Ok(CONFIG
+        .replace("{TLS_LISTEN}", &tls_listen.to_string())
+        .replace("{CERT}", &cert.display().to_string())
+        .replace("{KEY}", &key.display().to_string())
         .replace("{LISTEN}", &listen.to_string())
         .replace("{ADMIN}", &admin.to_string())
         .replace("{ORIGIN}", &origin.to_string())
         .replace("{FILTER}", &filter.display().to_string())
         .replace("{HANDLER}", &handler.display().to_string()))
+}
+
+/// A self-signed certificate for `localhost` and `127.0.0.1`, made at startup; its SHA-256
+/// fingerprint is printed so a client can pin it.
+fn self_signed(dir: &std::path::Path) -> std::io::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    use sha2::Digest;
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    let made = rcgen::generate_simple_self_signed(names).map_err(std::io::Error::other)?;
+    let (cert, key) = (dir.join("demo-cert.pem"), dir.join("demo-key.pem"));
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.signing_key.serialize_pem())?;
+    let fingerprint: Vec<String> = sha2::Sha256::digest(made.cert.der())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    println!(
+        "demo certificate: self-signed, SHA-256 fingerprint {}",
+        fingerprint.join(":")
+    );
+    Ok((cert, key))
 }
 
 /// Write the demo filter and handler components into `dir`; returns their paths.

@@ -99,6 +99,8 @@ pub struct RequestCtx {
     started: Option<Instant>,
     /// `X-Request-Id` from the client, or generated; passed to the origin and logged.
     request_id: String,
+    /// The listener's `Alt-Svc`, for responses made here rather than by an origin.
+    alt_svc: Option<http::HeaderValue>,
 }
 
 impl RequestCtx {
@@ -126,6 +128,9 @@ impl RequestCtx {
     ) -> Result<()> {
         let (mut head, body) =
             local.into_parts(session.req_header().method == http::Method::HEAD)?;
+        if let Some(alt) = &self.alt_svc {
+            head.insert_header(http::header::ALT_SVC, alt.clone())?;
+        }
         if let (Some(generation), Some(i)) = (self.generation.clone(), self.route) {
             let route = &generation.config.routes[i];
             if let Err(status) = self
@@ -193,6 +198,9 @@ impl Edge {
         };
         let (parts, body) = response.into_parts();
         let mut head = handlers::response_head(&parts, !session.is_http2())?;
+        if let Some(alt) = &self.alt_svc {
+            head.insert_header(http::header::ALT_SVC, alt.clone())?;
+        }
         headers::edit_response(&mut head, &route.response_headers);
         if let Err(status) = ctx.filters.on_response(generation, route, &mut head, m) {
             let (h, b) = LocalResponse::error(status).into_parts(false)?;
@@ -235,6 +243,7 @@ impl ProxyHttp for Edge {
                 .remove_header(crate::h3::INTERNAL_CLIENT);
         }
         ctx.request_id = request_id(session.req_header());
+        ctx.alt_svc = self.alt_svc.clone();
         let req = session.req_header();
         let host = request_host(
             &req.uri,

@@ -45,6 +45,9 @@ struct RunArgs {
     /// Demo only: the address of the demo's admin listener.
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
+    /// Demo only: the address of the demo's HTTPS and HTTP/3 listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    tls_listen: SocketAddr,
     /// Graceful upgrade: take over the listening sockets of the running process, which is
     /// then sent SIGQUIT (see the README).
     #[arg(short, long)]
@@ -91,6 +94,7 @@ fn run(args: RunArgs) -> ExitCode {
         config: args.config,
         listen: args.listen,
         admin: args.admin,
+        tls_listen: args.tls_listen,
         upgrade: args.upgrade,
     };
     match breakwater_proxy::run(opts) {

@@ -27,6 +27,8 @@ pub struct RunOptions {
     pub listen: SocketAddr,
     /// Demo only: where its admin listener binds.
     pub admin: SocketAddr,
+    /// Demo only: where its HTTPS + HTTP/3 listener binds (self-signed certificate).
+    pub tls_listen: SocketAddr,
     /// Take the listening sockets over from a running process (pingora graceful upgrade).
     pub upgrade: bool,
 }
@@ -111,8 +113,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         None => {
             let origin = free_port(&opts.listen)?;
             let dir = std::env::temp_dir().join(format!("breakwater-demo-{}", std::process::id()));
-            let text =
-                demo::config(opts.listen, opts.admin, origin, &dir).map_err(StartError::Demo)?;
+            let text = demo::config(opts.listen, opts.admin, opts.tls_listen, origin, &dir)
+                .map_err(StartError::Demo)?;
             (Source::Embedded(text), Some(origin))
         }
     };

@@ -276,6 +276,30 @@ async fn the_embedded_demo_serves_a_working_node() {
     assert_eq!(r.text(), "Hello from a WebAssembly handler at the edge.\n");
     assert_eq!(r.header("x-breakwater-filter"), Some("demo"));
     assert_eq!(client.get(admin, "localhost", "/readyz").await.status, 200);
+
+    // HTTPS and HTTP/3 with a self-signed certificate whose fingerprint is printed.
+    let tls = node.addr("tls");
+    assert_eq!(node.addr("tls, HTTP/3"), tls);
+    let pem = std::fs::read(
+        std::env::temp_dir()
+            .join(format!("breakwater-demo-{}", node.pid()))
+            .join("demo-cert.pem"),
+    )
+    .unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der).unwrap();
+    let h3 = support::h3client::H3::connect(tls, "localhost", roots.clone())
+        .await
+        .unwrap();
+    let r = h3.get("localhost", "/hello").await;
+    assert_eq!(r.text(), "Hello from a WebAssembly handler at the edge.\n");
+    let r = support::client::tls_get(tls, "localhost", roots, true, "/")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.header("alt-svc").is_some_and(|v| v.starts_with("h3=")));
 }
 
 #[test]

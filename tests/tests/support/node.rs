@@ -72,7 +72,14 @@ impl Node {
         let mut node = Self::spawn_args(
             dir,
             PathBuf::new(),
-            &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--tls-listen",
+                "127.0.0.1:0",
+            ],
         );
         node.wait_ready();
         node
@@ -153,6 +160,10 @@ impl Node {
                 Err(_) => panic!("node did not become ready; stderr:\n{}", self.stderr()),
             }
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn addr(&self, listener: &str) -> SocketAddr {

@@ -1,0 +1,132 @@
+//! What deploy/ ships, checked as far as this machine allows: the Kubernetes manifests
+//! parse and carry a valid config whose admin port the probes use, the systemd unit and
+//! Nomad job name real flags, and every metric the Grafana dashboard queries is one the
+//! node exports.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[test]
+fn kubernetes_manifests_parse_and_carry_a_valid_config() {
+    let text = std::fs::read_to_string(repo().join("deploy/kubernetes/breakwater.yaml")).unwrap();
+    let docs: Vec<serde_json::Value> = text
+        .split("\n---\n")
+        .map(|d| serde_saphyr::from_str(d).unwrap_or_else(|e| panic!("{e}\n{d}")))
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Namespace", "ConfigMap", "DaemonSet", "Service"]);
+
+    let config = docs[1]["data"]["breakwater.yaml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("breakwater.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = support::node::cli("check", &path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pod = &docs[2]["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let admin_port = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .unwrap()["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        config.contains(&format!(":{admin_port}\"")),
+        "admin port {admin_port} not in config"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["prometheus.io/port"],
+        admin_port.to_string()
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args, ["run", "--config", "/etc/breakwater/breakwater.yaml"]);
+}
+
+#[test]
+fn service_definitions_use_real_commands() {
+    let unit = std::fs::read_to_string(repo().join("deploy/systemd/breakwater.service")).unwrap();
+    assert!(unit.contains("Type=notify"));
+    assert!(unit.contains("run --config"));
+    let nomad = std::fs::read_to_string(repo().join("deploy/nomad/breakwater.nomad.hcl")).unwrap();
+    assert!(nomad.contains(r#"args    = ["run", "--config""#));
+    assert!(nomad.contains(r#"change_signal = "SIGHUP""#));
+    assert!(nomad.contains(r#"type = "system""#));
+}
+
+/// Metric names declared in proxy/src/metrics.rs, with the registry's prefix.
+fn declared_metrics() -> BTreeSet<String> {
+    let src = std::fs::read_to_string(repo().join("proxy/src/metrics.rs")).unwrap();
+    let mut names = BTreeSet::new();
+    for piece in src.split('"').skip(1).step_by(2) {
+        if !piece.is_empty() && piece.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+            names.insert(format!("breakwater_{piece}"));
+        }
+    }
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grafana_dashboard_queries_metrics_the_node_exports() {
+    let text =
+        std::fs::read_to_string(repo().join("deploy/grafana/breakwater-dashboard.json")).unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut used = BTreeSet::new();
+    for panel in dash["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("breakwater_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                    .collect();
+                used.insert(name.trim_end_matches("_bucket").to_string());
+            }
+        }
+    }
+    assert!(used.len() >= 15, "{used:?}");
+    let declared = declared_metrics();
+    let missing: Vec<&String> = used.iter().filter(|n| !declared.contains(*n)).collect();
+    assert!(missing.is_empty(), "not exported: {missing:?}");
+
+    // And the common ones show up in a real scrape after real traffic.
+    let node = support::Node::demo();
+    let client = support::Client::h1();
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    for path in ["/", "/origin/a", "/origin/a", "/hello"] {
+        client.get(web, "localhost", path).await;
+    }
+    let scrape = client.get(admin, "localhost", "/metrics").await.text();
+    for name in [
+        "breakwater_requests_total",
+        "breakwater_request_duration_seconds",
+        "breakwater_cache_responses_total",
+        "breakwater_component_invocations_total",
+        "breakwater_cache_bytes",
+    ] {
+        assert!(used.contains(name), "dashboard lacks {name}");
+        assert!(
+            scrape.contains(&format!("{name}")),
+            "{name} not scraped:\n{scrape}"
+        );
+    }
+}
