@@ -50,6 +50,8 @@ pub struct RawRouteCache {
     pub query: Option<S<RawQueryKey>>,
     #[serde(default)]
     pub key_headers: Vec<S<String>>,
+    pub honor_client_no_cache: Option<bool>,
+    pub normalize_accept_encoding: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,6 +60,13 @@ pub struct RouteCache {
     pub query: QueryKey,
     /// Request headers that are part of the key (beyond what `Vary` asks for).
     pub key_headers: Vec<HeaderName>,
+    /// A request with `Cache-Control: no-cache` (or `Pragma: no-cache`) makes the cache
+    /// revalidate with the origin before answering. Default off, as most CDNs do: a client
+    /// should not be able to push load onto the origin at will.
+    pub honor_client_no_cache: bool,
+    /// For `Vary: Accept-Encoding`, key on the best coding the client accepts (`br`,
+    /// `gzip` or none) rather than on the raw header, so variants do not multiply. Default on.
+    pub normalize_accept_encoding: bool,
 }
 
 /// Which query parameters are part of the cache key.

@@ -963,6 +963,8 @@ impl<'a> Validator<'a> {
             default_ttl,
             query,
             key_headers,
+            honor_client_no_cache: c.honor_client_no_cache.unwrap_or(false),
+            normalize_accept_encoding: c.normalize_accept_encoding.unwrap_or(true),
         })
     }
 

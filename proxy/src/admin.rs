@@ -45,6 +45,8 @@ impl Admin {
             .set(self.shared.cache.storage.entry_count() as i64);
         m.cache_bytes
             .set(self.shared.cache.storage.weighted_size() as i64);
+        m.cache_evictions
+            .set(self.shared.cache.storage.evictions() as i64);
         m.render()
     }
 

@@ -177,8 +177,57 @@ fn storable(resp: &ResponseHeader) -> bool {
     )
 }
 
+/// Whether the client asks for an end-to-end revalidation (`Cache-Control: no-cache`,
+/// or `Pragma: no-cache` without `Cache-Control`).
+pub fn client_no_cache(req: &RequestHeader) -> bool {
+    let cc = req.headers.get_all(http::header::CACHE_CONTROL);
+    let mut any_cc = false;
+    for v in cc {
+        any_cc = true;
+        let no_cache = v
+            .to_str()
+            .unwrap_or("")
+            .split(',')
+            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"));
+        if no_cache {
+            return true;
+        }
+    }
+    !any_cc
+        && req
+            .headers
+            .get(http::header::PRAGMA)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
+}
+
+/// The coding a variant is keyed on for `Accept-Encoding`: `br`, `gzip` or nothing.
+fn accept_encoding_key(value: &[u8]) -> &'static [u8] {
+    let accepts = |coding: &str| {
+        std::str::from_utf8(value)
+            .unwrap_or("")
+            .split(',')
+            .any(|item| {
+                let mut parts = item.split(';');
+                let name = parts.next().unwrap_or("").trim();
+                let refused = parts.any(|p| {
+                    let p = p.trim();
+                    p.strip_prefix("q=")
+                        .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q == 0.0))
+                });
+                name.eq_ignore_ascii_case(coding) && !refused
+            })
+    };
+    if accepts("br") {
+        b"br"
+    } else if accepts("gzip") {
+        b"gzip"
+    } else {
+        b""
+    }
+}
+
 /// The variance key from the stored response's `Vary` and this request's values.
-pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+pub fn variance(meta: &CacheMeta, req: &RequestHeader, route: &RouteCache) -> Option<HashBinary> {
     let mut names: Vec<String> = meta
         .headers()
         .get_all(VARY)
@@ -199,7 +248,11 @@ pub fn variance(meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
             .headers
             .get(name.as_str())
             .map_or(&b""[..], |v| v.as_bytes());
-        key.add_value(name, value);
+        if name == "accept-encoding" && route.normalize_accept_encoding {
+            key.add_value(name, accept_encoding_key(value));
+        } else {
+            key.add_value(name, value);
+        }
     }
     key.finalize()
 }
@@ -243,5 +296,39 @@ pub fn status(phase: &CachePhase, meta: Option<&CacheMeta>) -> String {
         }
         CachePhase::Disabled(_) | CachePhase::Bypass => "breakwater; fwd=uri-miss".to_string(),
         _ => "breakwater; fwd=miss".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_encoding_is_keyed_on_the_best_coding() {
+        assert_eq!(accept_encoding_key(b"gzip, deflate, br"), b"br");
+        assert_eq!(accept_encoding_key(b"gzip;q=0.8, br;q=0"), b"gzip");
+        assert_eq!(accept_encoding_key(b"deflate"), b"");
+        assert_eq!(accept_encoding_key(b"GZIP"), b"gzip");
+    }
+
+    #[test]
+    fn client_no_cache_from_cache_control_or_pragma() {
+        let req = |h: &[(&str, &str)]| {
+            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+            for (n, v) in h {
+                r.append_header(n.to_string(), *v).unwrap();
+            }
+            r
+        };
+        assert!(client_no_cache(&req(&[(
+            "cache-control",
+            "max-age=0, no-cache"
+        )])));
+        assert!(client_no_cache(&req(&[("pragma", "no-cache")])));
+        assert!(!client_no_cache(&req(&[
+            ("cache-control", "max-age=0"),
+            ("pragma", "no-cache")
+        ])));
+        assert!(!client_no_cache(&req(&[])));
     }
 }

@@ -16,7 +16,9 @@ use crate::{access_log, cache, metrics};
 use async_trait::async_trait;
 use breakwater_config::{ComponentId, Route, RouteAction};
 use pingora::cache::key::{CacheKey, HashBinary};
-use pingora::cache::{CacheMeta, CachePhase, NoCacheReason, RespCacheable};
+use pingora::cache::{
+    CacheMeta, CachePhase, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::Digest;
@@ -362,10 +364,30 @@ impl ProxyHttp for Edge {
     fn cache_vary_filter(
         &self,
         meta: &CacheMeta,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        cache::variance(meta, req)
+        let policy = ctx.route().and_then(|r| r.cache.as_ref())?;
+        cache::variance(meta, req, policy)
+    }
+
+    /// A client's `no-cache` makes a fresh hit revalidate, where the route honours it.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let honor = ctx
+            .route()
+            .and_then(|r| r.cache.as_ref())
+            .is_some_and(|p| p.honor_client_no_cache);
+        if honor && is_fresh && cache::client_no_cache(session.req_header()) {
+            return Ok(Some(ForcedFreshness::ForceExpired));
+        }
+        Ok(None)
     }
 
     /// Stale content is served when the origin fails (within `stale-if-error`) and while a

@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Objects and bytes in the cache (set at scrape time).
     pub cache_objects: IntGauge,
     pub cache_bytes: IntGauge,
+    /// Objects evicted to stay within the memory budget (set at scrape time).
+    pub cache_evictions: IntGauge,
     /// Open client connections and request streams, by protocol (`h3` for now).
     pub active_connections: IntGaugeVec,
     pub active_streams: IntGaugeVec,
@@ -169,6 +171,14 @@ impl Metrics {
                     .register(Box::new(c.clone()))
                     .expect("registered once");
                 c
+            },
+            cache_evictions: {
+                let g = IntGauge::new("cache_evictions", "Objects evicted for room, since start")
+                    .expect("valid");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("registered once");
+                g
             },
             cache_objects: {
                 let g = IntGauge::new("cache_objects", "Objects in the cache").expect("valid");

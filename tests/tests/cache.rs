@@ -76,6 +76,10 @@ fn origin_handler(counts: Arc<Mutex<HashMap<String, usize>>>) -> support::origin
                     s.header("accept-language").unwrap_or_default()
                 ),
             ),
+            "/ae" => respond(
+                &[("cache-control", "max-age=60"), ("vary", "Accept-Encoding")],
+                format!("ae={} {n}", s.header("accept-encoding").unwrap_or_default()),
+            ),
             "/varystar" => respond(
                 &[("cache-control", "max-age=60"), ("vary", "*")],
                 format!("star {n}"),
@@ -128,6 +132,7 @@ pools:
 routes:
   - {{ match: {{ path: /plain }}, pool: o, cache: {{ default_ttl: 60s }} }}
   - {{ match: {{ path_prefix: /nocache }}, pool: o }}
+  - {{ match: {{ path_prefix: /honor }}, pool: o, cache: {{ honor_client_no_cache: true }} }}
   - {{ pool: o, cache: {{}} }}
 "#,
         origin = origin.addr
@@ -472,4 +477,57 @@ async fn the_memory_budget_bounds_the_cache() {
         value("breakwater_cache_objects") >= 5,
         "the cache keeps objects that fit"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_no_cache_revalidates_only_where_the_route_honours_it() {
+    let s = setup().await;
+    let web = s.node.addr("web");
+    let c = Client::h1();
+    let nc = [("cache-control", "no-cache")];
+    assert_eq!(
+        c.get(web, "example.com", "/honor/x").await.text(),
+        "other 1"
+    );
+    assert_eq!(
+        c.get(web, "example.com", "/honor/x").await.text(),
+        "other 1"
+    );
+    let r = c.send(get(web, "/honor/x", &nc)).await.unwrap();
+    assert_eq!(r.text(), "other 2", "no-cache went to the origin");
+    assert_eq!(
+        c.get(web, "example.com", "/honor/x").await.text(),
+        "other 2"
+    );
+    // The default route does not let clients bypass the cache.
+    assert_eq!(c.get(web, "example.com", "/fresh").await.text(), "fresh 1");
+    let r = c.send(get(web, "/fresh", &nc)).await.unwrap();
+    assert_eq!(r.text(), "fresh 1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accept_encoding_variants_are_normalised() {
+    let s = setup().await;
+    let web = s.node.addr("web");
+    let c = Client::h1();
+    let ae = |v: &'static str| get(web, "/ae", &[("accept-encoding", v)]);
+    assert_eq!(
+        c.send(ae("gzip, deflate, br")).await.unwrap().text(),
+        "ae=gzip, deflate, br 1"
+    );
+    // Same best coding (br): the same variant.
+    assert_eq!(
+        c.send(ae("br;q=1.0, gzip;q=0.5")).await.unwrap().text(),
+        "ae=gzip, deflate, br 1"
+    );
+    assert_eq!(c.send(ae("gzip")).await.unwrap().text(), "ae=gzip 2");
+    assert_eq!(
+        c.send(ae("deflate, gzip")).await.unwrap().text(),
+        "ae=gzip 2"
+    );
+    assert_eq!(
+        c.send(ae("identity")).await.unwrap().text(),
+        "ae=identity 3"
+    );
+    assert_eq!(s.hits("/ae"), 3);
 }

@@ -81,16 +81,29 @@ impl moka::Expiry<String, Arc<Object>> for Expiry {
 /// The moka-backed store; one per process, shared by every route and config generation.
 pub struct MokaStorage {
     objects: Cache<String, Arc<Object>>,
+    evictions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl MokaStorage {
     pub fn new(memory_bytes: u64) -> Self {
+        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = evictions.clone();
         let objects = Cache::builder()
             .max_capacity(memory_bytes)
             .weigher(|_k: &String, v: &Arc<Object>| v.weight())
             .expire_after(Expiry)
+            .eviction_listener(move |_k, _v, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
             .build();
-        Self { objects }
+        Self { objects, evictions }
+    }
+
+    /// Objects evicted to stay within the memory budget, since start.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes held, as the weigher counts them (after pending maintenance).
