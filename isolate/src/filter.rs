@@ -3,6 +3,7 @@
 
 use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
+use crate::limits::{classify, MemoryLimit};
 use crate::runtime::Runtime;
 use crate::types::{Edits, Request, RequestDecision};
 use std::collections::HashMap;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use wasmtime::component::{
     Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable,
 };
-use wasmtime::{ResourceLimiter, Store, Trap, WasmBacktrace};
+use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
@@ -52,8 +53,7 @@ impl Default for FilterSettings {
 pub(crate) struct HostState {
     filter: Arc<str>,
     config: Arc<HashMap<String, String>>,
-    max_memory: usize,
-    memory_exceeded: bool,
+    limit: MemoryLimit,
     /// WASI as guest toolchains expect it (componentize-py, wasi-libc), with nothing behind
     /// it: no preopened directories, no sockets, no environment; clocks, random and stderr.
     wasi: WasiCtx,
@@ -66,31 +66,6 @@ impl WasiView for HostState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
-    }
-}
-
-impl ResourceLimiter for HostState {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.memory_exceeded = true;
-            // Trap rather than return -1: a guest that ignores a failed grow would go on.
-            return Err(wasmtime::Error::msg("memory limit exceeded"));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(max.is_none_or(|m| desired <= m))
     }
 }
 
@@ -269,8 +244,7 @@ impl Inner {
         let state = HostState {
             filter: self.name.clone(),
             config: self.config.clone(),
-            max_memory: self.settings.max_memory_bytes,
-            memory_exceeded: false,
+            limit: MemoryLimit::new(self.settings.max_memory_bytes),
             wasi: WasiCtx::builder()
                 .inherit_stderr()
                 .allow_tcp(false)
@@ -280,7 +254,7 @@ impl Inner {
             table: ResourceTable::new(),
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| s);
+        store.limiter(|s| &mut s.limit);
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
         let instance = self
@@ -301,32 +275,7 @@ impl Inner {
     }
 
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> IsolateError {
-        let filter = self.name.to_string();
-        if store.data().memory_exceeded {
-            return IsolateError::OutOfMemory {
-                filter,
-                limit_bytes: self.settings.max_memory_bytes,
-            };
-        }
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return IsolateError::Deadline {
-                filter,
-                deadline_ms: self.settings.deadline.as_millis() as u64,
-            };
-        }
-        let backtrace = e
-            .downcast_ref::<WasmBacktrace>()
-            .map(|b| b.to_string())
-            .unwrap_or_default();
-        let message = match e.downcast_ref::<Trap>() {
-            Some(t) => t.to_string(),
-            None => format!("{e}"),
-        };
-        IsolateError::Trap {
-            filter,
-            message,
-            backtrace,
-        }
+        classify(&self.name, &store.data().limit, self.settings.deadline, e)
     }
 }
 

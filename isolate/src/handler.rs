@@ -8,6 +8,7 @@
 //! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does.
 
 use crate::error::IsolateError;
+use crate::limits::{classify, deadline_error, MemoryLimit};
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -19,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
@@ -64,8 +65,7 @@ struct HandlerState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundPolicy,
-    max_memory: usize,
-    memory_exceeded: bool,
+    limit: MemoryLimit,
 }
 
 impl WasiView for HandlerState {
@@ -84,30 +84,6 @@ impl WasiHttpView for HandlerState {
             table: &mut self.table,
             hooks: &mut self.hooks,
         }
-    }
-}
-
-impl wasmtime::ResourceLimiter for HandlerState {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.memory_exceeded = true;
-            return Err(wasmtime::Error::msg("memory limit exceeded"));
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        max: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(max.is_none_or(|m| desired <= m))
     }
 }
 
@@ -345,11 +321,10 @@ impl Inner {
             hooks: OutboundPolicy {
                 allowed: self.allowed.clone(),
             },
-            max_memory: self.settings.max_memory_bytes,
-            memory_exceeded: false,
+            limit: MemoryLimit::new(self.settings.max_memory_bytes),
         };
         let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| s);
+        store.limiter(|s| &mut s.limit);
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
         let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| {
@@ -362,36 +337,11 @@ impl Inner {
     }
 
     fn classify(&self, state: &HandlerState, e: wasmtime::Error) -> IsolateError {
-        let filter = self.name.to_string();
-        if state.memory_exceeded {
-            return IsolateError::OutOfMemory {
-                filter,
-                limit_bytes: self.settings.max_memory_bytes,
-            };
-        }
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return self.deadline();
-        }
-        let backtrace = e
-            .downcast_ref::<wasmtime::WasmBacktrace>()
-            .map(|b| b.to_string())
-            .unwrap_or_default();
-        let message = match e.downcast_ref::<Trap>() {
-            Some(t) => t.to_string(),
-            None => format!("{e:#}"),
-        };
-        IsolateError::Trap {
-            filter,
-            message,
-            backtrace,
-        }
+        classify(&self.name, &state.limit, self.settings.deadline, e)
     }
 
     fn deadline(&self) -> IsolateError {
-        IsolateError::Deadline {
-            filter: self.name.to_string(),
-            deadline_ms: self.settings.deadline.as_millis() as u64,
-        }
+        deadline_error(&self.name, self.settings.deadline)
     }
 
     fn invalid(&self, reason: String) -> IsolateError {
