@@ -24,20 +24,32 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     ca.leaf(dir.path(), "a", &["a.test"]);
     std::fs::write(dir.path().join("hello.wasm"), wasm::guest_handler("hello")).unwrap();
+    // A filter that answers 403 itself: the origin never sees those requests.
+    let blocker = wasm::component(
+        "request-filter",
+        &wasm::module(&wasm::on_request(&wasm::respond(
+            "(i32.const 403)",
+            0,
+            "(i32.const 0)",
+        ))),
+    );
+    std::fs::write(dir.path().join("blocker.wasm"), blocker).unwrap();
     let yaml = format!(
         r#"
 listeners:
   - name: tls
     address: 127.0.0.1:0
     protocol: https
-    http3: {{ max_streams: 64 }}
+    http3: {{ max_streams: 64, idle_timeout: 1s }}
     certificates:
       - {{ names: [a.test], cert: "{{DIR}}/a.pem", key: "{{DIR}}/a.key" }}
 admin: {{ address: 127.0.0.1:0 }}
 pools: {{ p: {{ endpoints: ["{origin}"] }} }}
 components:
   hello: {{ path: hello.wasm, kind: handler }}
+  blocker: {{ path: blocker.wasm }}
 routes:
+  - {{ match: {{ path_prefix: /blocked }}, pool: p, filters: [blocker] }}
   - {{ match: {{ path: /hello }}, handler: hello }}
   - {{ match: {{ path: /local }}, respond: {{ status: 201, body: local }} }}
   - {{ match: {{ path_prefix: /cached/ }}, pool: p, cache: {{ default_ttl: 60s }} }}
@@ -97,6 +109,10 @@ async fn requests_over_http3_take_the_same_path_as_http1_and_http2() {
         "{:?}",
         r.header("cache-status")
     );
+    // A filter answers directly: the origin sees nothing.
+    let before = s.origin.hits();
+    assert_eq!(h3.get("a.test", "/blocked/x").await.status, 403);
+    assert_eq!(s.origin.hits(), before);
     // Not routed for this method: the same 404 as on TCP.
     let r = h3
         .request("DELETE", "a.test", "/x", &[], None)
@@ -168,5 +184,57 @@ async fn garbage_datagrams_and_unknown_names_harm_nobody() {
         m.contains("breakwater_active_connections{protocol=\"h3\"} 0")
             && m.contains("breakwater_active_streams{protocol=\"h3\"} 0")
     })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn more_streams_than_allowed_wait_for_credit_instead_of_failing() {
+    let s = setup().await;
+    let h3 = std::sync::Arc::new(
+        H3::connect(s.node.addr("tls"), "a.test", s.ca.roots())
+            .await
+            .unwrap(),
+    );
+    // 150 requests at once on a connection allowed 64 concurrent streams.
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        let h3 = h3.clone();
+        tasks.push(tokio::spawn(async move {
+            h3.get("a.test", &format!("/many/{i}")).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_reset_mid_request_and_a_silent_connection_end_cleanly() {
+    let s = setup().await;
+    let addr = s.node.addr("tls");
+    let h3 = H3::connect(addr, "a.test", s.ca.roots()).await.unwrap();
+    // Start a POST, send part of its body, then abandon the stream.
+    h3.abandon_post("a.test", "/upload", Bytes::from_static(b"partial"))
+        .await;
+    assert_eq!(h3.get("a.test", "/after-reset").await.status, 200);
+    // A connection that goes silent is closed at the idle timeout (1 s here).
+    let silent = H3::connect(addr, "a.test", s.ca.roots()).await.unwrap();
+    let closed =
+        tokio::time::timeout(std::time::Duration::from_secs(10), silent.conn.closed()).await;
+    assert!(closed.is_ok(), "the idle connection was not closed");
+    drop(h3);
+    let admin = s.node.addr("admin");
+    support::eventually(
+        15,
+        "HTTP/3 connections and streams back to zero",
+        || async move {
+            let m = Client::h1()
+                .get(admin, "localhost", "/metrics")
+                .await
+                .text();
+            m.contains("breakwater_active_connections{protocol=\"h3\"} 0")
+                && m.contains("breakwater_active_streams{protocol=\"h3\"} 0")
+        },
+    )
     .await;
 }

@@ -104,6 +104,17 @@ impl H3 {
             .map_err(|_| "request timed out".to_string())?
     }
 
+    /// Send a request head and part of a body, then reset the stream.
+    pub async fn abandon_post(&self, authority: &str, path: &str, part: Bytes) {
+        let req = http::Request::post(format!("https://{authority}{path}"))
+            .body(())
+            .unwrap();
+        let mut send = self.send.clone();
+        let mut stream = send.send_request(req).await.unwrap();
+        stream.send_data(part).await.unwrap();
+        stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+    }
+
     pub async fn get(&self, authority: &str, path: &str) -> H3Reply {
         self.request("GET", authority, path, &[], None)
             .await
