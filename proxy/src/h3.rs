@@ -114,22 +114,32 @@ impl H3Listener {
         let upstream = Arc::new(Internal::new(self.internal));
         let max_connections = self.settings.max_connections;
         let name = self.name;
+        let shutdown = shutdown_signal();
         runtime.spawn(async move {
-            while let Some(incoming) = endpoint.accept().await {
+            let mut stopping = shutdown.clone();
+            loop {
+                let incoming = tokio::select! {
+                    i = endpoint.accept() => i,
+                    _ = async { drop(stopping.wait_for(|s| *s).await) } => None,
+                };
+                let Some(incoming) = incoming else { break };
                 if endpoint.open_connections() > max_connections {
                     incoming.refuse();
                     continue;
                 }
                 let (upstream, metrics) = (upstream.clone(), metrics.clone());
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
                     match incoming.await {
-                        Ok(conn) => serve_connection(conn, remote, upstream, metrics).await,
+                        Ok(conn) => {
+                            serve_connection(conn, remote, upstream, metrics, shutdown).await
+                        }
                         Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
                     }
                 });
             }
-            tracing::info!(listener = %name, "HTTP/3 endpoint closed");
+            tracing::info!(listener = %name, "HTTP/3 endpoint stops accepting connections");
         });
     }
 }
@@ -150,11 +160,32 @@ impl Drop for Live {
     }
 }
 
+/// Becomes `true` when the process is asked to stop (SIGTERM) or to hand over to a new
+/// binary (SIGQUIT): connections then get a GOAWAY and their requests in flight finish.
+fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut quit)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::quit()))
+        else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = quit.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
+
 async fn serve_connection(
     conn: quinn::Connection,
     remote: SocketAddr,
     upstream: Arc<Internal>,
     metrics: Arc<Metrics>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let _live = Live::new(metrics.active_connections.with_label_values(&["h3"]));
     let mut h3 =
@@ -165,8 +196,21 @@ async fn serve_connection(
                 return;
             }
         };
+    let mut goaway_sent = false;
     loop {
-        match h3.accept().await {
+        let accepted = tokio::select! {
+            a = h3.accept() => a,
+            _ = async { drop(shutdown.wait_for(|s| *s).await) }, if !goaway_sent => {
+                goaway_sent = true;
+                // GOAWAY: no new requests; those already accepted finish.
+                if let Err(e) = h3.shutdown(0).await {
+                    tracing::debug!(%remote, error = %e, "HTTP/3 GOAWAY failed");
+                    break;
+                }
+                continue;
+            }
+        };
+        match accepted {
             Ok(Some(resolver)) => {
                 let (upstream, metrics) = (upstream.clone(), metrics.clone());
                 tokio::spawn(async move {

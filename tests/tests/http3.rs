@@ -238,3 +238,65 @@ async fn a_stream_reset_mid_request_and_a_silent_connection_end_cleanly() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_sends_goaway_and_lets_requests_in_flight_finish() {
+    use support::origin::{Action, Seen};
+    let slow: support::origin::Handler = std::sync::Arc::new(|s: &Seen| {
+        if s.uri.starts_with("/slow") {
+            Action::Delay(
+                std::time::Duration::from_millis(800),
+                Box::new(Action::ok("slow done")),
+            )
+        } else {
+            Action::ok("quick")
+        }
+    });
+    let origin = Origin::start(slow).await;
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let yaml = format!(
+        r#"
+listeners:
+  - name: tls
+    address: 127.0.0.1:0
+    protocol: https
+    http3: true
+    certificates:
+      - {{ names: [a.test], cert: "{{DIR}}/a.pem", key: "{{DIR}}/a.key" }}
+pools: {{ p: {{ endpoints: ["{}"] }} }}
+routes: [{{ pool: p }}]
+"#,
+        origin.addr
+    );
+    let mut node = Node::start_in(dir, &yaml, &[]);
+    let h3 = std::sync::Arc::new(
+        H3::connect(node.addr("tls"), "a.test", ca.roots())
+            .await
+            .unwrap(),
+    );
+    let inflight = {
+        let h3 = h3.clone();
+        tokio::spawn(async move { h3.get("a.test", "/slow").await })
+    };
+    support::eventually(10, "the slow request reached the origin", || async {
+        origin.hits() == 1
+    })
+    .await;
+    node.signal("TERM");
+    let r = inflight.await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow done"));
+    // After the GOAWAY the connection takes no new request, while the node, still in its
+    // grace period, is alive.
+    assert!(h3
+        .request("GET", "a.test", "/late", &[], None)
+        .await
+        .is_err());
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "refused only because the node was gone"
+    );
+    assert_eq!(origin.hits(), 1);
+    assert!(node.wait_exit(20).success());
+}
