@@ -113,6 +113,7 @@ impl H3Listener {
         };
         let upstream = Arc::new(Internal::new(self.internal));
         let max_connections = self.settings.max_connections;
+        let zero_rtt = self.settings.zero_rtt;
         let name = self.name;
         let shutdown = shutdown_signal();
         runtime.spawn(async move {
@@ -131,12 +132,15 @@ impl H3Listener {
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
-                    match incoming.await {
-                        Ok(conn) => {
-                            serve_connection(conn, remote, upstream, metrics, shutdown).await
-                        }
-                        Err(e) => tracing::debug!(%remote, error = %e, "QUIC handshake failed"),
-                    }
+                    let Some((conn, confirmed)) = establish(incoming, zero_rtt).await else {
+                        return;
+                    };
+                    let link = Link {
+                        remote,
+                        confirmed,
+                        upstream,
+                    };
+                    serve_connection(conn, link, metrics, shutdown).await
                 });
             }
             tracing::info!(listener = %name, "HTTP/3 endpoint stops accepting connections");
@@ -158,6 +162,61 @@ impl Drop for Live {
     fn drop(&mut self) {
         self.0.dec();
     }
+}
+
+/// Finish the handshake; with 0-RTT on, take the connection early and flag when the
+/// handshake is confirmed (requests before that may be replays).
+async fn establish(
+    incoming: quinn::Incoming,
+    zero_rtt: bool,
+) -> Option<(quinn::Connection, Arc<std::sync::atomic::AtomicBool>)> {
+    let remote = incoming.remote_address();
+    let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let connecting = match incoming.accept() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "QUIC connection refused");
+            return None;
+        }
+    };
+    if zero_rtt {
+        match connecting.into_0rtt() {
+            Ok((conn, accepted)) => {
+                confirmed.store(false, Ordering::Release);
+                let flag = confirmed.clone();
+                tokio::spawn(async move {
+                    accepted.await;
+                    flag.store(true, Ordering::Release);
+                });
+                return Some((conn, confirmed));
+            }
+            Err(connecting) => {
+                return match connecting.await {
+                    Ok(conn) => Some((conn, confirmed)),
+                    Err(e) => {
+                        tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+                        None
+                    }
+                }
+            }
+        }
+    }
+    match connecting.await {
+        Ok(conn) => Some((conn, confirmed)),
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "QUIC handshake failed");
+            None
+        }
+    }
+}
+
+/// What each request of a connection needs to be forwarded.
+#[derive(Clone)]
+struct Link {
+    remote: SocketAddr,
+    /// False while the handshake is unconfirmed (0-RTT): only safe methods are served.
+    confirmed: Arc<std::sync::atomic::AtomicBool>,
+    upstream: Arc<Internal>,
 }
 
 /// Becomes `true` when the process is asked to stop (SIGTERM) or to hand over to a new
@@ -182,11 +241,11 @@ fn shutdown_signal() -> tokio::sync::watch::Receiver<bool> {
 
 async fn serve_connection(
     conn: quinn::Connection,
-    remote: SocketAddr,
-    upstream: Arc<Internal>,
+    link: Link,
     metrics: Arc<Metrics>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let remote = link.remote;
     let _live = Live::new(metrics.active_connections.with_label_values(&["h3"]));
     let mut h3 =
         match h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await {
@@ -212,12 +271,12 @@ async fn serve_connection(
         };
         match accepted {
             Ok(Some(resolver)) => {
-                let (upstream, metrics) = (upstream.clone(), metrics.clone());
+                let (link, metrics) = (link.clone(), metrics.clone());
                 tokio::spawn(async move {
                     let _live = Live::new(metrics.active_streams.with_label_values(&["h3"]));
                     match resolver.resolve_request().await {
                         Ok((req, stream)) => {
-                            if let Err(e) = forward(req, stream, remote, &upstream).await {
+                            if let Err(e) = forward(req, stream, &link).await {
                                 tracing::debug!(%remote, error = %e, "HTTP/3 request failed");
                             }
                         }
@@ -244,10 +303,21 @@ type ReqBody = http_body_util::StreamBody<
 async fn forward(
     req: http::Request<()>,
     stream: Stream,
-    remote: SocketAddr,
-    upstream: &Internal,
+    link: &Link,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (remote, upstream) = (link.remote, &link.upstream);
     let (mut send, mut recv) = stream.split();
+    // Early data can be replayed: only safe methods before the handshake is confirmed
+    // (RFC 8470: 425 Too Early, the client retries after the handshake).
+    if !link.confirmed.load(Ordering::Acquire) && !req.method().is_safe() {
+        let resp = http::Response::builder()
+            .status(425)
+            .body(())
+            .expect("valid response");
+        send.send_response(resp).await?;
+        send.finish().await?;
+        return Ok(());
+    }
     let (parts, ()) = req.into_parts();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut out = http::Request::from_parts(
