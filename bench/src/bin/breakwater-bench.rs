@@ -1,8 +1,10 @@
 //! `breakwater-bench`: an HTTP load generator with latency percentiles, for comparing
 //! Breakwater with its peers in the same run.
 //!
-//! - HTTP/1.1 (one request at a time per connection, keep-alive) and HTTP/2 over cleartext
-//!   (h2c, `--streams` concurrent streams per connection);
+//! - HTTP/1.1 (one request at a time per connection, keep-alive), HTTP/2 (h2c, or over TLS)
+//!   and HTTP/3 (QUIC), `--streams` concurrent streams per HTTP/2 or HTTP/3 connection;
+//!   `https://` URLs use TLS (`--insecure` skips certificate verification, for self-signed
+//!   test certificates);
 //! - closed loop (`--connections` x `--streams` requests always in flight) or open loop at
 //!   `--rate` requests per second, where latency is measured from the time each request was
 //!   *meant* to be sent, so a stalled server cannot hide its stall (no coordinated omission);
@@ -20,8 +22,14 @@ use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Proto {
+    /// HTTP/1.1 (over TLS for https:// URLs).
     H1,
+    /// HTTP/2 with prior knowledge over cleartext.
     H2c,
+    /// HTTP/2 over TLS (ALPN h2).
+    H2,
+    /// HTTP/3 over QUIC.
+    H3,
 }
 
 #[derive(Parser, Debug)]
@@ -58,6 +66,9 @@ struct Args {
     /// A label for the report.
     #[arg(long, default_value = "")]
     label: String,
+    /// Do not verify the server's certificate (self-signed test certificates).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// What all workers record; a request counts when its response body has fully arrived.
@@ -106,32 +117,152 @@ fn histogram() -> Histogram<u64> {
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 type Sender2 = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+type Sender3 = h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>;
 
 enum Conn {
     H1(Sender),
     H2(Sender2),
+    H3(Sender3),
 }
 
-async fn connect(addr: &str, proto: Proto) -> std::io::Result<Conn> {
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let io = TokioIo::new(tcp);
-    match proto {
-        Proto::H1 => {
-            let (send, conn) = hyper::client::conn::http1::handshake(io)
-                .await
-                .map_err(std::io::Error::other)?;
-            tokio::spawn(conn);
-            Ok(Conn::H1(send))
-        }
-        Proto::H2c => {
-            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .map_err(std::io::Error::other)?;
-            tokio::spawn(conn);
-            Ok(Conn::H2(send))
-        }
+/// Accepts any certificate: for benchmarks against self-signed test certificates only.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls_config(alpn: &[u8], insecure: bool, tls13_only: bool) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .expect("valid versions");
+    let mut cfg = if insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    cfg
+}
+
+async fn connect(target: &Target) -> std::io::Result<Conn> {
+    if target.proto == Proto::H3 {
+        return connect_h3(target).await;
+    }
+    let tcp = tokio::net::TcpStream::connect(&target.addr).await?;
+    tcp.set_nodelay(true)?;
+    if !target.tls {
+        let io = TokioIo::new(tcp);
+        return handshake(io, target.proto).await;
+    }
+    let alpn: &[u8] = if target.proto == Proto::H1 {
+        b"http/1.1"
+    } else {
+        b"h2"
+    };
+    let connector =
+        tokio_rustls::TlsConnector::from(Arc::new(tls_config(alpn, target.insecure, false)));
+    let name = rustls::pki_types::ServerName::try_from(target.sni.clone())
+        .map_err(std::io::Error::other)?;
+    let tls = connector.connect(name, tcp).await?;
+    handshake(TokioIo::new(tls), target.proto).await
+}
+
+async fn handshake<T>(io: TokioIo<T>, proto: Proto) -> std::io::Result<Conn>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    if proto == Proto::H1 {
+        let (send, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Conn::H1(send))
+    } else {
+        let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+            .await
+            .map_err(std::io::Error::other)?;
+        tokio::spawn(conn);
+        Ok(Conn::H2(send))
+    }
+}
+
+async fn connect_h3(target: &Target) -> std::io::Result<Conn> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls_config(b"h3", target.insecure, true))
+            .map_err(std::io::Error::other)?;
+    let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid"))?;
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let addr: std::net::SocketAddr = tokio::net::lookup_host(&target.addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))?;
+    let conn = endpoint
+        .connect(addr, &target.sni)
+        .map_err(std::io::Error::other)?
+        .await
+        .map_err(std::io::Error::other)?;
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        drop(endpoint);
+    });
+    Ok(Conn::H3(send))
 }
 
 struct Target {
@@ -140,6 +271,9 @@ struct Target {
     host: String,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     proto: Proto,
+    tls: bool,
+    sni: String,
+    insecure: bool,
 }
 
 impl Target {
@@ -156,6 +290,21 @@ impl Target {
 }
 
 async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16, usize), ()> {
+    if let Conn::H3(s) = conn {
+        let (parts, _) = req.into_parts();
+        let mut stream = s
+            .send_request(http::Request::from_parts(parts, ()))
+            .await
+            .map_err(|_| ())?;
+        stream.finish().await.map_err(|_| ())?;
+        let resp = stream.recv_response().await.map_err(|_| ())?;
+        let mut n = 0;
+        while let Some(chunk) = stream.recv_data().await.map_err(|_| ())? {
+            use bytes::Buf;
+            n += chunk.remaining();
+        }
+        return Ok((resp.status().as_u16(), n));
+    }
     let resp = match conn {
         Conn::H1(s) => {
             s.ready().await.map_err(|_| ())?;
@@ -165,6 +314,7 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
             s.ready().await.map_err(|_| ())?;
             s.send_request(req).await.map_err(|_| ())?
         }
+        Conn::H3(_) => unreachable!("handled above"),
     };
     let status = resp.status().as_u16();
     let mut body = resp.into_body();
@@ -183,7 +333,7 @@ async fn closed_loop(target: Arc<Target>, rec: Arc<Recorder>, mut conn: Option<C
     let mut local = histogram();
     while !rec.stop.load(Ordering::Relaxed) {
         if conn.is_none() {
-            conn = connect(&target.addr, target.proto).await.ok();
+            conn = connect(&target).await.ok();
             if conn.is_none() {
                 rec.record(Instant::now(), Err(()), &mut local);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -221,7 +371,7 @@ async fn open_loop(
             tokio::time::sleep(due - now).await;
         }
         if conn.is_none() {
-            conn = connect(&target.addr, target.proto).await.ok();
+            conn = connect(&target).await.ok();
         }
         let result = match conn.as_mut() {
             Some(c) => send(c, target.request()).await,
@@ -268,10 +418,12 @@ fn main() -> anyhow::Result<()> {
         .authority()
         .ok_or_else(|| anyhow::anyhow!("the URL needs host:port"))?
         .clone();
+    let tls = uri.scheme_str() == Some("https") || args.proto == Proto::H3;
+    let default_port = if tls { 443 } else { 80 };
     let addr = format!(
         "{}:{}",
         authority.host(),
-        authority.port_u16().unwrap_or(80)
+        authority.port_u16().unwrap_or(default_port)
     );
     let mut headers = Vec::new();
     for h in &args.headers {
@@ -290,6 +442,9 @@ fn main() -> anyhow::Result<()> {
         host: args.host.clone().unwrap_or_else(|| authority.to_string()),
         headers,
         proto: args.proto,
+        tls,
+        sni: authority.host().to_string(),
+        insecure: args.insecure,
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -322,9 +477,10 @@ async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<Report> {
     let mut tasks = Vec::with_capacity(slots);
     for c in 0..args.connections {
         // HTTP/2 streams of one connection share its sender.
-        let conns: Vec<Conn> = match connect(&target.addr, target.proto).await? {
+        let conns: Vec<Conn> = match connect(&target).await? {
             Conn::H1(s) => vec![Conn::H1(s)],
             Conn::H2(s) => (0..streams).map(|_| Conn::H2(s.clone())).collect(),
+            Conn::H3(s) => (0..streams).map(|_| Conn::H3(s.clone())).collect(),
         };
         for (s, conn) in conns.into_iter().enumerate() {
             let (target, rec) = (target.clone(), rec.clone());
