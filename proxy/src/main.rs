@@ -59,7 +59,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
+                // pingora logs every failed TLS handshake (scanners, our own readiness
+                // probe) as an error: that is client noise, shown with RUST_LOG=debug.
+                .unwrap_or_else(|_| {
+                    "info,pingora_core=warn,pingora_proxy=warn,pingora_core::services::listening=off"
+                        .into()
+                }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
