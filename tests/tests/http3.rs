@@ -300,3 +300,31 @@ routes: [{{ pool: p }}]
     assert_eq!(origin.hits(), 1);
     assert!(node.wait_exit(20).success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_quic_connections_and_applies_to_them() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    ca.leaf(dir.path(), "a", &["a.test"]);
+    let yaml = |body: &str| {
+        r#"
+listeners:
+  - name: tls
+    address: "ADDR"
+    protocol: https
+    http3: true
+    certificates:
+      - { names: [a.test], cert: "{DIR}/a.pem", key: "{DIR}/a.key" }
+routes: [{ respond: { body: BODY } }]
+"#
+        .replace("BODY", body)
+    };
+    let node = Node::start_in(dir, &yaml("v1").replace("ADDR", "127.0.0.1:0"), &[]);
+    let addr = node.addr("tls");
+    let h3 = H3::connect(addr, "a.test", ca.roots()).await.unwrap();
+    assert_eq!(h3.get("a.test", "/").await.text(), "v1");
+    let outcome = node.reload(&yaml("v2").replace("ADDR", &addr.to_string()));
+    assert!(outcome.contains("reloaded"), "{outcome}");
+    // The same QUIC connection, now answered by the new config.
+    assert_eq!(h3.get("a.test", "/").await.text(), "v2");
+}
