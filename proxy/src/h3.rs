@@ -307,6 +307,21 @@ async fn forward(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (remote, upstream) = (link.remote, &link.upstream);
     let (mut send, mut recv) = stream.split();
+    // RFC 9114 4.3.1: a request other than CONNECT carries :scheme (http or https) and a
+    // non-empty :path; h3 checks :method and :authority. Malformed: 400, never forwarded.
+    let uri = req.uri();
+    let well_formed = req.method() != http::Method::CONNECT
+        && matches!(uri.scheme_str(), Some("https" | "http"))
+        && uri.path_and_query().is_some_and(|p| !p.as_str().is_empty());
+    if !well_formed {
+        let resp = http::Response::builder()
+            .status(400)
+            .body(())
+            .expect("valid response");
+        send.send_response(resp).await?;
+        send.finish().await?;
+        return Ok(());
+    }
     // Early data can be replayed: only safe methods before the handshake is confirmed
     // (RFC 8470: 425 Too Early, the client retries after the handshake).
     if !link.confirmed.load(Ordering::Acquire) && !req.method().is_safe() {

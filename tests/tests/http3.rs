@@ -173,6 +173,23 @@ async fn garbage_datagrams_and_unknown_names_harm_nobody() {
     // Everyone else is served.
     let h3 = H3::connect(addr, "a.test", s.ca.roots()).await.unwrap();
     assert_eq!(h3.get("a.test", "/still").await.status, 200);
+    // A CONNECT with :scheme and :path is malformed: refused (stream error or 400), never
+    // forwarded, and the connection keeps working.
+    let hits = s.origin.hits();
+    match h3.malformed_connect("a.test", "/tunnel").await {
+        Ok(r) => assert_eq!(
+            r.status, 400,
+            "a malformed request was answered {}",
+            r.status
+        ),
+        Err(e) => assert!(!e.is_empty()),
+    }
+    assert_eq!(
+        s.origin.hits(),
+        hits,
+        "the malformed request reached the origin"
+    );
+    assert_eq!(h3.get("a.test", "/after").await.status, 200);
     // Connections closed by the client are counted out.
     h3.conn.close(0u32.into(), b"bye");
     let admin = s.node.addr("admin");

@@ -104,6 +104,28 @@ impl H3 {
             .map_err(|_| "request timed out".to_string())?
     }
 
+    /// A CONNECT request carrying `:scheme` and `:path` (this client always sends them):
+    /// malformed for HTTP/3 (RFC 9114 section 4.4).
+    pub async fn malformed_connect(&self, authority: &str, path: &str) -> Result<H3Reply, String> {
+        let req = http::Request::connect(format!("https://{authority}{path}"))
+            .body(())
+            .unwrap();
+        let mut send = self.send.clone();
+        let fut = async move {
+            let mut stream = send.send_request(req).await.map_err(|e| e.to_string())?;
+            stream.finish().await.map_err(|e| e.to_string())?;
+            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            Ok(H3Reply {
+                status: resp.status().as_u16(),
+                headers: resp.headers().clone(),
+                body: Bytes::new(),
+            })
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(10), fut)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
     /// Send a request head and part of a body, then reset the stream.
     pub async fn abandon_post(&self, authority: &str, path: &str, part: Bytes) {
         let req = http::Request::post(format!("https://{authority}{path}"))
