@@ -1,8 +1,9 @@
 //! Routing: host groups, path and method matching, local answers, header edits and the
-//! forwarding headers, over HTTP/1.1 and HTTP/2 (h2c).
+//! forwarding headers: one story, told over HTTP/1.1, HTTP/2 (h2c) and HTTP/3.
 
 mod support;
 
+use support::certs::Ca;
 use support::{Client, Node, Origin};
 
 fn config(api: &Origin, web: &Origin) -> String {
@@ -12,6 +13,12 @@ listeners:
   - name: web
     address: 127.0.0.1:0
     h2c: true
+  - name: tls
+    address: 127.0.0.1:0
+    protocol: https
+    http3: true
+    certificates:
+      - {{ names: [api.example.com, "*.example.com", example.net], cert: "{{DIR}}/c.pem", key: "{{DIR}}/c.key" }}
 forwarding:
   forwarded: true
 pools:
@@ -50,7 +57,8 @@ routes:
     )
 }
 
-async fn story(client: Client, expect_version: http::Version) {
+/// `listener` is `web` (plain) or `tls` (HTTPS and HTTP/3).
+async fn story(client: Client, expect_version: http::Version, ca: &Ca, listener: &str) {
     let api = Origin::start(std::sync::Arc::new(|_s: &support::origin::Seen| {
         support::origin::Action::Respond {
             status: 200,
@@ -64,8 +72,15 @@ async fn story(client: Client, expect_version: http::Version) {
     }))
     .await;
     let web = Origin::echo().await;
-    let node = Node::start(&config(&api, &web));
-    let addr = node.addr("web");
+    let dir = tempfile::tempdir().unwrap();
+    ca.leaf(
+        dir.path(),
+        "c",
+        &["api.example.com", "*.example.com", "example.net"],
+    );
+    let node = Node::start_in(dir, &config(&api, &web), &[]);
+    let addr = node.addr(listener);
+    let proto = if listener == "tls" { "https" } else { "http" };
 
     // Exact host + prefix + method: forwarded to api, with edits both ways.
     let req = http::Request::get(format!("http://{addr}/v1/users?id=7"))
@@ -96,11 +111,11 @@ async fn story(client: Client, expect_version: http::Version) {
         s.header("x-forwarded-for").as_deref(),
         Some("203.0.113.9, 127.0.0.1")
     );
-    assert_eq!(s.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(s.header("x-forwarded-proto").as_deref(), Some(proto));
     assert!(s
         .header("forwarded")
         .unwrap()
-        .starts_with("for=127.0.0.1;proto=http"));
+        .starts_with(&format!("for=127.0.0.1;proto={proto}")));
     assert!(s.header("via").unwrap().ends_with("breakwater"));
 
     // Same host, method not allowed by the route: no fallback to other groups -> 404.
@@ -136,12 +151,18 @@ async fn story(client: Client, expect_version: http::Version) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_over_http1() {
-    story(Client::h1(), http::Version::HTTP_11).await;
+    story(Client::h1(), http::Version::HTTP_11, &Ca::new(), "web").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn routes_over_h2c() {
-    story(Client::h2c(), http::Version::HTTP_2).await;
+    story(Client::h2c(), http::Version::HTTP_2, &Ca::new(), "web").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_over_http3() {
+    let ca = Ca::new();
+    story(Client::h3(ca.roots()), http::Version::HTTP_3, &ca, "tls").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -52,6 +52,8 @@ pub struct Client {
     inner: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
     /// HTTP/2 with prior knowledge, with `Host` sent as `:authority` as browsers do.
     h2c: bool,
+    /// HTTP/3 to the request's address, with the `Host` as SNI and `:authority`.
+    h3: Option<rustls::RootCertStore>,
 }
 
 impl Client {
@@ -59,6 +61,15 @@ impl Client {
         Self {
             inner: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
             h2c: false,
+            h3: None,
+        }
+    }
+
+    /// HTTP/3 (QUIC), trusting `roots`: one connection per request.
+    pub fn h3(roots: rustls::RootCertStore) -> Self {
+        Self {
+            h3: Some(roots),
+            ..Self::h1()
         }
     }
 
@@ -68,6 +79,7 @@ impl Client {
                 .http2_only(true)
                 .build_http(),
             h2c: true,
+            h3: None,
         }
     }
 
@@ -80,6 +92,9 @@ impl Client {
     }
 
     pub async fn send(&self, mut req: Request<Full<Bytes>>) -> Result<Reply, String> {
+        if let Some(roots) = &self.h3 {
+            return h3_send(req, roots.clone()).await;
+        }
         if self.h2c {
             return tokio::time::timeout(Duration::from_secs(20), h2c_send(req))
                 .await
@@ -196,4 +211,54 @@ async fn h2c_send(mut req: Request<Full<Bytes>>) -> Result<Reply, String> {
     tokio::spawn(conn);
     let resp = send.send_request(req).await.map_err(|e| format!("{e:?}"))?;
     Reply::read(resp).await
+}
+
+async fn h3_send(req: Request<Full<Bytes>>, roots: rustls::RootCertStore) -> Result<Reply, String> {
+    let (parts, body) = req.into_parts();
+    let addr: SocketAddr = parts
+        .uri
+        .authority()
+        .ok_or("no address")?
+        .as_str()
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let sni = host.split(':').next().unwrap_or("").to_ascii_lowercase();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(n, _)| *n != "host")
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let conn = super::h3client::H3::connect(addr, &sni, roots).await?;
+    let r = conn
+        .request(
+            parts.method.as_str(),
+            &host,
+            &path,
+            &headers,
+            (!body.is_empty()).then_some(body),
+        )
+        .await?;
+    Ok(Reply {
+        status: r.status,
+        version: http::Version::HTTP_3,
+        headers: r.headers,
+        body: r.body,
+    })
 }
