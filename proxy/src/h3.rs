@@ -296,9 +296,7 @@ async fn serve_connection(
 type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
 
 /// The request body, read from the HTTP/3 stream as the internal connection asks for it.
-type ReqBody = http_body_util::StreamBody<
-    tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<Bytes>, std::io::Error>>,
->;
+type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn forward(
     req: http::Request<()>,
@@ -334,42 +332,60 @@ async fn forward(
         return Ok(());
     }
     let (parts, ()) = req.into_parts();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let mut out = http::Request::from_parts(
-        parts,
-        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)),
-    );
+    // A request whose body is already over (most GETs) goes on with an empty, ended body:
+    // the HTTP/2 hop then ends the stream with the headers, as the client did.
+    let first = match recv.recv_data().await {
+        Ok(first) => first.map(|mut c| c.copy_to_bytes(c.remaining())),
+        Err(e) => return Err(e.into()),
+    };
+    let (body, pump): (ReqBody, _) = match first {
+        None => (
+            http_body_util::Empty::new()
+                .map_err(|never| match never {})
+                .boxed(),
+            None,
+        ),
+        Some(data) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(4);
+            let _ = tx.try_send(Ok(hyper::body::Frame::data(data)));
+            // Pump the rest of the body (and trailers) while the response is awaited.
+            let pump = tokio::spawn(async move {
+                loop {
+                    match recv.recv_data().await {
+                        Ok(Some(mut chunk)) => {
+                            let data = chunk.copy_to_bytes(chunk.remaining());
+                            if tx.send(Ok(hyper::body::Frame::data(data))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                            return;
+                        }
+                    }
+                }
+                if let Ok(Some(trailers)) = recv.recv_trailers().await {
+                    let _ = tx.send(Ok(hyper::body::Frame::trailers(trailers))).await;
+                }
+            });
+            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+            (http_body_util::StreamBody::new(stream).boxed(), Some(pump))
+        }
+    };
+    let mut out = http::Request::from_parts(parts, body);
     out.headers_mut().remove(INTERNAL_CLIENT);
     out.headers_mut().insert(
         INTERNAL_CLIENT,
         http::HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid value"),
     );
     *out.version_mut() = http::Version::HTTP_2;
-    // Pump the request body (and trailers) while the response is awaited.
-    let pump = tokio::spawn(async move {
-        loop {
-            match recv.recv_data().await {
-                Ok(Some(mut chunk)) => {
-                    let data = chunk.copy_to_bytes(chunk.remaining());
-                    if tx.send(Ok(hyper::body::Frame::data(data))).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            }
-        }
-        if let Ok(Some(trailers)) = recv.recv_trailers().await {
-            let _ = tx.send(Ok(hyper::body::Frame::trailers(trailers))).await;
-        }
-    });
     let resp = match upstream.send(out).await {
         Ok(r) => r,
         Err(e) => {
-            pump.abort();
+            if let Some(p) = &pump {
+                p.abort();
+            }
             let resp = http::Response::builder()
                 .status(502)
                 .body(())
@@ -404,7 +420,9 @@ async fn forward(
         }
     }
     send.finish().await?;
-    pump.abort();
+    if let Some(p) = pump {
+        p.abort();
+    }
     Ok(())
 }
 
