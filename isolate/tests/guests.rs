@@ -4,25 +4,13 @@
 
 mod support;
 
+use support::guest;
+
 use breakwater_isolate::{
     FilterSettings, HandlerSettings, RequestBody, RequestDecision, Runtime, RuntimeSettings,
 };
 use bytes::Bytes;
-use std::path::PathBuf;
 use std::sync::Arc;
-
-fn guest(name: &str) -> PathBuf {
-    let dir = std::env::var_os("BREAKWATER_GUESTS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the guests with isolate/guests/build.sh (tests/run.sh does)",
-        path.display()
-    );
-    path
-}
 
 /// Compiling a 20 MB guest takes seconds: keep the compiled code between runs.
 fn runtime() -> Arc<Runtime> {

@@ -73,43 +73,57 @@ pub async fn call(
     })?;
     let response = handler.handle(req, tls);
     tokio::pin!(response);
-    let mut received = 0usize;
+    let mut feed = Feed {
+        sender,
+        received: 0,
+        max: max_body_bytes,
+    };
     let head = loop {
-        let Some(tx) = &sender else {
+        if feed.sender.is_none() {
             break response.await;
-        };
+        }
         tokio::select! {
             head = &mut response => break head,
-            chunk = session.read_request_body() => match chunk {
-                Ok(Some(chunk)) => {
-                    received += chunk.len();
-                    if received > max_body_bytes {
-                        return Err(Failure::TooLarge);
-                    }
-                    let _ = tx.send(chunk);
-                }
-                Ok(None) => sender = None,
-                Err(e) => return Err(Failure::Downstream(e)),
-            }
+            chunk = session.read_request_body() => feed.take(chunk)?,
         }
     };
     let head = head.map_err(Failure::Component)?;
     // Hand over the rest of the body without waiting on the guest, which may be busy
     // writing its response and will read it later (or never: then it is dropped).
-    while let Some(tx) = &sender {
-        match session.read_request_body().await {
-            Ok(Some(chunk)) => {
-                received += chunk.len();
-                if received > max_body_bytes {
-                    return Err(Failure::TooLarge);
-                }
-                let _ = tx.send(chunk);
-            }
-            Ok(None) => sender = None,
-            Err(e) => return Err(Failure::Downstream(e)),
-        }
+    while feed.sender.is_some() {
+        feed.take(session.read_request_body().await)?;
     }
     Ok(head)
+}
+
+/// Passes request body chunks to the guest, within the body limit.
+struct Feed {
+    /// `None` once the body has ended.
+    sender: Option<tokio::sync::mpsc::UnboundedSender<Bytes>>,
+    received: usize,
+    max: usize,
+}
+
+impl Feed {
+    fn take(&mut self, chunk: pingora::Result<Option<Bytes>>) -> Result<(), Failure> {
+        match chunk {
+            Ok(Some(chunk)) => {
+                self.received += chunk.len();
+                if self.received > self.max {
+                    return Err(Failure::TooLarge);
+                }
+                if let Some(tx) = &self.sender {
+                    let _ = tx.send(chunk);
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                self.sender = None;
+                Ok(())
+            }
+            Err(e) => Err(Failure::Downstream(e)),
+        }
+    }
 }
 
 /// The response head for the client: the guest's status and end-to-end headers.

@@ -10,7 +10,7 @@ mod wasm;
 use bytes::Bytes;
 use http_body_util::Full;
 use support::{Client, Node};
-use wasm::{counting_handler, guest_handler, handler_component, handler_module};
+use wasm::{counting_handler, guest, guest_handler, handler_component, handler_module};
 
 fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     std::fs::write(dir.join(format!("{name}.wasm")), bytes).unwrap();
@@ -191,21 +191,6 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
         || async move { Client::h1().get(web, "a", "/narrow").await.status == 200 },
     )
     .await;
-}
-
-fn guest(name: &str) -> std::path::PathBuf {
-    let dir = std::env::var_os("BREAKWATER_GUESTS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/guests")
-        });
-    let path = dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: build the guests with isolate/guests/build.sh (tests/run.sh does)",
-        path.display()
-    );
-    path
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -241,3 +241,18 @@ pub fn load_handler(
     rt.load_handler_bytes(name, Path::new(&format!("{name}.wasm")), bytes, settings)
         .unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// A guest built from source by isolate/guests/build.sh (tests/run.sh runs it first), in
+/// `BREAKWATER_GUESTS` or the target dir.
+pub fn guest(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("BREAKWATER_GUESTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/guests"));
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the guests with isolate/guests/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
+}
