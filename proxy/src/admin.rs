@@ -50,19 +50,19 @@ impl Admin {
         m.render()
     }
 
-    /// `POST /cache/purge?url=HOST/PATH` (every variant of one URL), `?prefix=HOST/PATH`,
-    /// `?key=SURROGATE-KEY` or `?all=true`, with `Authorization: Bearer TOKEN`.
-    fn purge(&self, session: &ServerSession) -> (StatusCode, String) {
+    /// Mutating endpoints take `POST` and the bearer token of `admin.token`; without a
+    /// configured token they are refused.
+    fn authorize(&self, session: &ServerSession) -> Result<(), (StatusCode, String)> {
         let req = session.req_header();
         if req.method != http::Method::POST {
-            return (StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into());
+            return Err((StatusCode::METHOD_NOT_ALLOWED, "use POST\n".into()));
         }
         let generation = self.shared.current();
         let Some(token) = generation.config.admin.token.as_deref() else {
-            return (
+            return Err((
                 StatusCode::FORBIDDEN,
-                "purging needs admin.token in the config\n".into(),
-            );
+                "this endpoint needs admin.token in the config\n".into(),
+            ));
         };
         let given = req
             .headers
@@ -70,8 +70,42 @@ impl Admin {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            return (StatusCode::UNAUTHORIZED, "bearer token required\n".into());
+            return Err((StatusCode::UNAUTHORIZED, "bearer token required\n".into()));
         }
+        Ok(())
+    }
+
+    /// `POST /reload`: what SIGHUP does; answers with the outcome.
+    async fn reload(&self, session: &ServerSession) -> (StatusCode, String) {
+        if let Err(refused) = self.authorize(session) {
+            return refused;
+        }
+        let shared = self.shared.clone();
+        let done = self
+            .shared
+            .control
+            .spawn(async move { shared.reload_reported().await })
+            .await;
+        match done {
+            Ok(Ok(())) => (StatusCode::OK, "{\"reloaded\":true}\n".into()),
+            Ok(Err(e)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{{\"reloaded\":false,\"error\":{}}}\n",
+                    serde_json::json!(e)
+                ),
+            ),
+            Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "reload failed\n".into()),
+        }
+    }
+
+    /// `POST /cache/purge?url=HOST/PATH` (every variant of one URL), `?prefix=HOST/PATH`,
+    /// `?key=SURROGATE-KEY` or `?all=true`, with `Authorization: Bearer TOKEN`.
+    fn purge(&self, session: &ServerSession) -> (StatusCode, String) {
+        if let Err(refused) = self.authorize(session) {
+            return refused;
+        }
+        let req = session.req_header();
         let query = req.uri.query().unwrap_or("");
         let param = |name: &str| {
             query.split('&').find_map(|p| {
@@ -136,6 +170,10 @@ impl ServeHttp for Admin {
                 (status, body.into_bytes(), "text/plain; charset=utf-8")
             }
             "/metrics" => (StatusCode::OK, self.metrics(), "text/plain; version=0.0.4"),
+            "/reload" => {
+                let (status, body) = self.reload(session).await;
+                (status, body.into_bytes(), "application/json")
+            }
             "/cache/purge" => {
                 let (status, body) = self.purge(session);
                 (status, body.into_bytes(), "application/json")

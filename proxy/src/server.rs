@@ -59,7 +59,7 @@ pub enum StartError {
     },
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -342,25 +342,7 @@ fn spawn_reload_on_sighup(shared: Arc<Shared>) {
             return;
         };
         while hup.recv().await.is_some() {
-            match shared.reload().await {
-                Ok(()) => {
-                    shared
-                        .metrics
-                        .config_reloads
-                        .with_label_values(&["success"])
-                        .inc();
-                    shared.metrics.config_loaded_at.set(unix_now());
-                    tracing::info!(config = %shared.source.name(), "config reloaded");
-                }
-                Err(e) => {
-                    shared
-                        .metrics
-                        .config_reloads
-                        .with_label_values(&["failure"])
-                        .inc();
-                    tracing::error!("config reload refused, the running config stays: {e}");
-                }
-            }
+            let _ = shared.reload_reported().await;
         }
     });
 }

@@ -250,6 +250,27 @@ impl Shared {
     }
 
     /// Load the config again and swap it in; on error the running config stays.
+    /// Reload, count it in the metrics and log the outcome (SIGHUP and `POST /reload`).
+    pub async fn reload_reported(&self) -> Result<(), String> {
+        let result = self.reload().await;
+        let outcome = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .config_reloads
+            .with_label_values(&[outcome])
+            .inc();
+        match result {
+            Ok(()) => {
+                self.metrics.config_loaded_at.set(crate::server::unix_now());
+                tracing::info!(config = %self.source.name(), "config reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!("config reload refused, the running config stays: {e}");
+                Err(e.to_string())
+            }
+        }
+    }
+
     pub async fn reload(&self) -> Result<(), LoadError> {
         let config = self.source.parse()?;
         let old = self.current();

@@ -179,3 +179,58 @@ async fn admin_health_endpoints() {
     assert_eq!(client.get(admin, "a", "/nope").await.status, 404);
     assert!(admin.ip().is_loopback());
 }
+
+async fn admin_post(admin: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut b = http::Request::post(format!("http://{admin}{path}"));
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    let req = b
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let r = Client::h1().send(req).await.unwrap();
+    (r.status, r.text())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_over_the_admin_api_needs_the_token_and_reports_the_outcome() {
+    let yaml = |body: &str| {
+        format!(
+            "listeners: [{{ name: web, address: \"ADDR\" }}]\nadmin: {{ address: \"ADMIN\", token: s3cret }}\nroutes: [{{ respond: {{ body: {body} }} }}]\n"
+        )
+    };
+    let first = yaml("one")
+        .replace("ADDR", "127.0.0.1:0")
+        .replace("ADMIN", "127.0.0.1:0");
+    let node = Node::start(&first);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let write = |text: String| {
+        let text = text
+            .replace("ADDR", &web.to_string())
+            .replace("ADMIN", &admin.to_string());
+        std::fs::write(
+            &node.config,
+            support::node::with_defaults(&text, node.dir.path()),
+        )
+        .unwrap();
+    };
+    write(yaml("two"));
+    assert_eq!(admin_post(admin, "/reload", None).await.0, 401);
+    assert_eq!(admin_post(admin, "/reload", Some("wrong")).await.0, 401);
+    assert_eq!(
+        Client::h1().get(web, "a", "/").await.text(),
+        "one",
+        "not reloaded without the token"
+    );
+    assert_eq!(
+        admin_post(admin, "/reload", Some("s3cret")).await,
+        (200, "{\"reloaded\":true}\n".to_string())
+    );
+    assert_eq!(Client::h1().get(web, "a", "/").await.text(), "two");
+    // A bad config is refused with its location; the running one keeps serving.
+    write(yaml("three").replace("routes:", "routes: [") + "]");
+    let (status, body) = admin_post(admin, "/reload", Some("s3cret")).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("edge.yaml:"), "{body}");
+    assert_eq!(Client::h1().get(web, "a", "/").await.text(), "two");
+}

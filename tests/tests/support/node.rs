@@ -248,7 +248,7 @@ impl Node {
 }
 
 /// Add per-test pid file and upgrade socket paths unless the YAML sets a `server:` block.
-fn with_defaults(yaml: &str, dir: &Path) -> String {
+pub fn with_defaults(yaml: &str, dir: &Path) -> String {
     let mut text = yaml.replace("{DIR}", &dir.display().to_string());
     if !text.contains("\nserver:") && !text.starts_with("server:") {
         text.push_str(&format!(
