@@ -15,6 +15,8 @@ pub struct Metrics {
     pub response_bytes: IntCounterVec,
     pub upstream_connect_errors: IntCounterVec,
     pub upstream_retries: IntCounterVec,
+    /// DNS lookups of named endpoints, by host (from the config) and result.
+    pub dns_lookups: IntCounterVec,
     /// 1 when the endpoint can take traffic, by pool and endpoint (set at scrape time).
     pub endpoint_available: IntGaugeVec,
     pub component_invocations: IntCounterVec,
@@ -121,6 +123,11 @@ impl Metrics {
                 "upstream_retries_total",
                 "Requests retried on another endpoint",
                 &["pool"],
+            ),
+            dns_lookups: counter(
+                "dns_lookups_total",
+                "DNS lookups of named pool endpoints",
+                &["host", "result"],
             ),
             endpoint_available: gauge(
                 "endpoint_available",

@@ -122,8 +122,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if !opts.upgrade {
         claim_addresses(&mut config)?;
     }
-    let resolver =
-        Resolver::new(&config.resolver).map_err(|e| LoadError::Resolver(source.name(), e))?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let resolver = Resolver::new(&config.resolver)
+        .map_err(|e| LoadError::Resolver(source.name(), e))?
+        .counted(metrics.dns_lookups.clone());
     let wasm = Runtime::new(RuntimeSettings {
         max_instances: config.wasm.max_instances,
         cache_dir: config.wasm.cache_dir.clone(),
@@ -137,7 +139,6 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         &wasm,
         None,
     ))?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
     metrics.config_loaded_at.set(unix_now());
     let access_log = crate::access_log::AccessLogger::start(
         &config.access_log,

@@ -244,6 +244,7 @@ async fn dns_names_are_resolved_and_re_resolved_when_the_ttl_expires() {
     let node = Node::start(&format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
 resolver: {{ nameservers: ["{dns}"], min_ttl: 100ms, max_ttl: 2s }}
 pools: {{ p: {{ endpoints: ["origin.test:{port}"] }} }}
 routes: [{{ pool: p }}]
@@ -267,6 +268,16 @@ routes: [{{ pool: p }}]
     })
     .await;
     assert!(*dns.queries.lock().unwrap() >= 2);
+    // Each lookup is counted by host and result.
+    let metrics = client.get(node.addr("admin"), "a", "/metrics").await.text();
+    let ok: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("breakwater_dns_lookups_total{host=\"origin.test\",result=\"ok\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no DNS lookup metric:\n{metrics}"));
+    assert!(ok >= 2.0, "{ok}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

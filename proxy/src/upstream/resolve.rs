@@ -15,6 +15,8 @@ pub struct Resolver {
     inner: Arc<TokioResolver>,
     min_ttl: Duration,
     max_ttl: Duration,
+    /// Lookups by host (config names only) and result, when metrics are wanted.
+    counted: Option<prometheus::IntCounterVec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,11 +58,31 @@ impl Resolver {
             inner: Arc::new(inner),
             min_ttl: settings.min_ttl,
             max_ttl: settings.max_ttl,
+            counted: None,
         })
+    }
+
+    /// Count every lookup in `counter` (labels: host, result).
+    pub fn counted(mut self, counter: prometheus::IntCounterVec) -> Self {
+        self.counted = Some(counter);
+        self
     }
 
     /// Addresses of `host` and when they expire (clamped to the configured TTL bounds).
     pub async fn lookup(&self, host: &str) -> Result<(Vec<IpAddr>, Instant), ResolveError> {
+        let result = self.lookup_uncounted(host).await;
+        if let Some(c) = &self.counted {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(ResolveError::NoAddress) => "no_address",
+                Err(_) => "error",
+            };
+            c.with_label_values(&[host, outcome]).inc();
+        }
+        result
+    }
+
+    async fn lookup_uncounted(&self, host: &str) -> Result<(Vec<IpAddr>, Instant), ResolveError> {
         let fqdn = if host.ends_with('.') {
             host.to_string()
         } else {
