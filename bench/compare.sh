@@ -47,8 +47,9 @@ ORIGIN=18001 BW=18002 BWADMIN=18012 NGINX=18003 HAPROXY=18004 VARNISH=18005
 
 # --- the origin: nginx serving static files -------------------------------------------
 mkdir -p "$work/www" "$work/logs"
-head -c 1024 /dev/urandom | base64 -w0 | head -c 1024 > "$work/www/1k"
-head -c 102400 /dev/urandom | base64 -w0 | head -c 102400 > "$work/www/100k"
+# base64 of 768 and 76 800 random bytes: exactly 1 KiB and 100 KiB (no SIGPIPE'd pipes).
+head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
+head -c 76800 /dev/urandom | base64 -w0 > "$work/www/100k"
 cat > "$work/origin.conf" <<EOF
 worker_processes 1;
 daemon off;

@@ -6,6 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc's malloc: the request path allocates many small, short-lived
+/// objects (headers, buffers), where glibc malloc showed up at about 12% of a profile.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Breakwater: an edge node for a CDN.
 #[derive(Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
