@@ -57,7 +57,7 @@ impl H3Listener {
         settings: &Http3Settings,
         internal: PathBuf,
     ) -> Result<Self, H3Error> {
-        let socket = UdpSocket::bind(addr).map_err(|source| H3Error::Bind {
+        let socket = bind_udp(addr).map_err(|source| H3Error::Bind {
             listener: name.to_string(),
             addr,
             source,
@@ -146,6 +146,18 @@ impl H3Listener {
             tracing::info!(listener = %name, "HTTP/3 endpoint stops accepting connections");
         });
     }
+}
+
+/// The UDP socket, with `SO_REUSEPORT`: during a graceful binary upgrade the new process
+/// binds the port while the old one still holds it (pingora hands over TCP listeners only);
+/// the old process stops accepting QUIC connections on SIGQUIT and its socket closes when
+/// it exits. The TCP port of the same listener is checked for conflicts at startup.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Counts a gauge up for as long as it lives.
