@@ -3,12 +3,11 @@
 
 use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
-use crate::limits::{classify, MemoryLimit};
+use crate::limits::{classify, Gate, MemoryLimit, Permit};
 use crate::runtime::Runtime;
 use crate::types::{Edits, Request, RequestDecision};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::component::{
@@ -85,7 +84,7 @@ struct Inner {
     settings: FilterSettings,
     config: Arc<HashMap<String, String>>,
     deadline_ticks: u64,
-    in_use: AtomicUsize,
+    gate: Gate,
     ready: Mutex<Vec<Ready>>,
     refill: Condvar,
 }
@@ -173,9 +172,9 @@ impl Filter {
             on_request,
             on_response,
             config: Arc::new(std::mem::take(&mut settings.config)),
+            gate: Gate::new(settings.max_concurrency),
             settings,
             deadline_ticks,
-            in_use: AtomicUsize::new(0),
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
         });
@@ -204,35 +203,23 @@ impl Filter {
 
     /// Requests using this filter right now.
     pub fn in_use(&self) -> usize {
-        self.inner.in_use.load(Ordering::Relaxed)
+        self.inner.gate.in_use()
     }
 
     /// Take an instance for one request: a ready one, or a new one if none is ready.
     /// Fails at once with `LimitReached` when the concurrency limit is reached.
     pub fn session(&self) -> Result<Session, IsolateError> {
         let inner = &self.inner;
-        let limit = inner.settings.max_concurrency;
-        if inner.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
-            inner.in_use.fetch_sub(1, Ordering::AcqRel);
-            return Err(IsolateError::LimitReached {
-                filter: inner.name.to_string(),
-                limit,
-            });
-        }
+        let permit = inner.gate.enter(&inner.name)?;
         let ready = inner.ready.lock().expect("ready lock").pop();
         inner.refill.notify_one();
         let ready = match ready {
             Some(r) => r,
-            None => match inner.instantiate() {
-                Ok(r) => r,
-                Err(e) => {
-                    inner.in_use.fetch_sub(1, Ordering::AcqRel);
-                    return Err(e);
-                }
-            },
+            None => inner.instantiate()?,
         };
         Ok(Session {
             inner: inner.clone(),
+            _permit: permit,
             store: std::sync::Mutex::new(ready.store),
             instance: ready.instance,
         })
@@ -307,6 +294,7 @@ fn spawn_filler(inner: &Arc<Inner>) {
 /// One request's instance: call its phases, then drop it (the slot goes back to the pool).
 pub struct Session {
     inner: Arc<Inner>,
+    _permit: Permit,
     /// In a `Mutex` only to make `Session` `Sync` (WASI's state is `Send` but not `Sync`, and
     /// a request's context is shared across awaits); it is only ever reached through
     /// `get_mut`, which takes no lock.
@@ -384,11 +372,5 @@ impl Session {
             filter: self.inner.name.to_string(),
             reason,
         }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.inner.in_use.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -8,14 +8,13 @@
 //! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does.
 
 use crate::error::IsolateError;
-use crate::limits::{classify, deadline_error, MemoryLimit};
+use crate::limits::{classify, deadline_error, Gate, MemoryLimit};
 use crate::runtime::Runtime;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -147,7 +146,7 @@ struct Inner {
     env: Vec<(String, String)>,
     allowed: Arc<[String]>,
     deadline_ticks: u64,
-    in_use: AtomicUsize,
+    gate: Gate,
     ready: Mutex<Vec<Ready>>,
     refill: Condvar,
 }
@@ -194,11 +193,11 @@ impl Handler {
             name: name.into(),
             path: path.to_path_buf(),
             pre,
+            gate: Gate::new(settings.max_concurrency),
             settings,
             env,
             allowed,
             deadline_ticks,
-            in_use: AtomicUsize::new(0),
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
         });
@@ -219,7 +218,7 @@ impl Handler {
 
     /// Requests this handler is serving right now.
     pub fn in_use(&self) -> usize {
-        self.inner.in_use.load(Ordering::Relaxed)
+        self.inner.gate.in_use()
     }
 
     /// Serve one request. Resolves when the handler has set its response head; the body then
@@ -231,15 +230,8 @@ impl Handler {
         https: bool,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let inner = &self.inner;
-        let limit = inner.settings.max_concurrency;
-        if inner.in_use.fetch_add(1, Ordering::AcqRel) >= limit {
-            inner.in_use.fetch_sub(1, Ordering::AcqRel);
-            return Err(IsolateError::LimitReached {
-                filter: inner.name.to_string(),
-                limit,
-            });
-        }
-        let guard = InUse(inner.clone());
+        // Held by the request's task: the slot is given back when the guest is done.
+        let guard = inner.gate.enter(&inner.name)?;
         let ready = inner.ready.lock().expect("ready lock").pop();
         inner.refill.notify_one();
         let Ready { mut store, proxy } = match ready {
@@ -294,15 +286,6 @@ impl Handler {
                 Err(inner.deadline())
             }
         }
-    }
-}
-
-/// Gives the concurrency slot back when the request's task ends.
-struct InUse(Arc<Inner>);
-
-impl Drop for InUse {
-    fn drop(&mut self) {
-        self.0.in_use.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -83,3 +83,43 @@ pub(crate) fn deadline_error(component: &str, deadline: Duration) -> IsolateErro
         deadline_ms: deadline.as_millis() as u64,
     }
 }
+
+/// The concurrency limit of one component: requests past it fail at once, never queue.
+pub(crate) struct Gate {
+    in_use: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    limit: usize,
+}
+
+/// One request's place under the limit; given back when dropped.
+pub(crate) struct Permit(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Gate {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            in_use: Default::default(),
+            limit,
+        }
+    }
+
+    pub fn enter(&self, component: &str) -> Result<Permit, IsolateError> {
+        use std::sync::atomic::Ordering;
+        if self.in_use.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.in_use.fetch_sub(1, Ordering::AcqRel);
+            return Err(IsolateError::LimitReached {
+                filter: component.to_string(),
+                limit: self.limit,
+            });
+        }
+        Ok(Permit(self.in_use.clone()))
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}

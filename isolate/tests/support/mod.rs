@@ -8,16 +8,27 @@ use std::sync::Arc;
 
 /// Build a component for `world` (`filter`, `request-filter`, `response-filter`).
 pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
-    let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
         // Every crate of the workspace sits at the top level: this finds isolate/wit from any.
         .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
         .unwrap();
+    encode(core_wat, &resolve, pkg, world)
+}
+
+/// Embed `world`'s metadata in the core module and make it a component, as
+/// `wasm-tools component new` does.
+fn encode(
+    core_wat: &str,
+    resolve: &wit_parser::Resolve,
+    pkg: wit_parser::PackageId,
+    world: &str,
+) -> Vec<u8> {
+    let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
     let world = resolve.select_world(&[pkg], Some(world)).unwrap();
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
     )
@@ -151,26 +162,12 @@ world handler {
 
 /// Build a `wasi:http` handler component from a core module in WAT.
 pub fn handler_component(core_wat: &str) -> Vec<u8> {
-    let mut module = wat::parse_str(core_wat).unwrap_or_else(|e| panic!("{e}\n{core_wat}"));
     let mut resolve = wit_parser::Resolve::default();
     resolve
         .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
         .unwrap();
     let pkg = resolve.push_str("handler.wit", HANDLER_WORLD).unwrap();
-    let world = resolve.select_world(&[pkg], Some("handler")).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
+    encode(core_wat, &resolve, pkg, "handler")
 }
 
 /// A handler from `isolate/guests/wat/NAME.wat`.
