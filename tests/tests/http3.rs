@@ -18,11 +18,31 @@ struct Setup {
     ca: Ca,
 }
 
-async fn setup() -> Setup {
-    let origin = Origin::echo().await;
+/// A CA and a node directory holding its certificate for `a.test` (`a.pem`, `a.key`).
+fn certified() -> (Ca, tempfile::TempDir) {
     let ca = Ca::new();
     let dir = tempfile::tempdir().unwrap();
     ca.leaf(dir.path(), "a", &["a.test"]);
+    (ca, dir)
+}
+
+/// The `listeners:` section: one HTTPS listener `tls` for `a.test` with `http3` settings.
+fn tls_listener(address: &str, http3: &str) -> String {
+    format!(
+        r#"listeners:
+  - name: tls
+    address: "{address}"
+    protocol: https
+    http3: {http3}
+    certificates:
+      - {{ names: [a.test], cert: "{{DIR}}/a.pem", key: "{{DIR}}/a.key" }}
+"#
+    )
+}
+
+async fn setup() -> Setup {
+    let origin = Origin::echo().await;
+    let (ca, dir) = certified();
     std::fs::write(dir.path().join("hello.wasm"), wasm::guest_handler("hello")).unwrap();
     // A filter that answers 403 itself: the origin never sees those requests.
     let blocker = wasm::component(
@@ -36,13 +56,7 @@ async fn setup() -> Setup {
     std::fs::write(dir.path().join("blocker.wasm"), blocker).unwrap();
     let yaml = format!(
         r#"
-listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    protocol: https
-    http3: {{ max_streams: 64, idle_timeout: 1s }}
-    certificates:
-      - {{ names: [a.test], cert: "{{DIR}}/a.pem", key: "{{DIR}}/a.key" }}
+{listener}
 admin: {{ address: 127.0.0.1:0 }}
 pools: {{ p: {{ endpoints: ["{origin}"] }} }}
 components:
@@ -55,6 +69,7 @@ routes:
   - {{ match: {{ path_prefix: /cached/ }}, pool: p, cache: {{ default_ttl: 60s }} }}
   - {{ match: {{ methods: [GET, POST] }}, pool: p }}
 "#,
+        listener = tls_listener("127.0.0.1:0", "{ max_streams: 64, idle_timeout: 1s }"),
         origin = origin.addr
     );
     let node = Node::start_in(dir, &yaml, &[]);
@@ -270,21 +285,10 @@ async fn sigterm_sends_goaway_and_lets_requests_in_flight_finish() {
         }
     });
     let origin = Origin::start(slow).await;
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    ca.leaf(dir.path(), "a", &["a.test"]);
+    let (ca, dir) = certified();
     let yaml = format!(
-        r#"
-listeners:
-  - name: tls
-    address: 127.0.0.1:0
-    protocol: https
-    http3: true
-    certificates:
-      - {{ names: [a.test], cert: "{{DIR}}/a.pem", key: "{{DIR}}/a.key" }}
-pools: {{ p: {{ endpoints: ["{}"] }} }}
-routes: [{{ pool: p }}]
-"#,
+        "{}pools: {{ p: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: p }}]\n",
+        tls_listener("127.0.0.1:0", "true"),
         origin.addr
     );
     let mut node = Node::start_in(dir, &yaml, &[]);
@@ -320,21 +324,12 @@ routes: [{{ pool: p }}]
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_keeps_quic_connections_and_applies_to_them() {
-    let ca = Ca::new();
-    let dir = tempfile::tempdir().unwrap();
-    ca.leaf(dir.path(), "a", &["a.test"]);
+    let (ca, dir) = certified();
     let yaml = |body: &str| {
-        r#"
-listeners:
-  - name: tls
-    address: "ADDR"
-    protocol: https
-    http3: true
-    certificates:
-      - { names: [a.test], cert: "{DIR}/a.pem", key: "{DIR}/a.key" }
-routes: [{ respond: { body: BODY } }]
-"#
-        .replace("BODY", body)
+        format!(
+            "{}routes: [{{ respond: {{ body: {body} }} }}]\n",
+            tls_listener("ADDR", "true")
+        )
     };
     let node = Node::start_in(dir, &yaml("v1").replace("ADDR", "127.0.0.1:0"), &[]);
     let addr = node.addr("tls");
