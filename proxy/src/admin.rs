@@ -41,10 +41,9 @@ impl Admin {
                 .with_label_values(&[c.name.as_str()])
                 .set(f.in_use() as i64);
         }
-        m.cache_objects
-            .set(self.shared.cache.storage.entry_count() as i64);
-        m.cache_bytes
-            .set(self.shared.cache.storage.weighted_size() as i64);
+        let (objects, bytes) = self.shared.cache.storage.usage();
+        m.cache_objects.set(objects as i64);
+        m.cache_bytes.set(bytes as i64);
         m.cache_evictions
             .set(self.shared.cache.storage.evictions() as i64);
         m.render()

@@ -108,15 +108,10 @@ impl MokaStorage {
         self.evictions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Bytes held, as the weigher counts them (after pending maintenance).
-    pub fn weighted_size(&self) -> u64 {
+    /// Objects held and their bytes as the weigher counts them, after pending maintenance.
+    pub fn usage(&self) -> (u64, u64) {
         self.objects.run_pending_tasks();
-        self.objects.weighted_size()
-    }
-
-    pub fn entry_count(&self) -> u64 {
-        self.objects.run_pending_tasks();
-        self.objects.entry_count()
+        (self.objects.entry_count(), self.objects.weighted_size())
     }
 
     /// Remove what `selector` selects; returns how many objects went.
