@@ -3,6 +3,8 @@
 #   py-handler.wasm  wasi:http handler in Python (componentize-py, PyPI)
 #   py-filter.wasm   Breakwater filter in Python (componentize-py)
 #   js-handler.wasm  wasi:http handler in JavaScript (componentize-js, npm)
+#   c-*.wasm         the C filters of isolate/examples (clang + wasi-libc from Debian,
+#                    wit-bindgen's C generator and the preview1 adapter via guest-tool)
 # Usage: isolate/guests/build.sh [OUT_DIR]   (default: $CARGO_TARGET_DIR or target, + /guests)
 # Installs the toolchains when missing; rebuilds only what changed. Tests read OUT_DIR from
 # BREAKWATER_GUESTS (tests/run.sh sets it).
@@ -52,4 +54,34 @@ if stale "$out/js-handler.wasm" "$here/js/handler.js" "$here/js/build.mjs" "$her
   cp "$here/js/build.mjs" "$here/js/handler.js" "$out/node/"
   node "$out/node/build.mjs" "$wit" "$out/js-handler.wasm"
 fi
+# C: clang + wasi-libc (Debian) compile; `guest-tool` (isolate/guests/tool: wit-bindgen's C
+# generator and wit-component with wasmtime's preview1 adapter) makes bindings and components.
+if ! command -v clang-14 >/dev/null 2>&1 || [ ! -d /usr/lib/wasm32-wasi ] \
+  || ! compgen -G "/usr/lib/llvm-14/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a" >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    clang-14 lld-14 wasi-libc libclang-rt-14-dev-wasm32 >/dev/null
+fi
+(cd "$root" && cargo build --quiet --locked -p breakwater-guest-tool)
+tool="${CARGO_TARGET_DIR:-$root/target}/debug/guest-tool"
+case "$tool" in /*) ;; *) tool="$root/$tool" ;; esac
+
+# build_c OUT_NAME WORLD SOURCE.c: a filter of `world` (isolate/wit) from one C file.
+build_c() {
+  local name="$1" world="$2" src="$3"
+  local gen="$out/c-gen/$world" core="$out/c-gen/$name.core.wasm"
+  if stale "$out/$name" "$src" "$root/isolate/examples/c" "$root/isolate/wit" "$here/build.sh" "$tool"; then
+    "$tool" c-bindings "$root/isolate/wit" "$world" "$gen"
+    clang-14 --target=wasm32-wasi --sysroot=/usr -O2 -mexec-model=reactor -Wall -Werror \
+      -Wno-unused-function -I"$gen" -o "$core" "$src" "$gen/${world//-/_}.c" \
+      "$gen/${world//-/_}_component_type.o"
+    "$tool" component "$core" "$out/$name" reactor
+  fi
+}
+ex="$root/isolate/examples"
+build_c c-header-rewrite.wasm filter "$ex/header-rewrite/header_rewrite.c"
+build_c c-hmac-auth.wasm request-filter "$ex/hmac-auth/hmac_auth.c"
+build_c c-ab-cookie.wasm request-filter "$ex/ab-cookie/ab_cookie.c"
+
 ls -l "$out"/*.wasm
