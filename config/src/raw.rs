@@ -240,6 +240,8 @@ pub struct RawRoute {
     pub on_filter_error: Option<S<String>>,
     #[serde(default)]
     pub allowed_pools: Vec<S<String>>,
+    #[serde(default)]
+    pub body_access: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -377,6 +377,9 @@ pub struct Route {
     pub on_filter_error: Option<FailurePolicy>,
     /// Pools a filter may switch this route to (the route's own pool is always allowed).
     pub allowed_pools: Vec<PoolId>,
+    /// Filters that export a body phase see whole bodies (buffered up to each component's
+    /// `max_body_bytes`); otherwise bodies stream past every filter. Default false.
+    pub body_access: bool,
     /// `None`: responses of this route are never cached.
     pub cache: Option<RouteCache>,
 }

@@ -879,6 +879,7 @@ impl<'a> Validator<'a> {
                 filters,
                 on_filter_error,
                 allowed_pools,
+                body_access: r.body_access,
                 name,
                 hosts,
                 path,

@@ -53,6 +53,16 @@ pub enum RequestActionAbi {
     Respond(ResponseAbi),
 }
 
+/// The decision of a body phase.
+#[derive(ComponentType, Lift)]
+#[component(variant)]
+pub enum BodyActionAbi {
+    #[component(name = "keep")]
+    Keep,
+    #[component(name = "replace")]
+    Replace(Vec<u8>),
+}
+
 /// Constructed only by lifting from the guest.
 #[allow(dead_code)]
 #[derive(ComponentType, Lift, Clone, Copy, Debug)]

@@ -12,7 +12,7 @@ pub enum IsolateError {
     #[error("{}: {reason}", path.display())]
     Link { path: PathBuf, reason: String },
     /// The component exports neither filter phase.
-    #[error("{}: exports no filter phase (breakwater:filter/on-request or on-response)", path.display())]
+    #[error("{}: exports no filter phase (breakwater:filter/on-request, on-response, on-request-body or on-response-body)", path.display())]
     NoPhase { path: PathBuf },
     /// Creating an instance failed (e.g. its start function trapped, or the pool is full).
     #[error("component {filter}: instantiation failed: {reason}")]
@@ -33,6 +33,9 @@ pub enum IsolateError {
     /// The filter's concurrency limit is reached: fail fast rather than queue.
     #[error("component {filter}: concurrency limit of {limit} reached")]
     LimitReached { filter: String, limit: usize },
+    /// A body a filter's body phase would see is larger than the component's limit.
+    #[error("component {filter}: body larger than its limit of {limit_bytes} bytes")]
+    BodyTooLarge { filter: String, limit_bytes: usize },
     /// The guest returned something that is not valid HTTP (e.g. a bad header name).
     #[error("component {filter}: invalid output: {reason}")]
     InvalidOutput { filter: String, reason: String },
@@ -51,6 +54,7 @@ impl IsolateError {
             IsolateError::OutOfMemory { .. } => "out_of_memory",
             IsolateError::LimitReached { .. } => "limit_reached",
             IsolateError::InvalidOutput { .. } => "invalid_output",
+            IsolateError::BodyTooLarge { .. } => "body_too_large",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Filter components: compiled and pre-linked once, instances made ahead of need, one fresh
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
-use crate::abi::{HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
+use crate::abi::{BodyActionAbi, HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
 use crate::limits::{classify, Gate, MemoryLimit, Permit};
 use crate::runtime::Runtime;
@@ -18,6 +18,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
 const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
+const ON_REQUEST_BODY: &str = "breakwater:filter/on-request-body@0.1.0";
+const ON_RESPONSE_BODY: &str = "breakwater:filter/on-response-body@0.1.0";
 const LOG: &str = "breakwater:filter/log@0.1.0";
 const CONFIG: &str = "breakwater:filter/config@0.1.0";
 
@@ -68,6 +70,96 @@ impl WasiView for HostState {
     }
 }
 
+/// The imports a filter may have: WASI with no capabilities behind it (see `HostState::wasi`),
+/// log and config. Only what is granted is linked.
+pub(crate) fn linker(
+    engine: &wasmtime::Engine,
+    path: &Path,
+) -> Result<Linker<HostState>, IsolateError> {
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    let link_err = |e: wasmtime::Error| IsolateError::Link {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    // WASI with no capabilities behind it (see `HostState::wasi`): real toolchains import
+    // it even when the guest never touches a file or a socket.
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
+    linker
+        .instance(LOG)
+        .and_then(|mut i| {
+            i.func_wrap(
+                "log",
+                |store: wasmtime::StoreContextMut<'_, HostState>, (level, msg): (Level, String)| {
+                    let filter = &*store.data().filter;
+                    match level {
+                        Level::Debug => tracing::debug!(filter, "{msg}"),
+                        Level::Info => tracing::info!(filter, "{msg}"),
+                        Level::Warn => tracing::warn!(filter, "{msg}"),
+                        Level::Error => tracing::error!(filter, "{msg}"),
+                    }
+                    Ok(())
+                },
+            )
+        })
+        .map_err(link_err)?;
+    linker
+        .instance(CONFIG)
+        .and_then(|mut i| {
+            i.func_wrap(
+                "get",
+                |store: wasmtime::StoreContextMut<'_, HostState>, (key,): (String,)| {
+                    Ok((store.data().config.get(&key).cloned(),))
+                },
+            )
+        })
+        .map_err(link_err)?;
+    Ok(linker)
+}
+
+impl HostState {
+    pub(crate) fn new(
+        filter: Arc<str>,
+        config: Arc<HashMap<String, String>>,
+        max_memory_bytes: usize,
+    ) -> Self {
+        Self {
+            filter,
+            config,
+            limit: MemoryLimit::new(max_memory_bytes),
+            wasi: WasiCtx::builder()
+                .inherit_stderr()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+/// A store for running a filter's `wizer-initialize` at load: its config and memory limit,
+/// and a deadline of `deadline` (init may do more than a request, but never loop forever).
+pub(crate) fn init_store(
+    runtime: &Runtime,
+    name: &str,
+    settings: &FilterSettings,
+    deadline: Duration,
+) -> Store<HostState> {
+    let state = HostState::new(
+        name.into(),
+        Arc::new(settings.config.clone()),
+        settings
+            .max_memory_bytes
+            .min(runtime.settings.max_memory_bytes),
+    );
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|s| &mut s.limit);
+    let tick = runtime.settings.epoch_tick.as_nanos().max(1);
+    store.set_epoch_deadline(deadline.as_nanos().div_ceil(tick) as u64 + 1);
+    store.epoch_deadline_trap();
+    store
+}
+
 struct Ready {
     store: Store<HostState>,
     instance: Instance,
@@ -81,6 +173,8 @@ struct Inner {
     pre: InstancePre<HostState>,
     on_request: Option<ComponentExportIndex>,
     on_response: Option<ComponentExportIndex>,
+    on_request_body: Option<ComponentExportIndex>,
+    on_response_body: Option<ComponentExportIndex>,
     settings: FilterSettings,
     config: Arc<HashMap<String, String>>,
     deadline_ticks: u64,
@@ -103,44 +197,7 @@ impl Filter {
         component: Component,
         settings: FilterSettings,
     ) -> Result<Self, IsolateError> {
-        let mut linker: Linker<HostState> = Linker::new(&runtime.engine);
-        let link_err = |e: wasmtime::Error| IsolateError::Link {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        };
-        // WASI with no capabilities behind it (see `HostState::wasi`): real toolchains import
-        // it even when the guest never touches a file or a socket.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
-        linker
-            .instance(LOG)
-            .and_then(|mut i| {
-                i.func_wrap(
-                    "log",
-                    |store: wasmtime::StoreContextMut<'_, HostState>,
-                     (level, msg): (Level, String)| {
-                        let filter = &*store.data().filter;
-                        match level {
-                            Level::Debug => tracing::debug!(filter, "{msg}"),
-                            Level::Info => tracing::info!(filter, "{msg}"),
-                            Level::Warn => tracing::warn!(filter, "{msg}"),
-                            Level::Error => tracing::error!(filter, "{msg}"),
-                        }
-                        Ok(())
-                    },
-                )
-            })
-            .map_err(link_err)?;
-        linker
-            .instance(CONFIG)
-            .and_then(|mut i| {
-                i.func_wrap(
-                    "get",
-                    |store: wasmtime::StoreContextMut<'_, HostState>, (key,): (String,)| {
-                        Ok((store.data().config.get(&key).cloned(),))
-                    },
-                )
-            })
-            .map_err(link_err)?;
+        let linker = linker(&runtime.engine, path)?;
         // Only what is granted is linked: any other import fails here, at load.
         let pre = linker
             .instantiate_pre(&component)
@@ -153,7 +210,11 @@ impl Filter {
             component.get_export_index(Some(&inst), "handle")
         };
         let (on_request, on_response) = (func(ON_REQUEST), func(ON_RESPONSE));
-        if on_request.is_none() && on_response.is_none() {
+        let (on_request_body, on_response_body) = (func(ON_REQUEST_BODY), func(ON_RESPONSE_BODY));
+        if [on_request, on_response, on_request_body, on_response_body]
+            .iter()
+            .all(Option::is_none)
+        {
             return Err(IsolateError::NoPhase {
                 path: path.to_path_buf(),
             });
@@ -171,6 +232,8 @@ impl Filter {
             pre,
             on_request,
             on_response,
+            on_request_body,
+            on_response_body,
             config: Arc::new(std::mem::take(&mut settings.config)),
             gate: Gate::new(settings.max_concurrency),
             settings,
@@ -201,6 +264,16 @@ impl Filter {
         self.inner.on_response.is_some()
     }
 
+    /// Whether the filter exports `on-request-body` (the host buffers request bodies for it).
+    pub fn has_on_request_body(&self) -> bool {
+        self.inner.on_request_body.is_some()
+    }
+
+    /// Whether the filter exports `on-response-body`.
+    pub fn has_on_response_body(&self) -> bool {
+        self.inner.on_response_body.is_some()
+    }
+
     /// Requests using this filter right now.
     pub fn in_use(&self) -> usize {
         self.inner.gate.in_use()
@@ -228,18 +301,11 @@ impl Filter {
 
 impl Inner {
     fn instantiate(&self) -> Result<Ready, IsolateError> {
-        let state = HostState {
-            filter: self.name.clone(),
-            config: self.config.clone(),
-            limit: MemoryLimit::new(self.settings.max_memory_bytes),
-            wasi: WasiCtx::builder()
-                .inherit_stderr()
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build(),
-            table: ResourceTable::new(),
-        };
+        let state = HostState::new(
+            self.name.clone(),
+            self.config.clone(),
+            self.settings.max_memory_bytes,
+        );
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limit);
         store.set_epoch_deadline(self.deadline_ticks);
@@ -365,6 +431,52 @@ impl Session {
             Err(e) => return Err(inner.classify(store, e)),
         };
         edits.validate().map_err(|reason| self.invalid(reason))
+    }
+
+    /// Run `on-request-body` on the whole request body; `None` when the filter does not
+    /// export it. `Ok(Some(body))` replaces the body, `Ok(None)` keeps it.
+    pub fn on_request_body(
+        &mut self,
+        req: &Request<'_>,
+        body: &[u8],
+    ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
+        let idx = self.inner.on_request_body?;
+        Some(self.call_body::<(&Request<'_>, &[u8])>(idx, (req, body)))
+    }
+
+    /// Run `on-response-body` on the whole response body; like `on_request_body`.
+    pub fn on_response_body(
+        &mut self,
+        req: &Request<'_>,
+        status: u16,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
+        let idx = self.inner.on_response_body?;
+        let head = ResponseHeadView { status, headers };
+        Some(self.call_body::<(&Request<'_>, ResponseHeadView<'_>, &[u8])>(idx, (req, head, body)))
+    }
+
+    fn call_body<P>(
+        &mut self,
+        idx: ComponentExportIndex,
+        params: P,
+    ) -> Result<Option<Vec<u8>>, IsolateError>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+    {
+        let inner = &self.inner;
+        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        store.set_epoch_deadline(inner.deadline_ticks);
+        let func = self
+            .instance
+            .get_typed_func::<P, (BodyActionAbi,)>(&mut *store, idx)
+            .map_err(|e| inner.invalid(e.to_string()))?;
+        match func.call(&mut *store, params) {
+            Ok((BodyActionAbi::Keep,)) => Ok(None),
+            Ok((BodyActionAbi::Replace(body),)) => Ok(Some(body)),
+            Err(e) => Err(inner.classify(store, e)),
+        }
     }
 
     fn invalid(&self, reason: String) -> IsolateError {

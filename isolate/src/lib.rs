@@ -13,6 +13,7 @@ mod cache;
 mod error;
 mod filter;
 mod handler;
+mod init;
 mod limits;
 mod runtime;
 mod types;

@@ -12,6 +12,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
+/// How long a component's `wizer-initialize` may run at load.
+const INIT_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Process-wide limits of the runtime (per-filter limits are in [`FilterSettings`]).
 #[derive(Clone, Debug)]
 pub struct RuntimeSettings {
@@ -101,7 +104,13 @@ impl Runtime {
         bytes: &[u8],
         settings: FilterSettings,
     ) -> Result<Filter, IsolateError> {
-        let component = self.compile(path, bytes)?;
+        let mut component = self.compile(path, bytes)?;
+        if crate::init::wants_init(&component) {
+            let linker = crate::filter::linker(&self.engine, path)?;
+            let store = crate::filter::init_store(self, name, &settings, INIT_DEADLINE);
+            let snapshot = crate::init::snapshot(path, bytes, &linker, store)?;
+            component = self.compile(path, &snapshot)?;
+        }
         Filter::new(self.clone(), name, path, component, settings)
     }
 

@@ -45,7 +45,10 @@ fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
 
 fn token(secret: &str, subject: &str, expires: u64) -> String {
     let signed = format!("{subject}.{expires}");
-    format!("Bearer {signed}.{}", hmac_hex(secret.as_bytes(), signed.as_bytes()))
+    format!(
+        "Bearer {signed}.{}",
+        hmac_hex(secret.as_bytes(), signed.as_bytes())
+    )
 }
 
 fn refused(d: RequestDecision, why: &str) {
@@ -87,12 +90,24 @@ fn hmac_auth_lets_valid_tokens_through_and_answers_401_to_the_rest() {
 
     refused(decide(&f, &[]), "no token");
     let forged = token("other", "alice", 0);
-    refused(decide(&f, &[("authorization", forged.as_bytes())]), "bad signature");
+    refused(
+        decide(&f, &[("authorization", forged.as_bytes())]),
+        "bad signature",
+    );
     let expired = token("s3cret", "alice", 1_000_000_000);
-    refused(decide(&f, &[("authorization", expired.as_bytes())]), "token expired");
+    refused(
+        decide(&f, &[("authorization", expired.as_bytes())]),
+        "token expired",
+    );
     let tampered = valid.replace("alice", "mallory");
-    refused(decide(&f, &[("authorization", tampered.as_bytes())]), "bad signature");
-    refused(decide(&f, &[("authorization", b"Basic YTpi")]), "not a bearer token");
+    refused(
+        decide(&f, &[("authorization", tampered.as_bytes())]),
+        "bad signature",
+    );
+    refused(
+        decide(&f, &[("authorization", b"Basic YTpi")]),
+        "not a bearer token",
+    );
 
     let unconfigured = load("hmac-auth", &[]);
     refused(
@@ -127,7 +142,10 @@ fn ab_cookie_routes_by_cookie_and_assigns_a_sticky_variant() {
             let (name, cookie) = &fwd.response_headers[0];
             assert_eq!(name, "set-cookie");
             assert!(
-                cookie.to_str().unwrap().starts_with(&format!("ab={variant}; Path=/")),
+                cookie
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&format!("ab={variant}; Path=/")),
                 "{cookie:?}"
             );
             assert_eq!(fwd.pool.is_some(), variant == "b");
@@ -135,7 +153,9 @@ fn ab_cookie_routes_by_cookie_and_assigns_a_sticky_variant() {
         }
         other => panic!("{other:?}"),
     };
-    let variants: Vec<String> = (0..40).map(|i| assign(format!("agent-{i}").as_bytes())).collect();
+    let variants: Vec<String> = (0..40)
+        .map(|i| assign(format!("agent-{i}").as_bytes()))
+        .collect();
     assert_eq!(assign(b"agent-7"), variants[7], "not sticky");
     assert!(variants.iter().any(|v| v == "a") && variants.iter().any(|v| v == "b"));
 
@@ -170,7 +190,10 @@ fn header_rewrite_edits_both_directions() {
                 .collect();
             assert_eq!(
                 set,
-                [("x-edge".into(), "breakwater".into()), ("x-region".into(), "eu".into())]
+                [
+                    ("x-edge".into(), "breakwater".into()),
+                    ("x-region".into(), "eu".into())
+                ]
             );
             assert_eq!(fwd.edits.remove, vec!["cookie", "x-debug"]);
             assert_eq!(fwd.path.as_deref(), Some("/"), "/p stripped from /p");

@@ -376,3 +376,140 @@ fn compiled_components_are_cached_on_disk() {
         .unwrap()
         .is_ok());
 }
+
+#[test]
+fn body_phases_see_whole_bodies_and_may_replace_them() {
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "upper",
+        &body_filter(&upper_body(64), &upper_body(76)),
+        FilterSettings::default(),
+    );
+    assert!(f.has_on_request_body() && f.has_on_response_body());
+    let mut s = f.session().unwrap();
+    assert!(s.on_request(&request(&[])).unwrap().is_ok());
+    let body = s
+        .on_request_body(&request(&[]), b"hello, body")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"HELLO, BODY"[..]));
+    let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain")];
+    let body = s
+        .on_response_body(&request(&[]), 200, headers, b"from the origin")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"FROM THE ORIGIN"[..]));
+
+    let keep = load(
+        &rt,
+        "keep",
+        &body_filter(KEEP_BODY, KEEP_BODY),
+        FilterSettings::default(),
+    );
+    let mut s = keep.session().unwrap();
+    assert_eq!(
+        s.on_request_body(&request(&[]), b"x").unwrap().unwrap(),
+        None
+    );
+
+    // Filters without body phases say so, and the host skips buffering for them.
+    let plain = load(
+        &rt,
+        "plain",
+        &component("request-filter", &module(&on_request(CONTINUE))),
+        FilterSettings::default(),
+    );
+    assert!(!plain.has_on_request_body() && !plain.has_on_response_body());
+    assert!(plain
+        .session()
+        .unwrap()
+        .on_request_body(&request(&[]), b"x")
+        .is_none());
+
+    let trap = load(
+        &rt,
+        "body-trap",
+        &body_filter("(unreachable)", KEEP_BODY),
+        FilterSettings::default(),
+    );
+    let err = trap
+        .session()
+        .unwrap()
+        .on_request_body(&request(&[]), b"x")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+}
+
+#[test]
+fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
+    // `wizer-initialize` builds a table of squares; each request answers
+    // table[12] (144) + 56 + (its own count of requests in memory) - 1: 200 only when the
+    // table is there and no request's state leaked into the next.
+    let init = r#"(func (export "wizer-initialize")
+        (local $i i32)
+        (loop $l
+          (i32.store (i32.add (i32.const 8192) (i32.shl (local.get $i) (i32.const 2)))
+                     (i32.mul (local.get $i) (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 256)))))"#;
+    let status = "(i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))
+         (i32.add (i32.add (i32.load (i32.const 8240)) (i32.const 55)) (i32.load (i32.const 1024)))";
+    let req = respond(
+        &format!("(block (result i32) {status})"),
+        3000,
+        "(i32.const 0)",
+    );
+    let bytes = component(
+        "filter-with-init",
+        &module(&format!(
+            "{init}\n{}\n{}",
+            on_request(&req),
+            on_response(
+                "(memory.fill (i32.const 4000) (i32.const 0) (i32.const 24)) (i32.const 4000)"
+            )
+        )),
+    );
+    let rt = runtime();
+    let f = load(&rt, "init", &bytes, FilterSettings::default());
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let f = f.clone();
+        tasks.push(std::thread::spawn(move || {
+            for _ in 0..25 {
+                let mut s = f.session().unwrap();
+                match s.on_request(&request(&[])).unwrap() {
+                    Ok(RequestDecision::Respond(r)) => assert_eq!(r.status, 200),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.join().unwrap();
+    }
+
+    // An init that traps is a load error that says so.
+    let bad = component(
+        "filter-with-init",
+        &module(&format!(
+            "(func (export \"wizer-initialize\") (unreachable))\n{}\n{}",
+            on_request(CONTINUE),
+            on_response("(i32.const 4000)")
+        )),
+    );
+    let err = rt
+        .load_filter_bytes(
+            "bad-init",
+            std::path::Path::new("bad-init.wasm"),
+            &bad,
+            FilterSettings::default(),
+        )
+        .err()
+        .expect("a trapping init fails the load");
+    assert!(
+        matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
+        "{err}"
+    );
+}

@@ -5,7 +5,7 @@
 //! the way (`headers`) and failures mapped to statuses in one place (`errors`).
 
 use crate::errors::{self, LocalResponse};
-use crate::filters::{self, FilterChain, Outcome};
+use crate::filters::{self, BodyStep, FilterChain, Outcome};
 use crate::guard;
 use crate::handlers::{self, Failure};
 use crate::headers;
@@ -15,6 +15,7 @@ use crate::upstream::{Endpoint, Pool, SelectKey};
 use crate::{access_log, cache, metrics};
 use async_trait::async_trait;
 use breakwater_config::{ComponentId, Route, RouteAction};
+use bytes::Bytes;
 use pingora::cache::key::{CacheKey, HashBinary};
 use pingora::cache::{
     CacheMeta, CachePhase, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
@@ -300,6 +301,15 @@ impl ProxyHttp for Edge {
         let Some(route) = ctx.route() else {
             return Ok(false);
         };
+        if matches!(route.action, RouteAction::Forward(_)) && route.body_access {
+            let generation = ctx.generation.clone().expect("set above");
+            let route = &generation.config.routes[ctx.route.expect("found")];
+            let has_body = !session.is_body_empty();
+            ctx.filters.start_request_body(&generation, route, has_body);
+        }
+        let Some(route) = ctx.route() else {
+            return Ok(false);
+        };
         let local = match &route.action {
             RouteAction::Forward(_) => return Ok(false),
             RouteAction::Handler(id) => {
@@ -525,7 +535,72 @@ impl ProxyHttp for Edge {
         if let Some(route) = ctx.route() {
             headers::edit_request(upstream, &route.request_headers);
         }
+        if ctx.filters.buffers_request_body() {
+            // A body filter may change the body's length: send it chunked.
+            upstream.remove_header(&http::header::CONTENT_LENGTH);
+            let _ = upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        }
         Ok(())
+    }
+
+    /// Request bodies stream to the origin, unless a filter's `on-request-body` needs them
+    /// whole (see `FilterChain::request_body_chunk`).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.filters.buffers_request_body() {
+            return Ok(());
+        }
+        let (Some(generation), Some(i)) = (ctx.generation.clone(), ctx.route) else {
+            return Ok(());
+        };
+        let route = &generation.config.routes[i];
+        match ctx.filters.request_body_chunk(
+            &generation,
+            route,
+            body,
+            end_of_stream,
+            &self.shared.metrics,
+        ) {
+            BodyStep::Pass => Ok(()),
+            BodyStep::Fail(status) => {
+                Error::e_explain(ErrorType::HTTPStatus(status), "request body filter failed")
+            }
+        }
+    }
+
+    /// Response bodies stream to the client, unless a filter's `on-response-body` needs them
+    /// whole.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        let (Some(generation), Some(i)) = (ctx.generation.clone(), ctx.route) else {
+            return Ok(None);
+        };
+        let route = &generation.config.routes[i];
+        if !route.body_access {
+            return Ok(None);
+        }
+        match ctx.filters.response_body_chunk(
+            &generation,
+            route,
+            body,
+            end_of_stream,
+            &self.shared.metrics,
+        ) {
+            BodyStep::Pass => Ok(None),
+            BodyStep::Fail(status) => {
+                Error::e_explain(ErrorType::HTTPStatus(status), "response body filter failed")
+            }
+        }
     }
 
     /// Edit the origin's response for the client.
@@ -574,6 +649,18 @@ impl ProxyHttp for Edge {
                     .on_response(&generation, route, resp, &self.shared.metrics)
             {
                 return Error::e_explain(ErrorType::HTTPStatus(status), "response filter failed");
+            }
+            let head_only = session.req_header().method == http::Method::HEAD;
+            if ctx
+                .filters
+                .start_response_body(&generation, route, head_only, resp)
+            {
+                // The body may change length: no Content-Length; HTTP/1.1 clients get it
+                // chunked (HTTP/2 frames carry their own lengths).
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                if !session.is_http2() {
+                    let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+                }
             }
         }
         Ok(())
@@ -669,6 +756,9 @@ impl ProxyHttp for Edge {
     ) -> FailToProxy {
         let code = errors::status_for(e);
         if code > 0 {
+            // The connection is not reused after a failure: say so (`Connection: close`),
+            // so an HTTP/1.1 client does not send its next request into a closing socket.
+            session.set_keepalive(None);
             let _ = errors::respond(session, LocalResponse::error(code)).await;
         }
         FailToProxy {

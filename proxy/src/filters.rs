@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use crate::state::Generation;
 use breakwater_config::{ComponentId, FailurePolicy, PoolId, Route, RouteAction};
 use breakwater_isolate::{Edits, IsolateError, Request, RequestDecision, Session};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::Instant;
@@ -85,6 +86,27 @@ pub struct FilterChain {
     response_headers: Vec<(HeaderName, HeaderValue)>,
     /// A pool a filter switched the request to.
     pub pool: Option<PoolId>,
+    /// Whole-body buffers for the body phases; `None` when no filter of the route sees the
+    /// body in that direction (then it streams past).
+    request_body: Option<BodyBuffer>,
+    response_body: Option<BodyBuffer>,
+    /// The response head as `on-response-body` sees it (after every header edit).
+    response_head: Option<(u16, Vec<(String, Vec<u8>)>)>,
+}
+
+/// A body being collected for the body phases, up to the smallest limit of their filters.
+struct BodyBuffer {
+    data: BytesMut,
+    limit: usize,
+}
+
+/// What a body chunk turned into.
+pub enum BodyStep {
+    /// Nothing to do: the chunk (possibly replaced) goes on.
+    Pass,
+    /// A fail-closed body filter failed, or the body is over the limit: give up with this
+    /// status (on the response side the head is out already, so the stream is cut).
+    Fail(u16),
 }
 
 /// What `on-request` decided for the request as a whole.
@@ -174,6 +196,208 @@ impl FilterChain {
         Outcome::Continue
     }
 
+    /// After `on-request`: buffer the request body if the route allows body access and a
+    /// filter that ran exports `on-request-body`. `has_body`: the request has one at all.
+    pub fn start_request_body(&mut self, generation: &Generation, route: &Route, has_body: bool) {
+        if route.body_access && has_body {
+            self.request_body = self.body_limit(generation, |f| f.has_on_request_body());
+        }
+    }
+
+    /// Whether the request body is being buffered (its length will change: the upstream
+    /// request goes chunked).
+    pub fn buffers_request_body(&self) -> bool {
+        self.request_body.is_some()
+    }
+
+    /// Before the response head goes out: buffer the response body when a filter exports
+    /// `on-response-body` and the response has a whole body to see (not HEAD, 204, 206, 304).
+    /// Returns true when it will: the caller drops `Content-Length`.
+    pub fn start_response_body(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        head_only: bool,
+        resp: &ResponseHeader,
+    ) -> bool {
+        let status = resp.status.as_u16();
+        if !route.body_access || head_only || matches!(status, 100..=199 | 204 | 206 | 304) {
+            return false;
+        }
+        self.response_body = self.body_limit(generation, |f| f.has_on_response_body());
+        if self.response_body.is_some() {
+            self.response_head = Some((status, owned_headers(&resp.headers)));
+        }
+        self.response_body.is_some()
+    }
+
+    fn body_limit(
+        &self,
+        generation: &Generation,
+        has_phase: impl Fn(&breakwater_isolate::Filter) -> bool,
+    ) -> Option<BodyBuffer> {
+        self.sessions
+            .iter()
+            .filter(|(id, _)| has_phase(generation.filter(*id)))
+            .map(|(id, _)| generation.config.components[id.0].max_body_bytes)
+            .min()
+            .map(|limit| BodyBuffer {
+                data: BytesMut::new(),
+                limit,
+            })
+    }
+
+    /// Collect a request body chunk; at the end run `on-request-body` in chain order and put
+    /// the resulting body in `body`.
+    pub fn request_body_chunk(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        body: &mut Option<Bytes>,
+        end: bool,
+        metrics: &Metrics,
+    ) -> BodyStep {
+        let Some(buffer) = self.request_body.as_mut() else {
+            return BodyStep::Pass;
+        };
+        let Some(request) = &self.request else {
+            return BodyStep::Pass;
+        };
+        let mut whole = match collect(buffer, body, end) {
+            Collect::More => return BodyStep::Pass,
+            Collect::TooLarge => {
+                return self.over_limit(generation, route, body, metrics, true);
+            }
+            Collect::Done(b) => b,
+        };
+        self.request_body = None;
+        for (id, session) in self.sessions.iter_mut() {
+            let name = generation.config.components[id.0].name.as_str();
+            let started = Instant::now();
+            let result = request.with_view(|view| session.on_request_body(view, &whole));
+            if result.is_some() {
+                observe(metrics, name, "request_body", started);
+            }
+            match result {
+                None | Some(Ok(None)) => {}
+                Some(Ok(Some(new))) => whole = Bytes::from(new),
+                Some(Err(e)) => {
+                    if let Some(status) =
+                        fail(policy(generation, route, *id), route, &e, name, metrics)
+                    {
+                        return BodyStep::Fail(status);
+                    }
+                }
+            }
+        }
+        *body = Some(whole);
+        BodyStep::Pass
+    }
+
+    /// Collect a response body chunk; at the end run `on-response-body` in reverse chain
+    /// order and put the resulting body in `body`.
+    pub fn response_body_chunk(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        body: &mut Option<Bytes>,
+        end: bool,
+        metrics: &Metrics,
+    ) -> BodyStep {
+        let Some(buffer) = self.response_body.as_mut() else {
+            return BodyStep::Pass;
+        };
+        let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
+            return BodyStep::Pass;
+        };
+        let mut whole = match collect(buffer, body, end) {
+            Collect::More => return BodyStep::Pass,
+            Collect::TooLarge => {
+                return self.over_limit(generation, route, body, metrics, false);
+            }
+            Collect::Done(b) => b,
+        };
+        self.response_body = None;
+        let headers: Vec<(&str, &[u8])> = head
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        for (id, session) in self.sessions.iter_mut().rev() {
+            let name = generation.config.components[id.0].name.as_str();
+            let started = Instant::now();
+            let result =
+                request.with_view(|view| session.on_response_body(view, *status, &headers, &whole));
+            if result.is_some() {
+                observe(metrics, name, "response_body", started);
+            }
+            match result {
+                None | Some(Ok(None)) => {}
+                Some(Ok(Some(new))) => whole = Bytes::from(new),
+                Some(Err(e)) => {
+                    if let Some(status) =
+                        fail(policy(generation, route, *id), route, &e, name, metrics)
+                    {
+                        return BodyStep::Fail(status);
+                    }
+                }
+            }
+        }
+        *body = Some(whole);
+        BodyStep::Pass
+    }
+
+    /// The body outgrew the limit: fail-closed filters refuse (413 for a request body, 502
+    /// for a response body); if every body filter is fail-open, what was buffered goes on and
+    /// the rest streams past them.
+    fn over_limit(
+        &mut self,
+        generation: &Generation,
+        route: &Route,
+        body: &mut Option<Bytes>,
+        metrics: &Metrics,
+        request: bool,
+    ) -> BodyStep {
+        let buffer = if request {
+            self.request_body.take()
+        } else {
+            self.response_body.take()
+        };
+        let Some(buffer) = buffer else {
+            return BodyStep::Pass;
+        };
+        let has_phase = |f: &breakwater_isolate::Filter| {
+            if request {
+                f.has_on_request_body()
+            } else {
+                f.has_on_response_body()
+            }
+        };
+        let mut closed = false;
+        for (id, _) in &self.sessions {
+            if !has_phase(generation.filter(*id)) {
+                continue;
+            }
+            let component = &generation.config.components[id.0];
+            let e = IsolateError::BodyTooLarge {
+                filter: component.name.clone(),
+                limit_bytes: component.max_body_bytes,
+            };
+            closed |= fail(
+                policy(generation, route, *id),
+                route,
+                &e,
+                &component.name,
+                metrics,
+            )
+            .is_some();
+        }
+        if closed {
+            return BodyStep::Fail(if request { 413 } else { 502 });
+        }
+        *body = Some(buffer.data.freeze());
+        BodyStep::Pass
+    }
+
     /// Resolve a pool override; only the route's pool and its `allowed_pools` may be chosen.
     fn check_pool(
         &mut self,
@@ -228,14 +452,8 @@ impl FilterChain {
             return Ok(());
         };
         for (id, session) in self.sessions.iter_mut().rev() {
-            let policy = route
-                .on_filter_error
-                .unwrap_or(generation.config.components[id.0].on_error);
-            let owned: Vec<(String, Vec<u8>)> = resp
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-                .collect();
+            let policy = policy(generation, route, *id);
+            let owned = owned_headers(&resp.headers);
             let headers: Vec<(&str, &[u8])> = owned
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_slice()))
@@ -259,6 +477,42 @@ impl FilterChain {
         }
         Ok(())
     }
+}
+
+enum Collect {
+    More,
+    TooLarge,
+    Done(Bytes),
+}
+
+/// Append `body` to the buffer (taking it out of the stream); the whole body at the end.
+fn collect(buffer: &mut BodyBuffer, body: &mut Option<Bytes>, end: bool) -> Collect {
+    if let Some(chunk) = body.take() {
+        buffer.data.extend_from_slice(&chunk);
+    }
+    if buffer.data.len() > buffer.limit {
+        // Put the bytes back in the stream: `over_limit` decides what becomes of them.
+        *body = None;
+        return Collect::TooLarge;
+    }
+    if end {
+        Collect::Done(std::mem::take(&mut buffer.data).freeze())
+    } else {
+        Collect::More
+    }
+}
+
+fn policy(generation: &Generation, route: &Route, id: ComponentId) -> FailurePolicy {
+    route
+        .on_filter_error
+        .unwrap_or(generation.config.components[id.0].on_error)
+}
+
+fn owned_headers(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+        .collect()
 }
 
 /// Log a filter failure; the status to answer with under fail-closed, None to skip it.

@@ -10,7 +10,9 @@ mod wasm;
 use std::sync::Arc;
 use support::origin::{Action, Seen};
 use support::{eventually, Client, Node, Origin};
-use wasm::{component, counter, module, on_request, on_response, respond, CONTINUE};
+use wasm::{
+    body_filter, component, counter, module, on_request, on_response, respond, upper_body, CONTINUE,
+};
 
 /// `on-request`: set `x-filter: yes`, rewrite the path to `/rewritten`, and ask for
 /// `x-added: 1` on the response. `on-response`: set `x-version: <version>`.
@@ -332,4 +334,209 @@ fn a_bad_component_is_refused_at_load_with_its_config_line() {
         stderr.contains("edge.yaml:3:17: components.junk:") && stderr.contains("junk.wasm"),
         "{stderr}"
     );
+}
+
+/// HMAC-SHA256 token for the hmac-auth example: `Bearer <subject>.<expires>.<hex mac>`.
+fn hmac_token(secret: &[u8], subject: &str, expires: u64) -> String {
+    use sha2::{Digest, Sha256};
+    let signed = format!("{subject}.{expires}");
+    let mut key = [0u8; 64];
+    key[..secret.len()].copy_from_slice(secret);
+    let pad = |b: u8| key.iter().map(|x| x ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(&signed)
+        .finalize();
+    let mac = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+    format!("Bearer {signed}.{hex}")
+}
+
+/// The C examples of isolate/examples (built from source by isolate/guests/build.sh) on the
+/// request path: an HMAC-token gate, an A/B split by cookie and a header rewrite in a chain.
+#[tokio::test(flavor = "multi_thread")]
+async fn example_filters_from_c_gate_split_and_rewrite() {
+    let (a, b) = (Origin::echo().await, Origin::echo().await);
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools:
+  stable: {{ endpoints: ["{a}"] }}
+  canary: {{ endpoints: ["{b}"] }}
+components:
+  auth: {{ path: "{auth}", config: {{ secret: s3cret }} }}
+  ab: {{ path: "{ab}", config: {{ pool-b: canary }} }}
+  rewrite:
+    path: "{rewrite}"
+    config: {{ request-set: "x-edge=breakwater", strip-prefix: /api, response-set: "x-frame-options=DENY" }}
+routes:
+  - {{ match: {{ path_prefix: /api }}, pool: stable, filters: [auth, rewrite] }}
+  - {{ pool: stable, filters: [ab], allowed_pools: [canary] }}
+"#,
+        a = a.addr,
+        b = b.addr,
+        auth = wasm::guest("c-hmac-auth.wasm").display(),
+        ab = wasm::guest("c-ab-cookie.wasm").display(),
+        rewrite = wasm::guest("c-header-rewrite.wasm").display(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    let client = Client::h1();
+
+    let r = client.get(web, "example.com", "/api/users").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.header("www-authenticate").unwrap().contains("no token"));
+    assert_eq!(a.hits(), 0, "refused requests never reach the origin");
+
+    let req = |path: &str, name: &str, value: String| {
+        http::Request::get(format!("http://{web}{path}"))
+            .header("host", "example.com")
+            .header(name, value)
+            .body(Default::default())
+            .unwrap()
+    };
+    let forged = hmac_token(b"guess", "alice", 0);
+    let r = client
+        .send(req("/api/users", "authorization", forged))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    let token = hmac_token(b"s3cret", "alice", 0);
+    let r = client
+        .send(req("/api/users?page=2", "authorization", token))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("DENY"),
+        "on-response of the chain"
+    );
+    let seen = a.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/users?page=2", "prefix stripped, query kept");
+    assert_eq!(seen[0].header("x-auth-subject").as_deref(), Some("alice"));
+    assert_eq!(seen[0].header("authorization"), None, "token not passed on");
+    assert_eq!(seen[0].header("x-edge").as_deref(), Some("breakwater"));
+
+    let r = client
+        .send(req("/shop", "cookie", "ab=b".into()))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!((a.hits(), b.hits()), (1, 1), "ab=b goes to the canary pool");
+    assert_eq!(b.seen()[0].header("x-ab-variant").as_deref(), Some("b"));
+    let r = client
+        .send(req("/shop", "cookie", "ab=a".into()))
+        .await
+        .unwrap();
+    assert_eq!((r.status, a.hits(), b.hits()), (200, 2, 1));
+    let r = client.get(web, "example.com", "/shop").await;
+    let cookie = r
+        .header("set-cookie")
+        .expect("a variant is assigned")
+        .to_string();
+    assert!(
+        cookie.starts_with("ab=a;") || cookie.starts_with("ab=b;"),
+        "{cookie}"
+    );
+}
+
+async fn body_phases(client: Client) {
+    let origin = Origin::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "upper",
+        &body_filter(&upper_body(64), &upper_body(76)),
+    );
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+pools: {{ a: {{ endpoints: ["{origin}"] }} }}
+components:
+  upper: {{ path: upper.wasm }}
+  small: {{ path: upper.wasm, max_body_bytes: 16 }}
+  small-open: {{ path: upper.wasm, max_body_bytes: 16, on_error: fail-open }}
+routes:
+  - {{ match: {{ path_prefix: /body }}, pool: a, filters: [upper], body_access: true }}
+  - {{ match: {{ path_prefix: /small-open }}, pool: a, filters: [small-open], body_access: true }}
+  - {{ match: {{ path_prefix: /small }}, pool: a, filters: [small], body_access: true }}
+  - {{ pool: a, filters: [upper] }}
+"#,
+        origin = origin.addr
+    );
+    let node = Node::start_in(dir, &yaml, &[]);
+    let web = node.addr("web");
+    let post = |path: &str, body: &'static str| {
+        http::Request::post(format!("http://{web}{path}"))
+            .header("host", "example.com")
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                body.as_bytes(),
+            )))
+            .unwrap()
+    };
+
+    let r = client.send(post("/body", "hello, origin")).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.text(),
+        "ORIGIN /BODY",
+        "on-response-body replaced the body"
+    );
+    let seen = origin.seen();
+    assert_eq!(
+        &seen[0].body[..],
+        b"HELLO, ORIGIN",
+        "on-request-body replaced the body"
+    );
+    assert_eq!(
+        seen[0].header("content-length"),
+        None,
+        "the length changed: sent chunked"
+    );
+
+    // Without `body_access` bodies stream past the same filter untouched.
+    let r = client.send(post("/other", "hello")).await.unwrap();
+    assert_eq!(r.text(), "origin /other");
+    assert_eq!(&origin.seen()[1].body[..], b"hello");
+
+    // Over the component's limit: fail-closed refuses with 413, the origin sees nothing...
+    let r = client
+        .send(post("/small", "a body longer than sixteen bytes"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        origin.hits(),
+        2,
+        "a refused body never completes a request upstream"
+    );
+    // ...fail-open passes the body on unfiltered.
+    let r = client
+        .send(post("/small-open", "a body longer than sixteen bytes"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        &origin.seen()[2].body[..],
+        b"a body longer than sixteen bytes"
+    );
+    // A small body on the same route is filtered.
+    let r = client.send(post("/small", "short")).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "ORIGIN /SMALL"));
+    assert_eq!(&origin.seen()[3].body[..], b"SHORT");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_phases_replace_bodies_over_http1() {
+    body_phases(Client::h1()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn body_phases_replace_bodies_over_h2c() {
+    body_phases(Client::h2c()).await;
 }

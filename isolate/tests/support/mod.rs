@@ -90,6 +90,50 @@ pub fn on_response(body: &str) -> String {
     )
 }
 
+/// A `body-filter` component: `on-request` and `on-response` change nothing;
+/// `on-request-body` runs `req_body` and `on-response-body` runs `resp_body`, each with
+/// `$args` (the parameter area) in scope and leaving a result pointer. `$upper` (ptr, len)
+/// upper-cases ASCII in place; see `replace_body`.
+pub fn body_filter(req_body: &str, resp_body: &str) -> Vec<u8> {
+    let extra = format!(
+        r#"{on_request}
+  {on_response}
+  (func (export "breakwater:filter/on-request-body@0.1.0#handle") (param $args i32) (result i32) {req_body})
+  (func (export "breakwater:filter/on-response-body@0.1.0#handle") (param $args i32) (result i32) {resp_body})
+  (func $upper (param $p i32) (param $n i32)
+    (local $i i32) (local $c i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $c (i32.load8_u (i32.add (local.get $p) (local.get $i))))
+      (if (i32.and (i32.ge_u (local.get $c) (i32.const 97)) (i32.le_u (local.get $c) (i32.const 122)))
+        (then (i32.store8 (i32.add (local.get $p) (local.get $i)) (i32.sub (local.get $c) (i32.const 32)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))"#,
+        on_request = on_request(CONTINUE),
+        on_response = on_response(
+            "(memory.fill (i32.const 4000) (i32.const 0) (i32.const 24)) (i32.const 4000)"
+        ),
+    );
+    component("body-filter", &module(&extra))
+}
+
+/// Body-phase code: upper-case the body in place and answer `replace` with it. `offset`: where
+/// the body's (ptr, len) sits in the parameter area (64 for requests, 76 for responses).
+pub fn upper_body(offset: u32) -> String {
+    format!(
+        "(call $upper (i32.load (i32.add (local.get $args) (i32.const {offset})))
+                      (i32.load (i32.add (local.get $args) (i32.const {len}))))
+         (i32.store8 (i32.const 5000) (i32.const 1))
+         (i32.store (i32.const 5004) (i32.load (i32.add (local.get $args) (i32.const {offset}))))
+         (i32.store (i32.const 5008) (i32.load (i32.add (local.get $args) (i32.const {len}))))
+         (i32.const 5000)",
+        len = offset + 4
+    )
+}
+
+/// Body-phase code: keep the body as it is.
+pub const KEEP_BODY: &str = "(i32.store8 (i32.const 5000) (i32.const 0)) (i32.const 5000)";
+
 /// Respond with `status` and the bytes at `body_ptr..+body_len`; result area at 2048.
 pub fn respond(status: &str, body_ptr: u32, body_len: &str) -> String {
     format!(

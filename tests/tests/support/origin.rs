@@ -192,11 +192,18 @@ async fn serve(
     port: u16,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|b| b.to_bytes());
+    // A request whose body never completed is not a request a real origin acts on: it is
+    // neither logged nor answered.
+    let Ok(body) = body else {
+        let mut resp = Response::new(
+            Full::new(Bytes::new())
+                .map_err(|e: Infallible| match e {})
+                .boxed(),
+        );
+        *resp.status_mut() = http::StatusCode::BAD_REQUEST;
+        return Ok(resp);
+    };
     let seen = Seen {
         method: parts.method.to_string(),
         uri: parts.uri.to_string(),

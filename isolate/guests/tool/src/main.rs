@@ -21,7 +21,12 @@ use wit_parser::Resolve;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["c-bindings", wit, world, out] => c_bindings(Path::new(wit), world, Path::new(out)),
         ["component", core, out, adapter] => component(Path::new(core), Path::new(out), adapter),
         _ => bail!(
