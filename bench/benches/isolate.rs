@@ -158,6 +158,44 @@ fn bench_handlers(c: &mut Criterion) {
         });
     }
     group.finish();
+
+    // C filters (isolate/examples, clang + wasi-libc): header-rewrite with a realistic config
+    // on 12 headers, pooled fresh instances vs the unsafe floor of one reused instance.
+    let mut group = c.benchmark_group("c-filter");
+    if let Some(path) = guest("c-header-rewrite.wasm") {
+        let f = rt
+            .load_filter(
+                "c-header-rewrite",
+                &path,
+                FilterSettings {
+                    config: [
+                        ("request-set", "x-edge=breakwater; x-region=eu"),
+                        ("request-remove", "cookie"),
+                    ]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                    ..FilterSettings::default()
+                },
+            )
+            .unwrap();
+        let owned = headers_12();
+        let headers: Vec<(&str, &[u8])> = owned
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        group.bench_function(BenchmarkId::new("pooling", "12-headers"), |b| {
+            b.iter(|| {
+                let mut s = f.session().unwrap();
+                s.on_request(&request(&headers)).unwrap().unwrap()
+            })
+        });
+        let mut reused = f.session().unwrap();
+        group.bench_function(BenchmarkId::new("reused-unsafe-floor", "12-headers"), |b| {
+            b.iter(|| reused.on_request(&request(&headers)).unwrap().unwrap())
+        });
+    }
+    group.finish();
 }
 
 criterion_group!(benches, bench, bench_handlers);
