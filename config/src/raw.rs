@@ -52,6 +52,8 @@ pub struct RawRouteCache {
     pub key_headers: Vec<S<String>>,
     pub honor_client_no_cache: Option<bool>,
     pub normalize_accept_encoding: Option<bool>,
+    /// `pass` (default), `strip` or `store`.
+    pub set_cookie: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -67,6 +67,22 @@ pub struct RouteCache {
     /// For `Vary: Accept-Encoding`, key on the best coding the client accepts (`br`,
     /// `gzip` or none) rather than on the raw header, so variants do not multiply. Default on.
     pub normalize_accept_encoding: bool,
+    /// What a response with `Set-Cookie` does to the cache.
+    pub set_cookie: SetCookie,
+}
+
+/// How the cache treats responses that set cookies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SetCookie {
+    /// Not stored: the cookie is likely personal (default, as Varnish and Fastly do).
+    #[default]
+    Pass,
+    /// Stored without its `Set-Cookie` headers: the client whose request filled the cache
+    /// gets the cookie, hits never do.
+    Strip,
+    /// Stored with them: every hit sets the same cookie (only for cookies that are not
+    /// personal, e.g. a load-balancer or consent cookie).
+    Store,
 }
 
 /// Which query parameters are part of the cache key.

@@ -960,7 +960,20 @@ impl<'a> Validator<'a> {
                 )
             })?);
         }
+        let set_cookie = match c.set_cookie.as_ref().map(|v| (v, v.value.as_str())) {
+            None | Some((_, "pass")) => SetCookie::Pass,
+            Some((_, "strip")) => SetCookie::Strip,
+            Some((_, "store")) => SetCookie::Store,
+            Some((v, other)) => {
+                return Err(self.err(
+                    v,
+                    format!("{field}.set_cookie"),
+                    format!("unknown mode \"{other}\"; expected pass, strip or store"),
+                ))
+            }
+        };
         Ok(RouteCache {
+            set_cookie,
             default_ttl,
             query,
             key_headers,

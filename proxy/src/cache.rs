@@ -7,7 +7,7 @@ mod storage;
 
 pub use storage::{MokaStorage, Selector};
 
-use breakwater_config::{CacheSettings, QueryKey, RouteCache};
+use breakwater_config::{CacheSettings, QueryKey, RouteCache, SetCookie};
 use http::header::{AUTHORIZATION, SET_COOKIE, VARY};
 use pingora::cache::cache_control::CacheControl;
 use pingora::cache::filters::resp_cacheable;
@@ -132,9 +132,20 @@ pub fn invalidate(
 /// Whether the response may be stored, and for how long (RFC 9111 section 3).
 pub fn cacheable(route: &RouteCache, req: &RequestHeader, resp: &ResponseHeader) -> RespCacheable {
     // Set-Cookie responses are personal unless the operator says otherwise.
-    if resp.headers.contains_key(SET_COOKIE) {
-        return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
-    }
+    let stripped;
+    let resp = match (resp.headers.contains_key(SET_COOKIE), route.set_cookie) {
+        (false, _) | (true, SetCookie::Store) => resp,
+        (true, SetCookie::Pass) => {
+            return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache)
+        }
+        (true, SetCookie::Strip) => {
+            // The stored copy has no cookie; this response (the one filling the cache) keeps it.
+            let mut copy = resp.clone();
+            copy.remove_header(&SET_COOKIE);
+            stripped = copy;
+            &stripped
+        }
+    };
     // Vary: * never matches a later request.
     if resp.headers.get_all(VARY).iter().any(|v| {
         v.as_bytes()

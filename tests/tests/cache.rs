@@ -38,7 +38,7 @@ fn origin_handler(counts: Arc<Mutex<HashMap<String, usize>>>) -> support::origin
                 &[("cache-control", "private, max-age=60")],
                 format!("private {n}"),
             ),
-            "/cookie" => respond(
+            p if p.ends_with("/cookie") => respond(
                 &[("cache-control", "max-age=60"), ("set-cookie", "a=b")],
                 format!("cookie {n}"),
             ),
@@ -133,6 +133,8 @@ routes:
   - {{ match: {{ path: /plain }}, pool: o, cache: {{ default_ttl: 60s }} }}
   - {{ match: {{ path_prefix: /nocache }}, pool: o }}
   - {{ match: {{ path_prefix: /honor }}, pool: o, cache: {{ honor_client_no_cache: true }} }}
+  - {{ match: {{ path_prefix: /strip/ }}, pool: o, cache: {{ set_cookie: strip }} }}
+  - {{ match: {{ path_prefix: /store/ }}, pool: o, cache: {{ set_cookie: store }} }}
   - {{ pool: o, cache: {{}} }}
 "#,
         origin = origin.addr
@@ -525,4 +527,46 @@ async fn accept_encoding_variants_are_normalised() {
         "ae=identity 3"
     );
     assert_eq!(s.hits("/ae"), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn set_cookie_responses_are_passed_stripped_or_stored_as_configured() {
+    let s = setup().await;
+    let web = s.node.addr("web");
+    let c = Client::h1();
+    // Default (`pass`): never stored.
+    for n in 1..=2 {
+        let r = c.get(web, "example.com", "/cookie").await;
+        assert_eq!(
+            (r.text(), r.header("set-cookie")),
+            (format!("cookie {n}"), Some("a=b"))
+        );
+    }
+    // `strip`: stored without the cookie; the response that filled the cache keeps it.
+    let r = c.get(web, "example.com", "/strip/cookie").await;
+    assert_eq!(
+        (r.text().as_str(), r.header("set-cookie")),
+        ("cookie 1", Some("a=b"))
+    );
+    let r = c.get(web, "example.com", "/strip/cookie").await;
+    assert_eq!(
+        (r.text().as_str(), r.header("set-cookie")),
+        ("cookie 1", None)
+    );
+    assert!(r.header("cache-status").unwrap().contains("hit"));
+    // `store`: stored as it came, cookie included.
+    c.get(web, "example.com", "/store/cookie").await;
+    let r = c.get(web, "example.com", "/store/cookie").await;
+    assert_eq!(
+        (r.text().as_str(), r.header("set-cookie")),
+        ("cookie 1", Some("a=b"))
+    );
+    assert_eq!(
+        (
+            s.hits("/cookie"),
+            s.hits("/strip/cookie"),
+            s.hits("/store/cookie")
+        ),
+        (2, 1, 1)
+    );
 }
