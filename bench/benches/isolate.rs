@@ -105,6 +105,7 @@ fn bench_handlers(c: &mut Criterion) {
         .unwrap(),
     )];
     for (label, file) in [
+        ("c-hello", "c-handler.wasm"),
         ("python-hello", "py-handler.wasm"),
         ("js-hello", "js-handler.wasm"),
     ] {
@@ -198,5 +199,51 @@ fn bench_handlers(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench, bench_handlers);
+/// Instantiation alone (no instance ready: `prewarm: 0`), which bounds instances per second
+/// per core; and the resident memory an idle pool slot keeps after use.
+fn bench_instances(c: &mut Criterion) {
+    let rt = Runtime::new(RuntimeSettings {
+        max_instances: 600,
+        ..RuntimeSettings::default()
+    })
+    .unwrap();
+    let cold = FilterSettings {
+        prewarm: 0,
+        max_concurrency: 600,
+        ..FilterSettings::default()
+    };
+    let mut group = c.benchmark_group("instantiate");
+    let trivial = load(&rt, "trivial-cold", &trivial(), cold.clone());
+    group.bench_function("trivial-wat", |b| b.iter(|| trivial.session().unwrap()));
+    if let Some(path) = guest("c-header-rewrite.wasm") {
+        let f = rt.load_filter("c-cold", &path, cold.clone()).unwrap();
+        group.bench_function("c-header-rewrite", |b| b.iter(|| f.session().unwrap()));
+
+        // 500 slots used at once, then all idle: what they keep resident.
+        let before = rss_kib();
+        let sessions: Vec<_> = (0..500).map(|_| f.session().unwrap()).collect();
+        let live = rss_kib();
+        drop(sessions);
+        let idle = rss_kib();
+        eprintln!(
+            "memory: {:.1} KiB per live C-filter instance, {:.1} KiB per idle slot after use",
+            (live - before) as f64 / 500.0,
+            (idle - before) as f64 / 500.0
+        );
+    }
+    group.finish();
+}
+
+/// Resident set size of this process, from /proc/self/statm.
+fn rss_kib() -> i64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
+criterion_group!(benches, bench, bench_handlers, bench_instances);
 criterion_main!(benches);

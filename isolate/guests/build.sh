@@ -3,7 +3,7 @@
 #   py-handler.wasm  wasi:http handler in Python (componentize-py, PyPI)
 #   py-filter.wasm   Breakwater filter in Python (componentize-py)
 #   js-handler.wasm  wasi:http handler in JavaScript (componentize-js, npm)
-#   c-*.wasm         the C filters of isolate/examples (clang + wasi-libc from Debian,
+#   c-*.wasm         the C filters and the C wasi:http handler of isolate/examples (clang + wasi-libc from Debian,
 #                    wit-bindgen's C generator and the preview1 adapter via guest-tool)
 # Usage: isolate/guests/build.sh [OUT_DIR]   (default: $CARGO_TARGET_DIR or target, + /guests)
 # Installs the toolchains when missing; rebuilds only what changed. Tests read OUT_DIR from
@@ -67,21 +67,23 @@ fi
 tool="${CARGO_TARGET_DIR:-$root/target}/debug/guest-tool"
 case "$tool" in /*) ;; *) tool="$root/$tool" ;; esac
 
-# build_c OUT_NAME WORLD SOURCE.c: a filter of `world` (isolate/wit) from one C file.
+# build_c OUT_NAME WORLD SOURCE.c [WIT_DIR ADAPTER]: a component of `world` from one C file
+# (default: a filter of isolate/wit, with the reactor adapter).
 build_c() {
-  local name="$1" world="$2" src="$3"
+  local name="$1" world="$2" src="$3" wit="${4:-$root/isolate/wit}" adapter="${5:-reactor}"
   local gen="$out/c-gen/$world" core="$out/c-gen/$name.core.wasm"
-  if stale "$out/$name" "$src" "$root/isolate/examples/c" "$root/isolate/wit" "$here/build.sh" "$tool"; then
-    "$tool" c-bindings "$root/isolate/wit" "$world" "$gen"
+  if stale "$out/$name" "$src" "$root/isolate/examples/c" "$wit" "$here/build.sh" "$tool"; then
+    "$tool" c-bindings "$wit" "$world" "$gen"
     clang-14 --target=wasm32-wasi --sysroot=/usr -O2 -mexec-model=reactor -Wall -Werror \
       -Wno-unused-function -I"$gen" -o "$core" "$src" "$gen/${world//-/_}.c" \
       "$gen/${world//-/_}_component_type.o"
-    "$tool" component "$core" "$out/$name" reactor
+    "$tool" component "$core" "$out/$name" "$adapter"
   fi
 }
 ex="$root/isolate/examples"
 build_c c-header-rewrite.wasm filter "$ex/header-rewrite/header_rewrite.c"
 build_c c-hmac-auth.wasm request-filter "$ex/hmac-auth/hmac_auth.c"
 build_c c-ab-cookie.wasm request-filter "$ex/ab-cookie/ab_cookie.c"
+build_c c-handler.wasm http-handler "$ex/c-handler/hello.c" "$here/wit" proxy
 
 ls -l "$out"/*.wasm

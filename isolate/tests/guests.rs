@@ -166,3 +166,17 @@ fn python_filter_answers_or_edits() {
         .unwrap();
     assert_eq!(edits.set[0].0, "x-python-filter");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn c_handler_serves_fresh_isolates() {
+    let rt = runtime();
+    let h = rt
+        .load_handler("c", &guest("c-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            text(&h, request("GET", "/c?x=1", b"")).await,
+            "Hello from C: GET /c?x=1, count=1\n"
+        );
+    }
+}

@@ -8,7 +8,8 @@
 //! with the request in a header that the internal listener alone trusts (`INTERNAL_CLIENT`);
 //! the socket is only reachable from this process (mode 0600, in a private directory).
 //! Request and response bodies stream both ways with flow control (h3/quinn windows on one
-//! side, HTTP/2 windows on the other); trailers are passed on.
+//! side, HTTP/2 windows on the other); trailers are passed on (response trailers all the way
+//! from an HTTP/2 origin; request trailers reach the internal hop, where pingora drops them).
 
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;

@@ -194,7 +194,7 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn python_and_javascript_components_serve_through_the_node() {
+async fn python_javascript_and_c_components_serve_through_the_node() {
     let origin = support::Origin::echo().await;
     let py = guest("py-handler.wasm");
     let yaml = format!(
@@ -206,16 +206,19 @@ pools:
 components:
   py: {{ path: "{py}", kind: handler, config: {{ GREETING: edge }} }}
   js: {{ path: "{js}", kind: handler }}
+  c: {{ path: "{c}", kind: handler }}
   key: {{ path: "{pyf}", config: {{ key: s3cret }} }}
 routes:
   - {{ match: {{ path_prefix: /py }}, handler: py }}
   - {{ match: {{ path_prefix: /js }}, handler: js }}
+  - {{ match: {{ path_prefix: /c/ }}, handler: c }}
   - {{ match: {{ path_prefix: /api }}, pool: origin, filters: [key] }}
 "#,
         cache = py.parent().unwrap().join("cache").display(),
         origin = origin.addr,
         py = py.display(),
         js = guest("js-handler.wasm").display(),
+        c = guest("c-handler.wasm").display(),
         pyf = guest("py-filter.wasm").display(),
     );
     let node = Node::start(&yaml);
@@ -237,6 +240,11 @@ routes:
         assert_eq!(
             (r.status, r.text().as_str()),
             (200, "Hello from JavaScript: POST /js/y, 3 bytes, count=1\n")
+        );
+        let r = client.get(web, "a", "/c/z").await;
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("content-type")),
+            (200, "Hello from C: GET /c/z, count=1\n", Some("text/plain"))
         );
         // The Python filter answers 401 at the edge, or lets the request through edited.
         let r = client.get(web, "a", "/api/z").await;

@@ -340,3 +340,103 @@ async fn a_reload_keeps_quic_connections_and_applies_to_them() {
     // The same QUIC connection, now answered by the new config.
     assert_eq!(h3.get("a.test", "/").await.text(), "v2");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_trailers_reach_http3_clients() {
+    use support::origin::{Action, Seen};
+    let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::WithTrailers {
+        body: Bytes::from(format!("got {} bytes", s.body.len())),
+        trailers: vec![("grpc-status".into(), "0".into())],
+    }))
+    .await;
+    let (ca, dir) = certified();
+    let yaml = format!(
+        "{}pools: {{ h2: {{ endpoints: [\"{}\"], protocol: http2 }} }}\nroutes: [{{ pool: h2 }}]\n",
+        tls_listener("127.0.0.1:0", "true"),
+        origin.addr
+    );
+    let node = Node::start_in(dir, &yaml, &[]);
+    let h3 = H3::connect(node.addr("tls"), "a.test", ca.roots())
+        .await
+        .unwrap();
+    let mut sent = http::HeaderMap::new();
+    sent.insert("x-checksum", "abc".parse().unwrap());
+    let (reply, trailers) = h3
+        .post_with_trailers("a.test", "/rpc", Bytes::from_static(b"hello"), sent)
+        .await
+        .unwrap();
+    assert_eq!((reply.status, reply.text().as_str()), (200, "got 5 bytes"));
+    let trailers = trailers.expect("response trailers");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    // The request body arrived whole. (Request trailers stop at pingora, whose proxy
+    // forwards response trailers only; see the README's limits.)
+    assert_eq!(&origin.seen()[0].body[..], b"hello");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
+    let (ca, dir) = certified();
+    // A port free for both TCP and UDP.
+    let port = loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            break port;
+        }
+    };
+    let yaml = |body: &str| {
+        format!(
+            "{}routes: [{{ respond: {{ body: {body} }} }}]\n",
+            tls_listener(&format!("127.0.0.1:{port}"), "true")
+        )
+    };
+    let old = Node::start_in(dir, &yaml("old"), &[]);
+    let addr = old.addr("tls");
+    let h3 = H3::connect(addr, "a.test", ca.roots()).await.unwrap();
+    assert_eq!(h3.get("a.test", "/").await.text(), "old");
+
+    // The new binary, with a config that answers differently, takes the listeners over.
+    std::fs::write(
+        old.dir.path().join("new.yaml"),
+        std::fs::read_to_string(&old.config)
+            .unwrap()
+            .replace("body: old", "body: new"),
+    )
+    .unwrap();
+    let mut new_child = std::process::Command::new(support::node::binary())
+        .args(["run", "--upgrade", "--config"])
+        .arg(old.dir.path().join("new.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = old.dir.path().join("upgrade.sock");
+    support::eventually(20, "new process listens on the upgrade socket", || {
+        let sock = sock.clone();
+        async move { sock.exists() }
+    })
+    .await;
+    old.signal("QUIT");
+    let mut old = old;
+    let (status, _old) = tokio::task::spawn_blocking(move || (old.wait_exit(30), old))
+        .await
+        .unwrap();
+    assert!(status.success(), "old process: {status:?}");
+    // The new process serves HTTP/3 on the same UDP port, and TLS on the same TCP port.
+    support::eventually(10, "HTTP/3 answered by the new process", || {
+        let roots = ca.roots();
+        async move {
+            match H3::connect(addr, "a.test", roots).await {
+                Ok(h3) => h3.get("a.test", "/").await.text() == "new",
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+    let r = tls_get(addr, "a.test", ca.roots(), false, "/")
+        .await
+        .unwrap();
+    assert_eq!(r.text(), "new");
+    let _ = new_child.kill();
+    let _ = new_child.wait();
+}

@@ -104,6 +104,44 @@ impl H3 {
             .map_err(|_| "request timed out".to_string())?
     }
 
+    /// A POST whose body is followed by `trailers`; the reply and the response trailers.
+    pub async fn post_with_trailers(
+        &self,
+        authority: &str,
+        path: &str,
+        body: Bytes,
+        trailers: http::HeaderMap,
+    ) -> Result<(H3Reply, Option<http::HeaderMap>), String> {
+        let req = http::Request::post(format!("https://{authority}{path}"))
+            .body(())
+            .unwrap();
+        let mut send = self.send.clone();
+        let fut = async move {
+            let e = |e: h3::error::StreamError| e.to_string();
+            let mut stream = send.send_request(req).await.map_err(e)?;
+            stream.send_data(body).await.map_err(e)?;
+            stream.send_trailers(trailers).await.map_err(e)?;
+            stream.finish().await.map_err(e)?;
+            let resp = stream.recv_response().await.map_err(e)?;
+            let mut body = Vec::new();
+            while let Some(mut chunk) = stream.recv_data().await.map_err(e)? {
+                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            let trailers = stream.recv_trailers().await.map_err(e)?;
+            Ok((
+                H3Reply {
+                    status: resp.status().as_u16(),
+                    headers: resp.headers().clone(),
+                    body: Bytes::from(body),
+                },
+                trailers,
+            ))
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), fut)
+            .await
+            .map_err(|_| "request timed out".to_string())?
+    }
+
     /// A CONNECT request carrying `:scheme` and `:path` (this client always sends them):
     /// malformed for HTTP/3 (RFC 9114 section 4.4).
     pub async fn malformed_connect(&self, authority: &str, path: &str) -> Result<H3Reply, String> {

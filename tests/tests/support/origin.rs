@@ -20,6 +20,8 @@ pub struct Seen {
     pub version: http::Version,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Trailers that came after the body, if any.
+    pub trailers: Option<HeaderMap>,
 }
 
 impl Seen {
@@ -41,6 +43,11 @@ pub enum Action {
     Delay(Duration, Box<Action>),
     /// Send headers promising `Content-Length: 100000`, one chunk, then drop the connection.
     DieMidBody,
+    /// 200 with `body` in one chunk, then these trailers.
+    WithTrailers {
+        body: Bytes,
+        trailers: Vec<(String, String)>,
+    },
 }
 
 impl Action {
@@ -192,10 +199,13 @@ async fn serve(
     port: u16,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes());
+    let body = body
+        .collect()
+        .await
+        .map(|b| (b.trailers().cloned(), b.to_bytes()));
     // A request whose body never completed is not a request a real origin acts on: it is
     // neither logged nor answered.
-    let Ok(body) = body else {
+    let Ok((trailers, body)) = body else {
         let mut resp = Response::new(
             Full::new(Bytes::new())
                 .map_err(|e: Infallible| match e {})
@@ -210,6 +220,7 @@ async fn serve(
         version: parts.version,
         headers: parts.headers,
         body,
+        trailers,
     };
     let action = handler(&seen);
     log.lock().unwrap().push(seen);
@@ -238,6 +249,22 @@ fn run(
             Action::Delay(d, inner) => {
                 tokio::time::sleep(d).await;
                 run(*inner).await
+            }
+            Action::WithTrailers { body, trailers } => {
+                let mut map = HeaderMap::new();
+                for (n, v) in trailers {
+                    map.append(
+                        http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                        v.parse().unwrap(),
+                    );
+                }
+                let frames = vec![Ok(Frame::data(body)), Ok(Frame::trailers(map))];
+                Response::builder()
+                    .status(200)
+                    .body(BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+                        frames,
+                    ))))
+                    .unwrap()
             }
             Action::DieMidBody => {
                 // One chunk goes out with the headers; the connection dies a moment later.
