@@ -73,6 +73,70 @@ fn service_definitions_use_real_commands() {
     assert!(nomad.contains(r#"type = "system""#));
 }
 
+/// The bare-metal installer, into a temporary root with the binary the tests built: every
+/// file lands where the unit expects it, the installed binary accepts the installed config,
+/// and a second run keeps an operator's edited config.
+#[test]
+fn the_installer_lays_out_a_working_node() {
+    let root = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = std::process::Command::new("bash")
+            .arg(repo().join("deploy/install.sh"))
+            .args(["--binary"])
+            .arg(support::node::binary())
+            .arg("--root")
+            .arg(root.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run();
+    let r = root.path();
+    for path in [
+        "usr/local/bin/breakwater",
+        "etc/breakwater/breakwater.yaml",
+        "etc/systemd/system/breakwater.service",
+        "etc/logrotate.d/breakwater",
+        "var/lib/breakwater",
+        "var/log/breakwater",
+    ] {
+        assert!(r.join(path).exists(), "{path} missing");
+    }
+    let unit = std::fs::read_to_string(r.join("etc/systemd/system/breakwater.service")).unwrap();
+    assert!(unit.contains(
+        "ExecStart=/usr/local/bin/breakwater run --config /etc/breakwater/breakwater.yaml"
+    ));
+    let check = std::process::Command::new(r.join("usr/local/bin/breakwater"))
+        .args(["check", "--config"])
+        .arg(r.join("etc/breakwater/breakwater.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let config = r.join("etc/breakwater/breakwater.yaml");
+    let edited = format!(
+        "{}
+# edited by the operator
+",
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, &edited).unwrap();
+    run();
+    assert_eq!(
+        std::fs::read_to_string(&config).unwrap(),
+        edited,
+        "config kept"
+    );
+}
+
 /// Metric names declared in proxy/src/metrics.rs, with the registry's prefix.
 fn declared_metrics() -> BTreeSet<String> {
     let src = std::fs::read_to_string(repo().join("proxy/src/metrics.rs")).unwrap();
