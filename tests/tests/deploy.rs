@@ -73,6 +73,108 @@ fn service_definitions_use_real_commands() {
     assert!(nomad.contains(r#"type = "system""#));
 }
 
+/// The Helm chart, rendered (see support/helm.rs) as a DaemonSet on host ports (the default)
+/// and as a Deployment behind its Service: every document parses, the embedded config is one
+/// the node accepts, probes and scrape annotations point at the admin listener, and a config
+/// change changes the checksum that rolls the pods.
+#[test]
+fn the_helm_chart_renders_valid_manifests() {
+    let chart = repo().join("deploy/helm/breakwater");
+    let docs = support::helm::render(&chart, "", "edge");
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "DaemonSet"]);
+    for d in &docs {
+        assert_eq!(d["metadata"]["name"], "edge-breakwater");
+        assert_eq!(
+            d["metadata"]["labels"]["app.kubernetes.io/instance"],
+            "edge"
+        );
+    }
+
+    // The config the chart ships is one the node accepts.
+    let config = docs[0]["data"]["breakwater.yaml"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("edge.yaml"), config).unwrap();
+    let out = support::node::cli("check", &dir.path().join("edge.yaml"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ds = &docs[2];
+    let pod = &ds["spec"]["template"];
+    assert_eq!(
+        ds["spec"]["selector"]["matchLabels"], pod["metadata"]["labels"],
+        "the selector selects the pods"
+    );
+    let annotations = &pod["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true");
+    assert_eq!(annotations["prometheus.io/port"], "9901");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["args"][0], "run");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let ports = container["ports"].as_array().unwrap();
+    let port = |name: &str| ports.iter().find(|p| p["name"] == name).unwrap().clone();
+    assert_eq!(
+        (
+            port("http")["containerPort"].as_u64(),
+            port("http")["hostPort"].as_u64()
+        ),
+        (Some(8080), Some(80))
+    );
+    assert_eq!(
+        port("admin")["hostPort"],
+        serde_json::Value::Null,
+        "admin stays in the pod"
+    );
+    assert_eq!(container["resources"]["limits"]["memory"], "1Gi");
+    assert_eq!(
+        pod["spec"]["volumes"][0]["configMap"]["name"],
+        "edge-breakwater"
+    );
+
+    // A Deployment: replicas, no host ports, a surge roll-out; the Service targets named ports.
+    let docs = support::helm::render(
+        &chart,
+        "kind: Deployment\nreplicas: 3\nconfig: |\n  listeners: [{ name: web, address: \"0.0.0.0:8080\" }]\n  admin: { address: \"0.0.0.0:9901\" }\n  routes: [{ respond: { body: hi } }]\n",
+        "edge",
+    );
+    let deploy = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("a Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    assert_eq!(
+        deploy["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"],
+        0
+    );
+    let ports = deploy["spec"]["template"]["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap();
+    assert!(
+        ports.iter().all(|p| p.get("hostPort").is_none()),
+        "{ports:?}"
+    );
+    let checksum = |docs: &[serde_json::Value]| {
+        docs.iter()
+            .find(|d| d["kind"] == "Deployment" || d["kind"] == "DaemonSet")
+            .unwrap()["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+            .clone()
+    };
+    assert_ne!(
+        checksum(&docs),
+        checksum(&support::helm::render(&chart, "", "edge"))
+    );
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert!(service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["targetPort"] == "admin"));
+}
+
 /// The bare-metal installer, into a temporary root with the binary the tests built: every
 /// file lands where the unit expects it, the installed binary accepts the installed config,
 /// and a second run keeps an operator's edited config.

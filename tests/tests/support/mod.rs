@@ -5,6 +5,7 @@ pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod h3client;
+pub mod helm;
 pub mod node;
 pub mod origin;
 
