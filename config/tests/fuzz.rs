@@ -1,0 +1,178 @@
+//! A stable fuzz harness for the config loader (cargo-fuzz needs nightly): seeds from the
+//! committed corpus (`tests/fuzz/*.yaml`, every golden invalid config, the reference config)
+//! are mutated by a seeded generator (byte flips, truncation, splices, YAML-significant
+//! tokens); every input must give a config or an error with a location, never a panic.
+//! `FUZZ_ITERATIONS` raises the count (CI runs the default, bounded to a few seconds).
+//! Inputs that once crashed are kept in the corpus as regression seeds.
+
+use std::path::{Path, PathBuf};
+
+/// xorshift64*: deterministic, so a failure reproduces from its iteration number.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+const TOKENS: &[&str] = &[
+    ":",
+    "- ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    "\n",
+    "  ",
+    "\t",
+    "&a ",
+    "*a",
+    "!!str ",
+    "!!binary ",
+    "? ",
+    "|",
+    ">",
+    "'",
+    "\"",
+    "#",
+    "~",
+    "null",
+    "-1",
+    "99999999999999999999",
+    "1e999",
+    "0x10",
+    "\u{feff}",
+    "\u{0}",
+    "é",
+    "<<: *a",
+    "---\n",
+    "...\n",
+    "%YAML 1.2\n",
+    "listeners:",
+    "routes:",
+    "pools:",
+    "components:",
+    "match:",
+    "path_prefix: /",
+    "address: 127.0.0.1:0",
+    "endpoints: []",
+    "cache: {}",
+    "http3: true",
+    "filters: [x]",
+    "handler: h",
+    "deadline: 1ms",
+    "memory_mb: 0",
+];
+
+fn seeds() -> Vec<(PathBuf, String)> {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for dir in ["tests/fuzz", "tests/ui/invalid"] {
+        if let Ok(entries) = std::fs::read_dir(here.join(dir)) {
+            paths.extend(
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "yaml")),
+            );
+        }
+    }
+    paths.push(here.join("../deploy/breakwater.yaml"));
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p, text)
+        })
+        .collect()
+}
+
+fn mutate(rng: &mut Rng, input: &str, other: &str) -> String {
+    let mut bytes = input.as_bytes().to_vec();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(bytes.len() + 1);
+        match rng.below(6) {
+            0 if !bytes.is_empty() => {
+                let i = rng.below(bytes.len());
+                bytes[i] ^= 1 << rng.below(8);
+            }
+            1 => bytes.truncate(at),
+            2 => {
+                let t = TOKENS[rng.below(TOKENS.len())].as_bytes();
+                bytes.splice(at..at, t.iter().copied());
+            }
+            3 if !bytes.is_empty() => {
+                let end = (at + rng.below(64)).min(bytes.len());
+                bytes.drain(at.min(end)..end);
+            }
+            4 => {
+                // Splice a piece of another seed in.
+                let o = other.as_bytes();
+                let from = rng.below(o.len() + 1);
+                let to = (from + rng.below(200)).min(o.len());
+                bytes.splice(at..at, o[from..to].iter().copied());
+            }
+            _ => {
+                // Repeat a line (duplicate keys, deep nesting).
+                let line_end = bytes[at..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(bytes.len(), |p| at + p);
+                let piece = bytes[at..line_end].to_vec();
+                bytes.splice(at..at, piece);
+            }
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn arbitrary_yaml_gives_a_config_or_a_located_error_never_a_panic() {
+    let seeds = seeds();
+    assert!(seeds.len() > 20, "corpus missing");
+    let iterations: usize = std::env::var("FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut rng = Rng(0x5eed_b4ea_4a7e_u64);
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..iterations {
+        let (path, text) = &seeds[rng.below(seeds.len())];
+        let (_, other) = &seeds[rng.below(seeds.len())];
+        let input = mutate(&mut rng, text, other);
+        let result =
+            std::panic::catch_unwind(|| breakwater_config::parse(&input, Path::new("fuzz.yaml")));
+        match result {
+            Ok(Ok(_)) => ok += 1,
+            Ok(Err(e)) => {
+                let shown = e.to_string();
+                assert!(
+                    shown.starts_with("fuzz.yaml"),
+                    "error without its file: {shown}"
+                );
+                refused += 1;
+            }
+            Err(_) => {
+                let crash = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("tests/fuzz/crash-{i}.yaml"));
+                std::fs::write(&crash, &input).unwrap();
+                panic!(
+                    "iteration {i} (seed {}) panicked; input saved to {}",
+                    path.display(),
+                    crash.display()
+                );
+            }
+        }
+    }
+    assert_eq!(ok + refused, iterations);
+    eprintln!("{iterations} inputs: {ok} valid, {refused} refused with a location");
+}
