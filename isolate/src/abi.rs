@@ -82,13 +82,37 @@ pub enum Level {
 fn headers(list: Headers, what: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     list.into_iter()
         .map(|(n, v)| {
-            let name = HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| format!("{what}: invalid header name {n:?}"))?;
+            let name = header_name(&n, what)?;
             let value = HeaderValue::from_bytes(&v)
                 .map_err(|_| format!("{what}: invalid value for header {n:?}"))?;
             Ok((name, value))
         })
         .collect()
+}
+
+/// Headers the host alone sets: message framing and connection management. A filter that
+/// could set them could make the origin or the client read the message differently from the
+/// proxy (request smuggling, response splitting), so they are invalid output.
+const HOST_MANAGED: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn header_name(n: &str, what: &str) -> Result<HeaderName, String> {
+    let name = HeaderName::from_bytes(n.as_bytes())
+        .map_err(|_| format!("{what}: invalid header name {n:?}"))?;
+    if HOST_MANAGED.contains(&name.as_str()) {
+        return Err(format!(
+            "{what}: header {n:?} is set by the host, not by filters"
+        ));
+    }
+    Ok(name)
 }
 
 impl HeaderEditsAbi {
@@ -99,10 +123,7 @@ impl HeaderEditsAbi {
             remove: self
                 .remove
                 .into_iter()
-                .map(|n| {
-                    HeaderName::from_bytes(n.as_bytes())
-                        .map_err(|_| format!("remove: invalid header name {n:?}"))
-                })
+                .map(|n| header_name(&n, "remove"))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -155,6 +176,105 @@ impl RequestActionAbi {
                     headers: headers(r.headers, "respond")?,
                     body: r.body,
                 }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+            &from[(self.next() % from.len() as u64) as usize]
+        }
+        fn text(&mut self) -> String {
+            const PIECES: &[&str] = &[
+                "x-a",
+                "X-Upper",
+                "content-length",
+                "Transfer-Encoding",
+                "host",
+                ":path",
+                "a b",
+                "\r\n",
+                "\n",
+                "\0",
+                "é",
+                "/",
+                "?",
+                "#",
+                "%00",
+                "",
+                "value",
+                "\t",
+                "\u{7f}",
+                "=",
+            ];
+            (0..self.next() % 4).map(|_| *self.pick(PIECES)).collect()
+        }
+        fn headers(&mut self) -> Headers {
+            (0..self.next() % 4)
+                .map(|_| (self.text(), self.text().into_bytes()))
+                .collect()
+        }
+    }
+
+    /// Fuzz (stable harness) of the filter boundary: arbitrary guest output (names, values,
+    /// statuses, paths, queries, pools) is either refused or valid HTTP that never touches
+    /// framing; never a panic. `FUZZ_ITERATIONS` raises the count.
+    #[test]
+    fn arbitrary_guest_output_is_valid_or_refused() {
+        let iterations: usize = std::env::var("FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let mut rng = Rng(0xb0a7_f11e_7e55_0001);
+        let framing = |h: &[(HeaderName, HeaderValue)]| {
+            h.iter().any(|(n, _)| HOST_MANAGED.contains(&n.as_str()))
+        };
+        for _ in 0..iterations {
+            let edits = HeaderEditsAbi {
+                set: rng.headers(),
+                append: rng.headers(),
+                remove: (0..rng.next() % 3).map(|_| rng.text()).collect(),
+            };
+            let action = if rng.next() % 2 == 0 {
+                let opt = |rng: &mut Rng| (rng.next() % 2 == 0).then(|| rng.text());
+                RequestActionAbi::Continue(ForwardAbi {
+                    headers: edits,
+                    path: opt(&mut rng),
+                    query: opt(&mut rng),
+                    pool: opt(&mut rng),
+                    response_headers: rng.headers(),
+                })
+            } else {
+                RequestActionAbi::Respond(ResponseAbi {
+                    status: *rng.pick(&[0u16, 99, 100, 199, 200, 404, 599, 999, 1000, u16::MAX]),
+                    headers: rng.headers(),
+                    body: rng.text().into_bytes(),
+                })
+            };
+            match action.validate() {
+                Err(_) => {}
+                Ok(RequestDecision::Continue(f)) => {
+                    assert!(!framing(&f.edits.set) && !framing(&f.edits.append));
+                    assert!(!framing(&f.response_headers));
+                    assert!(f.path.as_deref().is_none_or(|p| p.starts_with('/')));
+                }
+                Ok(RequestDecision::Respond(r)) => {
+                    assert!((200..=999).contains(&r.status.as_u16()));
+                    assert!(!framing(&r.headers));
+                }
             }
         }
     }

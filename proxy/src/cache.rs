@@ -342,4 +342,125 @@ mod tests {
         ])));
         assert!(!client_no_cache(&req(&[])));
     }
+
+    /// Fuzz (stable harness): arbitrary `Cache-Control`, `Vary`, `Expires`, `Date`, `Age`,
+    /// `Pragma`, `Accept-Encoding` and `Set-Cookie` values, on arbitrary statuses and methods,
+    /// through the storability decision, the key and the variance: never a panic.
+    /// `FUZZ_ITERATIONS` raises the count.
+    #[test]
+    fn arbitrary_caching_headers_never_panic() {
+        struct Rng(u64);
+        impl Rng {
+            fn next(&mut self) -> u64 {
+                self.0 ^= self.0 >> 12;
+                self.0 ^= self.0 << 25;
+                self.0 ^= self.0 >> 27;
+                self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            }
+            fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+                &from[(self.next() % from.len() as u64) as usize]
+            }
+        }
+        let mut rng = Rng(0x0ddb_a11c_ace5_eed5);
+        const PIECES: &[&str] = &[
+            "max-age=",
+            "s-maxage=",
+            "no-cache",
+            "no-store",
+            "private",
+            "public",
+            "must-revalidate",
+            "proxy-revalidate",
+            "stale-while-revalidate=",
+            "stale-if-error=",
+            "immutable",
+            "=",
+            ",",
+            ";",
+            "\"",
+            " ",
+            "0",
+            "-1",
+            "60",
+            "99999999999999999999",
+            "1e3",
+            "*",
+            "accept-encoding",
+            "accept-language",
+            "cookie",
+            "gzip",
+            "br;q=0",
+            "q=1.5",
+            "Thu, 01 Jan 1970 00:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "garbage",
+            "\t",
+            "\u{7f}",
+            "é",
+        ];
+        let iterations: usize = std::env::var("FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5000);
+        let routes = [
+            RouteCache {
+                default_ttl: Some(std::time::Duration::from_secs(60)),
+                query: QueryKey::Only(vec!["v".into()]),
+                key_headers: vec![http::HeaderName::from_static("x-device")],
+                honor_client_no_cache: true,
+                normalize_accept_encoding: true,
+                set_cookie: SetCookie::Strip,
+            },
+            RouteCache {
+                default_ttl: None,
+                query: QueryKey::All,
+                key_headers: vec![],
+                honor_client_no_cache: false,
+                normalize_accept_encoding: false,
+                set_cookie: SetCookie::Pass,
+            },
+        ];
+        let names = [
+            "cache-control",
+            "vary",
+            "expires",
+            "date",
+            "age",
+            "pragma",
+            "set-cookie",
+            "authorization",
+            "last-modified",
+            "etag",
+        ];
+        for _ in 0..iterations {
+            let value = |rng: &mut Rng| {
+                let n = 1 + rng.next() % 5;
+                (0..n).map(|_| *rng.pick(PIECES)).collect::<String>()
+            };
+            let method = *rng.pick(&["GET", "HEAD", "POST"]);
+            let mut req = RequestHeader::build(method, b"/p?v=1&x=2", None).unwrap();
+            let status = *rng.pick(&[200u16, 203, 204, 206, 301, 304, 404, 500, 599]);
+            let mut resp = ResponseHeader::build(status, None).unwrap();
+            for _ in 0..rng.next() % 6 {
+                let name = *rng.pick(&names);
+                let v = value(&mut rng);
+                let _ = resp.append_header(name, v.as_str());
+                let v = value(&mut rng);
+                let _ = req.append_header(name, v.as_str());
+                let v = value(&mut rng);
+                let _ = req.append_header("accept-encoding", v.as_str());
+            }
+            let route = rng.pick(&routes);
+            let _ = client_no_cache(&req);
+            let _ = key(route, &req, "example.com", false);
+            if let RespCacheable::Cacheable(meta) = cacheable(route, &req, &resp) {
+                let _ = variance(&meta, &req, route);
+                let _ = status_line(&meta);
+            }
+        }
+    }
+
+    fn status_line(meta: &CacheMeta) -> String {
+        status(&CachePhase::Hit, Some(meta))
+    }
 }
