@@ -500,6 +500,13 @@ impl ProxyHttp for Edge {
                 | ErrorType::WriteError
                 | ErrorType::H2Error
         );
+        if let Some(pool) = ctx.pool() {
+            self.shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[pool.config.name.as_str(), upstream_error_kind(e.etype())])
+                .inc();
+        }
         match ctx.pool() {
             Some(pool) if safe && connection_failure && retry_allowed(pool, &ctx.tried) => {
                 e.set_retry(true)
@@ -781,6 +788,18 @@ fn request_id(req: &RequestHeader) -> String {
             id.to_string()
         }
         _ => format!("{:032x}", rand::random::<u128>()),
+    }
+}
+
+/// A bounded label for what went wrong with an origin after connecting.
+fn upstream_error_kind(e: &ErrorType) -> &'static str {
+    match e {
+        ErrorType::ConnectionClosed => "closed",
+        ErrorType::ReadError | ErrorType::WriteError => "reset",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error => "invalid_response",
+        ErrorType::H2Error | ErrorType::H2Downgrade | ErrorType::InvalidH2 => "h2",
+        _ => "other",
     }
 }
 

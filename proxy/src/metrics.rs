@@ -14,6 +14,7 @@ pub struct Metrics {
     pub request_duration: HistogramVec,
     pub response_bytes: IntCounterVec,
     pub upstream_connect_errors: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
     pub upstream_retries: IntCounterVec,
     /// DNS lookups of named endpoints, by host (from the config) and result.
     pub dns_lookups: IntCounterVec,
@@ -118,6 +119,11 @@ impl Metrics {
                 "upstream_connect_errors_total",
                 "Failed connections to origin endpoints",
                 &["pool"],
+            ),
+            upstream_errors: counter(
+                "upstream_errors_total",
+                "Origin exchanges that failed after connecting, by kind (closed, reset, timeout, invalid_response, h2, other)",
+                &["pool", "kind"],
             ),
             upstream_retries: counter(
                 "upstream_retries_total",
