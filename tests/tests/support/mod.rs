@@ -6,6 +6,7 @@ pub mod client;
 pub mod dns;
 pub mod h3client;
 pub mod helm;
+pub mod load;
 pub mod node;
 pub mod origin;
 
