@@ -63,6 +63,9 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Write the latency distribution as an SVG plot here.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
     /// A label for the report.
     #[arg(long, default_value = "")]
     label: String,
@@ -409,6 +412,8 @@ struct Report {
     max_us: u64,
     errors_status: u64,
     errors_io: u64,
+    /// `(percentile, µs)` at `plot::PERCENTILES`, for plots.
+    distribution: Vec<(f64, u64)>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -453,6 +458,21 @@ fn main() -> anyhow::Result<()> {
     print_table(&report);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    }
+    if let Some(path) = &args.svg {
+        let name = if report.label.is_empty() {
+            &report.url
+        } else {
+            &report.label
+        };
+        let svg = breakwater_bench::plot::latency_svg(
+            &format!("{name}: {:.0} req/s", report.requests_per_sec),
+            &[breakwater_bench::plot::Series {
+                name,
+                points: &report.distribution,
+            }],
+        );
+        std::fs::write(path, svg)?;
     }
     Ok(())
 }
@@ -541,6 +561,10 @@ async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<Report> {
         max_us: h.max(),
         errors_status: rec.errors_status.load(Ordering::Relaxed),
         errors_io: rec.errors_io.load(Ordering::Relaxed),
+        distribution: breakwater_bench::plot::PERCENTILES
+            .iter()
+            .map(|&p| (p, h.value_at_quantile(p / 100.0)))
+            .collect(),
     })
 }
 
