@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Side-by-side comparison of Breakwater with nginx (reverse proxy), HAProxy and Varnish
-# (cache), all in front of the same nginx origin serving static 1 KiB and 100 KiB files, on
-# loopback. One command:
+# Side-by-side comparison of Breakwater with nginx (reverse proxy), HAProxy, Varnish (cache)
+# and `wasmtime serve` (the same wasi:http component), all in front of the same nginx origin
+# serving static 1 KiB and 100 KiB files, on loopback. One command:
 #
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per run)
 #
 # Servers run pinned to CPU 0, the load generator (bench's `breakwater-bench`) to CPU 1.
 # Contenders run one at a time, alternated round by round so machine drift spreads over all
 # of them; the report gives every round, the medians, and each contender's ratio to
-# Breakwater, with CPU seconds and peak RSS of each server. Results go to
-# bench/results/DATE/ (summary.md and one JSON per run).
+# Breakwater, with CPU seconds and peak RSS of each server, a latency plot per scenario
+# (SVG), and a validation of the load generator against wrk (HTTP/1.1) and h2load (h2c) on
+# the same targets. Results go to bench/results/DATE/ (summary.md, plots, one JSON per run).
+# `wasmtime serve` comes from `cargo install wasmtime-cli --version 48.0.8 --locked` (cached
+# in ~/.cargo/bin; the first install compiles for a while).
 set -euo pipefail
 rounds="${1:-3}"
 secs="${2:-5}"
@@ -21,6 +24,9 @@ need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v varnishd >/dev/null || need+=(varnish)
 command -v haproxy >/dev/null || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
@@ -29,6 +35,12 @@ cargo build --release --locked -p breakwater-proxy -p breakwater-bench
 target="${CARGO_TARGET_DIR:-$root/target}/release"
 bw="$target/breakwater"
 load="$target/breakwater-bench"
+plot="$target/breakwater-plot"
+wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
+if ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
+  cargo install wasmtime-cli --version 48.0.8 --locked
+  wasmtime_bin="$HOME/.cargo/bin/wasmtime"
+fi
 
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
@@ -43,7 +55,8 @@ cleanup() {
 trap cleanup EXIT
 
 # Ports (loopback only).
-ORIGIN=18001 BW=18002 BWADMIN=18012 NGINX=18003 HAPROXY=18004 VARNISH=18005
+ORIGIN=18001 BW=18002 BWADMIN=18012 NGINX=18003 HAPROXY=18004 VARNISH=18005 WASMTIME=18006
+BWTLS=18443 NGINXTLS=18444 HAPROXYTLS=18445
 
 # --- the origin: nginx serving static files -------------------------------------------
 mkdir -p "$work/www" "$work/logs"
@@ -71,9 +84,18 @@ pids+=($!)
 
 # --- contenders ----------------------------------------------------------------------
 "$bw" demo-components "$work/wasm"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench.test" \
+  -addext "subjectAltName=DNS:bench.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
 cat > "$work/breakwater.yaml" <<EOF
 server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$BW", h2c: true }]
+listeners:
+  - { name: web, address: "127.0.0.1:$BW", h2c: true }
+  - name: tls
+    address: "127.0.0.1:$BWTLS"
+    protocol: https
+    http3: true
+    certificates: [{ names: [bench.test], cert: "$work/cert.pem", key: "$work/key.pem" }]
 admin: { address: "127.0.0.1:$BWADMIN" }
 access_log: { format: off }
 cache: { memory_mb: 512 }
@@ -90,10 +112,11 @@ routes:
   - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
   - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
   - { match: { path_prefix: /mixed/ }, pool: origin, filters: [f1], cache: {} }
+  - { match: { path_prefix: /mixed-origin/ }, pool: origin, filters: [f1] }
   - { pool: origin }
 EOF
 # Routes forward their path as is: the origin has the files under each prefix too.
-for p in cache filter1 filter3 mixed; do mkdir -p "$work/www/$p"; cp "$work/www/1k" "$work/www/100k" "$work/www/$p/"; done
+for p in cache filter1 filter3 mixed mixed-origin; do mkdir -p "$work/www/$p"; cp "$work/www/1k" "$work/www/100k" "$work/www/$p/"; done
 RUST_LOG=warn taskset -c 0 "$bw" run --config "$work/breakwater.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
 pids+=($!); bw_pid=$!
 
@@ -109,6 +132,9 @@ http {
   upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
   server {
     listen 127.0.0.1:$NGINX;
+    listen 127.0.0.1:$NGINXTLS ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
@@ -131,6 +157,7 @@ defaults
   option http-keep-alive
 frontend fe
   bind 127.0.0.1:$HAPROXY
+  bind 127.0.0.1:$HAPROXYTLS ssl crt $work/haproxy.pem alpn h2,http/1.1
   default_backend be
 backend be
   http-reuse always
@@ -147,6 +174,10 @@ taskset -c 0 varnishd -F -a "127.0.0.1:$VARNISH" -f "$work/varnish.vcl" -s mallo
   -n "$work/varnish" -p thread_pools=1 > "$work/logs/varnish.out" 2>&1 &
 pids+=($!); varnish_pid=$!
 
+taskset -c 0 "$wasmtime_bin" serve --addr "127.0.0.1:$WASMTIME" "$work/wasm/hello-handler.wasm" \
+  > "$work/logs/wasmtime.out" 2>&1 &
+pids+=($!); wasmtime_pid=$!
+
 wait_port() {
   for _ in $(seq 1 300); do
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
@@ -154,7 +185,7 @@ wait_port() {
   done
   echo "port $1 never opened; logs in $out/logs" >&2; exit 1
 }
-for p in $ORIGIN $BW $NGINX $HAPROXY $VARNISH; do wait_port "$p"; done
+for p in $ORIGIN $BW $BWTLS $NGINX $NGINXTLS $HAPROXY $HAPROXYTLS $VARNISH $WASMTIME; do wait_port "$p"; done
 
 # Process CPU seconds (user + system) and peak RSS (MiB) of a pid and its children.
 cpu_of() {
@@ -190,7 +221,19 @@ scenarios=(
   "one filter 1k|breakwater|http://127.0.0.1:$BW/filter1/1k|h1|$bw_pid"
   "three filters 1k|breakwater|http://127.0.0.1:$BW/filter3/1k|h1|$bw_pid"
   "handler hello|breakwater|http://127.0.0.1:$BW/hello|h1|$bw_pid"
+  "handler hello|wasmtime serve|http://127.0.0.1:$WASMTIME/hello|h1|$wasmtime_pid"
   "cache hit + filter 1k|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
+  "mixed 80% hit 20% origin, filter|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
+  "TLS h1 pass 1k|breakwater|https://127.0.0.1:$BWTLS/1k|h1|$bw_pid"
+  "TLS h1 pass 1k|nginx|https://127.0.0.1:$NGINXTLS/1k|h1|$nginx_pid"
+  "TLS h1 pass 1k|haproxy|https://127.0.0.1:$HAPROXYTLS/1k|h1|$haproxy_pid"
+  "TLS h2 pass 1k|breakwater|https://127.0.0.1:$BWTLS/1k|h2|$bw_pid"
+  "TLS h2 pass 1k|nginx|https://127.0.0.1:$NGINXTLS/1k|h2|$nginx_pid"
+  "TLS h2 pass 1k|haproxy|https://127.0.0.1:$HAPROXYTLS/1k|h2|$haproxy_pid"
+  "h3 vs h2: pass 1k|breakwater h2|https://127.0.0.1:$BWTLS/1k|h2|$bw_pid"
+  "h3 vs h2: pass 1k|breakwater h3|https://127.0.0.1:$BWTLS/1k|h3|$bw_pid"
+  "h3 vs h2: cache hit 1k|breakwater h2|https://127.0.0.1:$BWTLS/cache/1k|h2|$bw_pid"
+  "h3 vs h2: cache hit 1k|breakwater h3|https://127.0.0.1:$BWTLS/cache/1k|h3|$bw_pid"
 )
 
 echo "round|scenario|contender|req/s|p50 ms|p99 ms|errors|cpu s|peak rss MiB" > "$out/runs.psv"
@@ -199,9 +242,14 @@ for round in $(seq 1 "$rounds"); do
     IFS='|' read -r scenario contender url proto pid <<< "$s"
     name="$(echo "r$round-$scenario-$contender" | tr ' +' '__')"
     cpu0=0; [ -n "$pid" ] && cpu0=$(cpu_of "$pid")
-    streams=1; [ "$proto" = h2c ] && streams=8
-    taskset -c 1 "$load" "$url" --proto "$proto" -c 64 --streams "$streams" \
-      --warmup 1s -d "${secs}s" --label "$scenario/$contender" --json "$out/$name.json" \
+    streams=1; conns=64; extra=()
+    case "$proto" in h2c | h2 | h3) streams=8; conns=8 ;; esac
+    case "$url" in https://*) extra+=(--insecure --host bench.test) ;; esac
+    case "$scenario" in mixed*)
+      extra+=(--mix /mixed/1k --mix /mixed/1k --mix /mixed/1k --mix /mixed-origin/1k) ;;
+    esac
+    taskset -c 1 "$load" "$url" --proto "$proto" -c "$conns" --streams "$streams" "${extra[@]}" \
+      --warmup 1s -d "${secs}s" --label "$contender" --json "$out/$name.json" \
       2>/dev/null | tail -1
     cpu=""; rss=""
     if [ -n "$pid" ]; then
@@ -218,6 +266,36 @@ PY
   done
 done
 
+# One latency plot per scenario, from the last round's runs.
+for s in "${scenarios[@]}"; do
+  IFS='|' read -r scenario _ <<< "$s"
+  slug="$(echo "$scenario" | tr -c 'a-zA-Z0-9\n' '_')"
+  [ -f "$out/plot-$slug.svg" ] && continue
+  files=()
+  for f in "$out"/r"$rounds"-"$(echo "$scenario" | tr ' +' '__')"-*.json; do [ -f "$f" ] && files+=("$f"); done
+  [ ${#files[@]} -gt 0 ] && "$plot" "$out/plot-$slug.svg" "$scenario" "${files[@]}"
+done
+
+# The load generator against wrk (HTTP/1.1) and h2load (h2c), same targets and connections.
+{
+  echo "| target | tool | req/s |"
+  echo "|---|---|---|"
+  for t in "breakwater pass 1k|http://127.0.0.1:$BW/1k" "nginx pass 1k|http://127.0.0.1:$NGINX/1k" \
+           "origin 1k|http://127.0.0.1:$ORIGIN/1k"; do
+    IFS='|' read -r label url <<< "$t"
+    ours=$(taskset -c 1 "$load" "$url" -c 64 --warmup 1s -d "${secs}s" --json "$work/v.json" >/dev/null 2>&1;
+      python3 -c "import json; print(round(json.load(open('$work/v.json'))['requests_per_sec']))")
+    theirs=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" "$url" 2>/dev/null | awk '/Requests\/sec/ { printf "%d", $2 }')
+    echo "| $label | breakwater-bench h1 | $ours |"
+    echo "| $label | wrk | $theirs |"
+  done
+  ours=$(taskset -c 1 "$load" "http://127.0.0.1:$BW/1k" --proto h2c -c 8 --streams 8 --warmup 1s -d "${secs}s" \
+    --json "$work/v.json" >/dev/null 2>&1; python3 -c "import json; print(round(json.load(open('$work/v.json'))['requests_per_sec']))")
+  theirs=$(taskset -c 1 h2load -c8 -m8 -D "$secs" "http://127.0.0.1:$BW/1k" 2>/dev/null | awk '/^finished in/ { gsub(",", "", $4); printf "%d", $4 }')
+  echo "| breakwater h2c pass 1k | breakwater-bench h2c | $ours |"
+  echo "| breakwater h2c pass 1k | h2load | $theirs |"
+} > "$out/validation.md"
+
 python3 - "$out/runs.psv" "$rounds" "$secs" > "$out/summary.md" <<'PY'
 import statistics, sys, collections, platform, datetime, os
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
@@ -226,18 +304,27 @@ for r in rows:
     by.setdefault((r[1], r[2]), []).append(r)
 print(f"# Breakwater comparison, {datetime.date.today()}\n")
 print(f"{os.cpu_count()} CPUs ({platform.machine()}), servers on CPU 0, load on CPU 1; "
-      f"{sys.argv[2]} rounds of {sys.argv[3]} s, 64 connections, HTTP/1.1 unless noted.\n")
+      f"{sys.argv[2]} rounds of {sys.argv[3]} s; HTTP/1.1 with 64 connections, HTTP/2 and "
+      f"HTTP/3 with 8 connections x 8 streams.\n")
 print("| scenario | contender | req/s (median) | per round | p50 ms | p99 ms | errors | "
       "CPU s | peak RSS MiB | vs Breakwater |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 med = {k: statistics.median(float(r[3]) for r in v) for k, v in by.items()}
 for (scenario, contender), v in by.items():
-    bw = med.get((scenario, "breakwater"))
+    bw = med.get((scenario, "breakwater")) or med.get((scenario, "breakwater h2"))
     ratio = f"{med[(scenario, contender)] / bw:.2f}" if bw else ""
     print(f"| {scenario} | {contender} | {med[(scenario, contender)]:.0f} | "
           f"{', '.join(r[3] for r in v)} | {statistics.median(float(r[4]) for r in v):.2f} | "
           f"{statistics.median(float(r[5]) for r in v):.2f} | {sum(int(r[6]) for r in v)} | "
           f"{v[-1][7]} | {v[-1][8]} | {ratio} |")
 PY
+{
+  echo
+  echo "## Load generator validation (same targets, same connections)"
+  echo
+  cat "$out/validation.md"
+  echo
+  echo "Latency plots: plot-*.svg"
+} >> "$out/summary.md"
 cat "$out/summary.md"
 echo "results: $out"

@@ -63,6 +63,10 @@ struct Args {
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Another path (with query) on the same host; requests cycle through the URL's path and
+    /// these, in order (e.g. four cached paths and one origin path: an 80/20 mix).
+    #[arg(long)]
+    mix: Vec<String>,
     /// Write the latency distribution as an SVG plot here.
     #[arg(long)]
     svg: Option<std::path::PathBuf>,
@@ -270,7 +274,9 @@ async fn connect_h3(target: &Target) -> std::io::Result<Conn> {
 
 struct Target {
     addr: String,
-    uri: http::Uri,
+    /// The URL's target, then each `--mix` path; requests take them in turn.
+    uris: Vec<http::Uri>,
+    next: std::sync::atomic::AtomicUsize,
     host: String,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     proto: Proto,
@@ -281,7 +287,8 @@ struct Target {
 
 impl Target {
     fn request(&self) -> http::Request<Empty<Bytes>> {
-        let mut b = http::Request::get(self.uri.clone());
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.uris.len();
+        let mut b = http::Request::get(self.uris[i].clone());
         if self.proto == Proto::H1 {
             b = b.header(http::header::HOST, &self.host);
         }
@@ -439,11 +446,18 @@ fn main() -> anyhow::Result<()> {
     }
     let target = Arc::new(Target {
         addr,
-        uri: if args.proto == Proto::H1 {
-            uri.path_and_query().map_or("/", |p| p.as_str()).parse()?
-        } else {
-            uri.clone()
-        },
+        uris: std::iter::once(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .chain(args.mix.iter().map(String::as_str))
+            .map(|pq| -> anyhow::Result<http::Uri> {
+                Ok(if args.proto == Proto::H1 {
+                    pq.parse()?
+                } else {
+                    let scheme = uri.scheme_str().unwrap_or("http");
+                    format!("{scheme}://{authority}{pq}").parse()?
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        next: std::sync::atomic::AtomicUsize::new(0),
         host: args.host.clone().unwrap_or_else(|| authority.to_string()),
         headers,
         proto: args.proto,
