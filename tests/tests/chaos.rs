@@ -221,3 +221,52 @@ routes: [{{ respond: {{ body: up }}, filters: [f] }}]
     assert_eq!(get().await.unwrap().header("x-f-v"), Some("v1"));
     assert_eq!(std::fs::read_to_string(&node.config).unwrap(), current);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_that_fails_or_returns_no_address_gets_502_and_harms_nobody_else() {
+    let dns = support::dns::Dns::start().await;
+    dns.set("empty.test", &[]); // an answer with no address
+    let good = Origin::echo().await;
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+resolver: {{ nameservers: ["{dns}"], min_ttl: 100ms, max_ttl: 2s }}
+pools:
+  nxdomain: {{ endpoints: ["missing.test:80"], retries: 0 }}
+  empty: {{ endpoints: ["empty.test:80"], retries: 0 }}
+  good: {{ endpoints: ["{good}"] }}
+routes:
+  - {{ match: {{ path_prefix: /missing }}, pool: nxdomain }}
+  - {{ match: {{ path_prefix: /empty }}, pool: empty }}
+  - {{ pool: good }}
+"#,
+        dns = dns.addr,
+        good = good.addr
+    ));
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let client = Client::h1();
+    for path in ["/missing", "/empty"] {
+        let r = client.get(web, "a", path).await;
+        assert!(matches!(r.status, 502 | 503), "{path}: {}", r.status);
+        assert_eq!(
+            client.get(web, "a", "/fine").await.status,
+            200,
+            "after {path}"
+        );
+    }
+    let m = client.get(admin, "localhost", "/metrics").await.text();
+    let failed = |host: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("breakwater_dns_lookups_total") && l.contains(host))
+            .filter(|l| !l.contains("result=\"ok\""))
+            .count()
+    };
+    assert!(
+        failed("missing.test") > 0 && failed("empty.test") > 0,
+        "{m}"
+    );
+    // Readiness says the broken pools have no endpoint.
+    let ready = client.get(admin, "localhost", "/readyz").await;
+    assert_eq!(ready.status, 503, "{}", ready.text());
+}
