@@ -5,6 +5,8 @@
 #
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per run)
 #
+# then bench/scaling.sh (skip it with SKIP_SCALING=1).
+#
 # Servers run pinned to CPU 0, the load generator (bench's `breakwater-bench`) to CPU 1.
 # Contenders run one at a time, alternated round by round so machine drift spreads over all
 # of them; the report gives every round, the medians, and each contender's ratio to
@@ -328,3 +330,10 @@ PY
 } >> "$out/summary.md"
 cat "$out/summary.md"
 echo "results: $out"
+# The scaling curves (connections, routes, components, cache size, idle memory) belong to the
+# same report; SKIP_SCALING=1 leaves them out.
+if [ "${SKIP_SCALING:-0}" != 1 ]; then
+  trap - EXIT
+  cleanup
+  bench/scaling.sh "$secs"
+fi

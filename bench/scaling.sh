@@ -25,6 +25,7 @@ ulimit -n 65536 2>/dev/null || true
 out="$root/bench/results/scaling-$(date -u +%Y%m%d-%H%M%S)"
 work="$(mktemp -d)"
 mkdir -p "$out" "$work/www" "$work/logs" "$work/wasm"
+chmod 755 "$work"   # nginx workers (www-data) read the files
 node_pid=""
 cleanup() {
   [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true

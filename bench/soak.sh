@@ -30,6 +30,7 @@ load="$target/breakwater-bench"
 out="$root/bench/results/soak-$(date -u +%Y%m%d-%H%M%S)"
 work="$(mktemp -d)"
 mkdir -p "$out" "$work/www" "$work/logs" "$work/wasm"
+chmod 755 "$work"   # nginx workers (www-data) read the files
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
