@@ -28,7 +28,7 @@ mkdir -p "$out" "$work/www" "$work/logs" "$work/wasm"
 chmod 755 "$work"   # nginx workers (www-data) read the files
 node_pid=""
 cleanup() {
-  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null || true
+  pkill -f "$work/edge.yaml" 2>/dev/null || true
   [ -f "$work/origin.pid" ] && kill "$(cat "$work/origin.pid")" 2>/dev/null || true
   cp -r "$work/logs" "$out/" 2>/dev/null || true
   rm -rf "$work"
@@ -57,15 +57,19 @@ taskset -c 0 nginx -c "$work/origin.conf" -p "$work" > /dev/null 2>&1 &
 "$bw" demo-components "$work/wasm"
 
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
-start_node() { # start_node CONFIG_BODY -> sets node_pid, prints startup ms
-  [ -n "$node_pid" ] && { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
+startup_ms=0
+start_node() { # start_node CONFIG_BODY: (re)starts the node; sets node_pid and startup_ms
+  if [ -n "$node_pid" ]; then
+    kill "$node_pid" 2>/dev/null || true
+    wait "$node_pid" 2>/dev/null || true
+  fi
   printf 'server: { threads: 1, grace_period: 0s }\nlisteners: [{ name: web, address: "127.0.0.1:%s" }]\nadmin: { address: "127.0.0.1:%s" }\naccess_log: { format: off }\n%s\n' \
     "$WEB" "$ADMIN" "$1" > "$work/edge.yaml"
   local t0; t0=$(date +%s%N)
   RUST_LOG=warn taskset -c 0 "$bw" run --config "$work/edge.yaml" > "$work/logs/bw.out" 2>> "$work/logs/bw.err" &
   node_pid=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$ADMIN/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
-  echo $(( ($(date +%s%N) - t0) / 1000000 ))
+  startup_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
 }
 measure() { # measure URL CONNECTIONS -> "req/s p99ms"
   taskset -c 1 "$load" "$1" -c "$2" --warmup 1s -d "${secs}s" --json "$work/m.json" >/dev/null 2>&1 || true
@@ -80,14 +84,17 @@ pool="pools: { origin: { endpoints: [\"127.0.0.1:$ORIGIN\"] } }"
   echo "| connections | req/s | p99 ms |"
   echo "|---|---|---|"
   start_node "$pool
-routes: [{ pool: origin }]" > /dev/null
+routes: [{ pool: origin }]"
   for c in 1 10 100 1000 10000; do
     read -r rps p99 <<< "$(measure "http://127.0.0.1:$WEB/x" "$c")"
     echo "| $c | $rps | $p99 |"
   done
   echo
-  echo "## Idle connections"
+  echo "## Idle connections (a fresh node)"
   echo
+  start_node "$pool
+routes: [{ pool: origin }]"
+  curl -sf -H "Host: a" "http://127.0.0.1:$WEB/x" > /dev/null || true
   before=$(rss "$node_pid")
   python3 - "$WEB" 10000 > "$work/idle.txt" <<'PY' &
 import socket, sys, time
@@ -120,10 +127,10 @@ PY
 n=$n
 print('routes:')
 for i in range(n): print(f'  - {{ match: {{ path: /r/{i} }}, pool: origin }}')")"
-    ms=$(start_node "$pool
-$routes")
+    start_node "$pool
+$routes"
     read -r rps p99 <<< "$(measure "http://127.0.0.1:$WEB/r/$((n - 1))" 64)"
-    echo "| $n | $ms | $rps | $p99 | $(rss "$node_pid") |"
+    echo "| $n | $startup_ms | $rps | $p99 | $(rss "$node_pid") |"
   done
   echo
   echo "## Loaded components (one filter on the measured route, 64 connections)"
@@ -137,10 +144,10 @@ print('wasm: { max_instances: 2000 }')
 print('components:')
 for i in range(n): print(f'  f{i}: {{ path: \"$work/wasm/demo-filter.wasm\", prewarm: 1 }}')
 print('routes: [{ pool: origin, filters: [f0] }]')")"
-    ms=$(start_node "$pool
-$comps")
+    start_node "$pool
+$comps"
     read -r rps p99 <<< "$(measure "http://127.0.0.1:$WEB/x" 64)"
-    echo "| $n | $ms | $rps | $p99 | $(rss "$node_pid") |"
+    echo "| $n | $startup_ms | $rps | $p99 | $(rss "$node_pid") |"
   done
   echo
   echo "## Cached objects (1 KiB each, memory budget 64 MiB; hits on one object, 64 connections)"
@@ -149,7 +156,7 @@ $comps")
   echo "|---|---|---|---|"
   start_node "cache: { memory_mb: 64 }
 $pool
-routes: [{ pool: origin, cache: {} }]" > /dev/null
+routes: [{ pool: origin, cache: {} }]"
   filled=0
   for n in 1000 10000 40000; do
     python3 - "$WEB" "$filled" "$n" <<'PY'

@@ -440,3 +440,31 @@ async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
     let _ = new_child.kill();
     let _ = new_child.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_rtt_is_off_by_default_and_serves_safe_requests_when_on() {
+    for (setting, allowed) in [("true", false), ("{ zero_rtt: true }", true)] {
+        let (ca, dir) = certified();
+        let yaml = format!(
+            "{}routes: [{{ respond: {{ body: early }} }}]\n",
+            tls_listener("127.0.0.1:0", setting)
+        );
+        let node = Node::start_in(dir, &yaml, &[]);
+        let addr = node.addr("tls");
+        let tls = H3::resuming_tls(ca.roots());
+        // A first connection fetches a session ticket.
+        let (first, early) = H3::connect_early(addr, "a.test", tls.clone())
+            .await
+            .unwrap();
+        assert!(!early, "no ticket yet");
+        assert_eq!(first.get("a.test", "/").await.status, 200);
+        first.conn.close(0u32.into(), b"done");
+        first.endpoint.wait_idle().await;
+        // The second offers early data: accepted only when the listener allows 0-RTT, and a
+        // safe request sent in it is answered.
+        let (second, early) = H3::connect_early(addr, "a.test", tls).await.unwrap();
+        assert_eq!(early, allowed, "0-RTT with http3: {setting}");
+        let r = second.get("a.test", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "early"));
+    }
+}

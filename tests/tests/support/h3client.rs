@@ -29,6 +29,58 @@ impl H3Reply {
 }
 
 impl H3 {
+    /// A client TLS config for HTTP/3 that keeps session tickets and offers early data:
+    /// share it between connections to resume with 0-RTT.
+    pub fn resuming_tls(roots: rustls::RootCertStore) -> Arc<rustls::ClientConfig> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h3".to_vec()];
+        tls.enable_early_data = true;
+        Arc::new(tls)
+    }
+
+    /// Connect with `tls`, sending 0-RTT data when the server allowed it last time.
+    /// Returns the client and whether the connection started in 0-RTT.
+    pub async fn connect_early(
+        addr: SocketAddr,
+        sni: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Result<(H3, bool), String> {
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+        let connecting = endpoint.connect(addr, sni).map_err(|e| e.to_string())?;
+        let (conn, early) = match connecting.into_0rtt() {
+            Ok((conn, _accepted)) => (conn, true),
+            Err(connecting) => (
+                tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
+                    .await
+                    .map_err(|_| "handshake timed out".to_string())?
+                    .map_err(|e| e.to_string())?,
+                false,
+            ),
+        };
+        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok((
+            H3 {
+                send,
+                endpoint,
+                conn,
+            },
+            early,
+        ))
+    }
+
     /// Connect to `addr` over QUIC with SNI `sni`, trusting `roots`.
     pub async fn connect(
         addr: SocketAddr,
