@@ -245,5 +245,150 @@ fn rss_kib() -> i64 {
     pages * 4
 }
 
-criterion_group!(benches, bench, bench_handlers, bench_instances);
+/// Median and p99 per request (criterion reports means): each case timed call by call into
+/// an HDR histogram, printed as one table. Same cases as above.
+fn bench_percentiles(_c: &mut Criterion) {
+    use breakwater_isolate::{HandlerSettings, RequestBody};
+    let mut rows: Vec<(String, u64, u64)> = Vec::new();
+    let mut time = |name: &str, n: usize, f: &mut dyn FnMut()| {
+        for _ in 0..n / 10 {
+            f();
+        }
+        let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        for _ in 0..n {
+            let t = std::time::Instant::now();
+            f();
+            h.record(t.elapsed().as_nanos() as u64).unwrap();
+        }
+        rows.push((
+            name.to_string(),
+            h.value_at_quantile(0.5),
+            h.value_at_quantile(0.99),
+        ));
+    };
+    let owned = headers_12();
+    let headers: Vec<(&str, &[u8])> = owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect();
+    for (label, allocator) in [
+        ("pooling", Allocator::Pooling),
+        ("on-demand", Allocator::OnDemand),
+    ] {
+        let rt = Runtime::new(RuntimeSettings {
+            allocator,
+            max_instances: 100,
+            ..RuntimeSettings::default()
+        })
+        .unwrap();
+        let f = load(&rt, "trivial", &trivial(), FilterSettings::default());
+        time(
+            &format!("trivial WAT filter, 12 headers, {label}"),
+            20_000,
+            &mut || {
+                f.session()
+                    .unwrap()
+                    .on_request(&request(&headers))
+                    .unwrap()
+                    .unwrap();
+            },
+        );
+        if let Some(path) = guest("c-header-rewrite.wasm") {
+            let c = rt
+                .load_filter("c", &path, FilterSettings::default())
+                .unwrap();
+            time(
+                &format!("C filter, 12 headers, {label}"),
+                20_000,
+                &mut || {
+                    c.session()
+                        .unwrap()
+                        .on_request(&request(&headers))
+                        .unwrap()
+                        .unwrap();
+                },
+            );
+            if label == "pooling" {
+                let mut reused = c.session().unwrap();
+                time(
+                    "C filter, 12 headers, reused (unsafe floor)",
+                    20_000,
+                    &mut || {
+                        reused.on_request(&request(&headers)).unwrap().unwrap();
+                    },
+                );
+            }
+        }
+        if label == "pooling" {
+            let mut reused = f.session().unwrap();
+            time(
+                "trivial WAT filter, 12 headers, reused (unsafe floor)",
+                20_000,
+                &mut || {
+                    reused.on_request(&request(&headers)).unwrap().unwrap();
+                },
+            );
+        }
+    }
+    let rt = Runtime::new(RuntimeSettings {
+        max_instances: 100,
+        cache_dir: guest("py-handler.wasm").map(|p| p.parent().unwrap().join("cache")),
+        ..RuntimeSettings::default()
+    })
+    .unwrap();
+    if let Some(path) = guest("py-filter.wasm") {
+        let settings = FilterSettings {
+            config: [("key".to_string(), "k".to_string())].into(),
+            ..FilterSettings::default()
+        };
+        let f = rt.load_filter("pyf", &path, settings).unwrap();
+        time("Python filter, 12 headers", 300, &mut || {
+            f.session()
+                .unwrap()
+                .on_request(&request(&headers))
+                .unwrap()
+                .unwrap();
+        });
+    }
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (label, file) in [
+        ("C wasi:http hello handler", "c-handler.wasm"),
+        ("JavaScript wasi:http hello handler", "js-handler.wasm"),
+        ("Python wasi:http hello handler", "py-handler.wasm"),
+    ] {
+        let Some(path) = guest(file) else { continue };
+        let h = rt
+            .load_handler(label, &path, HandlerSettings::default())
+            .unwrap();
+        let n = if file.starts_with('c') { 20_000 } else { 300 };
+        time(label, n, &mut || {
+            tokio.block_on(async {
+                let req = http::Request::get("http://example.com/")
+                    .body(RequestBody::empty())
+                    .unwrap();
+                let resp = h.handle(req, false).await.unwrap();
+                resp.into_body().collect(1 << 20).await.unwrap();
+            })
+        });
+    }
+    eprintln!("\n| case | median | p99 |\n|---|---|---|");
+    for (name, p50, p99) in rows {
+        eprintln!(
+            "| {name} | {:.1} µs | {:.1} µs |",
+            p50 as f64 / 1000.0,
+            p99 as f64 / 1000.0
+        );
+    }
+}
+
+criterion_group!(
+    benches,
+    bench,
+    bench_handlers,
+    bench_instances,
+    bench_percentiles
+);
 criterion_main!(benches);
