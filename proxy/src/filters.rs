@@ -263,7 +263,7 @@ impl FilterChain {
         let Some(request) = &self.request else {
             return BodyStep::Pass;
         };
-        let mut whole = match collect(buffer, body, end) {
+        let whole = match collect(buffer, body, end) {
             Collect::More => return BodyStep::Pass,
             Collect::TooLarge => {
                 return self.over_limit(generation, route, body, metrics, true);
@@ -271,27 +271,19 @@ impl FilterChain {
             Collect::Done(b) => b,
         };
         self.request_body = None;
-        for (id, session) in self.sessions.iter_mut() {
-            let name = generation.config.components[id.0].name.as_str();
-            let started = Instant::now();
-            let result = request.with_view(|view| session.on_request_body(view, &whole));
-            if result.is_some() {
-                observe(metrics, name, "request_body", started);
-            }
-            match result {
-                None | Some(Ok(None)) => {}
-                Some(Ok(Some(new))) => whole = Bytes::from(new),
-                Some(Err(e)) => {
-                    if let Some(status) =
-                        fail(policy(generation, route, *id), route, &e, name, metrics)
-                    {
-                        return BodyStep::Fail(status);
-                    }
-                }
-            }
-        }
-        *body = Some(whole);
-        BodyStep::Pass
+        let ctx = PhaseCtx {
+            generation,
+            route,
+            metrics,
+            phase: "request_body",
+        };
+        body_phase(
+            &ctx,
+            self.sessions.iter_mut(),
+            body,
+            whole,
+            |session, whole| request.with_view(|view| session.on_request_body(view, whole)),
+        )
     }
 
     /// Collect a response body chunk; at the end run `on-response-body` in reverse chain
@@ -310,7 +302,7 @@ impl FilterChain {
         let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
             return BodyStep::Pass;
         };
-        let mut whole = match collect(buffer, body, end) {
+        let whole = match collect(buffer, body, end) {
             Collect::More => return BodyStep::Pass,
             Collect::TooLarge => {
                 return self.over_limit(generation, route, body, metrics, false);
@@ -322,28 +314,21 @@ impl FilterChain {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
-        for (id, session) in self.sessions.iter_mut().rev() {
-            let name = generation.config.components[id.0].name.as_str();
-            let started = Instant::now();
-            let result =
-                request.with_view(|view| session.on_response_body(view, *status, &headers, &whole));
-            if result.is_some() {
-                observe(metrics, name, "response_body", started);
-            }
-            match result {
-                None | Some(Ok(None)) => {}
-                Some(Ok(Some(new))) => whole = Bytes::from(new),
-                Some(Err(e)) => {
-                    if let Some(status) =
-                        fail(policy(generation, route, *id), route, &e, name, metrics)
-                    {
-                        return BodyStep::Fail(status);
-                    }
-                }
-            }
-        }
-        *body = Some(whole);
-        BodyStep::Pass
+        let ctx = PhaseCtx {
+            generation,
+            route,
+            metrics,
+            phase: "response_body",
+        };
+        body_phase(
+            &ctx,
+            self.sessions.iter_mut().rev(),
+            body,
+            whole,
+            |session, whole| {
+                request.with_view(|view| session.on_response_body(view, *status, &headers, whole))
+            },
+        )
     }
 
     /// The body outgrew the limit: fail-closed filters refuse (413 for a request body, 502
@@ -477,6 +462,46 @@ impl FilterChain {
         }
         Ok(())
     }
+}
+
+/// What a body phase run needs besides the sessions.
+struct PhaseCtx<'a> {
+    generation: &'a Generation,
+    route: &'a Route,
+    metrics: &'a Metrics,
+    /// Metric label: `request_body` or `response_body`.
+    phase: &'static str,
+}
+
+/// Run one body phase over `sessions` in the given order, each filter seeing the body the
+/// previous one left; the final body goes to `out`. A failure follows the filter's policy.
+fn body_phase<'s>(
+    ctx: &PhaseCtx<'_>,
+    sessions: impl Iterator<Item = &'s mut (ComponentId, Session)>,
+    out: &mut Option<Bytes>,
+    mut whole: Bytes,
+    mut call: impl FnMut(&mut Session, &[u8]) -> Option<Result<Option<Vec<u8>>, IsolateError>>,
+) -> BodyStep {
+    for (id, session) in sessions {
+        let name = ctx.generation.config.components[id.0].name.as_str();
+        let started = Instant::now();
+        let result = call(session, &whole);
+        if result.is_some() {
+            observe(ctx.metrics, name, ctx.phase, started);
+        }
+        match result {
+            None | Some(Ok(None)) => {}
+            Some(Ok(Some(new))) => whole = Bytes::from(new),
+            Some(Err(e)) => {
+                let policy = policy(ctx.generation, ctx.route, *id);
+                if let Some(status) = fail(policy, ctx.route, &e, name, ctx.metrics) {
+                    return BodyStep::Fail(status);
+                }
+            }
+        }
+    }
+    *out = Some(whole);
+    BodyStep::Pass
 }
 
 enum Collect {

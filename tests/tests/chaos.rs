@@ -57,7 +57,8 @@ async fn misbehave(mut s: TcpStream) {
             let _ = s
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten b")
                 .await;
-            tokio::time::sleep(Duration::from_secs(30)).await;
+            // Then nothing, ever (the connection stays open).
+            std::future::pending::<()>().await;
         }
         "/flood-1xx" => {
             for _ in 0..200 {
