@@ -403,25 +403,8 @@ async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
             .replace("body: old", "body: new"),
     )
     .unwrap();
-    let mut new_child = std::process::Command::new(support::node::binary())
-        .args(["run", "--upgrade", "--config"])
-        .arg(old.dir.path().join("new.yaml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = old.dir.path().join("upgrade.sock");
-    support::eventually(20, "new process listens on the upgrade socket", || {
-        let sock = sock.clone();
-        async move { sock.exists() }
-    })
-    .await;
-    old.signal("QUIT");
-    let mut old = old;
-    let (status, _old) = tokio::task::spawn_blocking(move || (old.wait_exit(30), old))
-        .await
-        .unwrap();
-    assert!(status.success(), "old process: {status:?}");
+    let new_config = old.dir.path().join("new.yaml");
+    let (mut new_child, _old) = support::node::upgrade(old, &new_config).await;
     // The new process serves HTTP/3 on the same UDP port, and TLS on the same TCP port.
     support::eventually(10, "HTTP/3 answered by the new process", || {
         let roots = ca.roots();

@@ -103,25 +103,7 @@ async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
 
     // The new process waits on the upgrade socket for the old one's listeners.
     let config = old.dir.path().join("edge.yaml");
-    let mut new_child = std::process::Command::new(support::node::binary())
-        .args(["run", "--upgrade", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let sock = old.dir.path().join("upgrade.sock");
-    eventually(20, "new process listens on the upgrade socket", || {
-        let sock = sock.clone();
-        async move { sock.exists() }
-    })
-    .await;
-    old.signal("QUIT");
-    let mut old = old;
-    let (status, _old) = tokio::task::spawn_blocking(move || (old.wait_exit(30), old))
-        .await
-        .unwrap();
-    assert!(status.success(), "old process: {status:?}");
+    let (mut new_child, _old) = support::node::upgrade(old, &config).await;
     // After the old process is gone the new one answers on the same address.
     load.wait_for(100).await;
     load.finish_without_failures().await;

@@ -274,3 +274,30 @@ impl Drop for Node {
         }
     }
 }
+
+/// A graceful binary upgrade: start a new process with `--upgrade` on `config`, wait until it
+/// listens on `old`'s upgrade socket, send `old` SIGQUIT and wait for it to exit cleanly
+/// (it hands its listeners over, then drains). Returns the new process (the caller kills it)
+/// and the old node, whose directory the new process may still use.
+pub async fn upgrade(old: Node, config: &Path) -> (Child, Node) {
+    let new = Command::new(binary())
+        .args(["run", "--upgrade", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sock = old.dir.path().join("upgrade.sock");
+    super::eventually(20, "new process listens on the upgrade socket", || {
+        let sock = sock.clone();
+        async move { sock.exists() }
+    })
+    .await;
+    old.signal("QUIT");
+    let mut old = old;
+    let (status, old) = tokio::task::spawn_blocking(move || (old.wait_exit(30), old))
+        .await
+        .unwrap();
+    assert!(status.success(), "old process: {status:?}");
+    (new, old)
+}
