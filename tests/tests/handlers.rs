@@ -18,6 +18,7 @@ fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) {
 
 const CONFIG: &str = r#"
 listeners: [{ name: web, address: 127.0.0.1:0, h2c: true }]
+admin: { address: 127.0.0.1:0 }
 components:
   hello: { path: hello.wasm, kind: handler }
   echo: { path: echo.wasm, kind: handler, max_body_bytes: 1000000 }
@@ -173,16 +174,20 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
             .unwrap();
         held.push(s);
     }
-    let mut busy = 0;
+    // Once the five hold every slot (the node says so), every further request is refused.
+    let admin = node.addr("admin");
+    support::eventually(10, "the held requests fill the five slots", || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        m.contains("breakwater_component_instances_in_use{component=\"narrow\"} 5")
+    })
+    .await;
     let started = std::time::Instant::now();
     for _ in 0..50 {
-        match Client::h1().get(web, "a", "/narrow").await.status {
-            503 => busy += 1,
-            200 => {}
-            other => panic!("unexpected {other}"),
-        }
+        assert_eq!(Client::h1().get(web, "a", "/narrow").await.status, 503);
     }
-    assert!(busy > 0, "the limit of 5 was never hit");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     drop(held);
     support::eventually(
