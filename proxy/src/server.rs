@@ -277,6 +277,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         server.add_service(svc);
     }
 
+    server.add_service(KeepInheritedListeners);
+
     spawn_reload_on_sighup(shared.clone());
     spawn_readiness_report(urls);
     // Keep the control runtime alive for the life of the process.
@@ -399,5 +401,25 @@ fn notify_systemd(message: &[u8]) {
     let sent = addr.and_then(|addr| UnixDatagram::unbound()?.send_to_addr(message, &addr));
     if let Err(e) = sent {
         tracing::warn!(socket = %path, error = %e, "cannot notify systemd");
+    }
+}
+
+/// A service that does nothing but declare that not every inherited listening socket has a
+/// declared owner (`listen_addresses() == None`, pingora's documented opt-out), which turns off
+/// pingora 0.9.1's pruning of "unclaimed" inherited sockets. On a graceful upgrade that
+/// pruning closed the very listener being handed over (every run, see
+/// tests/tests/lifecycle.rs), so the new process bound a fresh socket and the connections
+/// queued on the old one were lost. With it off, the listeners find their inherited sockets by
+/// address, as before 0.9.1.
+struct KeepInheritedListeners;
+
+#[async_trait::async_trait]
+impl pingora::services::Service for KeepInheritedListeners {
+    fn name(&self) -> &str {
+        "keep inherited listeners"
+    }
+
+    fn threads(&self) -> Option<usize> {
+        Some(1)
     }
 }

@@ -87,6 +87,20 @@ async fn reload_swaps_config_under_traffic_and_refuses_a_bad_one() {
     load.finish_without_failures().await;
 }
 
+/// Prints the new process's log if the test fails.
+struct ShowOnPanic(std::path::PathBuf);
+
+impl Drop for ShowOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- new process ----\n{}",
+                std::fs::read_to_string(&self.0).unwrap_or_default()
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
     let origin = Origin::echo().await;
@@ -104,6 +118,8 @@ async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
     // The new process waits on the upgrade socket for the old one's listeners.
     let config = old.dir.path().join("edge.yaml");
     let (mut new_child, _old) = support::node::upgrade(old, &config).await;
+    let upgraded_log = _old.dir.path().join("upgraded.log");
+    let _show = ShowOnPanic(upgraded_log);
     // After the old process is gone the new one answers on the same address.
     load.wait_for(100).await;
     load.finish_without_failures().await;

@@ -280,11 +280,12 @@ impl Drop for Node {
 /// (it hands its listeners over, then drains). Returns the new process (the caller kills it)
 /// and the old node, whose directory the new process may still use.
 pub async fn upgrade(old: Node, config: &Path) -> (Child, Node) {
+    let log = std::fs::File::create(old.dir.path().join("upgraded.log")).unwrap();
     let new = Command::new(binary())
         .args(["run", "--upgrade", "--config"])
         .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let sock = old.dir.path().join("upgrade.sock");
