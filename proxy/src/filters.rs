@@ -144,9 +144,7 @@ impl FilterChain {
         self.request = Some(FilterRequest::new(req, tls, client, &route.name));
         for &id in &route.filters {
             let filter = generation.filter(id);
-            let policy = route
-                .on_filter_error
-                .unwrap_or(generation.config.components[id.0].on_error);
+            let policy = policy(generation, route, id);
             let name = generation.config.components[id.0].name.as_str();
             let started = Instant::now();
             let mut session = match filter.session() {
@@ -257,20 +255,13 @@ impl FilterChain {
         end: bool,
         metrics: &Metrics,
     ) -> BodyStep {
-        let Some(buffer) = self.request_body.as_mut() else {
-            return BodyStep::Pass;
+        let whole = match self.collect(Direction::Request, generation, route, body, end, metrics) {
+            Ok(whole) => whole,
+            Err(step) => return step,
         };
         let Some(request) = &self.request else {
             return BodyStep::Pass;
         };
-        let whole = match collect(buffer, body, end) {
-            Collect::More => return BodyStep::Pass,
-            Collect::TooLarge => {
-                return self.over_limit(generation, route, body, metrics, true);
-            }
-            Collect::Done(b) => b,
-        };
-        self.request_body = None;
         let ctx = PhaseCtx {
             generation,
             route,
@@ -296,20 +287,13 @@ impl FilterChain {
         end: bool,
         metrics: &Metrics,
     ) -> BodyStep {
-        let Some(buffer) = self.response_body.as_mut() else {
-            return BodyStep::Pass;
+        let whole = match self.collect(Direction::Response, generation, route, body, end, metrics) {
+            Ok(whole) => whole,
+            Err(step) => return step,
         };
         let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
             return BodyStep::Pass;
         };
-        let whole = match collect(buffer, body, end) {
-            Collect::More => return BodyStep::Pass,
-            Collect::TooLarge => {
-                return self.over_limit(generation, route, body, metrics, false);
-            }
-            Collect::Done(b) => b,
-        };
-        self.response_body = None;
         let headers: Vec<(&str, &[u8])> = head
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
@@ -331,35 +315,47 @@ impl FilterChain {
         )
     }
 
-    /// The body outgrew the limit: fail-closed filters refuse (413 for a request body, 502
-    /// for a response body); if every body filter is fail-open, what was buffered goes on and
-    /// the rest streams past them.
-    fn over_limit(
+    /// Take `body` into the direction's buffer. `Ok(whole body)` once it has ended (the buffer
+    /// is then done with); `Err(step)` while it is still coming, when nothing is buffered, or
+    /// when it outgrew the limit: then fail-closed filters refuse (413 for a request body, 502
+    /// for a response body) and, if every body filter is fail-open, what was buffered goes on
+    /// and the rest streams past them.
+    fn collect(
         &mut self,
+        direction: Direction,
         generation: &Generation,
         route: &Route,
         body: &mut Option<Bytes>,
+        end: bool,
         metrics: &Metrics,
-        request: bool,
-    ) -> BodyStep {
-        let buffer = if request {
-            self.request_body.take()
-        } else {
-            self.response_body.take()
+    ) -> Result<Bytes, BodyStep> {
+        let slot = match direction {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
         };
-        let Some(buffer) = buffer else {
-            return BodyStep::Pass;
+        let Some(buffer) = slot.as_mut() else {
+            return Err(BodyStep::Pass);
         };
-        let has_phase = |f: &breakwater_isolate::Filter| {
-            if request {
-                f.has_on_request_body()
-            } else {
-                f.has_on_response_body()
+        if let Some(chunk) = body.take() {
+            buffer.data.extend_from_slice(&chunk);
+        }
+        if buffer.data.len() <= buffer.limit {
+            if !end {
+                return Err(BodyStep::Pass);
             }
-        };
+            let whole = std::mem::take(&mut buffer.data).freeze();
+            *slot = None;
+            return Ok(whole);
+        }
+        let buffered = slot.take().map(|b| b.data.freeze()).unwrap_or_default();
         let mut closed = false;
         for (id, _) in &self.sessions {
-            if !has_phase(generation.filter(*id)) {
+            let filter = generation.filter(*id);
+            let has_phase = match direction {
+                Direction::Request => filter.has_on_request_body(),
+                Direction::Response => filter.has_on_response_body(),
+            };
+            if !has_phase {
                 continue;
             }
             let component = &generation.config.components[id.0];
@@ -367,20 +363,17 @@ impl FilterChain {
                 filter: component.name.clone(),
                 limit_bytes: component.max_body_bytes,
             };
-            closed |= fail(
-                policy(generation, route, *id),
-                route,
-                &e,
-                &component.name,
-                metrics,
-            )
-            .is_some();
+            let policy = policy(generation, route, *id);
+            closed |= fail(policy, route, &e, &component.name, metrics).is_some();
         }
         if closed {
-            return BodyStep::Fail(if request { 413 } else { 502 });
+            return Err(BodyStep::Fail(match direction {
+                Direction::Request => 413,
+                Direction::Response => 502,
+            }));
         }
-        *body = Some(buffer.data.freeze());
-        BodyStep::Pass
+        *body = Some(buffered);
+        Err(BodyStep::Pass)
     }
 
     /// Resolve a pool override; only the route's pool and its `allowed_pools` may be chosen.
@@ -504,27 +497,11 @@ fn body_phase<'s>(
     BodyStep::Pass
 }
 
-enum Collect {
-    More,
-    TooLarge,
-    Done(Bytes),
-}
-
-/// Append `body` to the buffer (taking it out of the stream); the whole body at the end.
-fn collect(buffer: &mut BodyBuffer, body: &mut Option<Bytes>, end: bool) -> Collect {
-    if let Some(chunk) = body.take() {
-        buffer.data.extend_from_slice(&chunk);
-    }
-    if buffer.data.len() > buffer.limit {
-        // Put the bytes back in the stream: `over_limit` decides what becomes of them.
-        *body = None;
-        return Collect::TooLarge;
-    }
-    if end {
-        Collect::Done(std::mem::take(&mut buffer.data).freeze())
-    } else {
-        Collect::More
-    }
+/// Which body a body phase sees.
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
 }
 
 fn policy(generation: &Generation, route: &Route, id: ComponentId) -> FailurePolicy {
