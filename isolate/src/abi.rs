@@ -185,17 +185,17 @@ impl RequestActionAbi {
 mod tests {
     use super::*;
 
-    struct Rng(u64);
+    use rand::{Rng as _, SeedableRng};
+
+    /// Seeded, so a failure reproduces.
+    struct Rng(rand::rngs::StdRng);
 
     impl Rng {
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+            self.0.random()
         }
         fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
-            &from[(self.next() % from.len() as u64) as usize]
+            &from[self.0.random_range(0..from.len())]
         }
         fn text(&mut self) -> String {
             const PIECES: &[&str] = &[
@@ -238,7 +238,7 @@ mod tests {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(20_000);
-        let mut rng = Rng(0xb0a7_f11e_7e55_0001);
+        let mut rng = Rng(rand::rngs::StdRng::seed_from_u64(0xb0a7_f11e_7e55_0001));
         let framing = |h: &[(HeaderName, HeaderValue)]| {
             h.iter().any(|(n, _)| HOST_MANAGED.contains(&n.as_str()))
         };

@@ -6,24 +6,11 @@
 
 mod support;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::time::Duration;
 use support::{Client, Node, Origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 const SEEDS: &[&[u8]] = &[
     b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -64,22 +51,22 @@ const TOKENS: &[&[u8]] = &[
     b"Connection: close\r\n",
 ];
 
-fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
+fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     let mut bytes = input.to_vec();
-    for _ in 0..1 + rng.below(3) {
-        let at = rng.below(bytes.len() + 1);
-        match rng.below(5) {
+    for _ in 0..1 + rng.random_range(0..3) {
+        let at = rng.random_range(0..bytes.len() + 1);
+        match rng.random_range(0..5) {
             0 if !bytes.is_empty() => {
-                let i = rng.below(bytes.len());
-                bytes[i] ^= 1 << rng.below(8);
+                let i = rng.random_range(0..bytes.len());
+                bytes[i] ^= 1 << rng.random_range(0..8);
             }
             1 => bytes.truncate(at),
             2 | 3 => {
-                let t = TOKENS[rng.below(TOKENS.len())];
+                let t = TOKENS[rng.random_range(0..TOKENS.len())];
                 bytes.splice(at..at, t.iter().copied());
             }
             _ if !bytes.is_empty() => {
-                let end = (at + rng.below(16)).min(bytes.len());
+                let end = (at + rng.random_range(0..16)).min(bytes.len());
                 bytes.drain(at.min(end)..end);
             }
             _ => {}
@@ -117,10 +104,10 @@ async fn arbitrary_request_heads_get_a_response_or_a_close_and_the_node_survives
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
-    let mut rng = Rng(0xf00d_cafe_1234_5678);
+    let mut rng = StdRng::seed_from_u64(0xf00d_cafe_1234_5678);
     let inputs: Vec<Vec<u8>> = (0..iterations)
         .map(|_| {
-            let seed = SEEDS[rng.below(SEEDS.len())];
+            let seed = SEEDS[rng.random_range(0..SEEDS.len())];
             mutate(&mut rng, seed)
         })
         .collect();
