@@ -26,13 +26,18 @@ fn headers_12() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// `(name, value)` views of owned headers, as the isolate API takes them.
+fn header_refs(owned: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
+    owned
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_slice()))
+        .collect()
+}
+
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("filter-request");
     let owned = headers_12();
-    let headers: Vec<(&str, &[u8])> = owned
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
+    let headers: Vec<(&str, &[u8])> = header_refs(&owned);
     for (label, allocator) in [
         ("pooling", Allocator::Pooling),
         ("on-demand", Allocator::OnDemand),
@@ -146,10 +151,7 @@ fn bench_handlers(c: &mut Criterion) {
             )
             .unwrap();
         let owned = headers_12();
-        let mut headers: Vec<(&str, &[u8])> = owned
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let mut headers: Vec<(&str, &[u8])> = header_refs(&owned);
         headers.push(("x-api-key", b"k"));
         group.bench_function("12-headers", |b| {
             b.iter(|| {
@@ -181,10 +183,7 @@ fn bench_handlers(c: &mut Criterion) {
             )
             .unwrap();
         let owned = headers_12();
-        let headers: Vec<(&str, &[u8])> = owned
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
+        let headers: Vec<(&str, &[u8])> = header_refs(&owned);
         group.bench_function(BenchmarkId::new("pooling", "12-headers"), |b| {
             b.iter(|| {
                 let mut s = f.session().unwrap();
@@ -267,10 +266,7 @@ fn bench_percentiles(_c: &mut Criterion) {
         ));
     };
     let owned = headers_12();
-    let headers: Vec<(&str, &[u8])> = owned
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_slice()))
-        .collect();
+    let headers: Vec<(&str, &[u8])> = header_refs(&owned);
     for (label, allocator) in [
         ("pooling", Allocator::Pooling),
         ("on-demand", Allocator::OnDemand),
