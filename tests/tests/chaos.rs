@@ -40,7 +40,7 @@ async fn misbehave(mut s: TcpStream) {
     match path.as_str() {
         "/reset" => {
             // RST instead of an answer.
-            let _ = s.set_linger(Some(Duration::ZERO));
+            let _ = s.set_zero_linger();
             drop(s);
         }
         "/malformed" => {
