@@ -139,6 +139,17 @@ pub struct RawListener {
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
     pub http3: Option<S<RawHttp3>>,
+    #[serde(default)]
+    pub clients: Option<S<RawClientLimits>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientLimits {
+    pub header_timeout: Option<S<String>>,
+    pub idle_timeout: Option<S<String>>,
+    pub send_timeout: Option<S<String>>,
+    pub max_connections: Option<S<usize>>,
 }
 
 /// `http3: true`, or its settings.

@@ -212,6 +212,35 @@ pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
     pub kind: ListenerKind,
+    /// Timeouts and limits for the TCP clients (HTTP/1.1 and HTTP/2) of this listener.
+    pub clients: ClientLimits,
+}
+
+/// What a TCP client of a listener may take: the defences against slow and many clients.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientLimits {
+    /// The whole HTTP/1.1 request head must arrive within this time of its first byte
+    /// (HAProxy's `timeout http-request`). Default 10s.
+    pub header_timeout: Duration,
+    /// A connection with nothing to read or write for this long is closed: before its first
+    /// request, between keep-alive requests, an HTTP/2 connection with no traffic. Default 60s.
+    pub idle_timeout: Duration,
+    /// A write that makes no progress for this long (a client that stopped reading) closes
+    /// the connection (nginx's `send_timeout`). Default 60s.
+    pub send_timeout: Duration,
+    /// Connections open at once; past it new ones are closed at once. Default 10 000.
+    pub max_connections: usize,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

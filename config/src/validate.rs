@@ -355,10 +355,15 @@ impl<'a> Validator<'a> {
                     ));
                 }
             };
+            let clients = match &l.clients {
+                None => ClientLimits::default(),
+                Some(c) => self.client_limits(&c.value, &format!("{field}.clients"))?,
+            };
             out.push(Listener {
                 name: l.name.value.clone(),
                 address,
                 kind,
+                clients,
             });
         }
         Ok(out)
@@ -892,6 +897,34 @@ impl<'a> Validator<'a> {
             });
         }
         Ok(out)
+    }
+
+    fn client_limits(&self, c: &RawClientLimits, field: &str) -> Result<ClientLimits> {
+        let d = ClientLimits::default();
+        Ok(ClientLimits {
+            header_timeout: self.positive_duration(
+                &c.header_timeout,
+                &format!("{field}.header_timeout"),
+                d.header_timeout,
+            )?,
+            idle_timeout: self.positive_duration(
+                &c.idle_timeout,
+                &format!("{field}.idle_timeout"),
+                d.idle_timeout,
+            )?,
+            send_timeout: self.positive_duration(
+                &c.send_timeout,
+                &format!("{field}.send_timeout"),
+                d.send_timeout,
+            )?,
+            max_connections: match &c.max_connections {
+                Some(m) if m.value == 0 => {
+                    return Err(self.err(m, format!("{field}.max_connections"), "must be at least 1"))
+                }
+                Some(m) => m.value,
+                None => d.max_connections,
+            },
+        })
     }
 
     fn http3(&self, h: &S<RawHttp3>, field: &str) -> Result<Option<Http3Settings>> {

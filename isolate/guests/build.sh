@@ -3,6 +3,8 @@
 #   py-handler.wasm  wasi:http handler in Python (componentize-py, PyPI)
 #   py-filter.wasm   Breakwater filter in Python (componentize-py)
 #   js-handler.wasm  wasi:http handler in JavaScript (componentize-js, npm)
+#   spin-hello.wasm  Spin HTTP component written with the Spin Python SDK (spin-sdk, PyPI),
+#                    built unchanged as `spin build` would (WASI 0.3, spin:* imports)
 #   c-*.wasm         the C filters and the C wasi:http handler of isolate/examples (clang + wasi-libc from Debian,
 #                    wit-bindgen's C generator and the preview1 adapter via guest-tool)
 # Usage: isolate/guests/build.sh [OUT_DIR]   (default: $CARGO_TARGET_DIR or target, + /guests)
@@ -16,6 +18,7 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 COMPONENTIZE_PY=0.25.1
+SPIN_SDK=5.0.0
 
 # Rebuild $1 when it is missing or older than any of the other arguments (files or dirs).
 stale() {
@@ -31,6 +34,13 @@ fi
 if stale "$out/py-handler.wasm" "$here/python" "$here/wit" "$here/build.sh"; then
   componentize-py -d "$here/wit" -w breakwater:guests/http-handler componentize app \
     -p "$here/python" -o "$out/py-handler.wasm"
+fi
+if ! python3 -m pip show spin-sdk 2>/dev/null | grep -q "^Version: $SPIN_SDK$"; then
+  python3 -m pip install --quiet --disable-pip-version-check "spin-sdk==$SPIN_SDK"
+fi
+if stale "$out/spin-hello.wasm" "$root/isolate/examples/spin-python" "$here/build.sh"; then
+  componentize-py -w spin:up/http-trigger@4.1.0 componentize app \
+    -p "$root/isolate/examples/spin-python" -o "$out/spin-hello.wasm"
 fi
 if stale "$out/py-filter.wasm" "$here/python-filter" "$root/isolate/wit" "$here/build.sh"; then
   componentize-py -d "$root/isolate/wit" -w breakwater:filter/filter@0.1.0 componentize app \

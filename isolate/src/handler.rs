@@ -1,15 +1,22 @@
-//! Handler components: `wasi:http/incoming-handler` (the `wasi:http/proxy` world of WASI 0.2,
-//! as Spin, `wasmtime serve`, componentize-py, componentize-js and wit-bindgen produce),
-//! served with wasmtime-wasi and wasmtime-wasi-http. One fresh instance per request, taken
-//! from a pool of instances made ahead of need; its slot is reset to the copy-on-write image
-//! when the request ends.
+//! Handler components, served with wasmtime-wasi and wasmtime-wasi-http:
+//!
+//! * WASI 0.2: `wasi:http/incoming-handler@0.2.x` (the `wasi:http/proxy` world, as
+//!   `wasmtime serve`, componentize-py, componentize-js and wit-bindgen produce);
+//! * WASI 0.3: `wasi:http/handler@0.3.x` (the `wasi:http/service` world, as the Spin SDK 5
+//!   produces, with the Spin interfaces of [`crate::spin`]; release candidates of WASI 0.3
+//!   and imports the host does not have are handled by [`crate::imports`]).
+//!
+//! One fresh instance per request, taken from a pool of instances made ahead of need; its
+//! slot is reset to the copy-on-write image when the request ends.
 //!
 //! A handler gets no filesystem, no sockets and no outgoing HTTP, except to the hosts its
-//! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does.
+//! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does,
+//! and its Spin variables.
 
 use crate::error::IsolateError;
-use crate::limits::{classify, deadline_error, Gate, MemoryLimit};
+use crate::limits::{classify, deadline_error, Gate, MemoryLimit, Permit};
 use crate::runtime::Runtime;
+use crate::spin::{SpinCtx, SpinView};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -24,6 +31,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// Per-handler limits and grants.
@@ -65,6 +73,13 @@ struct HandlerState {
     table: ResourceTable,
     hooks: OutboundPolicy,
     limit: MemoryLimit,
+    spin: SpinCtx,
+}
+
+impl SpinView for HandlerState {
+    fn spin(&mut self) -> (&SpinCtx, &mut ResourceTable) {
+        (&self.spin, &mut self.table)
+    }
 }
 
 impl WasiView for HandlerState {
@@ -132,16 +147,28 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
+/// The two generations of `wasi:http` a handler may export.
+enum Pre {
+    P2(ProxyPre<HandlerState>),
+    P3(ServicePre<HandlerState>),
+}
+
+enum Exports {
+    P2(Proxy),
+    P3(Service),
+}
+
 struct Ready {
     store: Store<HandlerState>,
-    proxy: Proxy,
+    exports: Exports,
 }
 
 struct Inner {
     _runtime: Arc<Runtime>,
     name: Arc<str>,
     path: PathBuf,
-    pre: ProxyPre<HandlerState>,
+    pre: Pre,
+    spin: SpinCtx,
     settings: HandlerSettings,
     env: Vec<(String, String)>,
     allowed: Arc<[String]>,
@@ -172,13 +199,29 @@ impl Handler {
         let mut linker: Linker<HandlerState> = Linker::new(&runtime.engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
-        let pre = linker.instantiate_pre(&component).map_err(link_err)?;
-        let pre = ProxyPre::new(pre).map_err(|e| IsolateError::Load {
-            path: path.to_path_buf(),
-            reason: format!(
-                "not a wasi:http handler (export wasi:http/incoming-handler@0.2.x): {e:#}"
-            ),
-        })?;
+        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
+        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
+        crate::spin::add_to_linker(&mut linker).map_err(link_err)?;
+        let (pre, stubbed) =
+            crate::imports::instantiate_pre_with_stubs(&linker, &component).map_err(link_err)?;
+        if !stubbed.is_empty() {
+            tracing::info!(
+                handler = name,
+                imports = %stubbed.join(", "),
+                "imports not provided by this host: they trap when called"
+            );
+        }
+        let pre = match ProxyPre::new(pre.clone()) {
+            Ok(p2) => Pre::P2(p2),
+            Err(e2) => Pre::P3(ServicePre::new(pre).map_err(|e3| IsolateError::Load {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "not a wasi:http handler (export wasi:http/incoming-handler@0.2.x or \
+                     wasi:http/handler@0.3.x): {e2:#}; {e3:#}"
+                ),
+            })?),
+        };
+        let spin = SpinCtx::new(settings.env.clone());
         let tick = runtime.settings.epoch_tick.as_nanos().max(1);
         let deadline_ticks = settings.deadline.as_nanos().div_ceil(tick) as u64 + 1;
         settings.max_memory_bytes = settings
@@ -193,6 +236,7 @@ impl Handler {
             name: name.into(),
             path: path.to_path_buf(),
             pre,
+            spin,
             gate: Gate::new(settings.max_concurrency),
             settings,
             env,
@@ -234,26 +278,42 @@ impl Handler {
         let guard = inner.gate.enter(&inner.name)?;
         let ready = inner.ready.lock().expect("ready lock").pop();
         inner.refill.notify_one();
-        let Ready { mut store, proxy } = match ready {
+        let Ready { store, exports } = match ready {
             Some(r) => r,
             None => inner.instantiate().await?,
         };
+        match exports {
+            Exports::P2(proxy) => inner.handle_p2(store, proxy, guard, request, https).await,
+            Exports::P3(service) => inner.handle_p3(store, service, guard, request).await,
+        }
+    }
+}
+
+impl Inner {
+    async fn handle_p2(
+        self: &Arc<Self>,
+        mut store: Store<HandlerState>,
+        proxy: Proxy,
+        guard: Permit,
+        request: http::Request<RequestBody>,
+        https: bool,
+    ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let scheme = if https { Scheme::Https } else { Scheme::Http };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let (req, out) = {
             let mut http = store.data_mut().http();
             let req = http
                 .new_incoming_request(scheme, request.map(|b| b.0))
-                .map_err(|e| inner.invalid(format!("request: {e:#}")))?;
+                .map_err(|e| self.invalid(format!("request: {e:#}")))?;
             let out = http
                 .new_response_outparam(sender)
-                .map_err(|e| inner.invalid(format!("response: {e:#}")))?;
+                .map_err(|e| self.invalid(format!("response: {e:#}")))?;
             (req, out)
         };
-        store.set_epoch_deadline(inner.deadline_ticks);
+        store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
-        let deadline = inner.settings.deadline;
-        let task_inner = inner.clone();
+        let deadline = self.settings.deadline;
+        let task_inner = self.clone();
         let task = tokio::spawn(async move {
             let _guard = guard;
             let call = proxy
@@ -271,25 +331,104 @@ impl Handler {
         });
         match tokio::time::timeout(deadline, receiver).await {
             Ok(Ok(Ok(response))) => Ok(response.map(|body| ResponseBody {
-                body,
-                handler: inner.name.clone(),
+                body: Frames::P2(body),
+                handler: self.name.clone(),
             })),
-            Ok(Ok(Err(code))) => Err(inner.invalid(format!("handler answered an error: {code:?}"))),
+            Ok(Ok(Err(code))) => Err(self.invalid(format!("handler answered an error: {code:?}"))),
             // The outparam was dropped unset: the task's result says why.
             Ok(Err(_)) => match task.await {
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(inner.invalid("handler returned without a response".into())),
-                Err(e) => Err(inner.invalid(format!("handler task failed: {e}"))),
+                Ok(Ok(())) => Err(self.invalid("handler returned without a response".into())),
+                Err(e) => Err(self.invalid(format!("handler task failed: {e}"))),
             },
             Err(_) => {
                 task.abort();
-                Err(inner.deadline())
+                Err(self.deadline())
             }
         }
     }
-}
 
-impl Inner {
+    /// WASI 0.3: the guest runs in the store's event loop (`run_concurrent`) on a task of its
+    /// own, which also pumps the response body to the caller: the guest keeps producing it
+    /// only while that loop runs.
+    async fn handle_p3(
+        self: &Arc<Self>,
+        mut store: Store<HandlerState>,
+        service: Service,
+        guard: Permit,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<ResponseBody>, IsolateError> {
+        let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(
+            &mut store.data_mut().hooks,
+            request.map(|b| b.0),
+        );
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        let (head_tx, head_rx) = tokio::sync::oneshot::channel::<http::response::Parts>();
+        let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+        let deadline = self.settings.deadline;
+        let task_inner = self.clone();
+        let task = tokio::spawn(async move {
+            let _guard = guard;
+            // Reports a failure to read the request body; the guest sees it too.
+            let _request_io = tokio::spawn(request_io);
+            let run = store.run_concurrent(async |acc| {
+                let response = match service.handle(acc, req).await? {
+                    Ok(response) => response,
+                    Err(code) => return Ok(Err(format!("handler answered an error: {code:?}"))),
+                };
+                let response = acc.with(|s| response.into_http(s, async { Ok(()) }))?;
+                let (parts, mut body) = response.into_parts();
+                if head_tx.send(parts).is_err() {
+                    return Ok(Ok(()));
+                }
+                while let Some(frame) = body.frame().await {
+                    let chunk = match frame {
+                        Ok(frame) => match frame.into_data() {
+                            Ok(data) => Ok(data),
+                            Err(_trailers) => continue,
+                        },
+                        Err(e) => Err(format!("response body: {e:?}")),
+                    };
+                    let failed = chunk.is_err();
+                    if body_tx.send(chunk).await.is_err() || failed {
+                        break;
+                    }
+                }
+                wasmtime::Result::Ok(Ok(()))
+            });
+            let result = match tokio::time::timeout(deadline, run).await {
+                Ok(Ok(Ok(Ok(())))) => Ok(()),
+                Ok(Ok(Ok(Err(reason)))) => Err(task_inner.invalid(reason)),
+                Ok(Ok(Err(e)) | Err(e)) => Err(task_inner.classify(store.data(), e)),
+                Err(_) => Err(task_inner.deadline()),
+            };
+            if let Err(e) = &result {
+                tracing::warn!(handler = %task_inner.name, error = %e, "handler failed")
+            }
+            result
+        });
+        match tokio::time::timeout(deadline, head_rx).await {
+            Ok(Ok(parts)) => Ok(http::Response::from_parts(
+                parts,
+                ResponseBody {
+                    body: Frames::P3(body_rx),
+                    handler: self.name.clone(),
+                },
+            )),
+            // No response head: the task's result says why.
+            Ok(Err(_)) => match task.await {
+                Ok(Err(e)) => Err(e),
+                Ok(Ok(())) => Err(self.invalid("handler returned without a response".into())),
+                Err(e) => Err(self.invalid(format!("handler task failed: {e}"))),
+            },
+            Err(_) => {
+                task.abort();
+                Err(self.deadline())
+            }
+        }
+    }
+
     async fn instantiate(&self) -> Result<Ready, IsolateError> {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stderr()
@@ -305,18 +444,25 @@ impl Inner {
                 allowed: self.allowed.clone(),
             },
             limit: MemoryLimit::new(self.settings.max_memory_bytes),
+            spin: self.spin.clone(),
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let engine = match &self.pre {
+            Pre::P2(pre) => pre.engine(),
+            Pre::P3(pre) => pre.engine(),
+        };
+        let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limit);
         store.set_epoch_deadline(self.deadline_ticks);
         store.epoch_deadline_trap();
-        let proxy = self.pre.instantiate_async(&mut store).await.map_err(|e| {
-            IsolateError::Instantiate {
-                filter: self.name.to_string(),
-                reason: format!("{e:#}"),
-            }
+        let exports = match &self.pre {
+            Pre::P2(pre) => pre.instantiate_async(&mut store).await.map(Exports::P2),
+            Pre::P3(pre) => pre.instantiate_async(&mut store).await.map(Exports::P3),
+        }
+        .map_err(|e| IsolateError::Instantiate {
+            filter: self.name.to_string(),
+            reason: format!("{e:#}"),
         })?;
-        Ok(Ready { store, proxy })
+        Ok(Ready { store, exports })
     }
 
     fn classify(&self, state: &HandlerState, e: wasmtime::Error) -> IsolateError {
@@ -427,15 +573,34 @@ impl http_body::Body for ChannelBody {
 
 /// The body a handler streams back.
 pub struct ResponseBody {
-    body: HyperOutgoingBody,
+    body: Frames,
     handler: Arc<str>,
+}
+
+enum Frames {
+    /// WASI 0.2: read straight from the guest's outgoing body.
+    P2(HyperOutgoingBody),
+    /// WASI 0.3: pumped by the task running the guest.
+    P3(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
 }
 
 impl ResponseBody {
     /// The next chunk; `None` at the end. Trailers are skipped.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, IsolateError>> {
+        let body = match &mut self.body {
+            Frames::P2(body) => body,
+            Frames::P3(rx) => {
+                return match rx.recv().await? {
+                    Ok(data) => Some(Ok(data)),
+                    Err(reason) => Some(Err(IsolateError::InvalidOutput {
+                        filter: self.handler.to_string(),
+                        reason,
+                    })),
+                };
+            }
+        };
         loop {
-            match self.body.frame().await? {
+            match body.frame().await? {
                 Ok(frame) => match frame.into_data() {
                     Ok(data) if data.is_empty() => continue,
                     Ok(data) => return Some(Ok(data)),

@@ -13,9 +13,11 @@ mod cache;
 mod error;
 mod filter;
 mod handler;
+mod imports;
 mod init;
 mod limits;
 mod runtime;
+mod spin;
 mod types;
 
 pub use error::IsolateError;

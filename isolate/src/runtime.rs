@@ -136,7 +136,8 @@ impl Runtime {
         bytes: &[u8],
         settings: HandlerSettings,
     ) -> Result<Handler, IsolateError> {
-        let component = self.compile(path, bytes)?;
+        let mapped = crate::imports::map_wasi_release_candidates(bytes);
+        let component = self.compile(path, mapped.as_deref().unwrap_or(bytes))?;
         Handler::new(self.clone(), name, path, component, settings)
     }
 

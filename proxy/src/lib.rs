@@ -8,6 +8,7 @@
 mod access_log;
 mod admin;
 mod cache;
+mod clients;
 mod demo;
 mod edge;
 mod errors;

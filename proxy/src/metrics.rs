@@ -41,6 +41,9 @@ pub struct Metrics {
     /// Open client connections and request streams, by protocol (`h3` for now).
     pub active_connections: IntGaugeVec,
     pub active_streams: IntGaugeVec,
+    /// Open TCP client connections by listener, and those closed by the client limits.
+    pub client_connections: IntGaugeVec,
+    pub client_connections_closed: IntCounterVec,
 }
 
 /// Latency buckets from 100 µs to 10 s.
@@ -166,6 +169,16 @@ impl Metrics {
                 "cache_responses_total",
                 "Responses of cache-enabled routes by cache outcome",
                 &["route", "outcome"],
+            ),
+            client_connections: gauge(
+                "client_connections",
+                "Open TCP client connections (HTTP/1.1 and HTTP/2) by listener",
+                &["listener"],
+            ),
+            client_connections_closed: counter(
+                "client_connections_closed_total",
+                "TCP client connections closed by the listener's client limits, by reason",
+                &["listener", "reason"],
             ),
             active_connections: gauge(
                 "active_connections",

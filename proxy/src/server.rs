@@ -10,6 +10,7 @@ use crate::upstream::Resolver;
 use breakwater_config::{Config, ListenerKind};
 use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
+use crate::clients::Limited;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -184,18 +185,14 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         let name = format!("listener {}", l.name);
         match &l.kind {
             ListenerKind::Http { h2c } => {
-                let mut svc = pingora::proxy::http_proxy_service_with_name(
+                let svc = client_facing(
                     &server.configuration,
                     Edge::new(shared.clone(), false),
-                    &name,
+                    l,
+                    *h2c,
+                    &shared.metrics,
                 );
-                if *h2c {
-                    if let Some(app) = svc.app_logic_mut() {
-                        let mut options = HttpServerOptions::default();
-                        options.h2c = true;
-                        app.server_options = Some(options);
-                    }
-                }
+                let mut svc = Service::new(name.clone(), svc);
                 svc.add_tcp(&addr);
                 server.add_service(svc);
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
@@ -205,11 +202,8 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 if http3.is_some() {
                     edge = edge.with_alt_svc(l.address.port());
                 }
-                let mut svc = pingora::proxy::http_proxy_service_with_name(
-                    &server.configuration,
-                    edge,
-                    &name,
-                );
+                let svc = client_facing(&server.configuration, edge, l, false, &shared.metrics);
+                let mut svc = Service::new(name.clone(), svc);
                 let mut tls = TlsSettings::intermediate("", "").expect("no files are read here");
                 if let Some(resolver) = shared.sni_resolver(&l.name) {
                     tls.set_cert_resolver(resolver);
@@ -402,6 +396,24 @@ fn notify_systemd(message: &[u8]) {
     if let Err(e) = sent {
         tracing::warn!(socket = %path, error = %e, "cannot notify systemd");
     }
+}
+
+/// The pingora app of a client-facing listener, behind its client limits.
+fn client_facing(
+    conf: &Arc<pingora::server::configuration::ServerConf>,
+    edge: Edge,
+    listener: &breakwater_config::Listener,
+    h2c: bool,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Limited<pingora::proxy::HttpProxy<Edge>> {
+    let mut proxy = pingora::proxy::http_proxy(conf, edge);
+    let mut options = HttpServerOptions::default();
+    options.h2c = h2c;
+    // HTTP/2 connections with no open stream for this long are closed (HTTP/1.1 idle
+    // connections are closed by the client guard).
+    options.h2_idle_timeout = Some(listener.clients.idle_timeout);
+    proxy.server_options = Some(options);
+    Limited::new(proxy, listener.clients.clone(), metrics.clone(), &listener.name)
 }
 
 /// A service that does nothing but declare that not every inherited listening socket has a

@@ -274,3 +274,40 @@ routes:
         .iter()
         .all(|s| s.header("x-checked-by").as_deref() == Some("python")));
 }
+
+/// A component built with the Spin Python SDK, served unchanged through the node over
+/// HTTP/1.1 and HTTP/2: its variables come from the component's `config:`, its key-value
+/// store lives as long as the component, an import the node does not provide fails only the
+/// request that calls it (500 by the fail-closed policy).
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_components_serve_through_the_node() {
+    let spin = guest("spin-hello.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  spin: {{ path: "{spin}", kind: handler, config: {{ greeting: "Hello from Spin!" }} }}
+routes:
+  - {{ match: {{ path_prefix: / }}, handler: spin }}
+"#,
+        cache = spin.parent().unwrap().join("cache").display(),
+        spin = spin.display(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    for (n, client) in [Client::h1(), Client::h2c()].into_iter().enumerate() {
+        let r = client.get(web, "a", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello from Spin!\n"));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        let put = http::Request::put(format!("http://{web}/kv/k{n}"))
+            .header("host", "a")
+            .body(Full::new(Bytes::from_static(b"stored value")))
+            .unwrap();
+        assert_eq!(client.send(put).await.unwrap().status, 201);
+        let r = client.get(web, "a", &format!("/kv/k{n}")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "stored value"));
+        assert_eq!(client.get(web, "a", "/redis").await.status, 500);
+        assert_eq!(client.get(web, "a", "/").await.status, 200);
+    }
+}

@@ -1,0 +1,59 @@
+"""A Spin HTTP component, written with the Spin Python SDK (spin-sdk 5) and built unchanged
+with `componentize-py -w spin:up/http-trigger@4.1.0 componentize app -o spin-hello.wasm`.
+Breakwater serves it like Spin does: wasi:http 0.3 handler, spin:variables from the
+component's `config:` map, spin:key-value as an in-memory store per component.
+
+  GET /            -> "Hello from Spin on Breakwater!" (+ the greeting variable when set)
+  GET /kv/NAME     -> the value stored under NAME (404 when absent)
+  PUT /kv/NAME     -> stores the request body under NAME
+  GET /counter     -> increments and returns the in-memory counter (shared per component)
+  GET /missing-var -> 500: reading an undefined variable is an error
+  GET /boom        -> raises: the SDK answers 500
+  GET /redis       -> calls spin:redis, which Breakwater does not provide: the call traps
+"""
+
+from spin_sdk import http, key_value, redis, variables
+from spin_sdk.http import Request, Response
+
+
+def text(status: int, body: str) -> Response:
+    return Response(status, {"content-type": "text/plain"}, bytes(body, "utf-8"))
+
+
+class HttpHandler(http.Handler):
+    async def handle_request(self, request: Request) -> Response:
+        path = request.uri.split("?", 1)[0]
+        if path == "/" or path == "/hello":
+            try:
+                greeting = await variables.get("greeting")
+            except Exception:
+                greeting = "Hello from Spin on Breakwater!"
+            return text(200, greeting + "\n")
+        if path == "/missing-var":
+            value = await variables.get("no_such_variable")
+            return text(200, value)
+        if path.startswith("/kv/"):
+            key = path[len("/kv/"):]
+            with await key_value.open_default() as store:
+                if request.method == "PUT":
+                    await store.set(key, request.body or b"")
+                    return text(201, "stored\n")
+                if request.method == "DELETE":
+                    await store.delete(key)
+                    return text(204, "")
+                value = await store.get(key)
+                if value is None:
+                    return text(404, "no such key\n")
+                return Response(200, {"content-type": "application/octet-stream"}, value)
+        if path == "/counter":
+            with await key_value.open_default() as store:
+                current = await store.get("counter")
+                n = int(current or b"0") + 1
+                await store.set("counter", bytes(str(n), "utf-8"))
+                return text(200, f"{n}\n")
+        if path == "/redis":
+            await redis.open("redis://127.0.0.1:6379")
+            return text(200, "unreachable\n")
+        if path == "/boom":
+            raise RuntimeError("boom")
+        return text(404, "not found\n")
