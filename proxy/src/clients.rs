@@ -435,7 +435,13 @@ impl GetSocketDigest for Guarded {
 
 #[async_trait]
 impl Peek for Guarded {
+    /// pingora peeks for the HTTP/2 preface on h2c listeners before reading anything: a
+    /// client that sends nothing is idle here already.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let deadline = self.read_deadline.deadline();
+        match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
+            Ok(peeked) => peeked,
+            Err(_) => Err(self.timed_out(Closed::IdleTimeout)),
+        }
     }
 }

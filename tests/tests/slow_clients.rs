@@ -1,0 +1,198 @@
+//! Slow and many clients: slowloris heads, idle connections (HTTP/1.1 and HTTP/2), clients
+//! that stop reading, connection floods. Each is cut off by the listener's `clients:` limits
+//! and counted in `client_connections_closed_total`, while other clients keep being served.
+
+mod support;
+
+use bytes::Bytes;
+use std::time::Duration;
+use support::origin::Action;
+use support::{eventually, Client, Node, Origin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn closed(admin: std::net::SocketAddr, reason: &str) -> f64 {
+    let m = Client::h1().get(admin, "localhost", "/metrics").await.text();
+    metric(
+        &m,
+        "breakwater_client_connections_closed_total",
+        &format!("reason=\"{reason}\""),
+    )
+}
+
+fn node(clients: &str, extra: &str) -> Node {
+    Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true, clients: {clients} }}]
+admin: {{ address: 127.0.0.1:0 }}
+{extra}
+routes:
+  - {{ match: {{ path_prefix: /big }}, pool: big }}
+  - {{ respond: {{ body: ok }} }}
+"#
+    ))
+}
+
+/// Reads until the peer closes; the number of bytes read.
+async fn until_closed(s: &mut TcpStream, within: Duration) -> usize {
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the node closes the connection");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_heads_are_cut_off_while_other_clients_are_served() {
+    let node = node("{ header_timeout: 1s, idle_timeout: 30s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut lorises = Vec::new();
+    for _ in 0..20 {
+        lorises.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(web).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+            let mut buf = [0u8; 1024];
+            // One header line every 100 ms, for as long as the node lets it (at most 30 s).
+            let trickle = async {
+                loop {
+                    tokio::select! {
+                        r = s.read(&mut buf) => match r {
+                            Ok(0) | Err(_) => return None,
+                            Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).to_string()),
+                        },
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                            if s.write_all(b"X-Pad: 1\r\n").await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), trickle)
+                .await
+                .expect("a trickled head is cut off")
+        }));
+    }
+    // Meanwhile, a normal client is served, on both protocols.
+    for client in [Client::h1(), Client::h2c()] {
+        let r = client.get(web, "a", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    for l in lorises {
+        assert_eq!(l.await.unwrap(), None, "no response to an incomplete head");
+    }
+    assert!(closed(admin, "header_timeout").await >= 20.0);
+    // A complete head sent slowly but within the limit is fine.
+    let mut s = TcpStream::connect(web).await.unwrap();
+    for part in [&b"GET / HTTP/1.1\r\n"[..], b"Host: a\r\n", b"Connection: close\r\n\r\n"] {
+        s.write_all(part).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_on_both_protocols() {
+    let node = node("{ idle_timeout: 1s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    // Connections that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(TcpStream::connect(web).await.unwrap());
+    }
+    // A keep-alive connection after one request.
+    let mut kept = TcpStream::connect(web).await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // An HTTP/2 connection (prior knowledge) that opens no stream.
+    let mut h2 = TcpStream::connect(web).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    for s in &mut idle {
+        assert_eq!(until_closed(s, Duration::from_secs(15)).await, 0);
+    }
+    let answered = until_closed(&mut kept, Duration::from_secs(15)).await;
+    assert!(answered > 0, "the request was answered before the idle close");
+    until_closed(&mut h2, Duration::from_secs(15)).await;
+    assert!(closed(admin, "idle_timeout").await >= 31.0);
+    let r = Client::h1().get(web, "a", "/").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_are_closed_at_once() {
+    let node = node("{ max_connections: 40, idle_timeout: 60s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(TcpStream::connect(web).await.unwrap());
+    }
+    eventually(10, "the node holds 40 client connections", || async move {
+        let m = Client::h1().get(admin, "localhost", "/metrics").await.text();
+        metric(&m, "breakwater_client_connections{", "listener=\"web\"") >= 40.0
+    })
+    .await;
+    // A flood: each new connection is closed without an answer.
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(web).await.unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert_eq!(until_closed(&mut s, Duration::from_secs(10)).await, 0);
+    }
+    assert!(closed(admin, "over_limit").await >= 20.0);
+    // Room again once some leave.
+    held.truncate(30);
+    eventually(10, "a new client is served", || async move {
+        let mut s = TcpStream::connect(web).await.unwrap();
+        let _ = s
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        out.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_are_cut_off_by_the_send_timeout() {
+    const SIZE: usize = 64 << 20;
+    let body = Bytes::from(vec![b'x'; SIZE]);
+    let origin = Origin::start(std::sync::Arc::new(move |_| Action::ok(body.clone()))).await;
+    let node = node(
+        "{ send_timeout: 1s }",
+        &format!("pools: {{ big: {{ endpoints: [\"{}\"] }} }}", origin.addr),
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut s = TcpStream::connect(web).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // The client reads nothing; the node gives up on it.
+    eventually(20, "the slow reader is cut off", || async move {
+        closed(admin, "send_timeout").await >= 1.0
+    })
+    .await;
+    let got = until_closed(&mut s, Duration::from_secs(20)).await;
+    assert!(got < SIZE, "the connection was closed before the whole body");
+    let r = Client::h1().get(web, "a", "/").await;
+    assert_eq!(r.status, 200);
+}
