@@ -104,6 +104,8 @@ pub struct RequestCtx {
     request_id: String,
     /// The listener's `Alt-Svc`, for responses made here rather than by an origin.
     alt_svc: Option<http::HeaderValue>,
+    /// The origin failed this request (connect or exchange), retried or not.
+    upstream_failed: bool,
 }
 
 impl RequestCtx {
@@ -463,6 +465,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
+        ctx.upstream_failed = true;
         if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.endpoint) {
             pool.report_failure(ep);
             let retry = retry_allowed(pool, &ctx.tried);
@@ -490,6 +493,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
         client_reused: bool,
     ) -> Box<Error> {
+        ctx.upstream_failed = true;
         let mut e = e.more_context(format!("peer: {peer}"));
         let safe = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated();
@@ -641,6 +645,12 @@ impl ProxyHttp for Edge {
                 .then(|| session.cache.cache_meta());
                 let value = cache::status(&phase, meta);
                 let _ = resp.insert_header("cache-status", value);
+                if phase == CachePhase::Stale && ctx.upstream_failed {
+                    // A stale copy served because the origin failed (stale-if-error):
+                    // pingora does not reuse the client connection after it, so say so
+                    // rather than let the client's next request meet a closed socket.
+                    session.set_keepalive(None);
+                }
                 self.shared
                     .metrics
                     .cache_responses
