@@ -104,10 +104,10 @@ cache: { memory_mb: 512 }
 pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
 components:
-  f1: { path: "$work/wasm/demo-filter.wasm", prewarm: 64 }
-  f2: { path: "$work/wasm/demo-filter.wasm", prewarm: 64 }
-  f3: { path: "$work/wasm/demo-filter.wasm", prewarm: 64 }
-  hello: { path: "$work/wasm/hello-handler.wasm", kind: handler, prewarm: 64 }
+  f1: { path: "$work/wasm/demo-filter.wasm" }
+  f2: { path: "$work/wasm/demo-filter.wasm" }
+  f3: { path: "$work/wasm/demo-filter.wasm" }
+  hello: { path: "$work/wasm/hello-handler.wasm", kind: handler }
 routes:
   - { match: { path: /hello }, handler: hello }
   - { match: { path_prefix: /cache/ }, pool: origin, cache: {} }
@@ -117,6 +117,13 @@ routes:
   - { match: { path_prefix: /mixed-origin/ }, pool: origin, filters: [f1] }
   - { pool: origin }
 EOF
+# A Spin SDK (Python) component, when the guests are built (isolate/guests/build.sh, which the
+# test command runs): served on the host spin.test.
+spin_wasm="${BREAKWATER_GUESTS:-${CARGO_TARGET_DIR:-$root/target}/guests}/spin-hello.wasm"
+if [ -f "$spin_wasm" ]; then
+  sed -i "s|^components:|components:\n  spin: { path: \"$spin_wasm\", kind: handler }|; s|^routes:|routes:\n  - { match: { hosts: [spin.test] }, handler: spin }|" \
+    "$work/breakwater.yaml"
+fi
 # Routes forward their path as is: the origin has the files under each prefix too.
 for p in cache filter1 filter3 mixed mixed-origin; do mkdir -p "$work/www/$p"; cp "$work/www/1k" "$work/www/100k" "$work/www/$p/"; done
 RUST_LOG=warn taskset -c 0 "$bw" run --config "$work/breakwater.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
@@ -224,6 +231,7 @@ scenarios=(
   "three filters 1k|breakwater|http://127.0.0.1:$BW/filter3/1k|h1|$bw_pid"
   "handler hello|breakwater|http://127.0.0.1:$BW/hello|h1|$bw_pid"
   "handler hello|wasmtime serve|http://127.0.0.1:$WASMTIME/hello|h1|$wasmtime_pid"
+  "Spin SDK Python hello|breakwater|http://127.0.0.1:$BW/|h1|$bw_pid"
   "cache hit + filter 1k|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
   "mixed 80% hit 20% origin, filter|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
   "TLS h1 pass 1k|breakwater|https://127.0.0.1:$BWTLS/1k|h1|$bw_pid"
@@ -247,8 +255,9 @@ for round in $(seq 1 "$rounds"); do
     streams=1; conns=64; extra=()
     case "$proto" in h2c | h2 | h3) streams=8; conns=8 ;; esac
     case "$url" in https://*) extra+=(--insecure --host bench.test) ;; esac
-    case "$scenario" in mixed*)
-      extra+=(--mix /mixed/1k --mix /mixed/1k --mix /mixed/1k --mix /mixed-origin/1k) ;;
+    case "$scenario" in
+      mixed*) extra+=(--mix /mixed/1k --mix /mixed/1k --mix /mixed/1k --mix /mixed-origin/1k) ;;
+      Spin*) [ -f "$spin_wasm" ] || continue; extra+=(--host spin.test) ;;
     esac
     taskset -c 1 "$load" "$url" --proto "$proto" -c "$conns" --streams "$streams" "${extra[@]}" \
       --warmup 1s -d "${secs}s" --label "$contender" --json "$out/$name.json" \

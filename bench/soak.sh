@@ -151,7 +151,7 @@ python3 - "$out" "$fds_after" <<'PY'
 import csv, glob, json, os, sys
 out, fds_after = sys.argv[1], int(sys.argv[2])
 lines = ["# Soak", ""]
-total = failed = 0
+total = failed = retried = 0
 causes = {}
 for name in ("h1-origin", "h2c-cache", "h3-wasm"):
     windows = sorted(glob.glob(os.path.join(out, f"{name}-*.json")))
@@ -159,6 +159,7 @@ for name in ("h1-origin", "h2c-cache", "h3-wasm"):
     for w in windows:
         r = json.load(open(w))
         total += r.get("requests", 0)
+        retried += r.get("retried", 0)
         for kind in ("errors_status", "errors_io"):
             n = r.get(kind, 0)
             causes[kind] = causes.get(kind, 0) + n
@@ -168,7 +169,8 @@ for name in ("h1-origin", "h2c-cache", "h3-wasm"):
 rows = list(csv.DictReader(open(os.path.join(out, "resources.csv"))))
 warm = [int(r["rss_kib"]) for r in rows[len(rows) // 10:]] or [0]
 fds = [int(r["fds"]) for r in rows] or [0]
-lines += ["", f"requests {total}, failed {failed} ({causes or 'none'})",
+lines += ["", f"requests {total}, failed {failed} ({causes or 'none'}); retried on a new "
+          f"connection after a reused HTTP/1.1 connection closed before any response: {retried}",
           f"RSS after warm-up {warm[0]} KiB -> end {warm[-1]} KiB ({(warm[-1] - warm[0]) * 100 / max(warm[0], 1):+.1f}%), peak {max(warm)} KiB",
           f"open fds: first {fds[0]}, peak {max(fds)}, after the load {fds_after}"]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")

@@ -207,7 +207,7 @@ fn bench_instances(c: &mut Criterion) {
     })
     .unwrap();
     let cold = FilterSettings {
-        prewarm: 0,
+        prewarm: Some(0),
         max_concurrency: 600,
         ..FilterSettings::default()
     };

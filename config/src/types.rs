@@ -146,8 +146,9 @@ pub struct Component {
     pub allowed_outbound_hosts: Vec<String>,
     /// Requests using it at once; more get 503 at once. Default 256.
     pub max_concurrency: usize,
-    /// Instances kept ready. Default 4.
-    pub prewarm: usize,
+    /// Instances kept ready. Default (`None`): chosen at load from what an instantiation
+    /// costs (4 above 50 µs, else none).
+    pub prewarm: Option<usize>,
     /// Default for routes that do not say. Default fail-closed.
     pub on_error: FailurePolicy,
     pub at: Location,

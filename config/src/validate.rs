@@ -755,7 +755,7 @@ impl<'a> Validator<'a> {
             )?,
             max_memory_bytes,
             max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
-            prewarm: raw.prewarm.as_ref().map_or(4, |p| p.value),
+            prewarm: raw.prewarm.as_ref().map(|p| p.value),
             on_error: match &raw.on_error {
                 Some(p) => self.policy(p, &format!("{field}.on_error"))?,
                 None => FailurePolicy::FailClosed,

@@ -32,8 +32,9 @@ pub struct FilterSettings {
     pub max_memory_bytes: usize,
     /// Requests using this filter at once; more get `LimitReached` at once. Default 256.
     pub max_concurrency: usize,
-    /// Instances kept ready ahead of requests. Default 4.
-    pub prewarm: usize,
+    /// Instances kept ready ahead of requests. Default (`None`): 4 when an instantiation
+    /// costs more than 50 µs, else none (instantiated inline, which is then cheaper).
+    pub prewarm: Option<usize>,
     /// The `config:` map the guest reads through `config.get`.
     pub config: HashMap<String, String>,
 }
@@ -44,7 +45,7 @@ impl Default for FilterSettings {
             deadline: Duration::from_millis(50),
             max_memory_bytes: 16 << 20,
             max_concurrency: 256,
-            prewarm: 4,
+            prewarm: None,
             config: HashMap::new(),
         }
     }
@@ -57,14 +58,23 @@ pub(crate) struct HostState {
     limit: MemoryLimit,
     /// WASI as guest toolchains expect it (componentize-py, wasi-libc), with nothing behind
     /// it: no preopened directories, no sockets, no environment; clocks, random and stderr.
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most filters make none, and building one
+    /// (random generators seeded from the OS) would be a good part of an instance's cost.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
 }
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(|| {
+                WasiCtx::builder()
+                    .inherit_stderr()
+                    .allow_tcp(false)
+                    .allow_udp(false)
+                    .allow_ip_name_lookup(false)
+                    .build()
+            }),
             table: &mut self.table,
         }
     }
@@ -126,12 +136,7 @@ impl HostState {
             filter,
             config,
             limit: MemoryLimit::new(max_memory_bytes),
-            wasi: WasiCtx::builder()
-                .inherit_stderr()
-                .allow_tcp(false)
-                .allow_udp(false)
-                .allow_ip_name_lookup(false)
-                .build(),
+            wasi: None,
             table: ResourceTable::new(),
         }
     }
@@ -181,6 +186,8 @@ struct Inner {
     gate: Gate,
     ready: Mutex<Vec<Ready>>,
     refill: Condvar,
+    /// Instances kept ready (the setting, or chosen at load).
+    prewarm: std::sync::atomic::AtomicUsize,
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
@@ -240,11 +247,20 @@ impl Filter {
             deadline_ticks,
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
+            prewarm: Default::default(),
         });
-        // Prove it instantiates now (a trapping start function is a load error), and fill.
+        // Prove it instantiates now (a trapping start function is a load error); the second
+        // instantiation, warm, tells what one costs.
         let first = inner.instantiate()?;
-        inner.ready.lock().expect("ready lock").push(first);
-        spawn_filler(&inner);
+        let started = std::time::Instant::now();
+        let second = inner.instantiate()?;
+        let prewarm = (inner.settings.prewarm)
+            .unwrap_or_else(|| crate::limits::auto_prewarm(started.elapsed()));
+        inner.prewarm.store(prewarm, std::sync::atomic::Ordering::Relaxed);
+        inner.ready.lock().expect("ready lock").extend([first, second]);
+        if prewarm > 0 {
+            spawn_filler(&inner);
+        }
         Ok(Self { inner })
     }
 
@@ -254,6 +270,11 @@ impl Filter {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Instances kept ready ahead of requests (the setting, or chosen at load).
+    pub fn prewarm(&self) -> usize {
+        self.inner.prewarm.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn has_on_request(&self) -> bool {
@@ -285,7 +306,9 @@ impl Filter {
         let inner = &self.inner;
         let permit = inner.gate.enter(&inner.name)?;
         let ready = inner.ready.lock().expect("ready lock").pop();
-        inner.refill.notify_one();
+        if inner.prewarm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            inner.refill.notify_one();
+        }
         let ready = match ready {
             Some(r) => r,
             None => inner.instantiate()?,
@@ -338,7 +361,7 @@ fn spawn_filler(inner: &Arc<Inner>) {
     let name = format!("wasm-fill-{}", inner.name);
     let _ = std::thread::Builder::new().name(name).spawn(move || loop {
         let Some(inner) = weak.upgrade() else { return };
-        let want = inner.settings.prewarm;
+        let want = inner.prewarm.load(std::sync::atomic::Ordering::Relaxed);
         let have = inner.ready.lock().expect("ready lock").len();
         if have < want {
             match inner.instantiate() {

@@ -44,8 +44,9 @@ pub struct HandlerSettings {
     pub max_memory_bytes: usize,
     /// Requests served at once; more get `LimitReached` at once. Default 256.
     pub max_concurrency: usize,
-    /// Instances kept ready ahead of requests. Default 4.
-    pub prewarm: usize,
+    /// Instances kept ready ahead of requests. Default (`None`): 4 when an instantiation
+    /// costs more than 50 µs, else none (instantiated inline, which is then cheaper).
+    pub prewarm: Option<usize>,
     /// Hosts (`host` or `host:port`) the handler may send outgoing HTTP requests to.
     /// Empty (the default): outgoing HTTP is denied.
     pub allowed_outbound_hosts: Vec<String>,
@@ -59,7 +60,7 @@ impl Default for HandlerSettings {
             deadline: Duration::from_secs(30),
             max_memory_bytes: 64 << 20,
             max_concurrency: 256,
-            prewarm: 4,
+            prewarm: None,
             allowed_outbound_hosts: Vec::new(),
             env: HashMap::new(),
         }
@@ -176,6 +177,8 @@ struct Inner {
     gate: Gate,
     ready: Mutex<Vec<Ready>>,
     refill: Condvar,
+    /// Instances kept ready (the setting, or chosen at load).
+    prewarm: std::sync::atomic::AtomicUsize,
 }
 
 /// A loaded handler component. Cheap to clone; shared by all requests of its routes.
@@ -196,12 +199,15 @@ impl Handler {
             path: path.to_path_buf(),
             reason: format!("{e:#}"),
         };
-        let mut linker: Linker<HandlerState> = Linker::new(&runtime.engine);
+        let mut linker: Linker<HandlerState> = Linker::new(component.engine());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(link_err)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(link_err)?;
-        wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
-        wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
-        crate::spin::add_to_linker(&mut linker).map_err(link_err)?;
+        let concurrent = wasmtime::Engine::same(component.engine(), &runtime.handler_engine);
+        if concurrent {
+            wasmtime_wasi::p3::add_to_linker(&mut linker).map_err(link_err)?;
+            wasmtime_wasi_http::p3::add_to_linker(&mut linker).map_err(link_err)?;
+        }
+        crate::spin::add_to_linker(&mut linker, concurrent).map_err(link_err)?;
         let (pre, stubbed) =
             crate::imports::instantiate_pre_with_stubs(&linker, &component).map_err(link_err)?;
         if !stubbed.is_empty() {
@@ -244,11 +250,23 @@ impl Handler {
             deadline_ticks,
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
+            prewarm: Default::default(),
         });
-        // Prove it instantiates now (a trapping initialiser is a load error), then fill.
-        let first = block_on(inner.instantiate())?;
-        inner.ready.lock().expect("ready lock").push(first);
-        spawn_filler(&inner);
+        // Prove it instantiates now (a trapping initialiser is a load error); the second
+        // instantiation, warm, tells what one costs.
+        let (first, second, cost) = block_on(async {
+            let first = inner.instantiate().await?;
+            let started = std::time::Instant::now();
+            let second = inner.instantiate().await?;
+            Ok::<_, IsolateError>((first, second, started.elapsed()))
+        })?;
+        let prewarm = (inner.settings.prewarm)
+            .unwrap_or_else(|| crate::limits::auto_prewarm(cost));
+        inner.prewarm.store(prewarm, std::sync::atomic::Ordering::Relaxed);
+        inner.ready.lock().expect("ready lock").extend([first, second]);
+        if prewarm > 0 {
+            spawn_filler(&inner);
+        }
         Ok(Self { inner })
     }
 
@@ -258,6 +276,11 @@ impl Handler {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Instances kept ready ahead of requests (the setting, or chosen at load).
+    pub fn prewarm(&self) -> usize {
+        self.inner.prewarm.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests this handler is serving right now.
@@ -277,7 +300,9 @@ impl Handler {
         // Held by the request's task: the slot is given back when the guest is done.
         let guard = inner.gate.enter(&inner.name)?;
         let ready = inner.ready.lock().expect("ready lock").pop();
-        inner.refill.notify_one();
+        if inner.prewarm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            inner.refill.notify_one();
+        }
         let Ready { store, exports } = match ready {
             Some(r) => r,
             None => inner.instantiate().await?,
@@ -511,7 +536,7 @@ fn spawn_filler(inner: &Arc<Inner>) {
             .expect("build a current-thread runtime");
         loop {
             let Some(inner) = weak.upgrade() else { return };
-            let want = inner.settings.prewarm;
+            let want = inner.prewarm.load(std::sync::atomic::Ordering::Relaxed);
             let have = inner.ready.lock().expect("ready lock").len();
             if have < want {
                 match rt.block_on(inner.instantiate()) {

@@ -56,6 +56,28 @@ pub(crate) fn map_wasi_release_candidates(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// Whether the component exports `wasi:http/incoming-handler@0.2.x` (a WASI 0.2 handler,
+/// which runs without the component model's concurrency support).
+pub(crate) fn exports_wasi_http_0_2(bytes: &[u8]) -> bool {
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
+            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
+            Ok(Payload::ComponentExportSection(reader)) if depth == 0 => {
+                for export in reader.into_iter().flatten() {
+                    if export.name.name.starts_with("wasi:http/incoming-handler@0.2.") {
+                        return true;
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
 /// Where the `-` of a `wasi:…@X.Y.Z-rc-…` name is.
 fn rc_dash(name: &str) -> Option<usize> {
     if !name.starts_with("wasi:") {

@@ -84,6 +84,18 @@ pub(crate) fn deadline_error(component: &str, deadline: Duration) -> IsolateErro
     }
 }
 
+/// Instances to keep ready when the settings leave it to the runtime, from what one
+/// instantiation costs: a cheap one (a small filter: a few microseconds) is done inline,
+/// which costs less than handing instances over between threads; a dear one (an interpreter
+/// such as componentize-py's: hundreds of microseconds) is done ahead, off the request path.
+pub(crate) fn auto_prewarm(instantiation: std::time::Duration) -> usize {
+    if instantiation > std::time::Duration::from_micros(50) {
+        4
+    } else {
+        0
+    }
+}
+
 /// The concurrency limit of one component: requests past it fail at once, never queue.
 pub(crate) struct Gate {
     in_use: std::sync::Arc<std::sync::atomic::AtomicUsize>,

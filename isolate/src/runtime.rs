@@ -56,28 +56,46 @@ impl Default for RuntimeSettings {
 }
 
 /// The Wasm runtime: build once, load components into it, share it.
+///
+/// Two engines with the same limits: filters and WASI 0.2 handlers run on one without the
+/// component model's concurrency support (which makes every store dearer to create), WASI
+/// 0.3 handlers on one with it. Each has its own pool of `max_instances` slots.
 pub struct Runtime {
     pub(crate) engine: Engine,
+    pub(crate) handler_engine: Engine,
     pub(crate) settings: RuntimeSettings,
     cache: Option<CompiledCache>,
+    handler_cache: Option<CompiledCache>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     pub fn new(settings: RuntimeSettings) -> Result<Arc<Self>, IsolateError> {
-        let engine = Engine::new(&engine_config(&settings)).map_err(|e| IsolateError::Load {
-            path: PathBuf::from("<engine>"),
-            reason: e.to_string(),
-        })?;
-        let cache = settings
-            .cache_dir
-            .as_ref()
-            .map(|d| CompiledCache::new(d, &engine));
-        let ticker = EpochTicker::start(engine.clone(), settings.epoch_tick);
+        let new_engine = |concurrency| {
+            Engine::new(&engine_config(&settings, concurrency)).map_err(|e| IsolateError::Load {
+                path: PathBuf::from("<engine>"),
+                reason: e.to_string(),
+            })
+        };
+        let engine = new_engine(false)?;
+        let handler_engine = new_engine(true)?;
+        let cache_for = |engine: &Engine| {
+            settings
+                .cache_dir
+                .as_ref()
+                .map(|d| CompiledCache::new(d, engine))
+        };
+        let (cache, handler_cache) = (cache_for(&engine), cache_for(&handler_engine));
+        let ticker = EpochTicker::start(
+            vec![engine.clone(), handler_engine.clone()],
+            settings.epoch_tick,
+        );
         Ok(Arc::new(Self {
             engine,
+            handler_engine,
             settings,
             cache,
+            handler_cache,
             _ticker: ticker,
         }))
     }
@@ -104,12 +122,12 @@ impl Runtime {
         bytes: &[u8],
         settings: FilterSettings,
     ) -> Result<Filter, IsolateError> {
-        let mut component = self.compile(path, bytes)?;
+        let mut component = self.compile(&self.engine, &self.cache, path, bytes)?;
         if crate::init::wants_init(&component) {
             let linker = crate::filter::linker(&self.engine, path)?;
             let store = crate::filter::init_store(self, name, &settings, INIT_DEADLINE);
             let snapshot = crate::init::snapshot(path, bytes, &linker, store)?;
-            component = self.compile(path, &snapshot)?;
+            component = self.compile(&self.engine, &self.cache, path, &snapshot)?;
         }
         Filter::new(self.clone(), name, path, component, settings)
     }
@@ -137,20 +155,29 @@ impl Runtime {
         settings: HandlerSettings,
     ) -> Result<Handler, IsolateError> {
         let mapped = crate::imports::map_wasi_release_candidates(bytes);
-        let component = self.compile(path, mapped.as_deref().unwrap_or(bytes))?;
+        let bytes = mapped.as_deref().unwrap_or(bytes);
+        // A WASI 0.2 handler runs on the engine without concurrency support (cheaper stores)
+        // unless it uses the async ABI anyway; everything else on the handler engine.
+        let plain = crate::imports::exports_wasi_http_0_2(bytes)
+            .then(|| self.compile(&self.engine, &self.cache, path, bytes).ok())
+            .flatten();
+        let component = match plain {
+            Some(c) => c,
+            None => self.compile(&self.handler_engine, &self.handler_cache, path, bytes)?,
+        };
         Handler::new(self.clone(), name, path, component, settings)
     }
 
     fn compile(
         &self,
+        engine: &Engine,
+        cache: &Option<CompiledCache>,
         path: &Path,
         bytes: &[u8],
     ) -> Result<wasmtime::component::Component, IsolateError> {
-        match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, bytes),
-            None => {
-                wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| e.to_string())
-            }
+        match cache {
+            Some(cache) => cache.load_or_compile(engine, bytes),
+            None => wasmtime::component::Component::new(engine, bytes).map_err(|e| e.to_string()),
         }
         .map_err(|reason| IsolateError::Load {
             path: path.to_path_buf(),
@@ -160,7 +187,7 @@ impl Runtime {
 }
 
 /// Every setting has its reason.
-fn engine_config(s: &RuntimeSettings) -> Config {
+fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
     let mut pool = PoolingAllocationConfig::default();
     // One slot per live instance; a component instance of a filter holds one core instance
     // of the guest plus adapter/shim instances, hence the factor.
@@ -179,14 +206,18 @@ fn engine_config(s: &RuntimeSettings) -> Config {
     pool.table_elements(s.max_table_elements);
     // Reset by memset for the first 64 KiB (stack and hot data, cheaper than faulting the
     // pages in again), madvise for the rest, which restores the copy-on-write image.
-    pool.linear_memory_keep_resident(64 << 10);
-    pool.table_keep_resident(16 << 10);
+    pool.linear_memory_keep_resident(1 << 20);
+    pool.table_keep_resident(64 << 10);
+    pool.pagemap_scan(wasmtime::Enabled::Auto);
     // Component metadata of real guests (componentize-py) is large.
     pool.max_component_instance_size(1 << 20);
     pool.max_core_instance_size(1 << 20);
 
     let mut c = Config::new();
     c.wasm_component_model(true);
+    // WASI 0.3 (async functions, streams, futures) for handlers; off for filters.
+    c.concurrency_support(concurrency);
+    c.wasm_component_model_async(concurrency);
     // Deadlines: a ticker bumps the epoch; a call traps once its deadline in ticks passes.
     // Much cheaper than fuel, which instruments every basic block.
     c.epoch_interruption(true);
@@ -203,14 +234,14 @@ fn engine_config(s: &RuntimeSettings) -> Config {
     c
 }
 
-/// A thread that increments the engine's epoch every tick; stopped and joined on drop.
+/// A thread that increments the engines' epoch every tick; stopped and joined on drop.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl EpochTicker {
-    fn start(engine: Engine, tick: Duration) -> Self {
+    fn start(engines: Vec<Engine>, tick: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -218,7 +249,9 @@ impl EpochTicker {
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawn the epoch ticker");

@@ -104,12 +104,12 @@ enum KvError {
     Other(String),
 }
 
-/// Add the Spin interfaces to `linker`.
-pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    let mut vars = linker.instance("spin:variables/variables@3.0.0")?;
-    vars.func_wrap_concurrent("get", |acc, (name,): (String,)| {
-        Box::pin(async move { Ok((acc.with(|mut a| a.data_mut().spin().0.variable(&name)),)) })
-    })?;
+/// Add the Spin interfaces to `linker`: the synchronous ones always, the async ones (Spin 3)
+/// when its engine has the component model's concurrency support (`concurrent`).
+pub(crate) fn add_to_linker<T: SpinView>(
+    linker: &mut Linker<T>,
+    concurrent: bool,
+) -> wasmtime::Result<()> {
     let mut vars2 = linker.instance("fermyon:spin/variables@2.0.0")?;
     vars2.func_wrap("get", |mut store, (name,): (String,)| {
         Ok((store.data_mut().spin().0.variable(&name),))
@@ -131,6 +131,14 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
             .collect();
         all.sort();
         Ok((Ok::<_, ConfigError>(all),))
+    })?;
+    if !concurrent {
+        return Ok(());
+    }
+
+    let mut vars = linker.instance("spin:variables/variables@3.0.0")?;
+    vars.func_wrap_concurrent("get", |acc, (name,): (String,)| {
+        Box::pin(async move { Ok((acc.with(|mut a| a.data_mut().spin().0.variable(&name)),)) })
     })?;
 
     let mut kv = linker.instance("spin:key-value/key-value@3.0.0")?;

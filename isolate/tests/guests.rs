@@ -141,6 +141,8 @@ fn python_filter_answers_or_edits() {
             },
         )
         .unwrap();
+    // An interpreter costs hundreds of microseconds to instantiate: instances are made ahead.
+    assert_eq!(f.prewarm(), 4);
     let mut s = f.session().unwrap();
     match s.on_request(&support::request(&[])).unwrap().unwrap() {
         RequestDecision::Respond(r) => {
@@ -226,4 +228,33 @@ async fn spin_sdk_component_is_served_with_variables_and_key_value() {
         Ok(r) => panic!("expected a trap, got {}", r.status()),
     }
     assert_eq!(text(&h, request("GET", "/", b"")).await, "Hello, Spin variables!\n");
+}
+
+/// A Spin component that loops or hoards memory fails only its own request.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_component_is_bounded_by_deadline_and_memory_limit() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        deadline: std::time::Duration::from_millis(500),
+        max_memory_bytes: 48 << 20,
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("spin-bounded", &guest("spin-hello.wasm"), settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    match h.handle(request("GET", "/forever", b""), false).await {
+        Err(breakwater_isolate::IsolateError::Deadline { .. }) => {}
+        Err(e) => panic!("expected the deadline, got {e}"),
+        Ok(r) => panic!("expected the deadline, got {}", r.status()),
+    }
+    match h.handle(request("GET", "/hog", b""), false).await {
+        Err(breakwater_isolate::IsolateError::OutOfMemory { .. }) => {}
+        // Python may turn the failed allocation into MemoryError, answered 500 by the SDK.
+        Ok(r) => assert_eq!(r.status(), 500),
+        Err(e) => panic!("expected the memory limit, got {e}"),
+    }
+    assert_eq!(
+        text(&h, request("GET", "/", b"")).await,
+        "Hello from Spin on Breakwater!\n"
+    );
 }

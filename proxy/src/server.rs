@@ -84,7 +84,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
         .map_err(LoadError::Wasm)?;
         for c in &config.components {
             let settings = breakwater_isolate::FilterSettings {
-                prewarm: 0,
+                prewarm: Some(0),
                 ..Default::default()
             };
             wasm.load_filter(&c.name, &c.path, settings)

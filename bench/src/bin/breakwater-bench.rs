@@ -87,6 +87,8 @@ struct Recorder {
     bytes: AtomicU64,
     errors_status: AtomicU64,
     errors_io: AtomicU64,
+    /// Requests retried on a new connection because a reused one closed before any response.
+    retried: AtomicU64,
     sent: AtomicU64,
 }
 
@@ -299,17 +301,54 @@ impl Target {
     }
 }
 
-async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16, usize), ()> {
+/// Why a request got no answer: before the response head (on HTTP/1.1, where a server may
+/// close an idle keep-alive connection just as a request goes out), or after it.
+#[derive(Debug, PartialEq)]
+enum Failed {
+    BeforeResponse,
+    Other,
+}
+
+/// Send one GET, retrying it once on a new connection when a reused HTTP/1.1 connection
+/// closed before any response: RFC 9112 9.3.1 allows it for idempotent requests, and
+/// browsers, curl and hyper's pooled client do it. Counted in `retried`.
+async fn send_retrying(
+    target: &Target,
+    rec: &Recorder,
+    conn: &mut Option<Conn>,
+    reused: bool,
+) -> Result<(u16, usize), ()> {
+    let Some(c) = conn.as_mut() else {
+        return Err(());
+    };
+    match send(c, target.request()).await {
+        Ok(r) => Ok(r),
+        Err(Failed::BeforeResponse) if reused => {
+            rec.retried.fetch_add(1, Ordering::Relaxed);
+            *conn = connect(target).await.ok();
+            match conn.as_mut() {
+                Some(c) => send(c, target.request()).await.map_err(|_| ()),
+                None => Err(()),
+            }
+        }
+        Err(_) => Err(()),
+    }
+}
+
+async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16, usize), Failed> {
+    fn other<E>(_: E) -> Failed {
+        Failed::Other
+    }
     if let Conn::H3(s) = conn {
         let (parts, _) = req.into_parts();
         let mut stream = s
             .send_request(http::Request::from_parts(parts, ()))
             .await
-            .map_err(|_| ())?;
-        stream.finish().await.map_err(|_| ())?;
-        let resp = stream.recv_response().await.map_err(|_| ())?;
+            .map_err(other)?;
+        stream.finish().await.map_err(other)?;
+        let resp = stream.recv_response().await.map_err(other)?;
         let mut n = 0;
-        while let Some(chunk) = stream.recv_data().await.map_err(|_| ())? {
+        while let Some(chunk) = stream.recv_data().await.map_err(other)? {
             use bytes::Buf;
             n += chunk.remaining();
         }
@@ -317,12 +356,14 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
     }
     let resp = match conn {
         Conn::H1(s) => {
-            s.ready().await.map_err(|_| ())?;
-            s.send_request(req).await.map_err(|_| ())?
+            s.ready().await.map_err(|_| Failed::BeforeResponse)?;
+            s.send_request(req)
+                .await
+                .map_err(|_| Failed::BeforeResponse)?
         }
         Conn::H2(s) => {
-            s.ready().await.map_err(|_| ())?;
-            s.send_request(req).await.map_err(|_| ())?
+            s.ready().await.map_err(other)?;
+            s.send_request(req).await.map_err(other)?
         }
         Conn::H3(_) => unreachable!("handled above"),
     };
@@ -330,7 +371,7 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
     let mut body = resp.into_body();
     let mut n = 0;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ())?;
+        let frame = frame.map_err(other)?;
         if let Some(d) = frame.data_ref() {
             n += d.len();
         }
@@ -341,9 +382,11 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
 /// One in-flight request slot: keeps its connection (reconnecting after an error).
 async fn closed_loop(target: Arc<Target>, rec: Arc<Recorder>, mut conn: Option<Conn>) {
     let mut local = histogram();
+    let mut reused = false;
     while !rec.stop.load(Ordering::Relaxed) {
         if conn.is_none() {
             conn = connect(&target).await.ok();
+            reused = false;
             if conn.is_none() {
                 rec.record(Instant::now(), Err(()), &mut local);
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -351,7 +394,8 @@ async fn closed_loop(target: Arc<Target>, rec: Arc<Recorder>, mut conn: Option<C
             }
         }
         let started = Instant::now();
-        let result = send(conn.as_mut().expect("connected"), target.request()).await;
+        let result = send_retrying(&target, &rec, &mut conn, reused).await;
+        reused = true;
         if result.is_err() {
             conn = None;
         }
@@ -374,6 +418,7 @@ async fn open_loop(
     offset: Duration,
 ) {
     let mut local = histogram();
+    let mut reused = false;
     let mut due = Instant::now() + offset;
     while !rec.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -382,11 +427,10 @@ async fn open_loop(
         }
         if conn.is_none() {
             conn = connect(&target).await.ok();
+            reused = false;
         }
-        let result = match conn.as_mut() {
-            Some(c) => send(c, target.request()).await,
-            None => Err(()),
-        };
+        let result = send_retrying(&target, &rec, &mut conn, reused).await;
+        reused = true;
         if result.is_err() {
             conn = None;
         }
@@ -419,6 +463,7 @@ struct Report {
     max_us: u64,
     errors_status: u64,
     errors_io: u64,
+    retried: u64,
     /// `(percentile, µs)` at `plot::PERCENTILES`, for plots.
     distribution: Vec<(f64, u64)>,
 }
@@ -500,6 +545,7 @@ async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<Report> {
         bytes: AtomicU64::new(0),
         errors_status: AtomicU64::new(0),
         errors_io: AtomicU64::new(0),
+        retried: AtomicU64::new(0),
         sent: AtomicU64::new(0),
     });
     let streams = if args.proto == Proto::H2c {
@@ -574,6 +620,7 @@ async fn run(args: &Args, target: Arc<Target>) -> anyhow::Result<Report> {
         p999_us: h.value_at_quantile(0.999),
         max_us: h.max(),
         errors_status: rec.errors_status.load(Ordering::Relaxed),
+        retried: rec.retried.load(Ordering::Relaxed),
         errors_io: rec.errors_io.load(Ordering::Relaxed),
         distribution: breakwater_bench::plot::PERCENTILES
             .iter()

@@ -10,6 +10,8 @@ component's `config:` map, spin:key-value as an in-memory store per component.
   GET /missing-var -> 500: reading an undefined variable is an error
   GET /boom        -> raises: the SDK answers 500
   GET /redis       -> calls spin:redis, which Breakwater does not provide: the call traps
+  GET /forever     -> never answers (the deadline ends it)
+  GET /hog         -> allocates without bound (the memory limit ends it)
 """
 
 from spin_sdk import http, key_value, redis, variables
@@ -54,6 +56,13 @@ class HttpHandler(http.Handler):
         if path == "/redis":
             await redis.open("redis://127.0.0.1:6379")
             return text(200, "unreachable\n")
+        if path == "/forever":
+            while True:
+                pass
+        if path == "/hog":
+            hoard = []
+            while True:
+                hoard.append(bytearray(1 << 20))
         if path == "/boom":
             raise RuntimeError("boom")
         return text(404, "not found\n")
