@@ -170,7 +170,7 @@ rows = list(csv.DictReader(open(os.path.join(out, "resources.csv"))))
 warm = [int(r["rss_kib"]) for r in rows[len(rows) // 10:]] or [0]
 fds = [int(r["fds"]) for r in rows] or [0]
 lines += ["", f"requests {total}, failed {failed} ({causes or 'none'}); retried on a new "
-          f"connection after a reused HTTP/1.1 connection closed before any response: {retried}",
+          f"connection after a reused connection failed before any response: {retried}",
           f"RSS after warm-up {warm[0]} KiB -> end {warm[-1]} KiB ({(warm[-1] - warm[0]) * 100 / max(warm[0], 1):+.1f}%), peak {max(warm)} KiB",
           f"open fds: first {fds[0]}, peak {max(fds)}, after the load {fds_after}"]
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")

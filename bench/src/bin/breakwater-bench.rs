@@ -301,17 +301,19 @@ impl Target {
     }
 }
 
-/// Why a request got no answer: before the response head (on HTTP/1.1, where a server may
-/// close an idle keep-alive connection just as a request goes out), or after it.
+/// Why a request got no answer: before the response head (a server may close an idle
+/// keep-alive connection just as a request goes out, refuse streams past an HTTP/2 or
+/// HTTP/3 GOAWAY, or go away with requests unanswered), or after it.
 #[derive(Debug, PartialEq)]
 enum Failed {
     BeforeResponse,
     Other,
 }
 
-/// Send one GET, retrying it once on a new connection when a reused HTTP/1.1 connection
-/// closed before any response: RFC 9112 9.3.1 allows it for idempotent requests, and
-/// browsers, curl and hyper's pooled client do it. Counted in `retried`.
+/// Send one GET, retrying it once on a new connection when a reused connection failed before
+/// any response: RFC 9110 9.2.2 allows it for idempotent requests (and RFC 9112 9.3.1,
+/// RFC 9113 6.8 and RFC 9114 5.2 describe the cases), and browsers, curl and hyper's pooled
+/// client do it. Counted in `retried`.
 async fn send_retrying(
     target: &Target,
     rec: &Recorder,
@@ -344,9 +346,12 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
         let mut stream = s
             .send_request(http::Request::from_parts(parts, ()))
             .await
-            .map_err(other)?;
-        stream.finish().await.map_err(other)?;
-        let resp = stream.recv_response().await.map_err(other)?;
+            .map_err(|_| Failed::BeforeResponse)?;
+        stream.finish().await.map_err(|_| Failed::BeforeResponse)?;
+        let resp = stream
+            .recv_response()
+            .await
+            .map_err(|_| Failed::BeforeResponse)?;
         let mut n = 0;
         while let Some(chunk) = stream.recv_data().await.map_err(other)? {
             use bytes::Buf;
@@ -362,8 +367,10 @@ async fn send(conn: &mut Conn, req: http::Request<Empty<Bytes>>) -> Result<(u16,
                 .map_err(|_| Failed::BeforeResponse)?
         }
         Conn::H2(s) => {
-            s.ready().await.map_err(other)?;
-            s.send_request(req).await.map_err(other)?
+            s.ready().await.map_err(|_| Failed::BeforeResponse)?;
+            s.send_request(req)
+                .await
+                .map_err(|_| Failed::BeforeResponse)?
         }
         Conn::H3(_) => unreachable!("handled above"),
     };
