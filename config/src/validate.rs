@@ -919,7 +919,11 @@ impl<'a> Validator<'a> {
             )?,
             max_connections: match &c.max_connections {
                 Some(m) if m.value == 0 => {
-                    return Err(self.err(m, format!("{field}.max_connections"), "must be at least 1"))
+                    return Err(self.err(
+                        m,
+                        format!("{field}.max_connections"),
+                        "must be at least 1",
+                    ))
                 }
                 Some(m) => m.value,
                 None => d.max_connections,

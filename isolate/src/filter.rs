@@ -256,8 +256,14 @@ impl Filter {
         let second = inner.instantiate()?;
         let prewarm = (inner.settings.prewarm)
             .unwrap_or_else(|| crate::limits::auto_prewarm(started.elapsed()));
-        inner.prewarm.store(prewarm, std::sync::atomic::Ordering::Relaxed);
-        inner.ready.lock().expect("ready lock").extend([first, second]);
+        inner
+            .prewarm
+            .store(prewarm, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .ready
+            .lock()
+            .expect("ready lock")
+            .extend([first, second]);
         if prewarm > 0 {
             spawn_filler(&inner);
         }
@@ -274,7 +280,9 @@ impl Filter {
 
     /// Instances kept ready ahead of requests (the setting, or chosen at load).
     pub fn prewarm(&self) -> usize {
-        self.inner.prewarm.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .prewarm
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn has_on_request(&self) -> bool {

@@ -260,10 +260,15 @@ impl Handler {
             let second = inner.instantiate().await?;
             Ok::<_, IsolateError>((first, second, started.elapsed()))
         })?;
-        let prewarm = (inner.settings.prewarm)
-            .unwrap_or_else(|| crate::limits::auto_prewarm(cost));
-        inner.prewarm.store(prewarm, std::sync::atomic::Ordering::Relaxed);
-        inner.ready.lock().expect("ready lock").extend([first, second]);
+        let prewarm = (inner.settings.prewarm).unwrap_or_else(|| crate::limits::auto_prewarm(cost));
+        inner
+            .prewarm
+            .store(prewarm, std::sync::atomic::Ordering::Relaxed);
+        inner
+            .ready
+            .lock()
+            .expect("ready lock")
+            .extend([first, second]);
         if prewarm > 0 {
             spawn_filler(&inner);
         }
@@ -280,7 +285,9 @@ impl Handler {
 
     /// Instances kept ready ahead of requests (the setting, or chosen at load).
     pub fn prewarm(&self) -> usize {
-        self.inner.prewarm.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .prewarm
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests this handler is serving right now.

@@ -15,8 +15,8 @@
 //!   request that does not use them. Only what is really missing is stubbed: an import the
 //!   host satisfies under a compatible version is never shadowed.
 
-use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker, ResourceType};
 use wasmparser::{Parser, Payload};
+use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker, ResourceType};
 
 /// `bytes` with the `-rc-…` versions of its top-level `wasi:` imports and exports turned
 /// into `+rc-…`, or `None` when it has none (or does not parse: compiling will say why).
@@ -66,7 +66,11 @@ pub(crate) fn exports_wasi_http_0_2(bytes: &[u8]) -> bool {
             Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
             Ok(Payload::ComponentExportSection(reader)) if depth == 0 => {
                 for export in reader.into_iter().flatten() {
-                    if export.name.name.starts_with("wasi:http/incoming-handler@0.2.") {
+                    if export
+                        .name
+                        .name
+                        .starts_with("wasi:http/incoming-handler@0.2.")
+                    {
                         return true;
                     }
                 }
@@ -87,7 +91,9 @@ fn rc_dash(name: &str) -> Option<usize> {
     let dash = at + name[at..].find("-rc-")?;
     let core = &name[at + 1..dash];
     let numeric = core.split('.').count() == 3
-        && core.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        && core
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     numeric.then_some(dash)
 }
 
@@ -205,7 +211,10 @@ mod tests {
         assert_eq!(out.len(), bytes.len());
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("wasi:cli/stdout@0.3.0+rc-2026-03-15"));
-        assert!(text.contains("wasi:cli/stderr@0.3.0-rc-2026-03-15"), "nested untouched");
+        assert!(
+            text.contains("wasi:cli/stderr@0.3.0-rc-2026-03-15"),
+            "nested untouched"
+        );
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&out)
             .expect("still valid");

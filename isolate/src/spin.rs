@@ -13,7 +13,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceTable, ResourceType};
+use wasmtime::component::{
+    ComponentType, Lift, Linker, Lower, Resource, ResourceTable, ResourceType,
+};
 
 /// Largest total size (keys and values) of one component's key-value store.
 const KV_MAX_BYTES: usize = 16 << 20;
@@ -142,14 +144,18 @@ pub(crate) fn add_to_linker<T: SpinView>(
     })?;
 
     let mut kv = linker.instance("spin:key-value/key-value@3.0.0")?;
-    kv.resource("store", ResourceType::host::<KvHandle>(), |mut store, rep| {
-        store
-            .data_mut()
-            .spin()
-            .1
-            .delete(Resource::<KvHandle>::new_own(rep))?;
-        Ok(())
-    })?;
+    kv.resource(
+        "store",
+        ResourceType::host::<KvHandle>(),
+        |mut store, rep| {
+            store
+                .data_mut()
+                .spin()
+                .1
+                .delete(Resource::<KvHandle>::new_own(rep))?;
+            Ok(())
+        },
+    )?;
     kv.func_wrap_concurrent("[static]store.open", |acc, (label,): (String,)| {
         Box::pin(async move {
             let result = acc.with(|mut a| -> wasmtime::Result<_> {
@@ -250,8 +256,17 @@ mod tests {
     fn variable_names_follow_spin_rules() {
         let ctx = SpinCtx::new(HashMap::from([("greeting".into(), "hi".into())]));
         assert_eq!(ctx.variable("greeting").unwrap(), "hi");
-        assert!(matches!(ctx.variable("missing"), Err(VariablesError::Undefined(_))));
-        assert!(matches!(ctx.variable("Bad-Name"), Err(VariablesError::InvalidName(_))));
-        assert!(matches!(ctx.variable(""), Err(VariablesError::InvalidName(_))));
+        assert!(matches!(
+            ctx.variable("missing"),
+            Err(VariablesError::Undefined(_))
+        ));
+        assert!(matches!(
+            ctx.variable("Bad-Name"),
+            Err(VariablesError::InvalidName(_))
+        ));
+        assert!(matches!(
+            ctx.variable(""),
+            Err(VariablesError::InvalidName(_))
+        ));
     }
 }

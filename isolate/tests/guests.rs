@@ -203,21 +203,36 @@ async fn spin_sdk_component_is_served_with_variables_and_key_value() {
 
     // spin:key-value: one store per component, shared by its instances.
     let status = |r: Result<http::Response<_>, _>| r.unwrap_or_else(|e| panic!("{e}")).status();
-    assert_eq!(status(h.handle(request("GET", "/kv/colour", b""), false).await), 404);
+    assert_eq!(
+        status(h.handle(request("GET", "/kv/colour", b""), false).await),
+        404
+    );
     assert_eq!(
         status(h.handle(request("PUT", "/kv/colour", b"blue"), false).await),
         201
     );
     assert_eq!(text(&h, request("GET", "/kv/colour", b"")).await, "blue");
     for n in 1..=3 {
-        assert_eq!(text(&h, request("GET", "/counter", b"")).await, format!("{n}\n"));
+        assert_eq!(
+            text(&h, request("GET", "/counter", b"")).await,
+            format!("{n}\n")
+        );
     }
 
     // An undefined variable and an exception are the component's own 500s; the next
     // request through the same component is fine.
-    assert_eq!(status(h.handle(request("GET", "/missing-var", b""), false).await), 500);
-    assert_eq!(status(h.handle(request("GET", "/boom", b""), false).await), 500);
-    assert_eq!(text(&h, request("GET", "/hello", b"")).await, "Hello, Spin variables!\n");
+    assert_eq!(
+        status(h.handle(request("GET", "/missing-var", b""), false).await),
+        500
+    );
+    assert_eq!(
+        status(h.handle(request("GET", "/boom", b""), false).await),
+        500
+    );
+    assert_eq!(
+        text(&h, request("GET", "/hello", b"")).await,
+        "Hello, Spin variables!\n"
+    );
 
     // spin:redis is not provided: it linked as a stub, and calling it traps that request only.
     match h.handle(request("GET", "/redis", b""), false).await {
@@ -227,7 +242,10 @@ async fn spin_sdk_component_is_served_with_variables_and_key_value() {
         Err(e) => panic!("expected a trap, got {e}"),
         Ok(r) => panic!("expected a trap, got {}", r.status()),
     }
-    assert_eq!(text(&h, request("GET", "/", b"")).await, "Hello, Spin variables!\n");
+    assert_eq!(
+        text(&h, request("GET", "/", b"")).await,
+        "Hello, Spin variables!\n"
+    );
 }
 
 /// A Spin component that loops or hoards memory fails only its own request.

@@ -2,6 +2,7 @@
 //! service, background work, readiness output and reload on SIGHUP.
 
 use crate::admin::Admin;
+use crate::clients::Limited;
 use crate::demo;
 use crate::edge::Edge;
 use crate::h3::{H3Error, H3Listener};
@@ -10,7 +11,6 @@ use crate::upstream::Resolver;
 use breakwater_config::{Config, ListenerKind};
 use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
-use crate::clients::Limited;
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
@@ -413,7 +413,12 @@ fn client_facing(
     // connections are closed by the client guard).
     options.h2_idle_timeout = Some(listener.clients.idle_timeout);
     proxy.server_options = Some(options);
-    Limited::new(proxy, listener.clients.clone(), metrics.clone(), &listener.name)
+    Limited::new(
+        proxy,
+        listener.clients.clone(),
+        metrics.clone(),
+        &listener.name,
+    )
 }
 
 /// A service that does nothing but declare that not every inherited listening socket has a

@@ -342,7 +342,9 @@ async fn stale_if_error_serves_stale_when_the_origin_is_down() {
     eventually(10, "a stale answer while the origin is down", || async {
         let r = c.get(web, "example.com", "/sie").await;
         assert_eq!((r.status, r.text().as_str()), (200, "sie 1"));
-        let stale = r.header("cache-status").is_some_and(|h| h.contains("stale"));
+        let stale = r
+            .header("cache-status")
+            .is_some_and(|h| h.contains("stale"));
         if stale {
             // pingora closes the connection after serving stale on error: the client is told.
             assert_eq!(r.header("connection"), Some("close"));

@@ -19,7 +19,10 @@ fn metric(text: &str, name: &str, labels: &str) -> f64 {
 }
 
 async fn closed(admin: std::net::SocketAddr, reason: &str) -> f64 {
-    let m = Client::h1().get(admin, "localhost", "/metrics").await.text();
+    let m = Client::h1()
+        .get(admin, "localhost", "/metrics")
+        .await
+        .text();
     metric(
         &m,
         "breakwater_client_connections_closed_total",
@@ -59,7 +62,10 @@ async fn until_closed(s: &mut TcpStream, within: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn slowloris_heads_are_cut_off_while_other_clients_are_served() {
-    let node = node("{ header_timeout: 1s, idle_timeout: 30s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let node = node(
+        "{ header_timeout: 1s, idle_timeout: 30s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     let mut lorises = Vec::new();
     for _ in 0..20 {
@@ -99,7 +105,11 @@ async fn slowloris_heads_are_cut_off_while_other_clients_are_served() {
     assert!(closed(admin, "header_timeout").await >= 20.0);
     // A complete head sent slowly but within the limit is fine.
     let mut s = TcpStream::connect(web).await.unwrap();
-    for part in [&b"GET / HTTP/1.1\r\n"[..], b"Host: a\r\n", b"Connection: close\r\n\r\n"] {
+    for part in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        b"Host: a\r\n",
+        b"Connection: close\r\n\r\n",
+    ] {
         s.write_all(part).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -110,7 +120,10 @@ async fn slowloris_heads_are_cut_off_while_other_clients_are_served() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_closed_on_both_protocols() {
-    let node = node("{ idle_timeout: 1s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let node = node(
+        "{ idle_timeout: 1s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     // Connections that never send a byte.
     let mut idle = Vec::new();
@@ -131,7 +144,10 @@ async fn idle_connections_are_closed_on_both_protocols() {
         assert_eq!(until_closed(s, Duration::from_secs(15)).await, 0);
     }
     let answered = until_closed(&mut kept, Duration::from_secs(15)).await;
-    assert!(answered > 0, "the request was answered before the idle close");
+    assert!(
+        answered > 0,
+        "the request was answered before the idle close"
+    );
     until_closed(&mut h2, Duration::from_secs(15)).await;
     assert!(closed(admin, "idle_timeout").await >= 31.0);
     let r = Client::h1().get(web, "a", "/").await;
@@ -140,14 +156,20 @@ async fn idle_connections_are_closed_on_both_protocols() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_limit_are_closed_at_once() {
-    let node = node("{ max_connections: 40, idle_timeout: 60s }", "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }");
+    let node = node(
+        "{ max_connections: 40, idle_timeout: 60s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     let mut held = Vec::new();
     for _ in 0..40 {
         held.push(TcpStream::connect(web).await.unwrap());
     }
     eventually(10, "the node holds 40 client connections", || async move {
-        let m = Client::h1().get(admin, "localhost", "/metrics").await.text();
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
         metric(&m, "breakwater_client_connections{", "listener=\"web\"") >= 40.0
     })
     .await;
@@ -192,7 +214,10 @@ async fn clients_that_stop_reading_are_cut_off_by_the_send_timeout() {
     })
     .await;
     let got = until_closed(&mut s, Duration::from_secs(20)).await;
-    assert!(got < SIZE, "the connection was closed before the whole body");
+    assert!(
+        got < SIZE,
+        "the connection was closed before the whole body"
+    );
     let r = Client::h1().get(web, "a", "/").await;
     assert_eq!(r.status, 200);
 }
