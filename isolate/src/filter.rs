@@ -4,11 +4,12 @@
 use crate::abi::{BodyActionAbi, HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
 use crate::limits::{classify, Gate, MemoryLimit, Permit};
+use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
 use crate::types::{Edits, Request, RequestDecision};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{
     Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable,
@@ -184,10 +185,7 @@ struct Inner {
     config: Arc<HashMap<String, String>>,
     deadline_ticks: u64,
     gate: Gate,
-    ready: Mutex<Vec<Ready>>,
-    refill: Condvar,
-    /// Instances kept ready (the setting, or chosen at load).
-    prewarm: std::sync::atomic::AtomicUsize,
+    ready: ReadyPool<Ready>,
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
@@ -245,27 +243,25 @@ impl Filter {
             gate: Gate::new(settings.max_concurrency),
             settings,
             deadline_ticks,
-            ready: Mutex::new(Vec::new()),
-            refill: Condvar::new(),
-            prewarm: Default::default(),
+            ready: ReadyPool::default(),
         });
         // Prove it instantiates now (a trapping start function is a load error); the second
         // instantiation, warm, tells what one costs.
         let first = inner.instantiate()?;
         let started = std::time::Instant::now();
         let second = inner.instantiate()?;
-        let prewarm = (inner.settings.prewarm)
-            .unwrap_or_else(|| crate::limits::auto_prewarm(started.elapsed()));
-        inner
-            .prewarm
-            .store(prewarm, std::sync::atomic::Ordering::Relaxed);
-        inner
+        let cost = started.elapsed();
+        if inner
             .ready
-            .lock()
-            .expect("ready lock")
-            .extend([first, second]);
-        if prewarm > 0 {
-            spawn_filler(&inner);
+            .start([first, second], inner.settings.prewarm, cost)
+            > 0
+        {
+            ReadyPool::spawn_filler(
+                &inner,
+                format!("wasm-fill-{}", inner.name),
+                |i: &Inner| &i.ready,
+                || |i: &Inner| i.instantiate(),
+            );
         }
         Ok(Self { inner })
     }
@@ -280,9 +276,7 @@ impl Filter {
 
     /// Instances kept ready ahead of requests (the setting, or chosen at load).
     pub fn prewarm(&self) -> usize {
-        self.inner
-            .prewarm
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.ready.prewarm()
     }
 
     pub fn has_on_request(&self) -> bool {
@@ -313,11 +307,7 @@ impl Filter {
     pub fn session(&self) -> Result<Session, IsolateError> {
         let inner = &self.inner;
         let permit = inner.gate.enter(&inner.name)?;
-        let ready = inner.ready.lock().expect("ready lock").pop();
-        if inner.prewarm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            inner.refill.notify_one();
-        }
-        let ready = match ready {
+        let ready = match inner.ready.take() {
             Some(r) => r,
             None => inner.instantiate()?,
         };
@@ -361,31 +351,6 @@ impl Inner {
     fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> IsolateError {
         classify(&self.name, &store.data().limit, self.settings.deadline, e)
     }
-}
-
-/// Keep `prewarm` instances ready, off the request path. Ends when the filter is dropped.
-fn spawn_filler(inner: &Arc<Inner>) {
-    let weak = Arc::downgrade(inner);
-    let name = format!("wasm-fill-{}", inner.name);
-    let _ = std::thread::Builder::new().name(name).spawn(move || loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let want = inner.prewarm.load(std::sync::atomic::Ordering::Relaxed);
-        let have = inner.ready.lock().expect("ready lock").len();
-        if have < want {
-            match inner.instantiate() {
-                Ok(r) => inner.ready.lock().expect("ready lock").push(r),
-                Err(e) => {
-                    tracing::warn!(filter = %inner.name, error = %e, "pre-instantiation failed");
-                    let guard = inner.ready.lock().expect("ready lock");
-                    let _ = inner.refill.wait_timeout(guard, Duration::from_millis(100));
-                }
-            }
-            continue;
-        }
-        let guard = inner.ready.lock().expect("ready lock");
-        // Wake on demand, or re-check now and then so a dropped filter ends its thread.
-        let _ = inner.refill.wait_timeout(guard, Duration::from_millis(500));
-    });
 }
 
 /// One request's instance: call its phases, then drop it (the slot goes back to the pool).

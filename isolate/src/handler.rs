@@ -15,6 +15,7 @@
 
 use crate::error::IsolateError;
 use crate::limits::{classify, deadline_error, Gate, MemoryLimit, Permit};
+use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
 use crate::spin::{SpinCtx, SpinView};
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker, ResourceTable};
@@ -175,10 +176,7 @@ struct Inner {
     allowed: Arc<[String]>,
     deadline_ticks: u64,
     gate: Gate,
-    ready: Mutex<Vec<Ready>>,
-    refill: Condvar,
-    /// Instances kept ready (the setting, or chosen at load).
-    prewarm: std::sync::atomic::AtomicUsize,
+    ready: ReadyPool<Ready>,
 }
 
 /// A loaded handler component. Cheap to clone; shared by all requests of its routes.
@@ -248,9 +246,7 @@ impl Handler {
             env,
             allowed,
             deadline_ticks,
-            ready: Mutex::new(Vec::new()),
-            refill: Condvar::new(),
-            prewarm: Default::default(),
+            ready: ReadyPool::default(),
         });
         // Prove it instantiates now (a trapping initialiser is a load error); the second
         // instantiation, warm, tells what one costs.
@@ -260,17 +256,23 @@ impl Handler {
             let second = inner.instantiate().await?;
             Ok::<_, IsolateError>((first, second, started.elapsed()))
         })?;
-        let prewarm = (inner.settings.prewarm).unwrap_or_else(|| crate::limits::auto_prewarm(cost));
-        inner
-            .prewarm
-            .store(prewarm, std::sync::atomic::Ordering::Relaxed);
-        inner
+        if inner
             .ready
-            .lock()
-            .expect("ready lock")
-            .extend([first, second]);
-        if prewarm > 0 {
-            spawn_filler(&inner);
+            .start([first, second], inner.settings.prewarm, cost)
+            > 0
+        {
+            ReadyPool::spawn_filler(
+                &inner,
+                format!("wasm-fill-{}", inner.name),
+                |i: &Inner| &i.ready,
+                || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("build a current-thread runtime");
+                    move |i: &Inner| rt.block_on(i.instantiate())
+                },
+            );
         }
         Ok(Self { inner })
     }
@@ -285,9 +287,7 @@ impl Handler {
 
     /// Instances kept ready ahead of requests (the setting, or chosen at load).
     pub fn prewarm(&self) -> usize {
-        self.inner
-            .prewarm
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.inner.ready.prewarm()
     }
 
     /// Requests this handler is serving right now.
@@ -306,11 +306,7 @@ impl Handler {
         let inner = &self.inner;
         // Held by the request's task: the slot is given back when the guest is done.
         let guard = inner.gate.enter(&inner.name)?;
-        let ready = inner.ready.lock().expect("ready lock").pop();
-        if inner.prewarm.load(std::sync::atomic::Ordering::Relaxed) > 0 {
-            inner.refill.notify_one();
-        }
-        let Ready { store, exports } = match ready {
+        let Ready { store, exports } = match inner.ready.take() {
             Some(r) => r,
             None => inner.instantiate().await?,
         };
@@ -368,11 +364,7 @@ impl Inner {
             })),
             Ok(Ok(Err(code))) => Err(self.invalid(format!("handler answered an error: {code:?}"))),
             // The outparam was dropped unset: the task's result says why.
-            Ok(Err(_)) => match task.await {
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(self.invalid("handler returned without a response".into())),
-                Err(e) => Err(self.invalid(format!("handler task failed: {e}"))),
-            },
+            Ok(Err(_)) => Err(self.without_response(task).await),
             Err(_) => {
                 task.abort();
                 Err(self.deadline())
@@ -449,15 +441,23 @@ impl Inner {
                 },
             )),
             // No response head: the task's result says why.
-            Ok(Err(_)) => match task.await {
-                Ok(Err(e)) => Err(e),
-                Ok(Ok(())) => Err(self.invalid("handler returned without a response".into())),
-                Err(e) => Err(self.invalid(format!("handler task failed: {e}"))),
-            },
+            Ok(Err(_)) => Err(self.without_response(task).await),
             Err(_) => {
                 task.abort();
                 Err(self.deadline())
             }
+        }
+    }
+
+    /// Why a guest's task ended without giving a response head.
+    async fn without_response(
+        &self,
+        task: tokio::task::JoinHandle<Result<(), IsolateError>>,
+    ) -> IsolateError {
+        match task.await {
+            Ok(Err(e)) => e,
+            Ok(Ok(())) => self.invalid("handler returned without a response".into()),
+            Err(e) => self.invalid(format!("handler task failed: {e}")),
         }
     }
 
@@ -530,36 +530,6 @@ where
         .join()
         .expect("instantiation thread")
     })
-}
-
-/// Keep `prewarm` instances ready, off the request path. Ends when the handler is dropped.
-fn spawn_filler(inner: &Arc<Inner>) {
-    let weak = Arc::downgrade(inner);
-    let name = format!("wasm-fill-{}", inner.name);
-    let _ = std::thread::Builder::new().name(name).spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("build a current-thread runtime");
-        loop {
-            let Some(inner) = weak.upgrade() else { return };
-            let want = inner.prewarm.load(std::sync::atomic::Ordering::Relaxed);
-            let have = inner.ready.lock().expect("ready lock").len();
-            if have < want {
-                match rt.block_on(inner.instantiate()) {
-                    Ok(r) => inner.ready.lock().expect("ready lock").push(r),
-                    Err(e) => {
-                        tracing::warn!(handler = %inner.name, error = %e, "pre-instantiation failed");
-                        let guard = inner.ready.lock().expect("ready lock");
-                        let _ = inner.refill.wait_timeout(guard, Duration::from_millis(100));
-                    }
-                }
-                continue;
-            }
-            let guard = inner.ready.lock().expect("ready lock");
-            let _ = inner.refill.wait_timeout(guard, Duration::from_millis(500));
-        }
-    });
 }
 
 /// The body of a request to a handler: empty, whole, or fed chunk by chunk by the caller.

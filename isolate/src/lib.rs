@@ -16,6 +16,7 @@ mod handler;
 mod imports;
 mod init;
 mod limits;
+mod pool;
 mod runtime;
 mod spin;
 mod types;
