@@ -11,6 +11,9 @@
 //!   closes the connection (nginx's `send_timeout`);
 //! * past `max_connections` open connections on a listener, new ones are closed at once.
 //!
+//! After `101 Switching Protocols` (WebSocket) a connection is a tunnel: only the send
+//! timeout applies.
+//!
 //! [`Limited`] wraps a listener's pingora app and each accepted stream in a [`Guarded`]
 //! stream that enforces the timeouts below pingora, for HTTP/1.1 and HTTP/2 alike. A timed
 //! out read or write is an I/O error to pingora, which closes the connection (as nginx does
@@ -146,6 +149,9 @@ enum Phase {
     /// HTTP/2: no read deadline here (pingora's `h2_idle_timeout` closes idle connections);
     /// the send timeout still applies.
     H2,
+    /// After `101 Switching Protocols` (WebSocket): bytes of another protocol both ways, no
+    /// read deadline; the send timeout still applies.
+    Tunnel,
 }
 
 /// The reason a guarded stream gave up, shared with the app wrapper for the metric.
@@ -217,7 +223,7 @@ impl Guarded {
         match self.phase {
             Phase::Idle | Phase::Responding => Some(Closed::IdleTimeout),
             Phase::Head => Some(Closed::HeaderTimeout),
-            Phase::Exchange | Phase::H2 => None,
+            Phase::Exchange | Phase::H2 | Phase::Tunnel => None,
         }
     }
 
@@ -238,7 +244,7 @@ impl Guarded {
                 self.phase = Phase::H2;
             }
         }
-        if self.phase == Phase::H2 {
+        if matches!(self.phase, Phase::H2 | Phase::Tunnel) {
             return;
         }
         let mut rest = bytes;
@@ -299,8 +305,12 @@ impl AsyncRead for Guarded {
 impl Guarded {
     fn wrote(&mut self, data: &[u8]) {
         self.write_deadline = None;
-        // An interim response (100 Continue, 103 Early Hints) comes before the request body.
         if self.phase == Phase::Exchange && data.starts_with(b"HTTP/1.1 1") {
+            // The connection now carries another protocol.
+            if data.starts_with(b"HTTP/1.1 101") {
+                self.phase = Phase::Tunnel;
+            }
+            // An interim response (100 Continue, 103 Early Hints) comes before the body.
             return;
         }
         match self.phase {
@@ -308,7 +318,7 @@ impl Guarded {
                 self.phase = Phase::Responding;
                 self.rearm(self.idle_timeout);
             }
-            Phase::Idle | Phase::H2 => {}
+            Phase::Idle | Phase::H2 | Phase::Tunnel => {}
         }
     }
 

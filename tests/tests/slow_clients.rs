@@ -224,3 +224,72 @@ async fn clients_that_stop_reading_are_cut_off_by_the_send_timeout() {
     let r = Client::h1().get(web, "a", "/").await;
     assert_eq!(r.status, 200);
 }
+
+/// After `101 Switching Protocols` (WebSocket) the connection carries another protocol: no
+/// request head is expected any more, so neither the header nor the idle timeout cuts it,
+/// even when only the client talks for a while.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgraded_connections_outlive_the_header_and_idle_timeouts() {
+    const FRAMES: usize = 10;
+    const FRAME: &[u8] = b"frame;";
+    // An origin that switches protocols, greets, takes ten frames, then answers once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                    .await;
+                let _ = s.write_all(b"hello;").await;
+                let mut frames = vec![0u8; FRAMES * FRAME.len()];
+                if s.read_exact(&mut frames).await.is_ok() {
+                    let _ = s.write_all(b"got them all").await;
+                }
+            });
+        }
+    });
+    let node = node(
+        "{ header_timeout: 1s, idle_timeout: 1s }",
+        &format!("pools: {{ big: {{ endpoints: [\"{origin}\"] }} }}"),
+    );
+    let mut s = TcpStream::connect(node.addr("web")).await.unwrap();
+    s.write_all(
+        b"GET /big/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the 101");
+        head.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // Ten frames with no blank line, one every 300 ms, nothing coming back meanwhile: 3 s,
+    // past both timeouts.
+    let mut pace = tokio::time::interval(Duration::from_millis(300));
+    for _ in 0..FRAMES {
+        pace.tick().await;
+        s.write_all(FRAME).await.unwrap();
+    }
+    let mut answer = vec![0u8; b"got them all".len()];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut answer))
+        .await
+        .expect("the tunnel stays open")
+        .expect("the tunnel stays open");
+    assert_eq!(answer, b"got them all");
+}
