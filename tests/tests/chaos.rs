@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use support::certs::Ca;
 use support::client::tls_get;
 use support::{Client, Node, Origin};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// An origin that misbehaves according to the request path.
@@ -27,14 +27,9 @@ async fn bad_origin() -> std::net::SocketAddr {
 }
 
 async fn misbehave(mut s: TcpStream) {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
-        }
-    }
+    let Some(head) = support::read_head(&mut s).await else {
+        return;
+    };
     let line = String::from_utf8_lossy(&head);
     let path = line.split(' ').nth(1).unwrap_or("/").to_string();
     match path.as_str() {

@@ -14,6 +14,21 @@ pub use client::{Client, Reply};
 pub use node::Node;
 pub use origin::{Origin, Seen};
 
+/// Read from `s` until a blank line ends an HTTP head; everything read so far (the head and
+/// what followed it in the same reads), or `None` if the peer closed or failed first.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
 /// Poll `cond` every 50 ms until it holds, for at most `secs` seconds: waiting on a
 /// condition, never on a fixed delay.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)
