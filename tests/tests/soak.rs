@@ -99,9 +99,24 @@ routes:
         total += ok;
     }
 
-    // Every connection of the load is closed: descriptors return to the baseline.
+    // Every client connection of the load is closed, and descriptors return to the baseline
+    // give or take the idle keep-alive connections to the two origins (pingora pools up to
+    // one per concurrent request: 7 clients here).
+    let admin = node.addr("admin");
+    eventually(15, "client connections closed", || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        m.lines()
+            .filter(|l| l.starts_with("breakwater_client_connections{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            == 0.0
+    })
+    .await;
     eventually(15, "file descriptors back to baseline", || async move {
-        open_fds(pid) <= fds_before + 4
+        open_fds(pid) <= fds_before + 2 * 7 + 4
     })
     .await;
     let rss_after = rss_kib(pid);
