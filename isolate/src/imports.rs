@@ -18,34 +18,40 @@
 use wasmparser::{Parser, Payload};
 use wasmtime::component::{types::ComponentItem, Component, InstancePre, Linker, ResourceType};
 
-/// `bytes` with the `-rc-…` versions of its top-level `wasi:` imports and exports turned
-/// into `+rc-…`, or `None` when it has none (or does not parse: compiling will say why).
-pub(crate) fn map_wasi_release_candidates(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut patches = Vec::new();
+/// The names of a component's own (top-level) imports and exports, borrowed from its bytes;
+/// `None` when it does not parse (compiling will say why).
+pub(crate) fn top_level_names(bytes: &[u8]) -> Option<Vec<&str>> {
+    let mut names = Vec::new();
     let mut depth = 0usize;
-    let base = bytes.as_ptr() as usize;
-    let mut note = |name: &str| {
-        if let Some(offset) = rc_dash(name) {
-            patches.push(name.as_ptr() as usize - base + offset);
-        }
-    };
     for payload in Parser::new(0).parse_all(bytes) {
         match payload.ok()? {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    note(import.ok()?.name.name);
+                    names.push(import.ok()?.name.name);
                 }
             }
             Payload::ComponentExportSection(reader) if depth == 0 => {
                 for export in reader {
-                    note(export.ok()?.name.name);
+                    names.push(export.ok()?.name.name);
                 }
             }
             _ => {}
         }
     }
+    Some(names)
+}
+
+/// `bytes` with the `-rc-…` versions of its top-level `wasi:` imports and exports (`names`,
+/// from [`top_level_names`] of the same bytes) turned into `+rc-…`, or `None` when it has
+/// none.
+pub(crate) fn map_wasi_release_candidates(bytes: &[u8], names: &[&str]) -> Option<Vec<u8>> {
+    let base = bytes.as_ptr() as usize;
+    let patches: Vec<usize> = names
+        .iter()
+        .filter_map(|name| Some(name.as_ptr() as usize - base + rc_dash(name)?))
+        .collect();
     if patches.is_empty() {
         return None;
     }
@@ -56,30 +62,12 @@ pub(crate) fn map_wasi_release_candidates(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Whether the component exports `wasi:http/incoming-handler@0.2.x` (a WASI 0.2 handler,
-/// which runs without the component model's concurrency support).
-pub(crate) fn exports_wasi_http_0_2(bytes: &[u8]) -> bool {
-    let mut depth = 0usize;
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(Payload::ModuleSection { .. } | Payload::ComponentSection { .. }) => depth += 1,
-            Ok(Payload::End(_)) => depth = depth.saturating_sub(1),
-            Ok(Payload::ComponentExportSection(reader)) if depth == 0 => {
-                for export in reader.into_iter().flatten() {
-                    if export
-                        .name
-                        .name
-                        .starts_with("wasi:http/incoming-handler@0.2.")
-                    {
-                        return true;
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(_) => return false,
-        }
-    }
-    false
+/// Whether one of `names` is the export `wasi:http/incoming-handler@0.2.x` (a WASI 0.2
+/// handler, which runs without the component model's concurrency support).
+pub(crate) fn exports_wasi_http_0_2(names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|n| n.starts_with("wasi:http/incoming-handler@0.2."))
 }
 
 /// Where the `-` of a `wasi:…@X.Y.Z-rc-…` name is.
@@ -207,7 +195,8 @@ mod tests {
             (component (import "wasi:cli/stderr@0.3.0-rc-2026-03-15" (instance)))
         )"#;
         let bytes = wat::parse_str(wat).unwrap();
-        let out = map_wasi_release_candidates(&bytes).expect("rewritten");
+        let names = top_level_names(&bytes).unwrap();
+        let out = map_wasi_release_candidates(&bytes, &names).expect("rewritten");
         assert_eq!(out.len(), bytes.len());
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("wasi:cli/stdout@0.3.0+rc-2026-03-15"));
@@ -218,6 +207,6 @@ mod tests {
         wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
             .validate_all(&out)
             .expect("still valid");
-        assert!(map_wasi_release_candidates(&out).is_none());
+        assert!(map_wasi_release_candidates(&out, &top_level_names(&out).unwrap()).is_none());
     }
 }

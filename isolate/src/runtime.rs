@@ -154,11 +154,13 @@ impl Runtime {
         bytes: &[u8],
         settings: HandlerSettings,
     ) -> Result<Handler, IsolateError> {
-        let mapped = crate::imports::map_wasi_release_candidates(bytes);
-        let bytes = mapped.as_deref().unwrap_or(bytes);
+        let names = crate::imports::top_level_names(bytes).unwrap_or_default();
+        let mapped = crate::imports::map_wasi_release_candidates(bytes, &names);
         // A WASI 0.2 handler runs on the engine without concurrency support (cheaper stores)
         // unless it uses the async ABI anyway; everything else on the handler engine.
-        let plain = crate::imports::exports_wasi_http_0_2(bytes)
+        let p2 = crate::imports::exports_wasi_http_0_2(&names);
+        let bytes = mapped.as_deref().unwrap_or(bytes);
+        let plain = p2
             .then(|| self.compile(&self.engine, &self.cache, path, bytes).ok())
             .flatten();
         let component = match plain {

@@ -35,6 +35,13 @@ impl SpinCtx {
         }
     }
 
+    /// The component's key-value store, locked.
+    fn kv(&self) -> Result<std::sync::MutexGuard<'_, Kv>, KvError> {
+        self.kv
+            .lock()
+            .map_err(|_| KvError::Other("store unavailable".into()))
+    }
+
     fn variable(&self, name: &str) -> Result<String, VariablesError> {
         let valid = !name.is_empty()
             && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -173,8 +180,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
                 let value = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv.clone();
-                    let kv = kv.lock().map_err(|_| poisoned())?;
+                    let kv = a.data_mut().spin().0.kv()?;
                     Ok::<_, KvError>(kv.entries.get(&key).cloned())
                 });
                 Ok((value,))
@@ -186,8 +192,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
         |acc, (_this, key, value): (Resource<KvHandle>, String, Vec<u8>)| {
             Box::pin(async move {
                 let result = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv.clone();
-                    let mut kv = kv.lock().map_err(|_| poisoned())?;
+                    let mut kv = a.data_mut().spin().0.kv()?;
                     let old = kv.entries.get(&key).map_or(0, |v| key.len() + v.len());
                     let bytes = kv.bytes - old + key.len() + value.len();
                     if bytes > KV_MAX_BYTES {
@@ -208,8 +213,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
                 let result = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv.clone();
-                    let mut kv = kv.lock().map_err(|_| poisoned())?;
+                    let mut kv = a.data_mut().spin().0.kv()?;
                     if let Some(v) = kv.entries.remove(&key) {
                         kv.bytes -= key.len() + v.len();
                     }
@@ -224,8 +228,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
                 let result = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv.clone();
-                    let kv = kv.lock().map_err(|_| poisoned())?;
+                    let kv = a.data_mut().spin().0.kv()?;
                     Ok::<_, KvError>(kv.entries.contains_key(&key))
                 });
                 Ok((result,))
@@ -242,10 +245,6 @@ pub(crate) fn add_to_linker<T: SpinView>(
         })
     })?;
     Ok(())
-}
-
-fn poisoned() -> KvError {
-    KvError::Other("store unavailable".into())
 }
 
 #[cfg(test)]
