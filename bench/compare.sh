@@ -5,7 +5,8 @@
 #
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per run)
 #
-# then bench/scaling.sh (skip it with SKIP_SCALING=1).
+# then bench/scaling.sh (skip it with SKIP_SCALING=1). ONLY=REGEX runs only the scenarios
+# whose name matches (e.g. ONLY='h3 vs h2'), without the load generator validation.
 #
 # Servers run pinned to CPU 0, the load generator (bench's `breakwater-bench`) to CPU 1.
 # Contenders run one at a time, alternated round by round so machine drift spreads over all
@@ -250,6 +251,7 @@ echo "round|scenario|contender|req/s|p50 ms|p99 ms|errors|cpu s|peak rss MiB" > 
 for round in $(seq 1 "$rounds"); do
   for s in "${scenarios[@]}"; do
     IFS='|' read -r scenario contender url proto pid <<< "$s"
+    [[ -n "${ONLY:-}" && ! "$scenario" =~ $ONLY ]] && continue
     name="$(echo "r$round-$scenario-$contender" | tr ' +' '__')"
     cpu0=0; [ -n "$pid" ] && cpu0=$(cpu_of "$pid")
     streams=1; conns=64; extra=()
@@ -288,7 +290,7 @@ for s in "${scenarios[@]}"; do
 done
 
 # The load generator against wrk (HTTP/1.1) and h2load (h2c), same targets and connections.
-{
+[ -n "${ONLY:-}" ] && echo "(left out: ONLY=$ONLY)" > "$out/validation.md" || {
   echo "| target | tool | req/s |"
   echo "|---|---|---|"
   for t in "breakwater pass 1k|http://127.0.0.1:$BW/1k" "nginx pass 1k|http://127.0.0.1:$NGINX/1k" \

@@ -35,8 +35,6 @@ pub struct Edge {
     tls: bool,
     /// `Alt-Svc` advertising HTTP/3 on this listener's UDP port, when it serves HTTP/3.
     alt_svc: Option<http::HeaderValue>,
-    /// The internal listener behind the HTTP/3 front end (`h3`): trusts its client header.
-    behind_h3: bool,
 }
 
 impl Edge {
@@ -45,7 +43,6 @@ impl Edge {
             shared,
             tls,
             alt_svc: None,
-            behind_h3: false,
         }
     }
 
@@ -55,22 +52,8 @@ impl Edge {
         self
     }
 
-    /// The internal listener of the HTTP/3 front end.
-    pub fn behind_h3(mut self) -> Self {
-        self.behind_h3 = true;
-        self
-    }
-
-    /// The client's address: the socket's, or for HTTP/3 the one the front end passed on.
+    /// The client's address (for HTTP/3, the QUIC connection's).
     fn client_ip(&self, session: &Session) -> Option<std::net::IpAddr> {
-        if self.behind_h3 {
-            return session
-                .req_header()
-                .headers
-                .get(crate::h3::INTERNAL_CLIENT)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok());
-        }
         session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -78,7 +61,8 @@ impl Edge {
     }
 
     fn protocol(&self, session: &Session) -> &'static str {
-        if self.behind_h3 {
+        // The one custom session is the HTTP/3 front end's.
+        if session.is_custom() {
             "HTTP/3"
         } else if session.is_http2() {
             "HTTP/2"
@@ -86,6 +70,11 @@ impl Edge {
             "HTTP/1.1"
         }
     }
+}
+
+/// Whether the client's protocol frames bodies itself (HTTP/2, HTTP/3): no chunked coding.
+fn framed(session: &Session) -> bool {
+    session.is_http2() || session.is_custom()
 }
 
 /// Per-request state.
@@ -202,7 +191,7 @@ impl Edge {
             Err(Failure::Downstream(e)) => return Err(e),
         };
         let (parts, body) = response.into_parts();
-        let mut head = handlers::response_head(&parts, !session.is_http2())?;
+        let mut head = handlers::response_head(&parts, !framed(session))?;
         if let Some(alt) = &self.alt_svc {
             head.insert_header(http::header::ALT_SVC, alt.clone())?;
         }
@@ -240,12 +229,6 @@ impl ProxyHttp for Edge {
             session.set_keepalive(None);
             errors::respond(session, refusal.response()).await?;
             return Ok(true);
-        }
-        if !self.behind_h3 {
-            // Only the HTTP/3 front end may say who the client is.
-            session
-                .req_header_mut()
-                .remove_header(crate::h3::INTERNAL_CLIENT);
         }
         ctx.request_id = request_id(session.req_header());
         ctx.alt_svc = self.alt_svc.clone();
@@ -530,7 +513,6 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
-        upstream.remove_header(crate::h3::INTERNAL_CLIENT);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             let _ = upstream.insert_header("x-request-id", id);
         }
@@ -675,7 +657,7 @@ impl ProxyHttp for Edge {
                 // The body may change length: no Content-Length; HTTP/1.1 clients get it
                 // chunked (HTTP/2 frames carry their own lengths).
                 resp.remove_header(&http::header::CONTENT_LENGTH);
-                if !session.is_http2() {
+                if !framed(session) {
                     let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
                 }
             }

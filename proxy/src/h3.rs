@@ -1,30 +1,31 @@
 //! HTTP/3: QUIC (quinn, rustls) and HTTP/3 (h3) on the UDP port of an HTTPS listener.
 //!
-//! pingora has no HTTP/3, so this front end terminates QUIC and hands each request, over a
-//! multiplexed in-process HTTP/2 connection on a Unix socket, to a pingora service that
-//! runs the very same `Edge` pipeline as the TCP listeners: routing, filters, handlers, the
-//! cache, origin pools, header edits, error mapping, metrics and the access log are one
-//! code path for HTTP/1.1, HTTP/2 and HTTP/3. The client address and the protocol travel
-//! with the request in a header that the internal listener alone trusts (`INTERNAL_CLIENT`);
-//! the socket is only reachable from this process (mode 0600, in a private directory).
-//! Request and response bodies stream both ways with flow control (h3/quinn windows on one
-//! side, HTTP/2 windows on the other); trailers are passed on (response trailers all the way
-//! from an HTTP/2 origin; request trailers reach the internal hop, where pingora drops them).
+//! pingora has no HTTP/3 front end, but its proxy takes any protocol as a custom server
+//! session: this module terminates QUIC and HTTP/3 and hands each request stream, as an
+//! `H3Session`, to the same `HttpProxy<Edge>` pipeline as the TCP listeners. Routing,
+//! filters, handlers, the cache, origin pools, header edits, error mapping, metrics and the
+//! access log are one code path for HTTP/1.1, HTTP/2 and HTTP/3, with no second hop.
+//! Request and response bodies stream with flow control (h3/quinn windows toward the
+//! client, pingora's toward the origin); response trailers are passed on from an HTTP/2
+//! origin, request trailers are not (pingora reads request bodies only, for every protocol).
 
+mod session;
+
+use crate::edge::Edge;
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;
 use breakwater_config::Http3Settings;
 use bytes::{Buf, Bytes};
-use http_body_util::BodyExt;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use futures::FutureExt;
+use pingora::apps::HttpServerApp;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::HttpProxy;
+use session::{H3Session, Stream3};
 use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The header carrying the HTTP/3 client's address to the internal listener; removed from
-/// every request that arrives any other way.
-pub const INTERNAL_CLIENT: &str = "x-breakwater-h3-client";
+/// The edge pipeline, shared by every HTTP/3 request of a listener.
+pub type Pipeline = Arc<HttpProxy<Edge>>;
 
 /// Why HTTP/3 could not start on a listener.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +47,7 @@ pub struct H3Listener {
     socket: UdpSocket,
     server: quinn::ServerConfig,
     settings: Http3Settings,
-    internal: PathBuf,
+    pipeline: Pipeline,
 }
 
 impl H3Listener {
@@ -56,7 +57,7 @@ impl H3Listener {
         addr: SocketAddr,
         resolver: Arc<SniResolver>,
         settings: &Http3Settings,
-        internal: PathBuf,
+        pipeline: Pipeline,
     ) -> Result<Self, H3Error> {
         let socket = bind_udp(addr).map_err(|source| H3Error::Bind {
             listener: name.to_string(),
@@ -93,7 +94,7 @@ impl H3Listener {
             socket,
             server,
             settings: settings.clone(),
-            internal,
+            pipeline,
         })
     }
 
@@ -112,7 +113,7 @@ impl H3Listener {
                 return;
             }
         };
-        let upstream = Arc::new(Internal::new(self.internal));
+        let pipeline = self.pipeline;
         let max_connections = self.settings.max_connections;
         let zero_rtt = self.settings.zero_rtt;
         let name = self.name;
@@ -129,7 +130,7 @@ impl H3Listener {
                     incoming.refuse();
                     continue;
                 }
-                let (upstream, metrics) = (upstream.clone(), metrics.clone());
+                let (pipeline, metrics) = (pipeline.clone(), metrics.clone());
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
@@ -139,7 +140,7 @@ impl H3Listener {
                     let link = Link {
                         remote,
                         confirmed,
-                        upstream,
+                        pipeline,
                     };
                     serve_connection(conn, link, metrics, shutdown).await
                 });
@@ -177,14 +178,17 @@ impl Drop for Live {
     }
 }
 
-/// Finish the handshake; with 0-RTT on, take the connection early and flag when the
-/// handshake is confirmed (requests before that may be replays).
+/// Whether a connection's handshake is confirmed: `true` at once without 0-RTT; with it,
+/// once the client has finished the handshake (closed, never `true`, if it does not).
+type Confirmed = tokio::sync::watch::Receiver<bool>;
+
+/// Finish the handshake; with 0-RTT on, take the connection early, before the client has
+/// proved it is live (its early data may be a replay).
 async fn establish(
     incoming: quinn::Incoming,
     zero_rtt: bool,
-) -> Option<(quinn::Connection, Arc<std::sync::atomic::AtomicBool>)> {
+) -> Option<(quinn::Connection, Confirmed)> {
     let remote = incoming.remote_address();
-    let confirmed = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let connecting = match incoming.accept() {
         Ok(c) => c,
         Err(e) => {
@@ -192,30 +196,28 @@ async fn establish(
             return None;
         }
     };
-    if zero_rtt {
+    let connecting = if zero_rtt {
         match connecting.into_0rtt() {
             Ok((conn, accepted)) => {
-                confirmed.store(false, Ordering::Release);
-                let flag = confirmed.clone();
+                let (tx, confirmed) = tokio::sync::watch::channel(false);
+                let watched = conn.clone();
                 tokio::spawn(async move {
+                    // Resolves when the handshake completes or the connection ends first (its
+                    // value means nothing on a server).
                     accepted.await;
-                    flag.store(true, Ordering::Release);
+                    if watched.close_reason().is_none() {
+                        let _ = tx.send(true);
+                    }
                 });
                 return Some((conn, confirmed));
             }
-            Err(connecting) => {
-                return match connecting.await {
-                    Ok(conn) => Some((conn, confirmed)),
-                    Err(e) => {
-                        tracing::debug!(%remote, error = %e, "QUIC handshake failed");
-                        None
-                    }
-                }
-            }
+            Err(connecting) => connecting,
         }
-    }
+    } else {
+        connecting
+    };
     match connecting.await {
-        Ok(conn) => Some((conn, confirmed)),
+        Ok(conn) => Some((conn, tokio::sync::watch::channel(true).1)),
         Err(e) => {
             tracing::debug!(%remote, error = %e, "QUIC handshake failed");
             None
@@ -227,9 +229,9 @@ async fn establish(
 #[derive(Clone)]
 struct Link {
     remote: SocketAddr,
-    /// False while the handshake is unconfirmed (0-RTT): only safe methods are served.
-    confirmed: Arc<std::sync::atomic::AtomicBool>,
-    upstream: Arc<Internal>,
+    /// Unconfirmed while the handshake is (0-RTT): only safe methods are served then.
+    confirmed: Confirmed,
+    pipeline: Pipeline,
 }
 
 /// Becomes `true` when the process is asked to stop (SIGTERM) or to hand over to a new
@@ -285,14 +287,11 @@ async fn serve_connection(
         match accepted {
             Ok(Some(resolver)) => {
                 let (link, metrics) = (link.clone(), metrics.clone());
+                let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let _live = Live::new(metrics.active_streams.with_label_values(&["h3"]));
                     match resolver.resolve_request().await {
-                        Ok((req, stream)) => {
-                            if let Err(e) = forward(req, stream, &link).await {
-                                tracing::debug!(%remote, error = %e, "HTTP/3 request failed");
-                            }
-                        }
+                        Ok((req, stream)) => serve_request(req, stream, &link, &shutdown).await,
                         Err(e) => tracing::debug!(%remote, error = %e, "bad HTTP/3 request"),
                     }
                 });
@@ -306,193 +305,175 @@ async fn serve_connection(
     }
 }
 
-type Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+/// Why a request is refused before it reaches the pipeline.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum Malformed {
+    #[error("CONNECT, or no :scheme or :path")]
+    PseudoHeaders,
+    #[error("connection-specific header {0}")]
+    ConnectionHeader(&'static str),
+    #[error("TE other than trailers")]
+    Te,
+    #[error("Content-Length not one number")]
+    ContentLength,
+}
 
-/// The request body, read from the HTTP/3 stream as the internal connection asks for it.
-type ReqBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-async fn forward(
-    req: http::Request<()>,
-    stream: Stream,
-    link: &Link,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (remote, upstream) = (link.remote, &link.upstream);
-    let (mut send, mut recv) = stream.split();
-    // RFC 9114 4.3.1: a request other than CONNECT carries :scheme (http or https) and a
-    // non-empty :path; h3 checks :method and :authority. Malformed: 400, never forwarded.
+/// Check a request head (RFC 9114 section 4.1.2: malformed requests are not forwarded) and
+/// return its declared body length.
+fn check(req: &http::Request<()>) -> Result<Option<u64>, Malformed> {
+    // A request other than CONNECT carries :scheme (http or https) and a non-empty :path
+    // (section 4.3.1); h3 itself checks :method and :authority.
     let uri = req.uri();
     let well_formed = req.method() != http::Method::CONNECT
         && matches!(uri.scheme_str(), Some("https" | "http"))
         && uri.path_and_query().is_some_and(|p| !p.as_str().is_empty());
     if !well_formed {
-        let resp = http::Response::builder()
-            .status(400)
-            .body(())
-            .expect("valid response");
-        send.send_response(resp).await?;
-        send.finish().await?;
-        return Ok(());
+        return Err(Malformed::PseudoHeaders);
     }
-    // Early data can be replayed: only safe methods before the handshake is confirmed
-    // (RFC 8470: 425 Too Early, the client retries after the handshake).
-    if !link.confirmed.load(Ordering::Acquire) && !req.method().is_safe() {
-        let resp = http::Response::builder()
-            .status(425)
-            .body(())
-            .expect("valid response");
-        send.send_response(resp).await?;
-        send.finish().await?;
-        return Ok(());
-    }
-    let (parts, ()) = req.into_parts();
-    // A request whose body is already over (most GETs) goes on with an empty, ended body:
-    // the HTTP/2 hop then ends the stream with the headers, as the client did.
-    let first = match recv.recv_data().await {
-        Ok(first) => first.map(|mut c| c.copy_to_bytes(c.remaining())),
-        Err(e) => return Err(e.into()),
-    };
-    let (body, pump): (ReqBody, _) = match first {
-        None => (
-            http_body_util::Empty::new()
-                .map_err(|never| match never {})
-                .boxed(),
-            None,
-        ),
-        Some(data) => {
-            let (tx, rx) = tokio::sync::mpsc::channel(4);
-            let _ = tx.try_send(Ok(hyper::body::Frame::data(data)));
-            // Pump the rest of the body (and trailers) while the response is awaited.
-            let pump = tokio::spawn(async move {
-                loop {
-                    match recv.recv_data().await {
-                        Ok(Some(mut chunk)) => {
-                            let data = chunk.copy_to_bytes(chunk.remaining());
-                            if tx.send(Ok(hyper::body::Frame::data(data))).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                            return;
-                        }
-                    }
-                }
-                if let Ok(Some(trailers)) = recv.recv_trailers().await {
-                    let _ = tx.send(Ok(hyper::body::Frame::trailers(trailers))).await;
-                }
-            });
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-            (http_body_util::StreamBody::new(stream).boxed(), Some(pump))
-        }
-    };
-    let mut out = http::Request::from_parts(parts, body);
-    out.headers_mut().remove(INTERNAL_CLIENT);
-    out.headers_mut().insert(
-        INTERNAL_CLIENT,
-        http::HeaderValue::from_str(&remote.ip().to_string()).expect("an IP is a valid value"),
-    );
-    *out.version_mut() = http::Version::HTTP_2;
-    let resp = match upstream.send(out).await {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(p) = &pump {
-                p.abort();
-            }
-            let resp = http::Response::builder()
-                .status(502)
-                .body(())
-                .expect("valid response");
-            send.send_response(resp).await?;
-            send.finish().await?;
-            return Err(e);
-        }
-    };
-    let (mut parts, mut body) = resp.into_parts();
-    // Connection-specific headers have no place in HTTP/3 (RFC 9114 section 4.2).
-    for h in [
+    let headers = req.headers();
+    for name in [
         "connection",
         "keep-alive",
+        "proxy-connection",
         "transfer-encoding",
         "upgrade",
-        "proxy-connection",
     ] {
-        parts.headers.remove(h);
+        if headers.contains_key(name) {
+            return Err(Malformed::ConnectionHeader(name));
+        }
     }
-    send.send_response(http::Response::from_parts(parts, ()))
-        .await?;
-    while let Some(frame) = body.frame().await {
-        let frame = frame?;
-        match frame.into_data() {
-            Ok(data) => send.send_data(data).await?,
-            Err(frame) => {
-                if let Ok(trailers) = frame.into_trailers() {
-                    send.send_trailers(trailers).await?;
+    if headers
+        .get_all(http::header::TE)
+        .iter()
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        return Err(Malformed::Te);
+    }
+    // Every Content-Length value (and every comma-separated element) must be the same number
+    // (RFC 9110 section 8.6); anything else could frame the body two ways further on.
+    let mut declared = None;
+    for value in headers.get_all(http::header::CONTENT_LENGTH) {
+        let text = value.to_str().map_err(|_| Malformed::ContentLength)?;
+        for element in text.split(',') {
+            let element = element.trim();
+            if element.is_empty() || !element.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Malformed::ContentLength);
+            }
+            let n: u64 = element.parse().map_err(|_| Malformed::ContentLength)?;
+            if declared.is_some_and(|d| d != n) {
+                return Err(Malformed::ContentLength);
+            }
+            declared = Some(n);
+        }
+    }
+    Ok(declared)
+}
+
+/// Answer a request locally, before the pipeline (malformed, or too early).
+async fn refuse(mut stream: Stream3, status: u16) {
+    let resp = http::Response::builder()
+        .status(status)
+        .body(())
+        .expect("valid response");
+    if stream.send_response(resp).await.is_ok() {
+        let _ = stream.finish().await;
+    }
+}
+
+/// Run one request through the edge pipeline.
+async fn serve_request(
+    req: http::Request<()>,
+    mut stream: Stream3,
+    link: &Link,
+    shutdown: &pingora::server::ShutdownWatch,
+) {
+    let remote = link.remote;
+    let declared = match check(&req) {
+        Ok(d) => d,
+        Err(why) => {
+            tracing::debug!(%remote, %why, "malformed HTTP/3 request");
+            return refuse(stream, 400).await;
+        }
+    };
+    // Early data can be replayed, and a replay never completes the handshake: a request
+    // with side effects waits for the handshake to be confirmed (RFC 8470 section 3 lets a
+    // server delay it so, rather than answer 425 and make the client retry) and is dropped
+    // if the connection ends first.
+    if !req.method().is_safe() {
+        let mut confirmed = link.confirmed.clone();
+        if confirmed.wait_for(|c| *c).await.is_err() {
+            tracing::debug!(%remote, "early request on a connection never confirmed: dropped");
+            return;
+        }
+    }
+    // Whether the request has a body decides how it is framed toward an HTTP/1.1 origin
+    // (none, Content-Length, or chunked). With a Content-Length that is known; otherwise a
+    // body that is already over (most GETs end with their head) is seen at once, and a
+    // client that did not send the end yet is waited for, unless it waits for a 100
+    // Continue itself.
+    let body = match declared {
+        Some(_) => None,
+        None => {
+            let now = stream.recv_data().now_or_never();
+            let read = match now {
+                Some(read) => Some(read),
+                None if req.headers().contains_key(http::header::EXPECT) => None,
+                None => Some(stream.recv_data().await),
+            };
+            match read {
+                None => None,
+                Some(Ok(chunk)) => Some(chunk.map(|mut c| c.copy_to_bytes(c.remaining()))),
+                Some(Err(e)) => {
+                    tracing::debug!(%remote, error = %e, "HTTP/3 request stream failed");
+                    return;
                 }
             }
         }
-    }
-    send.finish().await?;
-    if let Some(p) = pump {
-        p.abort();
-    }
-    Ok(())
+    };
+    let (head, ()) = req.into_parts();
+    let session = H3Session::new(head, stream, remote, declared, body);
+    let session = ServerSession::new_custom(Box::new(session));
+    link.pipeline.process_new_http(session, shutdown).await;
 }
 
-/// HTTP/2 connections to the internal listener, used round robin and redialled when
-/// closed.
-struct Internal {
-    path: PathBuf,
-    conns: Vec<tokio::sync::Mutex<Option<hyper::client::conn::http2::SendRequest<ReqBody>>>>,
-    next: AtomicUsize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Connections to the internal listener: HTTP/2 multiplexes, a few spread the load over
-/// pingora's worker threads.
-const INTERNAL_CONNECTIONS: usize = 4;
-
-impl Internal {
-    fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            conns: (0..INTERNAL_CONNECTIONS)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
-            next: AtomicUsize::new(0),
+    fn request(headers: &[(&str, &str)]) -> http::Request<()> {
+        let mut b = http::Request::builder().uri("https://example.test/path");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
         }
+        b.body(()).unwrap()
     }
 
-    async fn sender(
-        &self,
-    ) -> Result<
-        hyper::client::conn::http2::SendRequest<ReqBody>,
-        Box<dyn std::error::Error + Send + Sync>,
-    > {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        let mut slot = self.conns[i].lock().await;
-        if let Some(s) = slot.as_ref() {
-            if !s.is_closed() {
-                return Ok(s.clone());
-            }
+    #[test]
+    fn content_length_must_be_one_number() {
+        assert_eq!(check(&request(&[])), Ok(None));
+        assert_eq!(check(&request(&[("content-length", "5")])), Ok(Some(5)));
+        assert_eq!(check(&request(&[("content-length", "5, 5")])), Ok(Some(5)));
+        for bad in ["5, 6", "-1", "", "0x10", "+5"] {
+            assert_eq!(
+                check(&request(&[("content-length", bad)])),
+                Err(Malformed::ContentLength),
+                "{bad:?}"
+            );
         }
-        let io = tokio::net::UnixStream::connect(&self.path).await?;
-        let (sender, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .initial_stream_window_size(1 << 20)
-            .initial_connection_window_size(4 << 20)
-            .handshake(TokioIo::new(io))
-            .await?;
-        tokio::spawn(conn);
-        *slot = Some(sender.clone());
-        Ok(sender)
+        let two = request(&[("content-length", "5"), ("content-length", "6")]);
+        assert_eq!(check(&two), Err(Malformed::ContentLength));
     }
 
-    async fn send(
-        &self,
-        req: http::Request<ReqBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, Box<dyn std::error::Error + Send + Sync>>
-    {
-        let mut sender = self.sender().await?;
-        sender.ready().await?;
-        Ok(sender.send_request(req).await?)
+    #[test]
+    fn connection_specific_headers_are_malformed() {
+        let te = request(&[("transfer-encoding", "chunked")]);
+        assert_eq!(
+            check(&te),
+            Err(Malformed::ConnectionHeader("transfer-encoding"))
+        );
+        assert_eq!(check(&request(&[("te", "trailers")])), Ok(None));
+        assert_eq!(check(&request(&[("te", "gzip")])), Err(Malformed::Te));
+        let no_scheme = http::Request::builder().uri("/path").body(()).unwrap();
+        assert_eq!(check(&no_scheme), Err(Malformed::PseudoHeaders));
     }
 }

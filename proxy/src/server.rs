@@ -16,7 +16,6 @@ use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,8 +50,6 @@ pub enum StartError {
     Demo(std::io::Error),
     #[error(transparent)]
     Http3(#[from] H3Error),
-    #[error("cannot create the directory of the HTTP/3 sockets: {0}")]
-    SocketDir(std::io::Error),
     #[error("access_log.path: {}: {source}", path.display())]
     AccessLog {
         path: std::path::PathBuf,
@@ -215,27 +212,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 server.add_service(svc);
                 urls.push((format!("https://{addr}"), l.name.clone(), l.address));
                 if let Some(settings) = http3 {
-                    let socket = h3_socket_dir()
-                        .map_err(StartError::SocketDir)?
-                        .join(format!("h3-{}.sock", l.name));
-                    let _ = std::fs::remove_file(&socket);
-                    let mut internal = pingora::proxy::http_proxy_service_with_name(
+                    // HTTP/3 requests run the same pipeline, driven by the QUIC front end.
+                    let pipeline = Arc::new(pingora::proxy::http_proxy(
                         &server.configuration,
-                        Edge::new(shared.clone(), true).behind_h3(),
-                        &format!("{name} (HTTP/3)"),
-                    );
-                    if let Some(app) = internal.app_logic_mut() {
-                        let mut options = HttpServerOptions::default();
-                        options.h2c = true;
-                        app.server_options = Some(options);
-                    }
-                    internal.add_uds(
-                        &socket.display().to_string(),
-                        Some(std::fs::Permissions::from_mode(0o600)),
-                    );
-                    server.add_service(internal);
+                        Edge::new(shared.clone(), true),
+                    ));
                     let resolver = shared.sni_resolver(&l.name).expect("an https listener");
-                    let h3 = H3Listener::bind(&l.name, l.address, resolver, settings, socket)?;
+                    let h3 = H3Listener::bind(&l.name, l.address, resolver, settings, pipeline)?;
                     urls.push((
                         format!("https://{addr}"),
                         format!("{}, HTTP/3", l.name),
@@ -303,17 +286,6 @@ fn claim_addresses(config: &mut Config) -> Result<(), StartError> {
         }
     }
     Ok(())
-}
-
-/// A directory only this process can use, for the Unix sockets of the HTTP/3 front ends.
-fn h3_socket_dir() -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let dir = std::env::temp_dir().join(format!("breakwater-{}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)?;
-    Ok(dir)
 }
 
 fn free_port(near: &SocketAddr) -> Result<SocketAddr, StartError> {

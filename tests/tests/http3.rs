@@ -447,6 +447,13 @@ async fn zero_rtt_is_off_by_default_and_serves_safe_requests_when_on() {
         // safe request sent in it is answered.
         let (second, early) = H3::connect_early(addr, "a.test", tls).await.unwrap();
         assert_eq!(early, allowed, "0-RTT with http3: {setting}");
+        // A request with side effects sent in early data waits for the handshake to be
+        // confirmed (a replay never confirms it), then is served: no 425 and retry.
+        let post = second
+            .request("POST", "a.test", "/", &[], Some(Bytes::from_static(b"x")))
+            .await
+            .unwrap();
+        assert_eq!((post.status, post.text().as_str()), (200, "early"));
         let r = second.get("a.test", "/").await;
         assert_eq!((r.status, r.text().as_str()), (200, "early"));
     }
