@@ -40,7 +40,10 @@ bw="$target/breakwater"
 load="$target/breakwater-bench"
 plot="$target/breakwater-plot"
 wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
-if ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
+# `wasmtime serve` is only needed by the handler scenario.
+want_wasmtime=1
+[[ -n "${ONLY:-}" && ! "handler hello" =~ $ONLY ]] && want_wasmtime=0
+if [ "$want_wasmtime" = 1 ] && ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
   cargo install wasmtime-cli --version 48.0.8 --locked
   wasmtime_bin="$HOME/.cargo/bin/wasmtime"
 fi
@@ -184,9 +187,12 @@ taskset -c 0 varnishd -F -a "127.0.0.1:$VARNISH" -f "$work/varnish.vcl" -s mallo
   -n "$work/varnish" -p thread_pools=1 > "$work/logs/varnish.out" 2>&1 &
 pids+=($!); varnish_pid=$!
 
-taskset -c 0 "$wasmtime_bin" serve --addr "127.0.0.1:$WASMTIME" "$work/wasm/hello-handler.wasm" \
-  > "$work/logs/wasmtime.out" 2>&1 &
-pids+=($!); wasmtime_pid=$!
+wasmtime_pid=""
+if [ "$want_wasmtime" = 1 ]; then
+  taskset -c 0 "$wasmtime_bin" serve --addr "127.0.0.1:$WASMTIME" "$work/wasm/hello-handler.wasm" \
+    > "$work/logs/wasmtime.out" 2>&1 &
+  pids+=($!); wasmtime_pid=$!
+fi
 
 wait_port() {
   for _ in $(seq 1 300); do
@@ -195,7 +201,9 @@ wait_port() {
   done
   echo "port $1 never opened; logs in $out/logs" >&2; exit 1
 }
-for p in $ORIGIN $BW $BWTLS $NGINX $NGINXTLS $HAPROXY $HAPROXYTLS $VARNISH $WASMTIME; do wait_port "$p"; done
+ports=($ORIGIN $BW $BWTLS $NGINX $NGINXTLS $HAPROXY $HAPROXYTLS $VARNISH)
+[ "$want_wasmtime" = 1 ] && ports+=($WASMTIME)
+for p in "${ports[@]}"; do wait_port "$p"; done
 
 # Process CPU seconds (user + system) and peak RSS (MiB) of a pid and its children.
 cpu_of() {

@@ -204,6 +204,41 @@ async fn garbage_datagrams_and_unknown_names_harm_nobody() {
         hits,
         "the malformed request reached the origin"
     );
+    // Heads an HTTP/1.1 origin could frame another way are malformed in HTTP/3 (RFC 9114
+    // 4.2, 4.1.2): 400, never forwarded.
+    let bad_heads: [&[(&str, &str)]; 4] = [
+        &[("transfer-encoding", "chunked")],
+        &[("connection", "keep-alive")],
+        &[("te", "gzip")],
+        &[("content-length", "3"), ("content-length", "4")],
+    ];
+    for headers in bad_heads {
+        let r = h3
+            .request(
+                "POST",
+                "a.test",
+                "/smuggle",
+                headers,
+                Some(Bytes::from_static(b"abc")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400, "{headers:?}");
+    }
+    assert_eq!(s.origin.hits(), hits, "a malformed head reached the origin");
+    // A body longer than its Content-Length is refused, not passed on cut or whole.
+    let long = h3
+        .request(
+            "POST",
+            "a.test",
+            "/long",
+            &[("content-length", "3")],
+            Some(Bytes::from_static(b"abcdef")),
+        )
+        .await;
+    if let Ok(r) = long {
+        assert_eq!(r.status, 400, "a body past its Content-Length");
+    }
     assert_eq!(h3.get("a.test", "/after").await.status, 200);
     // Connections closed by the client are counted out.
     h3.conn.close(0u32.into(), b"bye");
