@@ -73,23 +73,18 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
     }
     if !config.components.is_empty() {
         // Compile and link each component as `run` would (this catches a wrong world or an
-        // import that is not granted, not only a missing file).
+        // import that is not granted, not only a missing file). With `wasm.cache_dir` the
+        // compilations are stored, so a `run` started after `check` (systemd's ExecStartPre)
+        // loads them instead of compiling: compiling a large component leaves hundreds of MiB
+        // resident in the process that did it.
         let wasm = Runtime::new(RuntimeSettings {
-            max_instances: 16,
+            max_instances: config.wasm.max_instances,
+            cache_dir: config.wasm.cache_dir.clone(),
             ..RuntimeSettings::default()
         })
         .map_err(LoadError::Wasm)?;
         for c in &config.components {
-            let settings = breakwater_isolate::FilterSettings {
-                prewarm: Some(0),
-                ..Default::default()
-            };
-            wasm.load_filter(&c.name, &c.path, settings)
-                .map_err(|source| LoadError::Component {
-                    at: c.at.clone(),
-                    name: c.name.clone(),
-                    source,
-                })?;
+            crate::state::Loaded::load(&wasm, c, Some(0))?;
         }
     }
     Ok(config)

@@ -32,6 +32,49 @@ pub enum Loaded {
 }
 
 impl Loaded {
+    /// Compile (or take from the compile cache) and pre-link `c` as its kind, with
+    /// `prewarm` ready instances.
+    pub fn load(
+        wasm: &Arc<Runtime>,
+        c: &breakwater_config::Component,
+        prewarm: Option<usize>,
+    ) -> Result<Self, LoadError> {
+        match c.kind {
+            ComponentKind::Filter => wasm
+                .load_filter(
+                    &c.name,
+                    &c.path,
+                    FilterSettings {
+                        deadline: c.deadline,
+                        max_memory_bytes: c.max_memory_bytes,
+                        max_concurrency: c.max_concurrency,
+                        prewarm,
+                        config: c.config.iter().cloned().collect(),
+                    },
+                )
+                .map(Loaded::Filter),
+            ComponentKind::Handler => wasm
+                .load_handler(
+                    &c.name,
+                    &c.path,
+                    HandlerSettings {
+                        deadline: c.deadline,
+                        max_memory_bytes: c.max_memory_bytes,
+                        max_concurrency: c.max_concurrency,
+                        prewarm,
+                        allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
+                        env: c.config.iter().cloned().collect(),
+                    },
+                )
+                .map(Loaded::Handler),
+        }
+        .map_err(|source| LoadError::Component {
+            at: c.at.clone(),
+            name: c.name.clone(),
+            source,
+        })
+    }
+
     pub fn in_use(&self) -> usize {
         match self {
             Loaded::Filter(f) => f.in_use(),
@@ -121,41 +164,7 @@ impl Generation {
     ) -> Result<Self, LoadError> {
         let mut components = Vec::with_capacity(config.components.len());
         for c in &config.components {
-            let loaded = match c.kind {
-                ComponentKind::Filter => wasm
-                    .load_filter(
-                        &c.name,
-                        &c.path,
-                        FilterSettings {
-                            deadline: c.deadline,
-                            max_memory_bytes: c.max_memory_bytes,
-                            max_concurrency: c.max_concurrency,
-                            prewarm: c.prewarm,
-                            config: c.config.iter().cloned().collect(),
-                        },
-                    )
-                    .map(Loaded::Filter),
-                ComponentKind::Handler => wasm
-                    .load_handler(
-                        &c.name,
-                        &c.path,
-                        HandlerSettings {
-                            deadline: c.deadline,
-                            max_memory_bytes: c.max_memory_bytes,
-                            max_concurrency: c.max_concurrency,
-                            prewarm: c.prewarm,
-                            allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
-                            env: c.config.iter().cloned().collect(),
-                        },
-                    )
-                    .map(Loaded::Handler),
-            }
-            .map_err(|source| LoadError::Component {
-                at: c.at.clone(),
-                name: c.name.clone(),
-                source,
-            })?;
-            components.push(loaded);
+            components.push(Loaded::load(wasm, c, c.prewarm)?);
         }
         let mut certs = HashMap::new();
         for l in &config.listeners {
