@@ -157,7 +157,7 @@ pub struct RawClientLimits {
 #[serde(untagged)]
 pub enum RawHttp3 {
     On(bool),
-    Settings(RawHttp3Settings),
+    Settings(Box<RawHttp3Settings>),
 }
 
 #[derive(Debug, Default, Deserialize)]

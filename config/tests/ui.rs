@@ -29,7 +29,7 @@ fn invalid_configs_are_refused_with_the_golden_message() {
     let mut failures = Vec::new();
     for path in yaml_files("invalid") {
         let got = match parse(&path) {
-            Ok(_) => format!("<accepted>"),
+            Ok(_) => "<accepted>".to_string(),
             Err(e) => format!("{e}\n"),
         };
         let golden = path.with_extension("err");

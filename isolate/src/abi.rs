@@ -248,8 +248,8 @@ mod tests {
                 append: rng.headers(),
                 remove: (0..rng.next() % 3).map(|_| rng.text()).collect(),
             };
-            let action = if rng.next() % 2 == 0 {
-                let opt = |rng: &mut Rng| (rng.next() % 2 == 0).then(|| rng.text());
+            let action = if rng.next().is_multiple_of(2) {
+                let opt = |rng: &mut Rng| rng.next().is_multiple_of(2).then(|| rng.text());
                 RequestActionAbi::Continue(ForwardAbi {
                     headers: edits,
                     path: opt(&mut rng),

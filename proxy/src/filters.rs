@@ -91,7 +91,7 @@ pub struct FilterChain {
     request_body: Option<BodyBuffer>,
     response_body: Option<BodyBuffer>,
     /// The response head as `on-response-body` sees it (after every header edit).
-    response_head: Option<(u16, Vec<(String, Vec<u8>)>)>,
+    response_head: Option<(u16, OwnedHeaders)>,
 }
 
 /// A body being collected for the body phases, up to the smallest limit of their filters.
@@ -510,7 +510,10 @@ fn policy(generation: &Generation, route: &Route, id: ComponentId) -> FailurePol
         .unwrap_or(generation.config.components[id.0].on_error)
 }
 
-fn owned_headers(headers: &http::HeaderMap) -> Vec<(String, Vec<u8>)> {
+/// Header names and values as a guest gets them.
+type OwnedHeaders = Vec<(String, Vec<u8>)>;
+
+fn owned_headers(headers: &http::HeaderMap) -> OwnedHeaders {
     headers
         .iter()
         .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))

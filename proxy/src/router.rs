@@ -34,7 +34,7 @@ impl Router {
                 }
             }
         }
-        r.suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        r.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         r
     }
 

@@ -82,7 +82,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
             cache_dir: config.wasm.cache_dir.clone(),
             ..RuntimeSettings::default()
         })
-        .map_err(LoadError::Wasm)?;
+        .map_err(|e| LoadError::Wasm(Box::new(e)))?;
         for c in &config.components {
             crate::state::Loaded::load(&wasm, c, Some(0))?;
         }
@@ -124,7 +124,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         cache_dir: config.wasm.cache_dir.clone(),
         ..RuntimeSettings::default()
     })
-    .map_err(LoadError::Wasm)?;
+    .map_err(|e| LoadError::Wasm(Box::new(e)))?;
     let first = control.block_on(Generation::build(
         config.clone(),
         &source,

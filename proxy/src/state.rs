@@ -71,7 +71,7 @@ impl Loaded {
         .map_err(|source| LoadError::Component {
             at: c.at.clone(),
             name: c.name.clone(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -121,10 +121,10 @@ pub enum LoadError {
         at: breakwater_config::Location,
         name: String,
         #[source]
-        source: IsolateError,
+        source: Box<IsolateError>,
     },
     #[error("wasm runtime: {0}")]
-    Wasm(IsolateError),
+    Wasm(Box<IsolateError>),
 }
 
 /// Where the config comes from: a file (reloadable) or the embedded demo.

@@ -48,7 +48,7 @@ impl CertStore {
                 }
             }
         }
-        store.suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        store.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         Ok(store)
     }
 

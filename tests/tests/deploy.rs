@@ -290,9 +290,6 @@ async fn the_grafana_dashboard_queries_metrics_the_node_exports() {
         "breakwater_cache_bytes",
     ] {
         assert!(used.contains(name), "dashboard lacks {name}");
-        assert!(
-            scrape.contains(&format!("{name}")),
-            "{name} not scraped:\n{scrape}"
-        );
+        assert!(scrape.contains(name), "{name} not scraped:\n{scrape}");
     }
 }

@@ -196,7 +196,8 @@ async fn http2_abuse_is_refused_and_never_downgraded_to_the_origin() {
     );
     assert_eq!(origin.hits(), 1);
 
-    let cases: Vec<(&str, Vec<(&[u8], &[u8])>)> = vec![
+    type Headers<'a> = Vec<(&'a [u8], &'a [u8])>;
+    let cases: Vec<(&str, Headers)> = vec![
         (
             "transfer-encoding",
             with(&[(b"transfer-encoding", b"chunked")]),
