@@ -35,6 +35,24 @@ fn kubernetes_manifests_parse_and_carry_a_valid_config() {
 
     let pod = &docs[2]["spec"]["template"];
     let container = &pod["spec"]["containers"][0];
+    // The init container checks the config and compiles into the cache the server reads.
+    let init = &pod["spec"]["initContainers"][0];
+    assert_eq!(init["args"][0], "check");
+    let mounted = |c: &serde_json::Value| {
+        c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/var/cache/breakwater")
+    };
+    assert!(
+        config.contains("cache_dir: /var/cache/breakwater"),
+        "{config}"
+    );
+    assert!(
+        mounted(init) && mounted(container),
+        "the compile cache is shared"
+    );
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     let admin_port = container["ports"]
