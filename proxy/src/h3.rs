@@ -331,13 +331,7 @@ fn check(req: &http::Request<()>) -> Result<Option<u64>, Malformed> {
         return Err(Malformed::PseudoHeaders);
     }
     let headers = req.headers();
-    for name in [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "upgrade",
-    ] {
+    for name in session::CONNECTION_SPECIFIC {
         if headers.contains_key(name) {
             return Err(Malformed::ConnectionHeader(name));
         }

@@ -27,9 +27,9 @@ pub(super) type Stream3 = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>,
 /// and HTTP/2 downstreams).
 const RETRY_BUFFER: usize = 64 * 1024;
 
-/// Headers that name a connection, not a message: never sent in an HTTP/3 response
-/// (RFC 9114 section 4.2).
-const CONNECTION_SPECIFIC: [&str; 5] = [
+/// Headers that name a connection, not a message: malformed in an HTTP/3 request, never
+/// sent in an HTTP/3 response (RFC 9114 section 4.2).
+pub(super) const CONNECTION_SPECIFIC: [&str; 5] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -103,36 +103,22 @@ impl H3Session {
         if self.body_done {
             return Ok(None);
         }
+        const CONTEXT: &str = "while reading the HTTP/3 request body";
         let limit = self.read_timeout;
         let read = self.stream.get_mut().recv_data();
-        let read = match limit {
-            Some(t) => tokio::time::timeout(t, read).await.or_err(
-                ErrorType::ReadTimedout,
-                "while reading the HTTP/3 request body",
-            )?,
-            None => read.await,
-        };
-        let chunk = read.or_err(
-            ErrorType::ReadError,
-            "while reading the HTTP/3 request body",
-        )?;
+        let chunk = within(limit, read, ErrorType::ReadTimedout, CONTEXT)
+            .await?
+            .or_err(ErrorType::ReadError, CONTEXT)?;
         Ok(chunk.map(|mut c| c.copy_to_bytes(c.remaining())))
     }
 
     async fn write(&mut self, data: Bytes) -> Result<()> {
+        const CONTEXT: &str = "while writing the HTTP/3 response body";
         let limit = self.write_timeout;
         let send = self.stream.get_mut().send_data(data);
-        let sent = match limit {
-            Some(t) => tokio::time::timeout(t, send).await.or_err(
-                ErrorType::WriteTimedout,
-                "while writing the HTTP/3 response body",
-            )?,
-            None => send.await,
-        };
-        sent.or_err(
-            ErrorType::WriteError,
-            "while writing the HTTP/3 response body",
-        )
+        within(limit, send, ErrorType::WriteTimedout, CONTEXT)
+            .await?
+            .or_err(ErrorType::WriteError, CONTEXT)
     }
 
     async fn end_stream(&mut self) -> Result<()> {
@@ -159,6 +145,19 @@ impl H3Session {
                 .get_mut()
                 .stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
         }
+    }
+}
+
+/// `work`, cut after `limit` when there is one.
+async fn within<T>(
+    limit: Option<Duration>,
+    work: impl std::future::Future<Output = T>,
+    kind: ErrorType,
+    context: &'static str,
+) -> Result<T> {
+    match limit {
+        Some(t) => tokio::time::timeout(t, work).await.or_err(kind, context),
+        None => Ok(work.await),
     }
 }
 
@@ -214,13 +213,8 @@ impl CustomSession for H3Session {
             while self.read_body_bytes().await?.is_some() {}
             Ok(())
         };
-        match limit {
-            Some(t) => tokio::time::timeout(t, drain).await.or_err(
-                ErrorType::ReadTimedout,
-                "while draining the HTTP/3 request body",
-            )?,
-            None => drain.await,
-        }
+        let context = "while draining the HTTP/3 request body";
+        within(limit, drain, ErrorType::ReadTimedout, context).await?
     }
 
     async fn write_response_header(
