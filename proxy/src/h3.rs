@@ -15,8 +15,7 @@ use crate::edge::Edge;
 use crate::metrics::Metrics;
 use crate::tls::SniResolver;
 use breakwater_config::Http3Settings;
-use bytes::{Buf, Bytes};
-use futures::FutureExt;
+use bytes::Bytes;
 use pingora::apps::HttpServerApp;
 use pingora::protocols::http::ServerSession;
 use pingora::proxy::HttpProxy;
@@ -363,10 +362,11 @@ fn check(req: &http::Request<()>) -> Result<Option<u64>, Malformed> {
     Ok(declared)
 }
 
-/// Answer a request locally, before the pipeline (malformed, or too early).
-async fn refuse(mut stream: Stream3, status: u16) {
+/// Answer a malformed request with 400, before the pipeline (RFC 9114 section 4.1.2 lets a
+/// server answer before it resets the stream).
+async fn refuse_malformed(mut stream: Stream3) {
     let resp = http::Response::builder()
-        .status(status)
+        .status(400)
         .body(())
         .expect("valid response");
     if stream.send_response(resp).await.is_ok() {
@@ -377,7 +377,7 @@ async fn refuse(mut stream: Stream3, status: u16) {
 /// Run one request through the edge pipeline.
 async fn serve_request(
     req: http::Request<()>,
-    mut stream: Stream3,
+    stream: Stream3,
     link: &Link,
     shutdown: &pingora::server::ShutdownWatch,
 ) {
@@ -386,7 +386,7 @@ async fn serve_request(
         Ok(d) => d,
         Err(why) => {
             tracing::debug!(%remote, %why, "malformed HTTP/3 request");
-            return refuse(stream, 400).await;
+            return refuse_malformed(stream).await;
         }
     };
     // Early data can be replayed, and a replay never completes the handshake: a request
@@ -400,32 +400,14 @@ async fn serve_request(
             return;
         }
     }
-    // Whether the request has a body decides how it is framed toward an HTTP/1.1 origin
-    // (none, Content-Length, or chunked). With a Content-Length that is known; otherwise a
-    // body that is already over (most GETs end with their head) is seen at once, and a
-    // client that did not send the end yet is waited for, unless it waits for a 100
-    // Continue itself.
-    let body = match declared {
-        Some(_) => None,
-        None => {
-            let now = stream.recv_data().now_or_never();
-            let read = match now {
-                Some(read) => Some(read),
-                None if req.headers().contains_key(http::header::EXPECT) => None,
-                None => Some(stream.recv_data().await),
-            };
-            match read {
-                None => None,
-                Some(Ok(chunk)) => Some(chunk.map(|mut c| c.copy_to_bytes(c.remaining()))),
-                Some(Err(e)) => {
-                    tracing::debug!(%remote, error = %e, "HTTP/3 request stream failed");
-                    return;
-                }
-            }
+    let (head, ()) = req.into_parts();
+    let session = match H3Session::start(head, stream, remote, declared).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(%remote, error = %e, "HTTP/3 request stream failed");
+            return;
         }
     };
-    let (head, ()) = req.into_parts();
-    let session = H3Session::new(head, stream, remote, declared, body);
     let session = ServerSession::new_custom(Box::new(session));
     link.pipeline.process_new_http(session, shutdown).await;
 }

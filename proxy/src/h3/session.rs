@@ -8,7 +8,7 @@
 //! HTTP/2 origins; the edge labels it HTTP/3 in metrics and logs.
 
 use bytes::{Buf, Bytes};
-use futures::Stream;
+use futures::{FutureExt, Stream};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::body_buffer::FixedBuffer;
@@ -44,7 +44,7 @@ pub(super) struct H3Session {
     /// requires without a lock.
     stream: SyncWrapper<Stream3>,
     client: SocketAddr,
-    /// A first body chunk read before the session started (see `H3Session::new`).
+    /// A first body chunk read before the session started (see `H3Session::start`).
     first: Option<Bytes>,
     /// `Content-Length`, checked against the body that arrives (RFC 9114 section 4.1.2).
     declared: Option<u64>,
@@ -61,24 +61,33 @@ pub(super) struct H3Session {
 }
 
 impl H3Session {
-    /// A session for `head` on `stream`. `body` says what is known of the request body when
-    /// the session starts: already over (`Some(None)`), its first chunk (`Some(Some(..))`),
-    /// or not known yet (`None`).
-    pub(super) fn new(
+    /// A session for `head` on `stream`, started once it is known whether the request has a
+    /// body: that decides how it is framed toward an HTTP/1.1 origin (none, Content-Length
+    /// or chunked). With a Content-Length (`declared`) it is known; otherwise a body that is
+    /// already over (most GETs end with their head) is seen at once, and a client that has
+    /// not sent the end yet is waited for, unless it waits for a 100 Continue itself.
+    pub(super) async fn start(
         head: http::request::Parts,
-        stream: Stream3,
+        mut stream: Stream3,
         client: std::net::SocketAddr,
         declared: Option<u64>,
-        body: Option<Option<Bytes>>,
-    ) -> Self {
+    ) -> std::result::Result<Self, h3::error::StreamError> {
+        let (mut first, mut body_done) = (None, false);
+        if declared.is_none() {
+            let read = match stream.recv_data().now_or_never() {
+                Some(read) => Some(read),
+                None if head.headers.contains_key(http::header::EXPECT) => None,
+                None => Some(stream.recv_data().await),
+            };
+            match read.transpose()? {
+                Some(Some(mut chunk)) => first = Some(chunk.copy_to_bytes(chunk.remaining())),
+                Some(None) => body_done = true,
+                None => {}
+            }
+        }
         let mut request = RequestHeader::from(head);
         request.set_version(http::Version::HTTP_2);
-        let (first, body_done) = match body {
-            Some(Some(chunk)) => (Some(chunk), false),
-            Some(None) => (None, true),
-            None => (None, false),
-        };
-        Self {
+        Ok(Self {
             request,
             stream: SyncWrapper::new(stream),
             client: SocketAddr::Inet(client),
@@ -93,7 +102,7 @@ impl H3Session {
             read_timeout: None,
             write_timeout: None,
             drain_timeout: None,
-        }
+        })
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
