@@ -77,17 +77,24 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
         // compilations are stored, so a `run` started after `check` (systemd's ExecStartPre)
         // loads them instead of compiling: compiling a large component leaves hundreds of MiB
         // resident in the process that did it.
-        let wasm = Runtime::new(RuntimeSettings {
-            max_instances: config.wasm.max_instances,
-            cache_dir: config.wasm.cache_dir.clone(),
-            ..RuntimeSettings::default()
-        })
-        .map_err(|e| LoadError::Wasm(Box::new(e)))?;
+        let wasm = wasm_runtime(&config)?;
         for c in &config.components {
             crate::state::Loaded::load(&wasm, c, Some(0))?;
         }
     }
     Ok(config)
+}
+
+/// The WebAssembly runtime `config` asks for. `check` and `run` build it the same way, so
+/// what `check` compiles into `wasm.cache_dir` is what `run` finds there (the cache is keyed
+/// by the engine's settings).
+fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
+    Runtime::new(RuntimeSettings {
+        max_instances: config.wasm.max_instances,
+        cache_dir: config.wasm.cache_dir.clone(),
+        ..RuntimeSettings::default()
+    })
+    .map_err(|e| LoadError::Wasm(Box::new(e)))
 }
 
 /// Start Breakwater and serve until a signal ends the process. Does not return on success.
@@ -119,12 +126,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     let resolver = Resolver::new(&config.resolver)
         .map_err(|e| LoadError::Resolver(source.name(), e))?
         .counted(metrics.dns_lookups.clone());
-    let wasm = Runtime::new(RuntimeSettings {
-        max_instances: config.wasm.max_instances,
-        cache_dir: config.wasm.cache_dir.clone(),
-        ..RuntimeSettings::default()
-    })
-    .map_err(|e| LoadError::Wasm(Box::new(e)))?;
+    let wasm = wasm_runtime(&config)?;
     let first = control.block_on(Generation::build(
         config.clone(),
         &source,
