@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long soak of issue #9 (the short one runs with the tests: tests/tests/soak.rs):
+# The long soak (the short one runs with the tests: tests/tests/all/soak.rs):
 #
 #   bench/soak.sh [MINUTES] [RATE]     (defaults: 10 minutes; RATE req/s per protocol, default
 #                                       half of a quick closed-loop measurement)

@@ -3,8 +3,7 @@
 //! copy-on-write image), the on-demand allocator, and the unsafe floor of reusing one
 //! instance without any reset. Run: `cargo bench -p breakwater-bench --bench isolate`.
 
-#[path = "../../isolate/tests/support/mod.rs"]
-mod support;
+use breakwater_tests::wasm as support;
 
 use breakwater_isolate::{Allocator, FilterSettings, Runtime, RuntimeSettings};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -52,7 +51,7 @@ fn bench(c: &mut Criterion) {
         for (hname, hs) in [("0-headers", &[][..]), ("12-headers", &headers[..])] {
             group.bench_function(BenchmarkId::new(label, hname), |b| {
                 b.iter(|| {
-                    let mut s = f.session().unwrap();
+                    let mut s = f.instance().unwrap();
                     s.on_request(&request(hs)).unwrap().unwrap()
                 })
             });
@@ -60,7 +59,7 @@ fn bench(c: &mut Criterion) {
     }
     let rt = Runtime::new(RuntimeSettings::default()).unwrap();
     let f = load(&rt, "trivial", &trivial(), FilterSettings::default());
-    let mut reused = f.session().unwrap();
+    let mut reused = f.instance().unwrap();
     group.bench_function(BenchmarkId::new("reused-unsafe-floor", "12-headers"), |b| {
         b.iter(|| reused.on_request(&request(&headers)).unwrap().unwrap())
     });
@@ -130,7 +129,7 @@ fn bench_handlers(c: &mut Criterion) {
                     let req = http::Request::get("http://example.com/")
                         .body(RequestBody::empty())
                         .unwrap();
-                    let resp = h.handle(req, false).await.unwrap();
+                    let resp = h.handle(req).await.unwrap();
                     resp.into_body().collect(1 << 20).await.unwrap()
                 })
             })
@@ -155,7 +154,7 @@ fn bench_handlers(c: &mut Criterion) {
         headers.push(("x-api-key", b"k"));
         group.bench_function("12-headers", |b| {
             b.iter(|| {
-                let mut s = f.session().unwrap();
+                let mut s = f.instance().unwrap();
                 s.on_request(&request(&headers)).unwrap().unwrap()
             })
         });
@@ -186,11 +185,11 @@ fn bench_handlers(c: &mut Criterion) {
         let headers: Vec<(&str, &[u8])> = header_refs(&owned);
         group.bench_function(BenchmarkId::new("pooling", "12-headers"), |b| {
             b.iter(|| {
-                let mut s = f.session().unwrap();
+                let mut s = f.instance().unwrap();
                 s.on_request(&request(&headers)).unwrap().unwrap()
             })
         });
-        let mut reused = f.session().unwrap();
+        let mut reused = f.instance().unwrap();
         group.bench_function(BenchmarkId::new("reused-unsafe-floor", "12-headers"), |b| {
             b.iter(|| reused.on_request(&request(&headers)).unwrap().unwrap())
         });
@@ -213,14 +212,14 @@ fn bench_instances(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("instantiate");
     let trivial = load(&rt, "trivial-cold", &trivial(), cold.clone());
-    group.bench_function("trivial-wat", |b| b.iter(|| trivial.session().unwrap()));
+    group.bench_function("trivial-wat", |b| b.iter(|| trivial.instance().unwrap()));
     if let Some(path) = guest("c-header-rewrite.wasm") {
         let f = rt.load_filter("c-cold", &path, cold.clone()).unwrap();
-        group.bench_function("c-header-rewrite", |b| b.iter(|| f.session().unwrap()));
+        group.bench_function("c-header-rewrite", |b| b.iter(|| f.instance().unwrap()));
 
         // 500 slots used at once, then all idle: what they keep resident.
         let before = rss_kib();
-        let sessions: Vec<_> = (0..500).map(|_| f.session().unwrap()).collect();
+        let sessions: Vec<_> = (0..500).map(|_| f.instance().unwrap()).collect();
         let live = rss_kib();
         drop(sessions);
         let idle = rss_kib();
@@ -282,7 +281,7 @@ fn bench_percentiles(_c: &mut Criterion) {
             &format!("trivial WAT filter, 12 headers, {label}"),
             20_000,
             &mut || {
-                f.session()
+                f.instance()
                     .unwrap()
                     .on_request(&request(&headers))
                     .unwrap()
@@ -297,7 +296,7 @@ fn bench_percentiles(_c: &mut Criterion) {
                 &format!("C filter, 12 headers, {label}"),
                 20_000,
                 &mut || {
-                    c.session()
+                    c.instance()
                         .unwrap()
                         .on_request(&request(&headers))
                         .unwrap()
@@ -305,7 +304,7 @@ fn bench_percentiles(_c: &mut Criterion) {
                 },
             );
             if label == "pooling" {
-                let mut reused = c.session().unwrap();
+                let mut reused = c.instance().unwrap();
                 time(
                     "C filter, 12 headers, reused (unsafe floor)",
                     20_000,
@@ -316,7 +315,7 @@ fn bench_percentiles(_c: &mut Criterion) {
             }
         }
         if label == "pooling" {
-            let mut reused = f.session().unwrap();
+            let mut reused = f.instance().unwrap();
             time(
                 "trivial WAT filter, 12 headers, reused (unsafe floor)",
                 20_000,
@@ -339,7 +338,7 @@ fn bench_percentiles(_c: &mut Criterion) {
         };
         let f = rt.load_filter("pyf", &path, settings).unwrap();
         time("Python filter, 12 headers", 300, &mut || {
-            f.session()
+            f.instance()
                 .unwrap()
                 .on_request(&request(&headers))
                 .unwrap()
@@ -365,7 +364,7 @@ fn bench_percentiles(_c: &mut Criterion) {
                 let req = http::Request::get("http://example.com/")
                     .body(RequestBody::empty())
                     .unwrap();
-                let resp = h.handle(req, false).await.unwrap();
+                let resp = h.handle(req).await.unwrap();
                 resp.into_body().collect(1 << 20).await.unwrap();
             })
         });

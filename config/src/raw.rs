@@ -8,8 +8,6 @@ use serde_saphyr::Spanned;
 use std::fmt;
 use std::marker::PhantomData;
 
-pub type S<T> = Spanned<T>;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -19,41 +17,41 @@ pub struct RawConfig {
     pub resolver: RawResolver,
     #[serde(default)]
     pub forwarding: RawForwarding,
-    pub listeners: S<Vec<RawListener>>,
+    pub listeners: Spanned<Vec<RawListener>>,
     #[serde(default)]
     pub admin: Option<RawAdmin>,
     #[serde(default)]
-    pub pools: Entries<S<String>, RawPool>,
+    pub pools: Entries<Spanned<String>, RawPool>,
     #[serde(default)]
     pub access_log: RawAccessLog,
     #[serde(default)]
     pub wasm: RawWasm,
     #[serde(default)]
-    pub components: Entries<S<String>, RawComponent>,
+    pub components: Entries<Spanned<String>, RawComponent>,
     #[serde(default)]
     pub cache: RawCache,
-    pub routes: S<Vec<S<RawRoute>>>,
+    pub routes: Spanned<Vec<Spanned<RawRoute>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCache {
-    pub memory_mb: Option<S<u64>>,
-    pub max_object_mb: Option<S<u64>>,
+    pub memory_mb: Option<Spanned<u64>>,
+    pub max_object_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRouteCache {
-    pub default_ttl: Option<S<String>>,
+    pub default_ttl: Option<Spanned<String>>,
     /// `all` (default), `none`, or a list of parameter names.
-    pub query: Option<S<RawQueryKey>>,
+    pub query: Option<Spanned<RawQueryKey>>,
     #[serde(default)]
-    pub key_headers: Vec<S<String>>,
+    pub key_headers: Vec<Spanned<String>>,
     pub honor_client_no_cache: Option<bool>,
     pub normalize_accept_encoding: Option<bool>,
     /// `pass` (default), `strip` or `store`.
-    pub set_cookie: Option<S<String>>,
+    pub set_cookie: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,43 +64,43 @@ pub enum RawQueryKey {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAccessLog {
-    pub format: Option<S<String>>,
+    pub format: Option<Spanned<String>>,
     pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWasm {
-    pub max_instances: Option<S<u32>>,
+    pub max_instances: Option<Spanned<u32>>,
     pub cache_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawComponent {
-    pub path: S<String>,
-    pub kind: Option<S<String>>,
+    pub path: Spanned<String>,
+    pub kind: Option<Spanned<String>>,
     #[serde(default)]
-    pub config: Entries<S<String>, S<String>>,
-    pub deadline: Option<S<String>>,
-    pub max_memory_mb: Option<S<u32>>,
-    pub max_concurrency: Option<S<usize>>,
-    pub prewarm: Option<S<usize>>,
-    pub on_error: Option<S<String>>,
+    pub config: Entries<Spanned<String>, Spanned<String>>,
+    pub deadline: Option<Spanned<String>>,
+    pub max_memory_mb: Option<Spanned<u32>>,
+    pub max_concurrency: Option<Spanned<usize>>,
+    pub prewarm: Option<Spanned<usize>>,
+    pub on_error: Option<Spanned<String>>,
     #[serde(default)]
-    pub allowed_outbound_hosts: Vec<S<String>>,
-    pub max_body_bytes: Option<S<usize>>,
+    pub allowed_outbound_hosts: Vec<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
-    pub threads: Option<S<usize>>,
-    pub grace_period: Option<S<String>>,
-    pub shutdown_timeout: Option<S<String>>,
+    pub threads: Option<Spanned<usize>>,
+    pub grace_period: Option<Spanned<String>>,
+    pub shutdown_timeout: Option<Spanned<String>>,
     pub pid_file: Option<String>,
     pub upgrade_sock: Option<String>,
-    pub max_header_bytes: Option<S<usize>>,
+    pub max_header_bytes: Option<Spanned<usize>>,
     pub server_header: Option<bool>,
 }
 
@@ -110,17 +108,17 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawResolver {
     #[serde(default)]
-    pub nameservers: Vec<S<String>>,
-    pub min_ttl: Option<S<String>>,
-    pub max_ttl: Option<S<String>>,
-    pub timeout: Option<S<String>>,
+    pub nameservers: Vec<Spanned<String>>,
+    pub min_ttl: Option<Spanned<String>>,
+    pub max_ttl: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawForwarding {
     pub via: Option<bool>,
-    pub x_forwarded_for: Option<S<String>>,
+    pub x_forwarded_for: Option<Spanned<String>>,
     pub x_forwarded_proto: Option<bool>,
     pub forwarded: Option<bool>,
 }
@@ -128,28 +126,28 @@ pub struct RawForwarding {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListener {
-    pub name: S<String>,
-    pub address: S<String>,
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
     #[serde(default)]
-    pub protocol: Option<S<String>>,
+    pub protocol: Option<Spanned<String>>,
     #[serde(default)]
     pub h2c: Option<bool>,
     #[serde(default)]
     pub http2: Option<bool>,
     #[serde(default)]
     pub certificates: Vec<RawCertificate>,
-    pub http3: Option<S<RawHttp3>>,
+    pub http3: Option<Spanned<RawHttp3>>,
     #[serde(default)]
-    pub clients: Option<S<RawClientLimits>>,
+    pub clients: Option<Spanned<RawClientLimits>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawClientLimits {
-    pub header_timeout: Option<S<String>>,
-    pub idle_timeout: Option<S<String>>,
-    pub send_timeout: Option<S<String>>,
-    pub max_connections: Option<S<usize>>,
+    pub header_timeout: Option<Spanned<String>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub send_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 /// `http3: true`, or its settings.
@@ -163,96 +161,96 @@ pub enum RawHttp3 {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttp3Settings {
-    pub idle_timeout: Option<S<String>>,
-    pub max_streams: Option<S<u32>>,
-    pub max_connections: Option<S<usize>>,
+    pub idle_timeout: Option<Spanned<String>>,
+    pub max_streams: Option<Spanned<u32>>,
+    pub max_connections: Option<Spanned<usize>>,
     pub zero_rtt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
-    pub names: S<Vec<S<String>>>,
-    pub cert: S<String>,
-    pub key: S<String>,
+    pub names: Spanned<Vec<Spanned<String>>>,
+    pub cert: Spanned<String>,
+    pub key: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub address: S<String>,
-    pub token: Option<S<String>>,
+    pub address: Spanned<String>,
+    pub token: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPool {
-    pub endpoints: S<Vec<S<String>>>,
-    pub protocol: Option<S<String>>,
+    pub endpoints: Spanned<Vec<Spanned<String>>>,
+    pub protocol: Option<Spanned<String>>,
     pub tls: Option<RawUpstreamTls>,
-    pub balance: Option<S<String>>,
-    pub hash_key: Option<S<String>>,
+    pub balance: Option<Spanned<String>>,
+    pub hash_key: Option<Spanned<String>>,
     pub health_check: Option<RawHealthCheck>,
     pub passive: Option<RawPassive>,
     #[serde(default)]
     pub timeouts: RawTimeouts,
-    pub retries: Option<S<u32>>,
+    pub retries: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstreamTls {
-    pub sni: Option<S<String>>,
+    pub sni: Option<Spanned<String>>,
     pub verify: Option<bool>,
-    pub ca_file: Option<S<String>>,
+    pub ca_file: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
-    pub path: S<String>,
-    pub host: Option<S<String>>,
-    pub interval: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub healthy_threshold: Option<S<u32>>,
-    pub unhealthy_threshold: Option<S<u32>>,
+    pub path: Spanned<String>,
+    pub host: Option<Spanned<String>>,
+    pub interval: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub healthy_threshold: Option<Spanned<u32>>,
+    pub unhealthy_threshold: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawPassive {
-    pub failures: Option<S<u32>>,
-    pub ejection: Option<S<String>>,
+    pub failures: Option<Spanned<u32>>,
+    pub ejection: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTimeouts {
-    pub connect: Option<S<String>>,
-    pub read: Option<S<String>>,
-    pub total: Option<S<String>>,
+    pub connect: Option<Spanned<String>>,
+    pub read: Option<Spanned<String>>,
+    pub total: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
-    pub name: Option<S<String>>,
+    pub name: Option<Spanned<String>>,
     #[serde(rename = "match", default)]
     pub matcher: RawMatch,
-    pub pool: Option<S<String>>,
-    pub redirect: Option<S<RawRedirect>>,
-    pub respond: Option<S<RawRespond>>,
-    pub handler: Option<S<String>>,
+    pub pool: Option<Spanned<String>>,
+    pub redirect: Option<Spanned<RawRedirect>>,
+    pub respond: Option<Spanned<RawRespond>>,
+    pub handler: Option<Spanned<String>>,
     pub cache: Option<RawRouteCache>,
     #[serde(default)]
     pub request_headers: RawHeaderEdits,
     #[serde(default)]
     pub response_headers: RawHeaderEdits,
     #[serde(default)]
-    pub filters: Vec<S<String>>,
-    pub on_filter_error: Option<S<String>>,
+    pub filters: Vec<Spanned<String>>,
+    pub on_filter_error: Option<Spanned<String>>,
     #[serde(default)]
-    pub allowed_pools: Vec<S<String>>,
+    pub allowed_pools: Vec<Spanned<String>>,
     #[serde(default)]
     pub body_access: bool,
 }
@@ -261,39 +259,39 @@ pub struct RawRoute {
 #[serde(deny_unknown_fields)]
 pub struct RawMatch {
     #[serde(default)]
-    pub hosts: Vec<S<String>>,
-    pub path: Option<S<String>>,
-    pub path_prefix: Option<S<String>>,
+    pub hosts: Vec<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub path_prefix: Option<Spanned<String>>,
     #[serde(default)]
-    pub methods: Vec<S<String>>,
+    pub methods: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedirect {
-    pub location: S<String>,
-    pub status: Option<S<u16>>,
+    pub location: Spanned<String>,
+    pub status: Option<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRespond {
-    pub status: Option<S<u16>>,
+    pub status: Option<Spanned<u16>>,
     #[serde(default)]
     pub body: String,
     #[serde(default)]
-    pub headers: Entries<S<String>, S<String>>,
+    pub headers: Entries<Spanned<String>, Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHeaderEdits {
     #[serde(default)]
-    pub set: Entries<S<String>, S<String>>,
+    pub set: Entries<Spanned<String>, Spanned<String>>,
     #[serde(default)]
-    pub add: Entries<S<String>, S<String>>,
+    pub add: Entries<Spanned<String>, Spanned<String>>,
     #[serde(default)]
-    pub remove: Vec<S<String>>,
+    pub remove: Vec<Spanned<String>>,
 }
 
 /// A YAML mapping kept in file order (pools, header maps), keys spanned for errors.

@@ -4,6 +4,7 @@ use crate::raw::*;
 use crate::types::*;
 use crate::{ConfigError, Location};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
+use serde_saphyr::Spanned;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -23,11 +24,16 @@ impl<'a> Validator<'a> {
         Self { file, base_dir }
     }
 
-    fn at<T>(&self, s: &S<T>) -> Location {
+    fn at<T>(&self, s: &Spanned<T>) -> Location {
         Location::new(self.file, s.referenced)
     }
 
-    fn err<T>(&self, s: &S<T>, field: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    fn err<T>(
+        &self,
+        s: &Spanned<T>,
+        field: impl Into<String>,
+        msg: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::invalid(self.at(s), field, msg)
     }
 
@@ -96,7 +102,7 @@ impl<'a> Validator<'a> {
             },
             cache_dir: raw.wasm.cache_dir.as_deref().map(|d| self.path(d)),
         };
-        let mb = |v: &Option<S<u64>>, field: &str, default: u64| match v {
+        let mb = |v: &Option<Spanned<u64>>, field: &str, default: u64| match v {
             Some(m) if m.value == 0 || m.value > 1 << 20 => {
                 Err(self.err(m, field, "expected 1 to 1048576 (MiB)"))
             }
@@ -147,7 +153,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn duration(&self, s: &S<String>, field: &str) -> Result<Duration> {
+    fn duration(&self, s: &Spanned<String>, field: &str) -> Result<Duration> {
         humantime::parse_duration(s.value.trim()).map_err(|e| {
             self.err(
                 s,
@@ -162,7 +168,7 @@ impl<'a> Validator<'a> {
 
     fn opt_duration(
         &self,
-        s: &Option<S<String>>,
+        s: &Option<Spanned<String>>,
         field: &str,
         default: Duration,
     ) -> Result<Duration> {
@@ -171,7 +177,7 @@ impl<'a> Validator<'a> {
 
     fn positive_duration(
         &self,
-        s: &Option<S<String>>,
+        s: &Option<Spanned<String>>,
         field: &str,
         default: Duration,
     ) -> Result<Duration> {
@@ -182,7 +188,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn socket_addr(&self, s: &S<String>, field: &str) -> Result<SocketAddr> {
+    fn socket_addr(&self, s: &Spanned<String>, field: &str) -> Result<SocketAddr> {
         s.value.parse().map_err(|_| {
             self.err(
                 s,
@@ -283,7 +289,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn listeners(&self, raw: &S<Vec<RawListener>>) -> Result<Vec<Listener>> {
+    fn listeners(&self, raw: &Spanned<Vec<RawListener>>) -> Result<Vec<Listener>> {
         if raw.value.is_empty() {
             return Err(self.err(raw, "listeners", "at least one listener is required"));
         }
@@ -389,7 +395,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn host_pattern(&self, s: &S<String>, field: &str) -> Result<HostPattern> {
+    fn host_pattern(&self, s: &Spanned<String>, field: &str) -> Result<HostPattern> {
         let h = s.value.trim().to_ascii_lowercase();
         let bad = |why: &str| {
             self.err(
@@ -489,7 +495,7 @@ impl<'a> Validator<'a> {
                 if !h.path.value.starts_with('/') {
                     return Err(self.err(&h.path, format!("{hf}.path"), "must start with /"));
                 }
-                let threshold = |v: &Option<S<u32>>, name: &str, default: u32| match v {
+                let threshold = |v: &Option<Spanned<u32>>, name: &str, default: u32| match v {
                     Some(t) if t.value == 0 => {
                         Err(self.err(t, format!("{hf}.{name}"), "must be at least 1"))
                     }
@@ -592,7 +598,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn endpoint(&self, s: &S<String>, field: &str) -> Result<Endpoint> {
+    fn endpoint(&self, s: &Spanned<String>, field: &str) -> Result<Endpoint> {
         if let Ok(addr) = s.value.parse::<SocketAddr>() {
             return Ok(Endpoint::Addr(addr));
         }
@@ -611,20 +617,22 @@ impl<'a> Validator<'a> {
         if port == 0 {
             return Err(bad());
         }
-        let pattern =
-            self.host_pattern(&S::new(host.to_string(), s.referenced, s.defined), field)?;
+        let pattern = self.host_pattern(
+            &Spanned::new(host.to_string(), s.referenced, s.defined),
+            field,
+        )?;
         match pattern {
             HostPattern::Exact(host) => Ok(Endpoint::Name { host, port }),
             HostPattern::Suffix(_) => Err(bad()),
         }
     }
 
-    fn header_name(&self, s: &S<String>, name: &str, field: &str) -> Result<HeaderName> {
+    fn header_name(&self, s: &Spanned<String>, name: &str, field: &str) -> Result<HeaderName> {
         HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| self.err(s, field, format!("invalid header name \"{name}\"")))
     }
 
-    fn header_value(&self, s: &S<String>, field: &str) -> Result<HeaderValue> {
+    fn header_value(&self, s: &Spanned<String>, field: &str) -> Result<HeaderValue> {
         HeaderValue::from_str(&s.value).map_err(|_| {
             self.err(
                 s,
@@ -636,7 +644,7 @@ impl<'a> Validator<'a> {
 
     fn header_map(
         &self,
-        entries: &Entries<S<String>, S<String>>,
+        entries: &Entries<Spanned<String>, Spanned<String>>,
         field: &str,
     ) -> Result<Vec<(HeaderName, HeaderValue)>> {
         entries
@@ -666,7 +674,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn policy(&self, s: &S<String>, field: &str) -> Result<FailurePolicy> {
+    fn policy(&self, s: &Spanned<String>, field: &str) -> Result<FailurePolicy> {
         match s.value.as_str() {
             "fail-closed" => Ok(FailurePolicy::FailClosed),
             "fail-open" => Ok(FailurePolicy::FailOpen),
@@ -725,7 +733,7 @@ impl<'a> Validator<'a> {
             None if handler => 64 << 20,
             None => 16 << 20,
         };
-        let positive = |v: &Option<S<usize>>, f: &str, default: usize| match v {
+        let positive = |v: &Option<Spanned<usize>>, f: &str, default: usize| match v {
             Some(x) if x.value == 0 => {
                 Err(self.err(x, format!("{field}.{f}"), "must be at least 1"))
             }
@@ -766,7 +774,7 @@ impl<'a> Validator<'a> {
 
     fn routes(
         &self,
-        raw: &S<Vec<S<RawRoute>>>,
+        raw: &Spanned<Vec<Spanned<RawRoute>>>,
         names: &Names<'_>,
         pools: &[Pool],
         components: &[Component],
@@ -931,7 +939,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn http3(&self, h: &S<RawHttp3>, field: &str) -> Result<Option<Http3Settings>> {
+    fn http3(&self, h: &Spanned<RawHttp3>, field: &str) -> Result<Option<Http3Settings>> {
         let settings = match &h.value {
             RawHttp3::On(false) => return Ok(None),
             RawHttp3::On(true) => RawHttp3Settings::default(),
@@ -1019,7 +1027,7 @@ impl<'a> Validator<'a> {
         })
     }
 
-    fn route_path(&self, s: &S<String>, field: &str) -> Result<String> {
+    fn route_path(&self, s: &Spanned<String>, field: &str) -> Result<String> {
         if !s.value.starts_with('/') {
             return Err(self.err(
                 s,
@@ -1032,7 +1040,7 @@ impl<'a> Validator<'a> {
 
     fn route_action(
         &self,
-        spanned: &S<RawRoute>,
+        spanned: &Spanned<RawRoute>,
         field: &str,
         names: &Names<'_>,
         pools: &[Pool],
@@ -1140,7 +1148,7 @@ impl<'a> Validator<'a> {
 }
 
 /// Names (routes, pools, listeners) end up in logs and metric labels: keep them simple.
-fn check_name(v: &Validator<'_>, s: &S<String>, field: &str) -> Result<()> {
+fn check_name(v: &Validator<'_>, s: &Spanned<String>, field: &str) -> Result<()> {
     let ok = !s.value.is_empty()
         && s.value.len() <= 64
         && s.value

@@ -119,7 +119,7 @@ impl HeaderEditsAbi {
     pub fn validate(self) -> Result<Edits, String> {
         Ok(Edits {
             set: headers(self.set, "set")?,
-            append: headers(self.append, "append")?,
+            add: headers(self.append, "append")?,
             remove: self
                 .remove
                 .into_iter()
@@ -267,7 +267,7 @@ mod tests {
             match action.validate() {
                 Err(_) => {}
                 Ok(RequestDecision::Continue(f)) => {
-                    assert!(!framing(&f.edits.set) && !framing(&f.edits.append));
+                    assert!(!framing(&f.edits.set) && !framing(&f.edits.add));
                     assert!(!framing(&f.response_headers));
                     assert!(f.path.as_deref().is_none_or(|p| p.starts_with('/')));
                 }

@@ -15,30 +15,36 @@ pub enum IsolateError {
     #[error("{}: exports no filter phase (breakwater:filter/on-request, on-response, on-request-body or on-response-body)", path.display())]
     NoPhase { path: PathBuf },
     /// Creating an instance failed (e.g. its start function trapped, or the pool is full).
-    #[error("component {filter}: instantiation failed: {reason}")]
-    Instantiate { filter: String, reason: String },
+    #[error("component {component}: instantiation failed: {reason}")]
+    Instantiate { component: String, reason: String },
     /// The guest trapped (unreachable, out-of-bounds access, ...).
-    #[error("component {filter}: trap: {message}\n{backtrace}")]
+    #[error("component {component}: trap: {message}\n{backtrace}")]
     Trap {
-        filter: String,
+        component: String,
         message: String,
         backtrace: String,
     },
     /// The call ran past its wall-clock deadline and was interrupted.
-    #[error("component {filter}: deadline of {deadline_ms} ms exceeded")]
-    Deadline { filter: String, deadline_ms: u64 },
+    #[error("component {component}: deadline of {deadline_ms} ms exceeded")]
+    Deadline { component: String, deadline_ms: u64 },
     /// The guest tried to grow its memory or tables past the limit.
-    #[error("component {filter}: memory limit of {limit_bytes} bytes exceeded")]
-    OutOfMemory { filter: String, limit_bytes: usize },
+    #[error("component {component}: memory limit of {limit_bytes} bytes exceeded")]
+    OutOfMemory {
+        component: String,
+        limit_bytes: usize,
+    },
     /// The filter's concurrency limit is reached: fail fast rather than queue.
-    #[error("component {filter}: concurrency limit of {limit} reached")]
-    LimitReached { filter: String, limit: usize },
+    #[error("component {component}: concurrency limit of {limit} reached")]
+    LimitReached { component: String, limit: usize },
     /// A body a filter's body phase would see is larger than the component's limit.
-    #[error("component {filter}: body larger than its limit of {limit_bytes} bytes")]
-    BodyTooLarge { filter: String, limit_bytes: usize },
+    #[error("component {component}: body larger than its limit of {limit_bytes} bytes")]
+    BodyTooLarge {
+        component: String,
+        limit_bytes: usize,
+    },
     /// The guest returned something that is not valid HTTP (e.g. a bad header name).
-    #[error("component {filter}: invalid output: {reason}")]
-    InvalidOutput { filter: String, reason: String },
+    #[error("component {component}: invalid output: {reason}")]
+    InvalidOutput { component: String, reason: String },
 }
 
 impl IsolateError {

@@ -1,11 +1,13 @@
 //! Filter components: compiled and pre-linked once, instances made ahead of need, one fresh
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
-use crate::abi::{BodyActionAbi, HeaderEditsAbi, Level, RequestActionAbi, ResponseHeadView};
+use crate::abi::{BodyActionAbi, HeaderEditsAbi, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
-use crate::limits::{classify, Gate, MemoryLimit, Permit};
+use crate::host::filter_api::{FilterApi, FilterApiView};
+use crate::limits::{MemoryLimit, Permit};
 use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
+use crate::store::{HostData, Limits};
 use crate::types::{Edits, Request, RequestDecision};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,6 @@ const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
 const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
 const ON_REQUEST_BODY: &str = "breakwater:filter/on-request-body@0.1.0";
 const ON_RESPONSE_BODY: &str = "breakwater:filter/on-response-body@0.1.0";
-const LOG: &str = "breakwater:filter/log@0.1.0";
-const CONFIG: &str = "breakwater:filter/config@0.1.0";
 
 /// Per-filter limits and settings.
 #[derive(Clone, Debug)]
@@ -52,95 +52,65 @@ impl Default for FilterSettings {
     }
 }
 
-/// What a store carries for the host functions and the limiter.
-pub(crate) struct HostState {
-    filter: Arc<str>,
-    config: Arc<HashMap<String, String>>,
+/// Store data of one filter instance: the parts a filter is granted.
+pub(crate) struct FilterState {
+    api: FilterApi,
     limit: MemoryLimit,
-    /// WASI as guest toolchains expect it (componentize-py, wasi-libc), with nothing behind
-    /// it: no preopened directories, no sockets, no environment; clocks, random and stderr.
-    /// Built on the guest's first WASI call: most filters make none, and building one
-    /// (random generators seeded from the OS) would be a good part of an instance's cost.
+    /// WASI with nothing behind it ([`crate::host::wasi`]), built on the guest's first WASI
+    /// call: most filters make none, and building one (random generators seeded from the OS)
+    /// would be a good part of an instance's cost.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
 }
 
-impl WasiView for HostState {
+impl FilterState {
+    fn new(api: FilterApi, limit: MemoryLimit) -> Self {
+        Self {
+            api,
+            limit,
+            wasi: None,
+            table: ResourceTable::new(),
+        }
+    }
+}
+
+impl HostData for FilterState {
+    fn memory_limit(&mut self) -> &mut MemoryLimit {
+        &mut self.limit
+    }
+}
+
+impl FilterApiView for FilterState {
+    fn filter_api(&self) -> &FilterApi {
+        &self.api
+    }
+}
+
+impl WasiView for FilterState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: self.wasi.get_or_insert_with(|| {
-                WasiCtx::builder()
-                    .inherit_stderr()
-                    .allow_tcp(false)
-                    .allow_udp(false)
-                    .allow_ip_name_lookup(false)
-                    .build()
-            }),
+            ctx: self
+                .wasi
+                .get_or_insert_with(|| crate::host::wasi::context(&[])),
             table: &mut self.table,
         }
     }
 }
 
-/// The imports a filter may have: WASI with no capabilities behind it (see `HostState::wasi`),
-/// log and config. Only what is granted is linked.
+/// The imports a filter may have: WASI with nothing behind it, log and config. Only what is
+/// granted is linked.
 pub(crate) fn linker(
     engine: &wasmtime::Engine,
     path: &Path,
-) -> Result<Linker<HostState>, IsolateError> {
-    let mut linker: Linker<HostState> = Linker::new(engine);
+) -> Result<Linker<FilterState>, IsolateError> {
+    let mut linker: Linker<FilterState> = Linker::new(engine);
     let link_err = |e: wasmtime::Error| IsolateError::Link {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
-    // WASI with no capabilities behind it (see `HostState::wasi`): real toolchains import
-    // it even when the guest never touches a file or a socket.
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
-    linker
-        .instance(LOG)
-        .and_then(|mut i| {
-            i.func_wrap(
-                "log",
-                |store: wasmtime::StoreContextMut<'_, HostState>, (level, msg): (Level, String)| {
-                    let filter = &*store.data().filter;
-                    match level {
-                        Level::Debug => tracing::debug!(filter, "{msg}"),
-                        Level::Info => tracing::info!(filter, "{msg}"),
-                        Level::Warn => tracing::warn!(filter, "{msg}"),
-                        Level::Error => tracing::error!(filter, "{msg}"),
-                    }
-                    Ok(())
-                },
-            )
-        })
-        .map_err(link_err)?;
-    linker
-        .instance(CONFIG)
-        .and_then(|mut i| {
-            i.func_wrap(
-                "get",
-                |store: wasmtime::StoreContextMut<'_, HostState>, (key,): (String,)| {
-                    Ok((store.data().config.get(&key).cloned(),))
-                },
-            )
-        })
-        .map_err(link_err)?;
+    crate::host::filter_api::add_to_linker(&mut linker).map_err(link_err)?;
     Ok(linker)
-}
-
-impl HostState {
-    pub(crate) fn new(
-        filter: Arc<str>,
-        config: Arc<HashMap<String, String>>,
-        max_memory_bytes: usize,
-    ) -> Self {
-        Self {
-            filter,
-            config,
-            limit: MemoryLimit::new(max_memory_bytes),
-            wasi: None,
-            table: ResourceTable::new(),
-        }
-    }
 }
 
 /// A store for running a filter's `wizer-initialize` at load: its config and memory limit,
@@ -150,48 +120,44 @@ pub(crate) fn init_store(
     name: &str,
     settings: &FilterSettings,
     deadline: Duration,
-) -> Store<HostState> {
-    let state = HostState::new(
-        name.into(),
-        Arc::new(settings.config.clone()),
-        settings
-            .max_memory_bytes
-            .min(runtime.settings.max_memory_bytes),
-    );
-    let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|s| &mut s.limit);
-    let tick = runtime.settings.epoch_tick.as_nanos().max(1);
-    store.set_epoch_deadline(deadline.as_nanos().div_ceil(tick) as u64 + 1);
-    store.epoch_deadline_trap();
-    store
+) -> Store<FilterState> {
+    let limits = Limits::new(&runtime.settings, deadline, settings.max_memory_bytes, 1);
+    let api = FilterApi {
+        filter: name.into(),
+        config: Arc::new(settings.config.clone()),
+    };
+    limits.store(
+        &runtime.engine,
+        FilterState::new(api, limits.memory_limit()),
+    )
 }
 
-struct Ready {
-    store: Store<HostState>,
+/// An instance made ahead of a request, with its store.
+struct ReadyFilter {
+    store: Store<FilterState>,
     instance: Instance,
 }
 
-struct Inner {
+/// A filter component, compiled and pre-linked.
+struct LoadedFilter {
     /// Keeps the engine and its epoch ticker alive as long as the filter is.
     _runtime: Arc<Runtime>,
     name: Arc<str>,
     path: PathBuf,
-    pre: InstancePre<HostState>,
+    pre: InstancePre<FilterState>,
     on_request: Option<ComponentExportIndex>,
     on_response: Option<ComponentExportIndex>,
     on_request_body: Option<ComponentExportIndex>,
     on_response_body: Option<ComponentExportIndex>,
-    settings: FilterSettings,
-    config: Arc<HashMap<String, String>>,
-    deadline_ticks: u64,
-    gate: Gate,
-    ready: ReadyPool<Ready>,
+    api: FilterApi,
+    limits: Limits,
+    ready: ReadyPool<ReadyFilter>,
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
 #[derive(Clone)]
 pub struct Filter {
-    inner: Arc<Inner>,
+    inner: Arc<LoadedFilter>,
 }
 
 impl Filter {
@@ -224,13 +190,13 @@ impl Filter {
                 path: path.to_path_buf(),
             });
         }
-        let tick = runtime.settings.epoch_tick.as_nanos().max(1);
-        let deadline_ticks = settings.deadline.as_nanos().div_ceil(tick) as u64 + 1;
-        let mut settings = settings;
-        settings.max_memory_bytes = settings
-            .max_memory_bytes
-            .min(runtime.settings.max_memory_bytes);
-        let inner = Arc::new(Inner {
+        let limits = Limits::new(
+            &runtime.settings,
+            settings.deadline,
+            settings.max_memory_bytes,
+            settings.max_concurrency,
+        );
+        let inner = Arc::new(LoadedFilter {
             _runtime: runtime.clone(),
             name: name.into(),
             path: path.to_path_buf(),
@@ -239,30 +205,21 @@ impl Filter {
             on_response,
             on_request_body,
             on_response_body,
-            config: Arc::new(std::mem::take(&mut settings.config)),
-            gate: Gate::new(settings.max_concurrency),
-            settings,
-            deadline_ticks,
+            api: FilterApi {
+                filter: name.into(),
+                config: Arc::new(settings.config),
+            },
+            limits,
             ready: ReadyPool::default(),
         });
-        // Prove it instantiates now (a trapping start function is a load error); the second
-        // instantiation, warm, tells what one costs.
-        let first = inner.instantiate()?;
-        let started = std::time::Instant::now();
-        let second = inner.instantiate()?;
-        let cost = started.elapsed();
-        if inner
-            .ready
-            .start([first, second], inner.settings.prewarm, cost)
-            > 0
-        {
-            ReadyPool::spawn_filler(
-                &inner,
-                format!("wasm-fill-{}", inner.name),
-                |i: &Inner| &i.ready,
-                || |i: &Inner| i.instantiate(),
-            );
-        }
+        ReadyPool::start(
+            &inner,
+            name.to_string(),
+            |f: &LoadedFilter| &f.ready,
+            settings.prewarm,
+            || inner.instantiate(),
+            || |f: &LoadedFilter| f.instantiate(),
+        )?;
         Ok(Self { inner })
     }
 
@@ -299,20 +256,20 @@ impl Filter {
 
     /// Requests using this filter right now.
     pub fn in_use(&self) -> usize {
-        self.inner.gate.in_use()
+        self.inner.limits.gate.in_use()
     }
 
     /// Take an instance for one request: a ready one, or a new one if none is ready.
     /// Fails at once with `LimitReached` when the concurrency limit is reached.
-    pub fn session(&self) -> Result<Session, IsolateError> {
+    pub fn instance(&self) -> Result<FilterInstance, IsolateError> {
         let inner = &self.inner;
-        let permit = inner.gate.enter(&inner.name)?;
+        let permit = inner.limits.gate.enter(&inner.name)?;
         let ready = match inner.ready.take() {
             Some(r) => r,
             None => inner.instantiate()?,
         };
-        Ok(Session {
-            inner: inner.clone(),
+        Ok(FilterInstance {
+            filter: inner.clone(),
             _permit: permit,
             store: std::sync::Mutex::new(ready.store),
             instance: ready.instance,
@@ -320,77 +277,55 @@ impl Filter {
     }
 }
 
-impl Inner {
-    fn instantiate(&self) -> Result<Ready, IsolateError> {
-        let state = HostState::new(
-            self.name.clone(),
-            self.config.clone(),
-            self.settings.max_memory_bytes,
-        );
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|s| &mut s.limit);
-        store.set_epoch_deadline(self.deadline_ticks);
-        store.epoch_deadline_trap();
+impl LoadedFilter {
+    fn instantiate(&self) -> Result<ReadyFilter, IsolateError> {
+        let state = FilterState::new(self.api.clone(), self.limits.memory_limit());
+        let mut store = self.limits.store(self.pre.engine(), state);
         let instance = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| IsolateError::Instantiate {
-                filter: self.name.to_string(),
+                component: self.name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        Ok(Ready { store, instance })
+        Ok(ReadyFilter { store, instance })
     }
 
     fn invalid(&self, reason: String) -> IsolateError {
         IsolateError::InvalidOutput {
-            filter: self.name.to_string(),
+            component: self.name.to_string(),
             reason,
         }
     }
 
-    fn classify(&self, store: &Store<HostState>, e: wasmtime::Error) -> IsolateError {
-        classify(&self.name, &store.data().limit, self.settings.deadline, e)
+    fn classify(&self, store: &Store<FilterState>, e: wasmtime::Error) -> IsolateError {
+        self.limits.classify(&self.name, &store.data().limit, e)
     }
 }
 
 /// One request's instance: call its phases, then drop it (the slot goes back to the pool).
-pub struct Session {
-    inner: Arc<Inner>,
+pub struct FilterInstance {
+    filter: Arc<LoadedFilter>,
     _permit: Permit,
-    /// In a `Mutex` only to make `Session` `Sync` (WASI's state is `Send` but not `Sync`, and
-    /// a request's context is shared across awaits); it is only ever reached through
-    /// `get_mut`, which takes no lock.
-    store: std::sync::Mutex<Store<HostState>>,
+    /// In a `Mutex` only to make `FilterInstance` `Sync` (WASI's state is `Send` but not
+    /// `Sync`, and a request's context is shared across awaits); it is only ever reached
+    /// through `get_mut`, which takes no lock.
+    store: std::sync::Mutex<Store<FilterState>>,
     instance: Instance,
 }
 
-impl Session {
+impl FilterInstance {
     /// Run `on-request`; `None` when the filter does not export it.
     pub fn on_request(
         &mut self,
         req: &Request<'_>,
     ) -> Option<Result<RequestDecision, IsolateError>> {
-        let idx = self.inner.on_request?;
-        Some(self.call_on_request(idx, req))
-    }
-
-    fn call_on_request(
-        &mut self,
-        idx: ComponentExportIndex,
-        req: &Request<'_>,
-    ) -> Result<RequestDecision, IsolateError> {
-        let inner = &self.inner;
-        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
-        store.set_epoch_deadline(inner.deadline_ticks);
-        let func = self
-            .instance
-            .get_typed_func::<(&Request<'_>,), (RequestActionAbi,)>(&mut *store, idx)
-            .map_err(|e| inner.invalid(e.to_string()))?;
-        let (action,) = match func.call(&mut *store, (req,)) {
+        let idx = self.filter.on_request?;
+        let (action,) = match self.call::<(&Request<'_>,), (RequestActionAbi,)>(idx, (req,)) {
             Ok(r) => r,
-            Err(e) => return Err(inner.classify(store, e)),
+            Err(e) => return Some(Err(e)),
         };
-        action.validate().map_err(|reason| self.invalid(reason))
+        Some(action.validate().map_err(|r| self.filter.invalid(r)))
     }
 
     /// Run `on-response`; `None` when the filter does not export it.
@@ -400,33 +335,14 @@ impl Session {
         status: u16,
         headers: &[(&str, &[u8])],
     ) -> Option<Result<Edits, IsolateError>> {
-        let idx = self.inner.on_response?;
-        Some(self.call_on_response(idx, req, status, headers))
-    }
-
-    fn call_on_response(
-        &mut self,
-        idx: ComponentExportIndex,
-        req: &Request<'_>,
-        status: u16,
-        headers: &[(&str, &[u8])],
-    ) -> Result<Edits, IsolateError> {
+        let idx = self.filter.on_response?;
         let head = ResponseHeadView { status, headers };
-        let inner = &self.inner;
-        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
-        store.set_epoch_deadline(inner.deadline_ticks);
-        let func = self
-            .instance
-            .get_typed_func::<(&Request<'_>, ResponseHeadView<'_>), (HeaderEditsAbi,)>(
-                &mut *store,
-                idx,
-            )
-            .map_err(|e| inner.invalid(e.to_string()))?;
-        let (edits,) = match func.call(&mut *store, (req, head)) {
+        type Params<'a> = (&'a Request<'a>, ResponseHeadView<'a>);
+        let (edits,) = match self.call::<Params<'_>, (HeaderEditsAbi,)>(idx, (req, head)) {
             Ok(r) => r,
-            Err(e) => return Err(inner.classify(store, e)),
+            Err(e) => return Some(Err(e)),
         };
-        edits.validate().map_err(|reason| self.invalid(reason))
+        Some(edits.validate().map_err(|r| self.filter.invalid(r)))
     }
 
     /// Run `on-request-body` on the whole request body; `None` when the filter does not
@@ -436,7 +352,7 @@ impl Session {
         req: &Request<'_>,
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
-        let idx = self.inner.on_request_body?;
+        let idx = self.filter.on_request_body?;
         Some(self.call_body::<(&Request<'_>, &[u8])>(idx, (req, body)))
     }
 
@@ -448,7 +364,7 @@ impl Session {
         headers: &[(&str, &[u8])],
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
-        let idx = self.inner.on_response_body?;
+        let idx = self.filter.on_response_body?;
         let head = ResponseHeadView { status, headers };
         Some(self.call_body::<(&Request<'_>, ResponseHeadView<'_>, &[u8])>(idx, (req, head, body)))
     }
@@ -461,24 +377,26 @@ impl Session {
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
     {
-        let inner = &self.inner;
-        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
-        store.set_epoch_deadline(inner.deadline_ticks);
-        let func = self
-            .instance
-            .get_typed_func::<P, (BodyActionAbi,)>(&mut *store, idx)
-            .map_err(|e| inner.invalid(e.to_string()))?;
-        match func.call(&mut *store, params) {
-            Ok((BodyActionAbi::Keep,)) => Ok(None),
-            Ok((BodyActionAbi::Replace(body),)) => Ok(Some(body)),
-            Err(e) => Err(inner.classify(store, e)),
+        match self.call::<P, (BodyActionAbi,)>(idx, params)? {
+            (BodyActionAbi::Keep,) => Ok(None),
+            (BodyActionAbi::Replace(body),) => Ok(Some(body)),
         }
     }
 
-    fn invalid(&self, reason: String) -> IsolateError {
-        IsolateError::InvalidOutput {
-            filter: self.inner.name.to_string(),
-            reason,
-        }
+    /// Call the export `idx` under the deadline and memory limit.
+    fn call<P, R>(&mut self, idx: ComponentExportIndex, params: P) -> Result<R, IsolateError>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+        R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
+    {
+        let filter = &self.filter;
+        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        store.set_epoch_deadline(filter.limits.deadline_ticks);
+        let func = self
+            .instance
+            .get_typed_func::<P, R>(&mut *store, idx)
+            .map_err(|e| filter.invalid(e.to_string()))?;
+        func.call(&mut *store, params)
+            .map_err(|e| filter.classify(store, e))
     }
 }

@@ -52,10 +52,9 @@ pub(crate) fn classify(
     deadline: Duration,
     e: wasmtime::Error,
 ) -> IsolateError {
-    let filter = component.to_string();
     if limit.exceeded {
         return IsolateError::OutOfMemory {
-            filter,
+            component: component.to_string(),
             limit_bytes: limit.max,
         };
     }
@@ -71,7 +70,7 @@ pub(crate) fn classify(
         None => format!("{e:#}"),
     };
     IsolateError::Trap {
-        filter,
+        component: component.to_string(),
         message,
         backtrace,
     }
@@ -79,20 +78,8 @@ pub(crate) fn classify(
 
 pub(crate) fn deadline_error(component: &str, deadline: Duration) -> IsolateError {
     IsolateError::Deadline {
-        filter: component.to_string(),
+        component: component.to_string(),
         deadline_ms: deadline.as_millis() as u64,
-    }
-}
-
-/// Instances to keep ready when the settings leave it to the runtime, from what one
-/// instantiation costs: a cheap one (a small filter: a few microseconds) is done inline,
-/// which costs less than handing instances over between threads; a dear one (an interpreter
-/// such as componentize-py's: hundreds of microseconds) is done ahead, off the request path.
-pub(crate) fn auto_prewarm(instantiation: std::time::Duration) -> usize {
-    if instantiation > std::time::Duration::from_micros(50) {
-        4
-    } else {
-        0
     }
 }
 
@@ -124,7 +111,7 @@ impl Gate {
         if self.in_use.fetch_add(1, Ordering::AcqRel) >= self.limit {
             self.in_use.fetch_sub(1, Ordering::AcqRel);
             return Err(IsolateError::LimitReached {
-                filter: component.to_string(),
+                component: component.to_string(),
                 limit: self.limit,
             });
         }

@@ -19,12 +19,19 @@ pub struct Request<'a> {
     pub route: &'a str,
 }
 
-/// Header edits, applied in the order remove, set, append.
+/// Header edits, applied in the order remove, set, add.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Edits {
     pub set: Vec<(HeaderName, HeaderValue)>,
-    pub append: Vec<(HeaderName, HeaderValue)>,
+    /// Added after any existing values (the WIT record calls it `append`).
+    pub add: Vec<(HeaderName, HeaderValue)>,
     pub remove: Vec<HeaderName>,
+}
+
+impl Edits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
+    }
 }
 
 /// `on-request` said: go on, with these changes.

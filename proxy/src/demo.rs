@@ -43,7 +43,7 @@ world hello {
 
 /// The demo's filter, in WAT: `on-response` sets `x-breakwater-filter: demo` on every
 /// response (the result, a `header-edits` record, is laid out at offset 2048).
-const DEMO_FILTER: &str = r#"(module
+pub(crate) const DEMO_FILTER: &str = r#"(module
   (memory (export "memory") 1)
   (global $heap (mut i32) (i32.const 8192))
   (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -121,11 +121,16 @@ pub fn write_components(
 
 /// Build the demo filter component from its WAT, as `wasm-tools component new` would.
 fn demo_filter() -> Result<Vec<u8>, String> {
+    filter_component(DEMO_FILTER, "response-filter")
+}
+
+/// A filter component from a core module in WAT, for `world` of `isolate/wit/filter.wit`.
+pub(crate) fn filter_component(wat: &str, world: &str) -> Result<Vec<u8>, String> {
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve
         .push_str("filter.wit", FILTER_WIT)
         .map_err(|e| e.to_string())?;
-    encode(DEMO_FILTER, &resolve, pkg, "response-filter")
+    encode(wat, &resolve, pkg, world)
 }
 
 /// Build the hello `wasi:http` handler from its WAT.

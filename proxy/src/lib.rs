@@ -1,28 +1,22 @@
 //! Breakwater's edge proxy: pingora wired to the validated config.
 //!
-//! The path of one request: accept (`server`) -> checks (`guard`) -> route (`router`) ->
-//! local answer or origin pool (`upstream`) -> header edits (`headers`) -> response; every
-//! failure is mapped to a status in `errors`. `state` holds the config generations that
-//! reload swaps.
+//! The folders follow the path of a request:
+//! - `frontend`: where connections arrive (TCP listeners and their client limits, TLS with a
+//!   certificate per SNI name, HTTP/3 over QUIC); every front end hands requests to the one
+//!   pipeline;
+//! - `pipeline`: what happens to a request: checks (`guard`), route match (`router`) into the
+//!   route's compiled `plan`, request filters, cache, a handler component or an origin pool
+//!   (`upstream`), response filters, and the one mapping from failures to statuses (`errors`);
+//! - `ops`: what operators see and drive: the admin API, metrics, the access log.
+//!
+//! `state` holds the config generations that a reload swaps; `server` starts the process.
 
-mod access_log;
-mod admin;
-mod cache;
-mod clients;
 mod demo;
-mod edge;
-mod errors;
-mod filters;
-mod guard;
-mod h3;
-mod handlers;
-mod headers;
-mod metrics;
-mod router;
+mod frontend;
+mod ops;
+mod pipeline;
 mod server;
 mod state;
-mod tls;
-mod upstream;
 
 pub use server::{check, run, RunOptions, StartError};
 

@@ -1,13 +1,14 @@
 //! Process assembly: config -> pingora server with one proxy service per listener, the admin
 //! service, background work, readiness output and reload on SIGHUP.
 
-use crate::admin::Admin;
-use crate::clients::Limited;
 use crate::demo;
-use crate::edge::Edge;
-use crate::h3::{H3Error, H3Listener};
+use crate::frontend::clients::Limited;
+use crate::frontend::h3::{H3Error, H3Listener};
+use crate::ops::admin::Admin;
+use crate::pipeline::edge::Edge;
+use crate::pipeline::upstream::Resolver;
+use crate::pipeline::Scheme;
 use crate::state::{Generation, LoadError, Shared, Source};
-use crate::upstream::Resolver;
 use breakwater_config::{Config, ListenerKind};
 use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
@@ -68,7 +69,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
     let config = breakwater_config::load(path)?;
     for l in &config.listeners {
         if let ListenerKind::Https { certificates, .. } = &l.kind {
-            crate::tls::CertStore::load(certificates)?;
+            crate::frontend::tls::CertStore::load(certificates)?;
         }
     }
     if !config.components.is_empty() {
@@ -79,7 +80,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
         // resident in the process that did it.
         let wasm = wasm_runtime(&config)?;
         for c in &config.components {
-            crate::state::Loaded::load(&wasm, c, Some(0))?;
+            crate::state::LoadedComponent::load(&wasm, c, Some(0))?;
         }
     }
     Ok(config)
@@ -122,7 +123,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     if !opts.upgrade {
         claim_addresses(&mut config)?;
     }
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = Arc::new(crate::ops::metrics::Metrics::new());
     let resolver = Resolver::new(&config.resolver)
         .map_err(|e| LoadError::Resolver(source.name(), e))?
         .counted(metrics.dns_lookups.clone());
@@ -132,10 +133,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         &source,
         &resolver,
         &wasm,
+        &metrics,
         None,
     ))?;
     metrics.config_loaded_at.set(unix_now());
-    let access_log = crate::access_log::AccessLogger::start(
+    let access_log = crate::ops::access_log::AccessLogger::start(
         &config.access_log,
         metrics.access_log_dropped.clone(),
     )
@@ -181,7 +183,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
             ListenerKind::Http { h2c } => {
                 let svc = client_facing(
                     &server.configuration,
-                    Edge::new(shared.clone(), false),
+                    Edge::new(shared.clone(), Scheme::Http),
                     l,
                     *h2c,
                     &shared.metrics,
@@ -192,7 +194,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
             }
             ListenerKind::Https { http2, http3, .. } => {
-                let mut edge = Edge::new(shared.clone(), true);
+                let mut edge = Edge::new(shared.clone(), Scheme::Https);
                 if http3.is_some() {
                     edge = edge.with_alt_svc(l.address.port());
                 }
@@ -212,7 +214,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                     // HTTP/3 requests run the same pipeline, driven by the QUIC front end.
                     let pipeline = Arc::new(pingora::proxy::http_proxy(
                         &server.configuration,
-                        Edge::new(shared.clone(), true),
+                        Edge::new(shared.clone(), Scheme::Https),
                     ));
                     let resolver = shared.sni_resolver(&l.name).expect("an https listener");
                     let h3 = H3Listener::bind(&l.name, l.address, resolver, settings, pipeline)?;
@@ -373,7 +375,7 @@ fn client_facing(
     edge: Edge,
     listener: &breakwater_config::Listener,
     h2c: bool,
-    metrics: &Arc<crate::metrics::Metrics>,
+    metrics: &Arc<crate::ops::metrics::Metrics>,
 ) -> Limited<pingora::proxy::HttpProxy<Edge>> {
     let mut proxy = pingora::proxy::http_proxy(conf, edge);
     let mut options = HttpServerOptions::default();
@@ -394,7 +396,7 @@ fn client_facing(
 /// declared owner (`listen_addresses() == None`, pingora's documented opt-out), which turns off
 /// pingora 0.9.1's pruning of "unclaimed" inherited sockets. On a graceful upgrade that
 /// pruning closed the very listener being handed over (every run, see
-/// tests/tests/lifecycle.rs), so the new process bound a fresh socket and the connections
+/// tests/tests/all/lifecycle.rs), so the new process bound a fresh socket and the connections
 /// queued on the old one were lost. With it off, the listeners find their inherited sockets by
 /// address, as before 0.9.1.
 struct KeepInheritedListeners;

@@ -3,11 +3,13 @@
 //! A request takes the current generation at its start and keeps it to its end, so a reload
 //! swaps the generation atomically without touching requests already in flight.
 
-use crate::router::Router;
-use crate::tls::{CertError, CertStore, SniResolver};
-use crate::upstream::{Pool, PoolError, Resolver};
+use crate::frontend::tls::{CertError, CertStore, SniResolver};
+use crate::ops::metrics::{ComponentMetrics, Metrics};
+use crate::pipeline::plan::{KindMismatch, PlanInputs, RoutePlan};
+use crate::pipeline::router::Router;
+use crate::pipeline::upstream::{Pool, PoolError, Resolver};
 use arc_swap::ArcSwap;
-use breakwater_config::{ComponentId, ComponentKind, Config, ConfigError, ListenerKind};
+use breakwater_config::{ComponentKind, Config, ConfigError, ListenerKind};
 use breakwater_isolate::{Filter, FilterSettings, Handler, HandlerSettings, IsolateError, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,22 +18,25 @@ use std::sync::Arc;
 /// One loaded config, compiled.
 pub struct Generation {
     pub config: Config,
-    pub router: Router,
+    /// Finds a request's route plan.
+    pub router: Router<Arc<RoutePlan>>,
+    /// The plan of requests no route takes (and of those refused before routing).
+    pub unrouted: Arc<RoutePlan>,
     /// Indexed by `PoolId`.
     pub pools: Vec<Arc<Pool>>,
-    /// Indexed by `ComponentId`.
-    pub components: Vec<Loaded>,
+    /// Indexed by `ComponentId`, with each component's metric series.
+    pub components: Vec<(LoadedComponent, Arc<ComponentMetrics>)>,
     /// Certificates per HTTPS listener name.
     certs: HashMap<String, Arc<CertStore>>,
 }
 
 /// A loaded component, of the kind its config says.
-pub enum Loaded {
+pub enum LoadedComponent {
     Filter(Filter),
     Handler(Handler),
 }
 
-impl Loaded {
+impl LoadedComponent {
     /// Compile (or take from the compile cache) and pre-link `c` as its kind, with
     /// `prewarm` ready instances.
     pub fn load(
@@ -52,7 +57,7 @@ impl Loaded {
                         config: c.config.iter().cloned().collect(),
                     },
                 )
-                .map(Loaded::Filter),
+                .map(LoadedComponent::Filter),
             ComponentKind::Handler => wasm
                 .load_handler(
                     &c.name,
@@ -66,7 +71,7 @@ impl Loaded {
                         env: c.config.iter().cloned().collect(),
                     },
                 )
-                .map(Loaded::Handler),
+                .map(LoadedComponent::Handler),
         }
         .map_err(|source| LoadError::Component {
             at: c.at.clone(),
@@ -77,26 +82,8 @@ impl Loaded {
 
     pub fn in_use(&self) -> usize {
         match self {
-            Loaded::Filter(f) => f.in_use(),
-            Loaded::Handler(h) => h.in_use(),
-        }
-    }
-}
-
-impl Generation {
-    /// The filter `id` names (validated: routes list only filters as filters).
-    pub fn filter(&self, id: ComponentId) -> &Filter {
-        match &self.components[id.0] {
-            Loaded::Filter(f) => f,
-            Loaded::Handler(_) => unreachable!("config validation: {id:?} is a handler"),
-        }
-    }
-
-    /// The handler `id` names (validated: `handler:` names only handlers).
-    pub fn handler(&self, id: ComponentId) -> &Handler {
-        match &self.components[id.0] {
-            Loaded::Handler(h) => h,
-            Loaded::Filter(_) => unreachable!("config validation: {id:?} is a filter"),
+            LoadedComponent::Filter(f) => f.in_use(),
+            LoadedComponent::Handler(h) => h.in_use(),
         }
     }
 }
@@ -125,6 +112,8 @@ pub enum LoadError {
     },
     #[error("wasm runtime: {0}")]
     Wasm(Box<IsolateError>),
+    #[error(transparent)]
+    Plan(#[from] KindMismatch),
 }
 
 /// Where the config comes from: a file (reloadable) or the embedded demo.
@@ -153,18 +142,22 @@ impl Source {
 }
 
 impl Generation {
-    /// Compile `config`: certificates read and checked, pools built and resolved.
-    /// Pools whose config did not change are carried over from `previous` with their health.
+    /// Compile `config`: components loaded, certificates read and checked, pools built and
+    /// resolved, every route compiled into its plan. Pools whose config did not change are
+    /// carried over from `previous` with their health.
     pub async fn build(
         config: Config,
         source: &Source,
         resolver: &Resolver,
         wasm: &Arc<Runtime>,
+        metrics: &Arc<Metrics>,
         previous: Option<&Generation>,
     ) -> Result<Self, LoadError> {
         let mut components = Vec::with_capacity(config.components.len());
         for c in &config.components {
-            components.push(Loaded::load(wasm, c, c.prewarm)?);
+            let loaded = LoadedComponent::load(wasm, c, c.prewarm)?;
+            let name: Arc<str> = c.name.as_str().into();
+            components.push((loaded, Arc::new(ComponentMetrics::new(metrics, &name))));
         }
         let mut certs = HashMap::new();
         for l in &config.listeners {
@@ -186,8 +179,19 @@ impl Generation {
             };
             pools.push(pool);
         }
+        let inputs = PlanInputs {
+            config: &config,
+            pools: &pools,
+            components: &components,
+            metrics,
+        };
+        let mut plans = Vec::with_capacity(config.routes.len());
+        for route in &config.routes {
+            plans.push(Arc::new(RoutePlan::build(route, &inputs)?));
+        }
         Ok(Self {
-            router: Router::new(&config.routes),
+            router: Router::new(config.routes.iter().zip(plans)),
+            unrouted: Arc::new(RoutePlan::unrouted(metrics)),
             config,
             pools,
             components,
@@ -207,15 +211,15 @@ pub struct Shared {
     pub resolver: Resolver,
     /// The Wasm runtime; its process-wide settings (`wasm:`) take a restart to change.
     pub wasm: Arc<Runtime>,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    pub access_log: crate::access_log::AccessLogger,
+    pub metrics: Arc<crate::ops::metrics::Metrics>,
+    pub access_log: crate::ops::access_log::AccessLogger,
     /// The runtime that runs background work (DNS refresh, health checks, reload).
     pub control: tokio::runtime::Handle,
     /// The SNI resolver of each HTTPS listener, updated on reload.
     sni: HashMap<String, Arc<SniResolver>>,
     /// The HTTP cache; its size (`cache:`) takes a restart to change, its contents survive
     /// reloads.
-    pub cache: crate::cache::EdgeCache,
+    pub cache: crate::pipeline::cache::EdgeCache,
 }
 
 impl Shared {
@@ -224,8 +228,8 @@ impl Shared {
         source: Source,
         resolver: Resolver,
         wasm: Arc<Runtime>,
-        metrics: Arc<crate::metrics::Metrics>,
-        access_log: crate::access_log::AccessLogger,
+        metrics: Arc<crate::ops::metrics::Metrics>,
+        access_log: crate::ops::access_log::AccessLogger,
         control: tokio::runtime::Handle,
     ) -> Self {
         let sni = first
@@ -236,7 +240,7 @@ impl Shared {
         for p in &first.pools {
             p.start(&control, resolver.clone());
         }
-        let cache = crate::cache::EdgeCache::new(&first.config.cache);
+        let cache = crate::pipeline::cache::EdgeCache::new(&first.config.cache);
         Self {
             cache,
             current: ArcSwap::from_pointee(first),
@@ -299,8 +303,15 @@ impl Shared {
                 tracing::warn!(listeners = ?changed, "listener addresses changed: they take effect after a restart or graceful upgrade");
             }
         }
-        let next =
-            Generation::build(config, &self.source, &self.resolver, &self.wasm, Some(&old)).await?;
+        let next = Generation::build(
+            config,
+            &self.source,
+            &self.resolver,
+            &self.wasm,
+            &self.metrics,
+            Some(&old),
+        )
+        .await?;
         for p in &next.pools {
             if !old.pools.iter().any(|o| Arc::ptr_eq(o, p)) {
                 p.start(&self.control, self.resolver.clone());

@@ -1,0 +1,111 @@
+//! The bodies of a handler's request and response, as the proxy feeds and reads them.
+
+use crate::error::IsolateError;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+/// The body of a request to a handler: empty, whole, or fed chunk by chunk by the caller.
+pub struct RequestBody(pub(super) ChannelBody);
+
+impl RequestBody {
+    pub fn empty() -> Self {
+        Self::from_bytes(Bytes::new())
+    }
+
+    pub fn from_bytes(bytes: Bytes) -> Self {
+        let (tx, body) = Self::channel();
+        if !bytes.is_empty() {
+            let _ = tx.send(bytes);
+        }
+        body
+    }
+
+    /// A body fed through the returned sender; dropping the sender ends it. Unbounded: the
+    /// caller bounds the bytes it sends (the route's body limit), so that feeding the body
+    /// never waits on a guest that is busy writing its response.
+    pub fn channel() -> (tokio::sync::mpsc::UnboundedSender<Bytes>, Self) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (tx, Self(ChannelBody(rx)))
+    }
+}
+
+pub(super) struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// The body a handler streams back.
+pub struct ResponseBody {
+    pub(super) body: Frames,
+    pub(super) handler: std::sync::Arc<str>,
+}
+
+pub(super) enum Frames {
+    /// WASI 0.2: read straight from the guest's outgoing body.
+    Wasi02(HyperOutgoingBody),
+    /// WASI 0.3: pumped by the task running the guest.
+    Wasi03(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
+}
+
+impl ResponseBody {
+    /// The next chunk; `None` at the end. Trailers are skipped.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, IsolateError>> {
+        let body = match &mut self.body {
+            Frames::Wasi02(body) => body,
+            Frames::Wasi03(rx) => {
+                return match rx.recv().await? {
+                    Ok(data) => Some(Ok(data)),
+                    Err(reason) => Some(Err(IsolateError::InvalidOutput {
+                        component: self.handler.to_string(),
+                        reason,
+                    })),
+                };
+            }
+        };
+        loop {
+            match body.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) if data.is_empty() => continue,
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_trailers) => continue,
+                },
+                Err(e) => {
+                    return Some(Err(IsolateError::InvalidOutput {
+                        component: self.handler.to_string(),
+                        reason: format!("response body: {e:?}"),
+                    }))
+                }
+            }
+        }
+    }
+
+    /// The whole body, up to `limit` bytes (more is an error).
+    pub async fn collect(mut self, limit: usize) -> Result<Bytes, IsolateError> {
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = self.chunk().await {
+            let chunk = chunk?;
+            if out.len() + chunk.len() > limit {
+                return Err(IsolateError::InvalidOutput {
+                    component: self.handler.to_string(),
+                    reason: format!("response body over {limit} bytes"),
+                });
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+}

@@ -1,0 +1,92 @@
+//! What filters and handlers share when they make instances: a component's limits, derived
+//! once at load (deadline in epoch ticks, memory limit at most the runtime's, concurrency
+//! gate), and the one store builder that applies them.
+
+use crate::error::IsolateError;
+use crate::limits::{Gate, MemoryLimit};
+use crate::runtime::RuntimeSettings;
+use std::time::Duration;
+use wasmtime::{Engine, Store};
+
+/// Store data that carries the instance's memory limit.
+pub(crate) trait HostData: Send + 'static {
+    fn memory_limit(&mut self) -> &mut MemoryLimit;
+}
+
+/// A component's limits.
+pub(crate) struct Limits {
+    /// Wall-clock limit of a call (filters) or of a whole request (handlers).
+    pub deadline: Duration,
+    /// `deadline` in epoch ticks, plus one for the tick in progress.
+    pub deadline_ticks: u64,
+    /// Linear memory per instance: the component's setting, at most the runtime's.
+    pub max_memory_bytes: usize,
+    /// Requests at once; more fail at once.
+    pub gate: Gate,
+}
+
+impl Limits {
+    pub fn new(
+        runtime: &RuntimeSettings,
+        deadline: Duration,
+        max_memory_bytes: usize,
+        max_concurrency: usize,
+    ) -> Self {
+        let tick = runtime.epoch_tick.as_nanos().max(1);
+        Self {
+            deadline,
+            deadline_ticks: deadline.as_nanos().div_ceil(tick) as u64 + 1,
+            max_memory_bytes: max_memory_bytes.min(runtime.max_memory_bytes),
+            gate: Gate::new(max_concurrency),
+        }
+    }
+
+    /// A memory limit for one instance.
+    pub fn memory_limit(&self) -> MemoryLimit {
+        MemoryLimit::new(self.max_memory_bytes)
+    }
+
+    /// A store for one instance: `data`, its memory limit enforced, and a call that runs past
+    /// the deadline trapped.
+    pub fn store<T: HostData>(&self, engine: &Engine, data: T) -> Store<T> {
+        let mut store = Store::new(engine, data);
+        store.limiter(|s| s.memory_limit());
+        store.set_epoch_deadline(self.deadline_ticks);
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Name what went wrong in a call into `component` (see [`crate::limits::classify`]).
+    pub fn classify(
+        &self,
+        component: &str,
+        limit: &MemoryLimit,
+        e: wasmtime::Error,
+    ) -> IsolateError {
+        crate::limits::classify(component, limit, self.deadline, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_follow_the_runtime() {
+        let runtime = RuntimeSettings {
+            epoch_tick: Duration::from_millis(2),
+            max_memory_bytes: 1 << 20,
+            ..RuntimeSettings::default()
+        };
+        let l = Limits::new(&runtime, Duration::from_millis(5), 64 << 20, 3);
+        assert_eq!(
+            l.deadline_ticks, 4,
+            "5 ms in 2 ms ticks, rounded up, plus one"
+        );
+        assert_eq!(l.max_memory_bytes, 1 << 20, "clamped to the runtime's");
+        let permits: Vec<_> = (0..3).map(|_| l.gate.enter("c").unwrap()).collect();
+        assert!(l.gate.enter("c").is_err());
+        drop(permits);
+        assert_eq!(l.gate.in_use(), 0);
+    }
+}

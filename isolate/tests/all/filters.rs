@@ -1,0 +1,515 @@
+//! Filter components end to end through the runtime: every WIT function, every error, and
+//! isolation between requests (sequential and concurrent).
+
+use breakwater_tests::wasm as support;
+
+use breakwater_isolate::{FilterSettings, IsolateError, RequestDecision};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use support::*;
+
+#[test]
+fn every_request_starts_from_the_snapshot_sequentially() {
+    let rt = runtime();
+    let f = load(&rt, "counter", &counter(), FilterSettings::default());
+    for _ in 0..50 {
+        let mut s = f.instance().unwrap();
+        let d = s.on_request(&request(&[])).unwrap().unwrap();
+        match d {
+            RequestDecision::Respond(r) => assert_eq!(r.status.as_u16(), 200, "state leaked"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn every_request_starts_from_the_snapshot_concurrently() {
+    let rt = runtime();
+    let f = load(&rt, "counter", &counter(), FilterSettings::default());
+    std::thread::scope(|scope| {
+        for _ in 0..8 {
+            let f = f.clone();
+            scope.spawn(move || {
+                for _ in 0..100 {
+                    let mut s = f.instance().unwrap();
+                    match s.on_request(&request(&[])).unwrap().unwrap() {
+                        RequestDecision::Respond(r) => {
+                            assert_eq!(r.status.as_u16(), 200, "state leaked")
+                        }
+                        other => panic!("{other:?}"),
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(f.in_use(), 0);
+}
+
+#[test]
+fn state_carries_from_request_to_response_of_the_same_request() {
+    // on-request stores the request's path length; on-response returns it as a header.
+    let req = format!("(i32.store (i32.const 1024) (local.get 7)) {CONTINUE}");
+    let resp = "
+        (i32.store8 (i32.const 4000) (i32.add (i32.const 48) (i32.load (i32.const 1024))))
+        (memory.fill (i32.const 3000) (i32.const 0) (i32.const 24))
+        (i32.store (i32.const 3000) (i32.const 3100))
+        (i32.store (i32.const 3004) (i32.const 1))
+        (i32.store (i32.const 3100) (i32.const 3200))
+        (i32.store (i32.const 3104) (i32.const 8))
+        (i32.store (i32.const 3108) (i32.const 4000))
+        (i32.store (i32.const 3112) (i32.const 1))
+        (i32.const 3000)";
+    let wat = module(&format!(
+        "{}\n{}\n(data (i32.const 3200) \"x-pathln\")",
+        on_request(&req),
+        on_response(resp)
+    ));
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "both",
+        &component("filter", &wat),
+        FilterSettings::default(),
+    );
+    assert!(f.has_on_request() && f.has_on_response());
+    let mut s = f.instance().unwrap();
+    let r = request(&[]);
+    assert_eq!(
+        s.on_request(&r).unwrap().unwrap(),
+        RequestDecision::Continue(Default::default())
+    );
+    let edits = s
+        .on_response(&r, 200, &[("server", b"x")])
+        .unwrap()
+        .unwrap();
+    assert_eq!(edits.set.len(), 1);
+    assert_eq!(edits.set[0].0.as_str(), "x-pathln");
+    assert_eq!(edits.set[0].1.as_bytes(), b"2", "len(\"/p\") carried over");
+    // A new request does not see it.
+    let mut s = f.instance().unwrap();
+    let edits = s.on_response(&r, 200, &[]).unwrap().unwrap();
+    assert_eq!(edits.set[0].1.as_bytes(), b"0");
+}
+
+#[test]
+fn continue_with_edits_path_pool_and_response_headers() {
+    // Result area 2048: disc 0; forward at 2052: headers.set (2052,2056), append, remove,
+    // path option at 2076, query option at 2088, pool option at 2100, response-headers 2112.
+    let body = "
+        (memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
+        (i32.store (i32.const 2052) (i32.const 3000)) (i32.store (i32.const 2056) (i32.const 1))
+        (i32.store (i32.const 3000) (i32.const 3200)) (i32.store (i32.const 3004) (i32.const 8))
+        (i32.store (i32.const 3008) (i32.const 3300)) (i32.store (i32.const 3012) (i32.const 3))
+        (i32.store (i32.const 2068) (i32.const 3400)) (i32.store (i32.const 2072) (i32.const 1))
+        (i32.store (i32.const 3400) (i32.const 3500)) (i32.store (i32.const 3404) (i32.const 6))
+        (i32.store8 (i32.const 2076) (i32.const 1))
+        (i32.store (i32.const 2080) (i32.const 3600)) (i32.store (i32.const 2084) (i32.const 4))
+        (i32.store8 (i32.const 2100) (i32.const 1))
+        (i32.store (i32.const 2104) (i32.const 3700)) (i32.store (i32.const 2108) (i32.const 1))
+        (i32.store (i32.const 2112) (i32.const 3000)) (i32.store (i32.const 2116) (i32.const 1))
+        (i32.const 2048)";
+    let wat = module(&format!(
+        "{}\n(data (i32.const 3200) \"x-filter\") (data (i32.const 3300) \"yes\") (data (i32.const 3500) \"cookie\") (data (i32.const 3600) \"/new\") (data (i32.const 3700) \"b\")",
+        on_request(body)
+    ));
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "edit",
+        &component("request-filter", &wat),
+        FilterSettings::default(),
+    );
+    let mut s = f.instance().unwrap();
+    let RequestDecision::Continue(fwd) = s
+        .on_request(&request(&[("cookie", b"a=1")]))
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("expected continue")
+    };
+    assert_eq!(
+        fwd.edits.set,
+        vec![("x-filter".parse().unwrap(), "yes".parse().unwrap())]
+    );
+    assert_eq!(fwd.edits.remove, vec![http::header::COOKIE]);
+    assert_eq!(fwd.path.as_deref(), Some("/new"));
+    assert_eq!(fwd.query, None);
+    assert_eq!(fwd.pool.as_deref(), Some("b"));
+    assert_eq!(fwd.response_headers.len(), 1);
+}
+
+#[test]
+fn config_and_log_imports() {
+    // Respond with the body config.get("greeting") returns (option<string> at 6000).
+    let body = format!(
+        "(call $log (i32.const 1) (i32.const 3200) (i32.const 5))
+         (call $config_get (i32.const 3300) (i32.const 8) (i32.const 6000))
+         {}",
+        respond("(i32.const 200)", 0, "(i32.load (i32.const 6008))")
+    )
+    .replace(
+        "(i32.store (i32.const 2064) (i32.const 0))",
+        "(i32.store (i32.const 2064) (i32.load (i32.const 6004)))",
+    );
+    let wat = module(&format!(
+        "{}\n(data (i32.const 3200) \"hello\") (data (i32.const 3300) \"greeting\")",
+        on_request(&body)
+    ));
+    let rt = runtime();
+    let settings = FilterSettings {
+        config: HashMap::from([("greeting".to_string(), "bonjour".to_string())]),
+        ..FilterSettings::default()
+    };
+    let f = load(&rt, "cfg", &component("request-filter", &wat), settings);
+    let RequestDecision::Respond(r) = f
+        .instance()
+        .unwrap()
+        .on_request(&request(&[]))
+        .unwrap()
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(r.body, b"bonjour");
+}
+
+fn expect_err(
+    wat_body: &str,
+    settings: FilterSettings,
+) -> (IsolateError, breakwater_isolate::Filter) {
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "bad",
+        &component("request-filter", &module(&on_request(wat_body))),
+        settings,
+    );
+    let err = f
+        .instance()
+        .unwrap()
+        .on_request(&request(&[]))
+        .unwrap()
+        .unwrap_err();
+    (err, f)
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_the_deadline() {
+    let settings = FilterSettings {
+        deadline: Duration::from_millis(20),
+        ..FilterSettings::default()
+    };
+    let started = Instant::now();
+    let (err, f) = expect_err("(loop $l (br $l)) (i32.const 0)", settings);
+    assert!(matches!(err, IsolateError::Deadline { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The next request through the same filter is served (and stopped) the same way.
+    let err = f
+        .instance()
+        .unwrap()
+        .on_request(&request(&[]))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), "deadline");
+}
+
+#[test]
+fn a_memory_bomb_is_stopped_at_the_limit() {
+    let settings = FilterSettings {
+        max_memory_bytes: 2 << 20,
+        ..FilterSettings::default()
+    };
+    let (err, _) = expect_err(
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i32.const 0)",
+        settings,
+    );
+    assert!(
+        matches!(
+            err,
+            IsolateError::OutOfMemory {
+                limit_bytes: 2097152,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_trap_is_reported_with_a_backtrace() {
+    let (err, _) = expect_err("(unreachable)", FilterSettings::default());
+    let IsolateError::Trap {
+        message, backtrace, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(message.contains("unreachable"), "{message}");
+    assert!(backtrace.contains("on_request"), "{backtrace}");
+}
+
+#[test]
+fn an_invalid_header_name_is_invalid_output() {
+    let body = "
+        (memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
+        (i32.store (i32.const 2052) (i32.const 3000)) (i32.store (i32.const 2056) (i32.const 1))
+        (i32.store (i32.const 3000) (i32.const 3200)) (i32.store (i32.const 3004) (i32.const 10))
+        (i32.store (i32.const 3008) (i32.const 3300)) (i32.store (i32.const 3012) (i32.const 1))
+        (i32.const 2048)";
+    let wat = module(&format!(
+        "{}\n(data (i32.const 3200) \"bad header\") (data (i32.const 3300) \"x\")",
+        on_request(body)
+    ));
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "bad",
+        &component("request-filter", &wat),
+        FilterSettings::default(),
+    );
+    let err = f
+        .instance()
+        .unwrap()
+        .on_request(&request(&[]))
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, IsolateError::InvalidOutput { reason, .. } if reason.contains("bad header")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_invalid_status_is_invalid_output() {
+    let (err, _) = expect_err(
+        &respond("(i32.const 42)", 0, "(i32.const 0)"),
+        FilterSettings::default(),
+    );
+    assert_eq!(err.kind(), "invalid_output", "{err}");
+}
+
+#[test]
+fn an_import_that_is_not_granted_fails_at_load() {
+    let wat = r#"(component
+        (import "example:secrets/vault@1.0.0" (instance (export "get" (func))))
+    )"#;
+    let rt = runtime();
+    let err = rt
+        .load_filter_bytes(
+            "fs",
+            std::path::Path::new("fs.wasm"),
+            wat.as_bytes(),
+            FilterSettings::default(),
+        )
+        .err()
+        .expect("loaded a component with an ungranted import");
+    assert!(
+        matches!(&err, IsolateError::Link { reason, .. } if reason.contains("example:secrets/vault")),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_bytes_and_phaseless_components_fail_at_load() {
+    let rt = runtime();
+    let err = rt
+        .load_filter_bytes(
+            "junk",
+            std::path::Path::new("junk.wasm"),
+            b"\0asm junk",
+            FilterSettings::default(),
+        )
+        .err()
+        .unwrap();
+    assert!(matches!(err, IsolateError::Load { .. }), "{err}");
+    let err = rt
+        .load_filter_bytes(
+            "empty",
+            std::path::Path::new("empty.wasm"),
+            b"(component)",
+            FilterSettings::default(),
+        )
+        .err()
+        .unwrap();
+    assert!(matches!(err, IsolateError::NoPhase { .. }), "{err}");
+}
+
+#[test]
+fn the_concurrency_limit_fails_fast() {
+    let rt = runtime();
+    let settings = FilterSettings {
+        max_concurrency: 2,
+        ..FilterSettings::default()
+    };
+    let f = load(&rt, "c", &counter(), settings);
+    let a = f.instance().unwrap();
+    let _b = f.instance().unwrap();
+    let err = f.instance().err().unwrap();
+    assert!(
+        matches!(err, IsolateError::LimitReached { limit: 2, .. }),
+        "{err}"
+    );
+    drop(a);
+    assert!(f.instance().is_ok(), "a freed slot is usable again");
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = breakwater_isolate::RuntimeSettings {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 50,
+        ..Default::default()
+    };
+    let bytes = counter();
+    let rt = breakwater_isolate::Runtime::new(settings.clone()).unwrap();
+    load(&rt, "c", &bytes, FilterSettings::default());
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    // A second runtime loads it from the cache and it works.
+    let rt2 = breakwater_isolate::Runtime::new(settings).unwrap();
+    let f = load(&rt2, "c", &bytes, FilterSettings::default());
+    assert!(f
+        .instance()
+        .unwrap()
+        .on_request(&request(&[]))
+        .unwrap()
+        .is_ok());
+}
+
+#[test]
+fn body_phases_see_whole_bodies_and_may_replace_them() {
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "upper",
+        &body_filter(&upper_body(64), &upper_body(76)),
+        FilterSettings::default(),
+    );
+    assert!(f.has_on_request_body() && f.has_on_response_body());
+    let mut s = f.instance().unwrap();
+    assert!(s.on_request(&request(&[])).unwrap().is_ok());
+    let body = s
+        .on_request_body(&request(&[]), b"hello, body")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"HELLO, BODY"[..]));
+    let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain")];
+    let body = s
+        .on_response_body(&request(&[]), 200, headers, b"from the origin")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"FROM THE ORIGIN"[..]));
+
+    let keep = load(
+        &rt,
+        "keep",
+        &body_filter(KEEP_BODY, KEEP_BODY),
+        FilterSettings::default(),
+    );
+    let mut s = keep.instance().unwrap();
+    assert_eq!(
+        s.on_request_body(&request(&[]), b"x").unwrap().unwrap(),
+        None
+    );
+
+    // Filters without body phases say so, and the host skips buffering for them.
+    let plain = load(
+        &rt,
+        "plain",
+        &component("request-filter", &module(&on_request(CONTINUE))),
+        FilterSettings::default(),
+    );
+    assert!(!plain.has_on_request_body() && !plain.has_on_response_body());
+    assert!(plain
+        .instance()
+        .unwrap()
+        .on_request_body(&request(&[]), b"x")
+        .is_none());
+
+    let trap = load(
+        &rt,
+        "body-trap",
+        &body_filter("(unreachable)", KEEP_BODY),
+        FilterSettings::default(),
+    );
+    let err = trap
+        .instance()
+        .unwrap()
+        .on_request_body(&request(&[]), b"x")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(err.kind(), "trap", "{err}");
+}
+
+#[test]
+fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
+    // `wizer-initialize` builds a table of squares; each request answers
+    // table[12] (144) + 56 + (its own count of requests in memory) - 1: 200 only when the
+    // table is there and no request's state leaked into the next.
+    let init = r#"(func (export "wizer-initialize")
+        (local $i i32)
+        (loop $l
+          (i32.store (i32.add (i32.const 8192) (i32.shl (local.get $i) (i32.const 2)))
+                     (i32.mul (local.get $i) (local.get $i)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 256)))))"#;
+    let status = "(i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))
+         (i32.add (i32.add (i32.load (i32.const 8240)) (i32.const 55)) (i32.load (i32.const 1024)))";
+    let req = respond(
+        &format!("(block (result i32) {status})"),
+        3000,
+        "(i32.const 0)",
+    );
+    let bytes = component(
+        "filter-with-init",
+        &module(&format!(
+            "{init}\n{}\n{}",
+            on_request(&req),
+            on_response(
+                "(memory.fill (i32.const 4000) (i32.const 0) (i32.const 24)) (i32.const 4000)"
+            )
+        )),
+    );
+    let rt = runtime();
+    let f = load(&rt, "init", &bytes, FilterSettings::default());
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let f = f.clone();
+        tasks.push(std::thread::spawn(move || {
+            for _ in 0..25 {
+                let mut s = f.instance().unwrap();
+                match s.on_request(&request(&[])).unwrap() {
+                    Ok(RequestDecision::Respond(r)) => assert_eq!(r.status, 200),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.join().unwrap();
+    }
+
+    // An init that traps is a load error that says so.
+    let bad = component(
+        "filter-with-init",
+        &module(&format!(
+            "(func (export \"wizer-initialize\") (unreachable))\n{}\n{}",
+            on_request(CONTINUE),
+            on_response("(i32.const 4000)")
+        )),
+    );
+    let err = rt
+        .load_filter_bytes(
+            "bad-init",
+            std::path::Path::new("bad-init.wasm"),
+            &bad,
+            FilterSettings::default(),
+        )
+        .err()
+        .expect("a trapping init fails the load");
+    assert!(
+        matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
+        "{err}"
+    );
+}

@@ -1,0 +1,275 @@
+//! Components built from source with the real guest toolchains (isolate/guests/build.sh,
+//! which tests/run.sh runs first): a Python `wasi:http` handler and a Python filter
+//! (componentize-py), and a JavaScript `wasi:http` handler (componentize-js).
+
+use breakwater_tests::wasm as support;
+
+use support::guest;
+
+use breakwater_isolate::{
+    FilterSettings, HandlerSettings, RequestBody, RequestDecision, Runtime, RuntimeSettings,
+};
+use bytes::Bytes;
+use std::sync::Arc;
+
+/// Compiling a 20 MB guest takes seconds: keep the compiled code between runs.
+fn runtime() -> Arc<Runtime> {
+    Runtime::new(RuntimeSettings {
+        max_instances: 100,
+        cache_dir: Some(guest("py-handler.wasm").parent().unwrap().join("cache")),
+        ..RuntimeSettings::default()
+    })
+    .unwrap()
+}
+
+fn request(method: &str, path: &str, body: &'static [u8]) -> http::Request<RequestBody> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://example.com{path}"))
+        .body(RequestBody::from_bytes(Bytes::from_static(body)))
+        .unwrap()
+}
+
+async fn text(h: &breakwater_isolate::Handler, req: http::Request<RequestBody>) -> String {
+    let resp = h.handle(req).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect(1 << 20).await.unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_handler_serves_fresh_isolates_with_its_environment() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        env: [("GREETING".to_string(), "hi".to_string())].into(),
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("py", &guest("py-handler.wasm"), settings)
+        .unwrap();
+    assert_eq!(
+        text(&h, request("GET", "/a?b=1", b"")).await,
+        "Hello from Python: GET /a?b=1, 0 bytes, count=1, greeting=hi\n"
+    );
+    assert_eq!(
+        text(&h, request("POST", "/p", b"hello")).await,
+        "Hello from Python: POST /p, 5 bytes, count=1, greeting=hi\n"
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                let t = text(&h, request("GET", "/", b"")).await;
+                assert!(t.contains("count=1,"), "state leaked: {t}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A one-shot HTTP/1.1 origin on loopback; returns its address.
+async fn tiny_origin() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outgoing_http_goes_only_to_allowed_hosts() {
+    let origin = tiny_origin().await;
+    let rt = runtime();
+    let denied = rt
+        .load_handler("py", &guest("py-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    let path = format!("/outbound?{origin}");
+    let t = text(&denied, request("GET", &path, b"")).await;
+    assert!(t.contains("HttpRequestDenied"), "{t}");
+
+    let allowed = rt
+        .load_handler(
+            "py-allowed",
+            &guest("py-handler.wasm"),
+            HandlerSettings {
+                allowed_outbound_hosts: vec![origin.to_string()],
+                ..HandlerSettings::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        text(&allowed, request("GET", &path, b"")).await,
+        "outbound status 204\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn javascript_handler_serves_fresh_isolates() {
+    let rt = runtime();
+    let h = rt
+        .load_handler("js", &guest("js-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            text(&h, request("POST", "/js", b"0123456789")).await,
+            "Hello from JavaScript: POST /js, 10 bytes, count=1\n"
+        );
+    }
+}
+
+#[test]
+fn python_filter_answers_or_edits() {
+    let rt = runtime();
+    let f = rt
+        .load_filter(
+            "pyf",
+            &guest("py-filter.wasm"),
+            FilterSettings {
+                config: [("key".to_string(), "secret".to_string())].into(),
+                ..FilterSettings::default()
+            },
+        )
+        .unwrap();
+    // An interpreter costs hundreds of microseconds to instantiate: instances are made ahead.
+    assert_eq!(f.prewarm(), 4);
+    let mut s = f.instance().unwrap();
+    match s.on_request(&support::request(&[])).unwrap().unwrap() {
+        RequestDecision::Respond(r) => {
+            assert_eq!(r.status, 401);
+            assert_eq!(r.body, b"missing or wrong x-api-key\n");
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    drop(s);
+    let headers: &[(&str, &[u8])] = &[("x-api-key", b"secret")];
+    let mut s = f.instance().unwrap();
+    match s.on_request(&support::request(headers)).unwrap().unwrap() {
+        RequestDecision::Continue(fwd) => {
+            assert_eq!(fwd.edits.set.len(), 1);
+            assert_eq!(fwd.edits.set[0].0, "x-checked-by");
+            assert_eq!(fwd.edits.set[0].1, "python");
+        }
+        other => panic!("expected continue, got {other:?}"),
+    }
+    let edits = s
+        .on_response(&support::request(headers), 200, &[])
+        .unwrap()
+        .unwrap();
+    assert_eq!(edits.set[0].0, "x-python-filter");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn c_handler_serves_fresh_isolates() {
+    let rt = runtime();
+    let h = rt
+        .load_handler("c", &guest("c-handler.wasm"), HandlerSettings::default())
+        .unwrap();
+    for _ in 0..5 {
+        assert_eq!(
+            text(&h, request("GET", "/c?x=1", b"")).await,
+            "Hello from C: GET /c?x=1, count=1\n"
+        );
+    }
+}
+
+/// A component written with the Spin Python SDK (spin-sdk 5, isolate/examples/spin-python),
+/// built as `spin build` builds it: it exports `wasi:http/handler@0.3.0` and imports WASI 0.3,
+/// its release candidate, and Spin's interfaces. Served unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_component_is_served_with_variables_and_key_value() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        env: [("greeting".to_string(), "Hello, Spin variables!".to_string())].into(),
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("spin", &guest("spin-hello.wasm"), settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        text(&h, request("GET", "/", b"")).await,
+        "Hello, Spin variables!\n"
+    );
+
+    // spin:key-value: one store per component, shared by its instances.
+    let status = |r: Result<http::Response<_>, _>| r.unwrap_or_else(|e| panic!("{e}")).status();
+    assert_eq!(
+        status(h.handle(request("GET", "/kv/colour", b"")).await),
+        404
+    );
+    assert_eq!(
+        status(h.handle(request("PUT", "/kv/colour", b"blue")).await),
+        201
+    );
+    assert_eq!(text(&h, request("GET", "/kv/colour", b"")).await, "blue");
+    for n in 1..=3 {
+        assert_eq!(
+            text(&h, request("GET", "/counter", b"")).await,
+            format!("{n}\n")
+        );
+    }
+
+    // An undefined variable and an exception are the component's own 500s; the next
+    // request through the same component is fine.
+    assert_eq!(
+        status(h.handle(request("GET", "/missing-var", b"")).await),
+        500
+    );
+    assert_eq!(status(h.handle(request("GET", "/boom", b"")).await), 500);
+    assert_eq!(
+        text(&h, request("GET", "/hello", b"")).await,
+        "Hello, Spin variables!\n"
+    );
+
+    // spin:redis is not provided: it linked as a stub, and calling it traps that request only.
+    match h.handle(request("GET", "/redis", b"")).await {
+        Err(breakwater_isolate::IsolateError::Trap { message, .. }) => {
+            assert!(message.contains("spin:redis/redis@3.0.0"), "{message}")
+        }
+        Err(e) => panic!("expected a trap, got {e}"),
+        Ok(r) => panic!("expected a trap, got {}", r.status()),
+    }
+    assert_eq!(
+        text(&h, request("GET", "/", b"")).await,
+        "Hello, Spin variables!\n"
+    );
+}
+
+/// A Spin component that loops or hoards memory fails only its own request.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_component_is_bounded_by_deadline_and_memory_limit() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        deadline: std::time::Duration::from_millis(500),
+        max_memory_bytes: 48 << 20,
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("spin-bounded", &guest("spin-hello.wasm"), settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    match h.handle(request("GET", "/forever", b"")).await {
+        Err(breakwater_isolate::IsolateError::Deadline { .. }) => {}
+        Err(e) => panic!("expected the deadline, got {e}"),
+        Ok(r) => panic!("expected the deadline, got {}", r.status()),
+    }
+    match h.handle(request("GET", "/hog", b"")).await {
+        Err(breakwater_isolate::IsolateError::OutOfMemory { .. }) => {}
+        // Python may turn the failed allocation into MemoryError, answered 500 by the SDK.
+        Ok(r) => assert_eq!(r.status(), 500),
+        Err(e) => panic!("expected the memory limit, got {e}"),
+    }
+    assert_eq!(
+        text(&h, request("GET", "/", b"")).await,
+        "Hello from Spin on Breakwater!\n"
+    );
+}

@@ -1,0 +1,639 @@
+//! pingora's `ProxyHttp` phases for every front end. Each phase is short and calls into the
+//! module that does the work; what earlier phases resolved (the route's plan above all) lives
+//! in [`RequestCtx`], and no phase looks it up again.
+
+use crate::ops::metrics::ComponentPhase;
+use crate::pipeline::errors::{self, EdgeError, LocalResponse};
+use crate::pipeline::filters::{Client, FilterChain};
+use crate::pipeline::handlers::{self, Target};
+use crate::pipeline::logging::{self, Finished};
+use crate::pipeline::plan::{Action, PlannedHandler, RoutePlan};
+use crate::pipeline::router::request_host;
+use crate::pipeline::upstream::{Endpoint, Pool, SelectKey};
+use crate::pipeline::{cache, guard, headers, Protocol, Scheme};
+use crate::state::{Generation, Shared};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{ALT_SVC, CONTENT_LENGTH, TRANSFER_ENCODING, VIA};
+use pingora::cache::key::{CacheKey, HashBinary};
+use pingora::cache::{
+    CacheMeta, CachePhase, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
+};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::protocols::Digest;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The proxy application of one listener.
+pub struct Edge {
+    shared: Arc<Shared>,
+    /// `https` when the listener terminates TLS (for the forwarding headers, the cache key and
+    /// what filters and handlers are told).
+    scheme: Scheme,
+    /// `Alt-Svc` advertising HTTP/3 on this listener's UDP port, when it serves HTTP/3.
+    alt_svc: Option<http::HeaderValue>,
+}
+
+impl Edge {
+    pub fn new(shared: Arc<Shared>, scheme: Scheme) -> Self {
+        Self {
+            shared,
+            scheme,
+            alt_svc: None,
+        }
+    }
+
+    /// Advertise HTTP/3 on `port` in every response (RFC 7838).
+    pub fn with_alt_svc(mut self, port: u16) -> Self {
+        self.alt_svc = http::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok();
+        self
+    }
+}
+
+/// Per-request state: what the phases resolved, in the order they did.
+pub struct RequestCtx {
+    started: Instant,
+    /// The config generation this request started under, kept to its end.
+    generation: Arc<Generation>,
+    /// The route's plan; the unrouted plan until a route is found.
+    plan: Arc<RoutePlan>,
+    /// The request's host, lower-cased, without port.
+    host: String,
+    /// `X-Request-Id` from the client, or generated; passed on and logged.
+    request_id: String,
+    filters: FilterChain,
+    upstream: Attempts,
+}
+
+/// What happened with origins for one request.
+#[derive(Default)]
+struct Attempts {
+    /// Endpoints already tried, so a retry goes elsewhere.
+    tried: Vec<SocketAddr>,
+    /// The endpoint of the latest attempt.
+    endpoint: Option<Arc<Endpoint>>,
+    /// An origin failed this request (connect or exchange), retried or not.
+    failed: bool,
+}
+
+impl RequestCtx {
+    /// The pool the request goes to: the one a filter switched to, else the route's.
+    fn pool(&self) -> Option<&Arc<Pool>> {
+        match &self.plan.action {
+            Action::Forward(own) => Some(self.filters.pool().unwrap_or(own)),
+            _ => None,
+        }
+    }
+}
+
+impl Edge {
+    /// Route the request: its id, host and plan go into `ctx`.
+    fn route(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
+        ctx.request_id = request_id(req);
+        let host_header = req.headers.get(http::header::HOST);
+        ctx.host = request_host(&req.uri, host_header.and_then(|v| v.to_str().ok()));
+        let found = ctx
+            .generation
+            .router
+            .find(&ctx.host, req.uri.path(), &req.method);
+        if let Some(plan) = found {
+            ctx.plan = plan.clone();
+        }
+    }
+
+    /// What every response head gets on its way to the client, whoever made it (origin,
+    /// cache, handler, route, error of a filter): `Alt-Svc`, the route's edits, then the
+    /// response filters. The one place these happen.
+    fn finish_head(
+        &self,
+        ctx: &mut RequestCtx,
+        head: &mut ResponseHeader,
+    ) -> Result<(), EdgeError> {
+        if let Some(alt) = &self.alt_svc {
+            let _ = head.insert_header(ALT_SVC, alt.clone());
+        }
+        headers::edit(head, &ctx.plan.response_headers);
+        ctx.filters.on_response(&ctx.plan.filters, head)
+    }
+
+    /// Finish `head` and write it. A response filter that fails turns it into its error
+    /// response; returns whether `head` went out (and its body should follow).
+    async fn send_head(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        mut head: ResponseHeader,
+        end: bool,
+    ) -> Result<bool> {
+        if let Err(e) = self.finish_head(ctx, &mut head) {
+            errors::respond(session, LocalResponse::error(e.status())).await?;
+            return Ok(false);
+        }
+        session.write_response_header(Box::new(head), end).await?;
+        Ok(true)
+    }
+
+    /// Answer with a response made here (the route's own, or a filter's, or an error).
+    async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        local: LocalResponse,
+    ) -> Result<()> {
+        let head_only = session.req_header().method == http::Method::HEAD;
+        let (head, body) = local.into_parts(head_only)?;
+        if self.send_head(session, ctx, head, body.is_none()).await? && body.is_some() {
+            session.write_response_body(body, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Serve the request with the route's `wasi:http` handler; its response goes out like
+    /// an origin's.
+    async fn serve_handler(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        planned: &PlannedHandler,
+    ) -> Result<()> {
+        let target = Target {
+            scheme: self.scheme,
+            host: &ctx.host,
+            request_id: &ctx.request_id,
+        };
+        let started = Instant::now();
+        let result = handlers::call(session, &planned.handler, &target, planned.max_body_bytes);
+        let result = result.await;
+        planned.metrics.call(ComponentPhase::Handle, started);
+        let response = match result {
+            Ok(response) => response,
+            Err(EdgeError::Proxy(e)) => return Err(e),
+            Err(e) => return self.handler_failed(session, ctx, planned, e).await,
+        };
+        let (parts, body) = response.into_parts();
+        let head = handlers::response_head(&parts, Protocol::of(session))?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        if self.send_head(session, ctx, head, head_only).await? && !head_only {
+            handlers::stream_body(session, body).await?;
+        }
+        Ok(())
+    }
+
+    async fn handler_failed(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        planned: &PlannedHandler,
+        e: EdgeError,
+    ) -> Result<()> {
+        if let EdgeError::Component(failure) = &e {
+            planned.metrics.error(failure.kind());
+            tracing::warn!(route = %ctx.plan.name, error = %e, "handler failed");
+        }
+        if matches!(e, EdgeError::RequestBodyTooLarge { .. }) {
+            // The rest of the body is not read: the connection cannot be reused.
+            session.set_keepalive(None);
+        }
+        self.answer(session, ctx, LocalResponse::error(e.status()))
+            .await
+    }
+
+    /// `Cache-Status` and the cache metric for a response of a cache-enabled route.
+    fn cache_status(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &RequestCtx) {
+        let phase = session.cache.phase();
+        let stale_or_hit = matches!(
+            phase,
+            CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
+        );
+        let meta = stale_or_hit.then(|| session.cache.cache_meta());
+        let _ = resp.insert_header("cache-status", cache::status(&phase, meta));
+        if phase == CachePhase::Stale && ctx.upstream.failed {
+            // A stale copy served because the origin failed (stale-if-error): pingora does not
+            // reuse the client connection after it, so say so rather than let the client's
+            // next request meet a closed socket.
+            session.set_keepalive(None);
+        }
+        ctx.plan.metrics.cache(cache::outcome(&phase));
+    }
+}
+
+/// The client's address (for HTTP/3, the QUIC connection's).
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    let addr = session.client_addr()?.as_inet()?;
+    Some(addr.ip())
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        let generation = self.shared.current();
+        RequestCtx {
+            started: Instant::now(),
+            plan: generation.unrouted.clone(),
+            generation,
+            host: String::new(),
+            request_id: String::new(),
+            filters: FilterChain::default(),
+            upstream: Attempts::default(),
+        }
+    }
+
+    /// Check the request head, route it, run the request filters, and answer here unless
+    /// the route forwards to an origin.
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if let Err(refusal) = guard::check(session, &ctx.generation.config.server) {
+            session.set_keepalive(None);
+            let status = EdgeError::Refused(refusal).status();
+            errors::respond(session, LocalResponse::error(status)).await?;
+            return Ok(true);
+        }
+        self.route(session.req_header(), ctx);
+        let plan = ctx.plan.clone();
+        let client = Client {
+            scheme: self.scheme,
+            addr: client_ip(session),
+        };
+        let local = match ctx
+            .filters
+            .on_request(&plan.filters, session.req_header_mut(), &client)
+        {
+            Ok(local) => local,
+            Err(e) => Some(LocalResponse::error(e.status())),
+        };
+        let local = match (local, &plan.action) {
+            (Some(local), _) => local,
+            (None, Action::Forward(_)) => {
+                if !session.is_body_empty() {
+                    ctx.filters.start_request_body(&plan.filters);
+                }
+                return Ok(false);
+            }
+            (None, Action::Handler(planned)) => {
+                self.serve_handler(session, ctx, planned).await?;
+                return Ok(true);
+            }
+            (None, Action::Local(local)) => local.clone(),
+        };
+        self.answer(session, ctx, local).await?;
+        Ok(true)
+    }
+
+    /// Turn the cache on for `GET`/`HEAD` on routes that cache. Runs after `request_filter`,
+    /// so filters have already edited the request (and with it the key).
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.plan.cache.is_none() || !cache::method_cacheable(session.req_header()) {
+            return Ok(());
+        }
+        let c = &self.shared.cache;
+        session
+            .cache
+            .enable(c.storage, None, None, Some(c.lock), None);
+        session.cache.set_max_file_size_bytes(c.max_object_bytes);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let Some(policy) = &ctx.plan.cache else {
+            return Error::e_explain(ErrorType::InternalError, "cache key without a cache policy");
+        };
+        let req = session.req_header();
+        Ok(cache::key(policy, req, &ctx.host, self.scheme))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
+        Ok(match &ctx.plan.cache {
+            Some(policy) => cache::cacheable(policy, session.req_header(), resp),
+            None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+        })
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        cache::variance(meta, req, ctx.plan.cache.as_ref()?)
+    }
+
+    /// A client's `no-cache` makes a fresh hit revalidate, where the route honours it.
+    async fn cache_hit_filter(
+        &self,
+        session: &mut Session,
+        _meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        let honor = ctx
+            .plan
+            .cache
+            .as_ref()
+            .is_some_and(|p| p.honor_client_no_cache);
+        if honor && is_fresh && cache::client_no_cache(session.req_header()) {
+            return Ok(Some(ForcedFreshness::ForceExpired));
+        }
+        Ok(None)
+    }
+
+    /// Stale content is served when the origin fails (within `stale-if-error`) and while a
+    /// refresh runs (within `stale-while-revalidate`); pingora checks those windows.
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
+        error.is_none_or(|e| e.esource() == &pingora::ErrorSource::Upstream)
+    }
+
+    /// Choose an endpoint of the request's pool that this request has not tried yet.
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(pool) = ctx.pool().cloned() else {
+            return Error::e_explain(ErrorType::InternalError, "forwarding without a pool");
+        };
+        let req = session.req_header();
+        let header = |name: &http::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
+        let key = SelectKey {
+            path: req.uri.path(),
+            client_ip: client_ip(session),
+            header: &header,
+        };
+        let Some(ep) = pool.select(&key, &ctx.upstream.tried) else {
+            let why = format!("pool {}: no endpoint left to try", pool.config.name);
+            return Error::e_explain(ErrorType::ConnectNoRoute, why);
+        };
+        ctx.upstream.tried.push(ep.addr);
+        let peer = pool.peer(&ep);
+        ctx.upstream.endpoint = Some(ep);
+        Ok(Box::new(peer))
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.upstream.endpoint) {
+            pool.report_success(ep);
+        }
+        Ok(())
+    }
+
+    /// A connection failed: count it against the endpoint and retry elsewhere if allowed.
+    /// Nothing was sent yet, so this is safe for any method.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        ctx.upstream.failed = true;
+        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.upstream.endpoint) {
+            pool.report_failure(ep);
+            let retry = retry_allowed(pool, &ctx.upstream.tried);
+            e.set_retry(retry);
+            let m = &self.shared.metrics;
+            let name = pool.config.name.as_str();
+            m.upstream_connect_errors.with_label_values(&[name]).inc();
+            if retry {
+                m.upstream_retries.with_label_values(&[name]).inc();
+            }
+        }
+        e
+    }
+
+    /// An error after the request was sent: retry only idempotent requests whose body is
+    /// still buffered, only for connection failures (not timeouts), and only elsewhere.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        ctx.upstream.failed = true;
+        let mut e = e.more_context(format!("peer: {peer}"));
+        let safe = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated();
+        let connection_failure = matches!(
+            e.etype(),
+            ErrorType::ConnectionClosed
+                | ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::H2Error
+        );
+        let pool = ctx.pool();
+        if let Some(pool) = pool {
+            let labels = [pool.config.name.as_str(), upstream_error_kind(e.etype())];
+            self.shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&labels)
+                .inc();
+        }
+        match pool {
+            Some(pool)
+                if safe && connection_failure && retry_allowed(pool, &ctx.upstream.tried) =>
+            {
+                e.set_retry(true)
+            }
+            _ if safe => e.retry.decide_reuse(client_reused),
+            _ => e.set_retry(false),
+        }
+        e
+    }
+
+    /// Edit the request for the origin: hop-by-hop headers out, forwarding headers and the
+    /// route's edits in.
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop_request(upstream);
+        if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
+            let _ = upstream.insert_header("x-request-id", id);
+        }
+        let client = headers::ClientInfo {
+            ip: client_ip(session),
+            scheme: self.scheme,
+            http_version: session.req_header().version,
+            host: &ctx.host,
+        };
+        headers::add_forwarding(upstream, &ctx.generation.config.forwarding, &client);
+        headers::edit(upstream, &ctx.plan.request_headers);
+        if ctx.filters.buffers_request_body() {
+            // A body filter may change the body's length: send it chunked.
+            upstream.remove_header(&CONTENT_LENGTH);
+            let _ = upstream.insert_header(TRANSFER_ENCODING, "chunked");
+        }
+        Ok(())
+    }
+
+    /// Request bodies stream to the origin, unless a filter's `on-request-body` needs them
+    /// whole (see `FilterChain::request_body_chunk`).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if !ctx.filters.buffers_request_body() {
+            return Ok(());
+        }
+        let plan = &ctx.plan.filters;
+        let step = ctx.filters.request_body_chunk(plan, body, end_of_stream);
+        step.map_err(EdgeError::into_pingora)
+    }
+
+    /// Response bodies stream to the client, unless a filter's `on-response-body` needs them
+    /// whole.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if !ctx.plan.filters.body_access {
+            return Ok(None);
+        }
+        let plan = &ctx.plan.filters;
+        let step = ctx.filters.response_body_chunk(plan, body, end_of_stream);
+        step.map_err(EdgeError::into_pingora).map(|()| None)
+    }
+
+    /// Edit the origin's (or the cache's) response for the client.
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::strip_hop_by_hop_response(resp);
+        if ctx.generation.config.forwarding.via {
+            let _ = resp.append_header(VIA, headers::via_value(session.req_header().version));
+        }
+        if ctx.plan.cache.is_some() && cache::method_cacheable(session.req_header()) {
+            self.cache_status(session, resp, ctx);
+        }
+        self.finish_head(ctx, resp)
+            .map_err(EdgeError::into_pingora)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        if ctx
+            .filters
+            .start_response_body(&ctx.plan.filters, head_only, resp)
+        {
+            // The body may change length: no Content-Length; HTTP/1.1 clients get it
+            // chunked (HTTP/2 and HTTP/3 frames carry their own lengths).
+            resp.remove_header(&CONTENT_LENGTH);
+            if !Protocol::of(session).frames_bodies() {
+                let _ = resp.insert_header(TRANSFER_ENCODING, "chunked");
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of every request: invalidation after an unsafe method, metrics, access log.
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let written = session.response_written();
+        let status = written.map_or(0, |r| r.status.as_u16());
+        let req = session.req_header();
+        if let Some(policy) = &ctx.plan.cache {
+            if !req.method.is_safe() && (200..400).contains(&status) {
+                let storage = self.shared.cache.storage;
+                let response = written.map(|r| &r.headers);
+                let purged = cache::invalidate(storage, policy, req, &ctx.host, response);
+                self.shared.metrics.cache_purged.inc_by(purged as u64);
+            }
+        }
+        let finished = Finished {
+            plan: &ctx.plan,
+            req,
+            status,
+            protocol: Protocol::of(session),
+            bytes: session.body_bytes_sent(),
+            elapsed: ctx.started.elapsed(),
+            client: client_ip(session),
+            host: &ctx.host,
+            request_id: &ctx.request_id,
+            upstream: ctx.upstream.endpoint.as_ref().map(|e| e.addr),
+        };
+        logging::record(&finished, &self.shared.access_log);
+    }
+
+    /// Every failure becomes one status, chosen in `EdgeError::status_of`.
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let code = EdgeError::status_of(e);
+        if code > 0 {
+            // The connection is not reused after a failure: say so (`Connection: close`),
+            // so an HTTP/1.1 client does not send its next request into a closing socket.
+            session.set_keepalive(None);
+            let _ = errors::respond(session, LocalResponse::error(code)).await;
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+}
+
+/// The client's `X-Request-Id` when it is short and printable, else a new random one.
+fn request_id(req: &RequestHeader) -> String {
+    let sent = req
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    match sent {
+        Some(id)
+            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            id.to_string()
+        }
+        _ => format!("{:032x}", rand::random::<u128>()),
+    }
+}
+
+/// A bounded label for what went wrong with an origin after connecting.
+fn upstream_error_kind(e: &ErrorType) -> &'static str {
+    match e {
+        ErrorType::ConnectionClosed => "closed",
+        ErrorType::ReadError | ErrorType::WriteError => "reset",
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error => "invalid_response",
+        ErrorType::H2Error | ErrorType::H2Downgrade | ErrorType::InvalidH2 => "h2",
+        _ => "other",
+    }
+}
+
+fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
+    tried.len() <= pool.config.retries as usize && pool.has_untried(tried)
+}

@@ -1,0 +1,511 @@
+//! Wasm filters on the request path: each route's chain runs `on-request` in order after
+//! routing, and `on-response` in reverse order before the response goes out; with body access,
+//! the body phases see whole bodies. Free of pingora's `Session`, so every front end calls the
+//! same code and it can be tested alone.
+
+use crate::ops::metrics::{ComponentMetrics, ComponentPhase};
+use crate::pipeline::errors::{EdgeError, LocalResponse};
+use crate::pipeline::headers::apply_edits;
+use crate::pipeline::upstream::Pool;
+use crate::pipeline::Scheme;
+use breakwater_config::FailurePolicy;
+use breakwater_isolate::{Filter, FilterInstance, IsolateError, Request, RequestDecision};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A route's filters, resolved when its plan is built.
+pub struct FilterPlan {
+    pub route: Arc<str>,
+    /// In chain order.
+    pub filters: Vec<PlannedFilter>,
+    /// Filters that export a body phase see whole bodies (else bodies stream past them).
+    pub body_access: bool,
+    /// Pools a filter may switch the request to, by name: the route's own and its
+    /// `allowed_pools`.
+    pub pools: Vec<(String, Arc<Pool>)>,
+}
+
+/// One filter of a route, with the policy that route applies to its failures.
+pub struct PlannedFilter {
+    pub filter: Filter,
+    pub name: Arc<str>,
+    pub policy: FailurePolicy,
+    /// Largest body its body phases see.
+    pub max_body_bytes: usize,
+    pub metrics: Arc<ComponentMetrics>,
+}
+
+impl PlannedFilter {
+    /// Count a failure; `Err` under fail-closed (the request gets its status), `Ok` under
+    /// fail-open (the filter is skipped).
+    fn fail(&self, route: &str, e: EdgeError) -> Result<(), EdgeError> {
+        self.metrics.error(e.kind());
+        match self.policy {
+            FailurePolicy::FailClosed => {
+                tracing::warn!(route, kind = e.kind(), error = %e, "filter failed; request refused");
+                Err(e)
+            }
+            FailurePolicy::FailOpen => {
+                tracing::warn!(route, kind = e.kind(), error = %e, "filter failed; skipped (fail-open)");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Who is asking, as filters see it.
+pub struct Client {
+    pub scheme: Scheme,
+    pub addr: Option<std::net::IpAddr>,
+}
+
+/// The request as filters see it, owned so `on-response` can see it too.
+struct FilterRequest {
+    method: String,
+    scheme: &'static str,
+    authority: String,
+    path: String,
+    query: String,
+    headers: Vec<(String, Vec<u8>)>,
+    client_addr: String,
+    route: Arc<str>,
+}
+
+impl FilterRequest {
+    fn new(req: &RequestHeader, client: &Client, route: &Arc<str>) -> Self {
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| {
+                let host = req.headers.get(http::header::HOST)?;
+                host.to_str().ok().map(str::to_string)
+            })
+            .unwrap_or_default();
+        Self {
+            method: req.method.to_string(),
+            scheme: client.scheme.as_str(),
+            authority,
+            path: req.uri.path().to_string(),
+            query: req.uri.query().unwrap_or("").to_string(),
+            headers: req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
+                .collect(),
+            client_addr: client.addr.map(|a| a.to_string()).unwrap_or_default(),
+            route: route.clone(),
+        }
+    }
+
+    fn with_view<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+        let headers: Vec<(&str, &[u8])> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        f(&Request {
+            method: &self.method,
+            scheme: self.scheme,
+            authority: &self.authority,
+            path: &self.path,
+            query: &self.query,
+            headers: &headers,
+            client_addr: &self.client_addr,
+            route: &self.route,
+        })
+    }
+}
+
+/// The filters' state for one request.
+#[derive(Default)]
+pub struct FilterChain {
+    request: Option<FilterRequest>,
+    /// The filters that ran `on-request` (index into the plan's filters) with their
+    /// instances, in order; kept for the later phases.
+    ran: Vec<(usize, FilterInstance)>,
+    /// Headers filters asked to add to the response.
+    response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// A pool a filter switched the request to.
+    pool: Option<Arc<Pool>>,
+    /// Whole-body buffers for the body phases; `None` when no filter of the route sees the
+    /// body in that direction (then it streams past).
+    request_body: Option<BodyBuffer>,
+    response_body: Option<BodyBuffer>,
+    /// The response head as `on-response-body` sees it (after every header edit).
+    response_head: Option<(u16, Vec<(String, Vec<u8>)>)>,
+}
+
+/// A body being collected for the body phases, up to the smallest limit of their filters.
+struct BodyBuffer {
+    data: BytesMut,
+    limit: usize,
+}
+
+/// Which body a body phase sees.
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+impl Direction {
+    fn has_phase(self, filter: &Filter) -> bool {
+        match self {
+            Direction::Request => filter.has_on_request_body(),
+            Direction::Response => filter.has_on_response_body(),
+        }
+    }
+}
+
+impl FilterChain {
+    /// Run the plan's `on-request` phases in order, applying their edits to `req`.
+    /// `Ok(Some(response))`: a filter answered the request itself.
+    pub fn on_request(
+        &mut self,
+        plan: &FilterPlan,
+        req: &mut RequestHeader,
+        client: &Client,
+    ) -> Result<Option<LocalResponse>, EdgeError> {
+        if plan.filters.is_empty() {
+            return Ok(None);
+        }
+        let mut request = FilterRequest::new(req, client, &plan.route);
+        let result = self.run_on_request(plan, req, client, &mut request);
+        // Kept whatever happened: the response phases see the request as it was last.
+        self.request = Some(request);
+        result
+    }
+
+    fn run_on_request(
+        &mut self,
+        plan: &FilterPlan,
+        req: &mut RequestHeader,
+        client: &Client,
+        request: &mut FilterRequest,
+    ) -> Result<Option<LocalResponse>, EdgeError> {
+        for (i, planned) in plan.filters.iter().enumerate() {
+            let started = Instant::now();
+            let mut instance = match planned.filter.instance() {
+                Ok(instance) => instance,
+                Err(e) => {
+                    planned.fail(&plan.route, EdgeError::Component(e))?;
+                    continue;
+                }
+            };
+            let decision = request.with_view(|view| instance.on_request(view));
+            if decision.is_some() {
+                planned.metrics.call(ComponentPhase::Request, started);
+            }
+            let fwd = match decision.transpose() {
+                Err(e) => {
+                    planned.fail(&plan.route, EdgeError::Component(e))?;
+                    continue;
+                }
+                Ok(None) => None,
+                Ok(Some(RequestDecision::Respond(r))) => {
+                    self.ran.push((i, instance));
+                    return Ok(Some(LocalResponse::fixed(
+                        r.status,
+                        r.headers,
+                        r.body.into(),
+                    )));
+                }
+                Ok(Some(RequestDecision::Continue(fwd))) => Some(fwd),
+            };
+            if let Some(name) = fwd.as_ref().and_then(|f| f.pool.as_deref()) {
+                match plan.pools.iter().find(|(n, _)| n == name) {
+                    Some((_, pool)) => self.pool = Some(pool.clone()),
+                    None => {
+                        let e = EdgeError::PoolNotAllowed {
+                            filter: planned.name.to_string(),
+                            pool: name.to_string(),
+                            route: plan.route.to_string(),
+                        };
+                        planned.fail(&plan.route, e)?;
+                        continue;
+                    }
+                }
+            }
+            self.ran.push((i, instance));
+            let Some(fwd) = fwd else { continue };
+            let e = &fwd.edits;
+            apply_edits(req, &e.remove, &e.set, &e.add);
+            let rewrites = fwd.path.is_some() || fwd.query.is_some();
+            if rewrites {
+                rewrite_uri(req, fwd.path.as_deref(), fwd.query.as_deref());
+            }
+            self.response_headers.extend(fwd.response_headers);
+            if rewrites || !fwd.edits.is_empty() {
+                // Later filters see the edited request.
+                *request = FilterRequest::new(req, client, &plan.route);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The pool a filter switched the request to, if one did.
+    pub fn pool(&self) -> Option<&Arc<Pool>> {
+        self.pool.as_ref()
+    }
+
+    /// After `on-request`: buffer the request body if the plan allows body access and a
+    /// filter that ran exports `on-request-body`.
+    pub fn start_request_body(&mut self, plan: &FilterPlan) {
+        if plan.body_access {
+            self.request_body = self.body_buffer(plan, Direction::Request);
+        }
+    }
+
+    /// Whether the request body is being buffered (its length will change: the upstream
+    /// request goes chunked).
+    pub fn buffers_request_body(&self) -> bool {
+        self.request_body.is_some()
+    }
+
+    /// Before the response head goes out: buffer the response body when a filter exports
+    /// `on-response-body` and the response has a whole body to see (not HEAD, 204, 206, 304).
+    /// Returns true when it will: the caller drops `Content-Length`.
+    pub fn start_response_body(
+        &mut self,
+        plan: &FilterPlan,
+        head_only: bool,
+        resp: &ResponseHeader,
+    ) -> bool {
+        let status = resp.status.as_u16();
+        if !plan.body_access || head_only || matches!(status, 100..=199 | 204 | 206 | 304) {
+            return false;
+        }
+        self.response_body = self.body_buffer(plan, Direction::Response);
+        if self.response_body.is_some() {
+            let headers = resp
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()));
+            self.response_head = Some((status, headers.collect()));
+        }
+        self.response_body.is_some()
+    }
+
+    fn body_buffer(&self, plan: &FilterPlan, direction: Direction) -> Option<BodyBuffer> {
+        self.body_filters(plan, direction)
+            .map(|f| f.max_body_bytes)
+            .min()
+            .map(|limit| BodyBuffer {
+                data: BytesMut::new(),
+                limit,
+            })
+    }
+
+    /// The filters that ran and see the body in `direction`.
+    fn body_filters<'p>(
+        &self,
+        plan: &'p FilterPlan,
+        direction: Direction,
+    ) -> impl Iterator<Item = &'p PlannedFilter> + use<'p, '_> {
+        self.ran
+            .iter()
+            .map(|(i, _)| &plan.filters[*i])
+            .filter(move |f| direction.has_phase(&f.filter))
+    }
+
+    /// Collect a request body chunk; at the end run `on-request-body` in chain order and put
+    /// the resulting body in `body`.
+    pub fn request_body_chunk(
+        &mut self,
+        plan: &FilterPlan,
+        body: &mut Option<Bytes>,
+        end: bool,
+    ) -> Result<(), EdgeError> {
+        let Some(mut whole) = self.collect(plan, Direction::Request, body, end)? else {
+            return Ok(());
+        };
+        let Some(request) = &self.request else {
+            return Ok(());
+        };
+        for (i, instance) in self.ran.iter_mut() {
+            let planned = &plan.filters[*i];
+            let started = Instant::now();
+            let result = request.with_view(|view| instance.on_request_body(view, &whole));
+            whole = body_result(
+                plan,
+                planned,
+                ComponentPhase::RequestBody,
+                started,
+                result,
+                whole,
+            )?;
+        }
+        *body = Some(whole);
+        Ok(())
+    }
+
+    /// Collect a response body chunk; at the end run `on-response-body` in reverse chain
+    /// order and put the resulting body in `body`.
+    pub fn response_body_chunk(
+        &mut self,
+        plan: &FilterPlan,
+        body: &mut Option<Bytes>,
+        end: bool,
+    ) -> Result<(), EdgeError> {
+        let Some(mut whole) = self.collect(plan, Direction::Response, body, end)? else {
+            return Ok(());
+        };
+        let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
+            return Ok(());
+        };
+        let headers: Vec<(&str, &[u8])> = head
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        for (i, instance) in self.ran.iter_mut().rev() {
+            let planned = &plan.filters[*i];
+            let started = Instant::now();
+            let result = request
+                .with_view(|view| instance.on_response_body(view, *status, &headers, &whole));
+            whole = body_result(
+                plan,
+                planned,
+                ComponentPhase::ResponseBody,
+                started,
+                result,
+                whole,
+            )?;
+        }
+        *body = Some(whole);
+        Ok(())
+    }
+
+    /// Take `body` into the direction's buffer. `Ok(Some(whole body))` once it has ended (the
+    /// buffer is then done with); `Ok(None)` while it is still coming, when nothing is
+    /// buffered, or when it outgrew the limit and every body filter is fail-open (what was
+    /// buffered goes on and the rest streams past them); `Err` when it outgrew the limit of
+    /// a fail-closed filter.
+    fn collect(
+        &mut self,
+        plan: &FilterPlan,
+        direction: Direction,
+        body: &mut Option<Bytes>,
+        end: bool,
+    ) -> Result<Option<Bytes>, EdgeError> {
+        let slot = match direction {
+            Direction::Request => &mut self.request_body,
+            Direction::Response => &mut self.response_body,
+        };
+        let Some(buffer) = slot.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(chunk) = body.take() {
+            buffer.data.extend_from_slice(&chunk);
+        }
+        if buffer.data.len() <= buffer.limit {
+            if !end {
+                return Ok(None);
+            }
+            let whole = std::mem::take(&mut buffer.data).freeze();
+            *slot = None;
+            return Ok(Some(whole));
+        }
+        let Some(BodyBuffer { data, limit }) = slot.take() else {
+            return Ok(None);
+        };
+        let mut closed = false;
+        for planned in self.body_filters(plan, direction) {
+            let e = IsolateError::BodyTooLarge {
+                component: planned.name.to_string(),
+                limit_bytes: planned.max_body_bytes,
+            };
+            closed |= planned.fail(&plan.route, EdgeError::Component(e)).is_err();
+        }
+        if closed {
+            return Err(match direction {
+                Direction::Request => EdgeError::RequestBodyTooLarge { limit_bytes: limit },
+                Direction::Response => EdgeError::ResponseBodyTooLarge { limit_bytes: limit },
+            });
+        }
+        *body = Some(data.freeze());
+        Ok(None)
+    }
+
+    /// Run `on-response` of the filters that ran, in reverse order, editing `resp`; first
+    /// add the headers their `on-request` asked for.
+    pub fn on_response(
+        &mut self,
+        plan: &FilterPlan,
+        resp: &mut ResponseHeader,
+    ) -> Result<(), EdgeError> {
+        for (n, v) in self.response_headers.drain(..) {
+            let _ = resp.append_header(n, v);
+        }
+        let Some(request) = &self.request else {
+            return Ok(());
+        };
+        for (i, instance) in self.ran.iter_mut().rev() {
+            let planned = &plan.filters[*i];
+            let started = Instant::now();
+            let headers: Vec<(&str, &[u8])> = resp
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes()))
+                .collect();
+            let status = resp.status.as_u16();
+            let result = request.with_view(|view| instance.on_response(view, status, &headers));
+            drop(headers);
+            let Some(result) = result else { continue };
+            planned.metrics.call(ComponentPhase::Response, started);
+            match result {
+                Ok(e) => apply_edits(resp, &e.remove, &e.set, &e.add),
+                Err(e) => planned.fail(&plan.route, EdgeError::Component(e))?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one body phase call leaves as the body; a failure follows the filter's policy.
+fn body_result(
+    plan: &FilterPlan,
+    planned: &PlannedFilter,
+    phase: ComponentPhase,
+    started: Instant,
+    result: Option<Result<Option<Vec<u8>>, IsolateError>>,
+    whole: Bytes,
+) -> Result<Bytes, EdgeError> {
+    let Some(result) = result else {
+        return Ok(whole);
+    };
+    planned.metrics.call(phase, started);
+    match result {
+        Ok(None) => Ok(whole),
+        Ok(Some(new)) => Ok(Bytes::from(new)),
+        Err(e) => planned
+            .fail(&plan.route, EdgeError::Component(e))
+            .map(|()| whole),
+    }
+}
+
+fn rewrite_uri(req: &mut RequestHeader, path: Option<&str>, query: Option<&str>) {
+    let path = path.unwrap_or(req.uri.path()).to_string();
+    let query = match query {
+        Some(q) => q.to_string(),
+        None => req.uri.query().unwrap_or("").to_string(),
+    };
+    let pq = if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    };
+    let mut parts = req.uri.clone().into_parts();
+    if let Ok(pq) = pq.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            req.set_uri(uri);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

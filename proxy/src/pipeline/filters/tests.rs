@@ -1,0 +1,196 @@
+//! The filter chain alone: real components (core modules in WAT made into components), no
+//! pingora session, no network.
+
+use super::*;
+use crate::ops::metrics::Metrics;
+use breakwater_isolate::{FilterSettings, Runtime, RuntimeSettings};
+
+/// A core module with memory, a bump allocator and `funcs`.
+fn module(funcs: &str) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 8192))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                           (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  (data (i32.const 3000) "nope")
+  {funcs})"#
+    )
+}
+
+/// `on-request` whose body leaves a pointer to its `request-action` (a 16-value request
+/// record comes in flat).
+fn on_request(body: &str) -> String {
+    let params = "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)";
+    let export = "breakwater:filter/on-request@0.1.0#handle";
+    module(&format!(
+        r#"(func (export "{export}") {params} (result i32) {body})"#
+    ))
+}
+
+/// `continue` with nothing changed but the pool, switched to "nope" (a `forward` record at
+/// offset 4 of the variant; its `pool` option at 52).
+const SWITCH_POOL: &str = "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
+    (i32.store8 (i32.const 2100) (i32.const 1))
+    (i32.store (i32.const 2104) (i32.const 3000)) (i32.store (i32.const 2108) (i32.const 4))
+    (i32.const 2048)";
+
+/// `respond` with 403 and the body "nope".
+const FORBID: &str = "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
+    (i32.store8 (i32.const 2048) (i32.const 1))
+    (i32.store16 (i32.const 2052) (i32.const 403))
+    (i32.store (i32.const 2064) (i32.const 3000)) (i32.store (i32.const 2068) (i32.const 4))
+    (i32.const 2048)";
+
+struct Fixture {
+    runtime: Arc<Runtime>,
+    metrics: Arc<Metrics>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let settings = RuntimeSettings {
+            max_instances: 20,
+            ..RuntimeSettings::default()
+        };
+        Self {
+            runtime: Runtime::new(settings).unwrap(),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    fn filter(&self, name: &str, world: &str, wat: &str, policy: FailurePolicy) -> PlannedFilter {
+        let bytes = crate::demo::filter_component(wat, world).unwrap();
+        let path = std::path::PathBuf::from(format!("{name}.wasm"));
+        let settings = FilterSettings::default();
+        let filter = self
+            .runtime
+            .load_filter_bytes(name, &path, &bytes, settings)
+            .unwrap();
+        let name: Arc<str> = name.into();
+        PlannedFilter {
+            filter,
+            metrics: Arc::new(ComponentMetrics::new(&self.metrics, &name)),
+            name,
+            policy,
+            max_body_bytes: 1 << 20,
+        }
+    }
+
+    fn plan(&self, filters: Vec<PlannedFilter>) -> FilterPlan {
+        FilterPlan {
+            route: "r".into(),
+            filters,
+            body_access: false,
+            pools: Vec::new(),
+        }
+    }
+}
+
+fn request() -> RequestHeader {
+    let mut req = RequestHeader::build("GET", b"/a", None).unwrap();
+    req.insert_header("host", "example.com").unwrap();
+    req
+}
+
+fn client() -> Client {
+    Client {
+        scheme: Scheme::Https,
+        addr: None,
+    }
+}
+
+#[test]
+fn response_filters_edit_every_response() {
+    let f = Fixture::new();
+    let demo = crate::demo::DEMO_FILTER;
+    let closed = FailurePolicy::FailClosed;
+    let plan = f.plan(vec![f.filter("demo", "response-filter", demo, closed)]);
+    let mut chain = FilterChain::default();
+    let outcome = chain.on_request(&plan, &mut request(), &client()).unwrap();
+    assert!(
+        outcome.is_none(),
+        "a response filter lets the request go on"
+    );
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    chain.on_response(&plan, &mut resp).unwrap();
+    assert_eq!(resp.headers["x-breakwater-filter"], "demo");
+    let text = String::from_utf8(f.metrics.render()).unwrap();
+    let calls = r#"breakwater_component_invocations_total{component="demo",phase="response"} 1"#;
+    assert!(text.lines().any(|l| l == calls), "{text}");
+}
+
+#[test]
+fn a_filter_may_answer_the_request_itself() {
+    let f = Fixture::new();
+    let wat = on_request(FORBID);
+    let plan = f.plan(vec![f.filter(
+        "forbid",
+        "request-filter",
+        &wat,
+        FailurePolicy::FailClosed,
+    )]);
+    let mut chain = FilterChain::default();
+    let local = chain.on_request(&plan, &mut request(), &client()).unwrap();
+    let local = local.expect("the filter answers");
+    assert_eq!(local.status, 403);
+    assert_eq!(&local.body[..], b"nope");
+}
+
+#[test]
+fn a_failing_filter_follows_its_policy() {
+    let f = Fixture::new();
+    let trap = on_request("(unreachable)");
+    for (policy, refused) in [
+        (FailurePolicy::FailClosed, true),
+        (FailurePolicy::FailOpen, false),
+    ] {
+        let demo = crate::demo::DEMO_FILTER;
+        let plan = f.plan(vec![
+            f.filter("demo", "response-filter", demo, policy),
+            f.filter("trap", "request-filter", &trap, policy),
+        ]);
+        let mut chain = FilterChain::default();
+        let result = chain.on_request(&plan, &mut request(), &client());
+        match result {
+            Err(e) => {
+                assert!(refused, "fail-open refused: {e}");
+                assert!(
+                    matches!(&e, EdgeError::Component(IsolateError::Trap { .. })),
+                    "{e}"
+                );
+                assert_eq!(e.status(), 500);
+            }
+            Ok(local) => {
+                assert!(!refused, "fail-closed let the request through");
+                assert!(local.is_none());
+            }
+        }
+        // The filters that ran before still see the response (here: the error response).
+        let mut resp = ResponseHeader::build(500, None).unwrap();
+        chain.on_response(&plan, &mut resp).unwrap();
+        assert_eq!(resp.headers["x-breakwater-filter"], "demo");
+    }
+}
+
+#[test]
+fn a_filter_cannot_switch_to_a_pool_its_route_does_not_allow() {
+    let f = Fixture::new();
+    let wat = on_request(SWITCH_POOL);
+    let closed = FailurePolicy::FailClosed;
+    let plan = f.plan(vec![f.filter("switch", "request-filter", &wat, closed)]);
+    let mut chain = FilterChain::default();
+    let e = chain
+        .on_request(&plan, &mut request(), &client())
+        .unwrap_err();
+    assert!(
+        matches!(&e, EdgeError::PoolNotAllowed { pool, .. } if pool == "nope"),
+        "{e}"
+    );
+    assert_eq!(e.status(), 500);
+    assert!(chain.pool().is_none());
+}

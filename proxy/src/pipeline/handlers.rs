@@ -1,0 +1,162 @@
+//! Routes served by a `wasi:http` handler component instead of an origin pool.
+//!
+//! The request body streams into the guest while it works on its answer; once the response
+//! head is set, the rest of the request body (bounded by the component's `max_body_bytes`)
+//! is handed over without waiting on the guest, and the response body streams back to the
+//! client chunk by chunk.
+
+use crate::pipeline::errors::EdgeError;
+use crate::pipeline::{Protocol, Scheme};
+use breakwater_isolate::{Handler, RequestBody, ResponseBody};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::Session;
+
+/// Who the request is for, as the handler is told.
+pub struct Target<'a> {
+    pub scheme: Scheme,
+    /// The request's host, lower-cased; empty when it named none.
+    pub host: &'a str,
+    /// Added as `X-Request-Id` when the client sent none.
+    pub request_id: &'a str,
+}
+
+/// The request as the handler sees it: absolute URI, end-to-end headers, the request id.
+fn request(head: &RequestHeader, target: &Target<'_>) -> http::request::Builder {
+    let path = head.uri.path_and_query().map_or("/", |p| p.as_str());
+    let authority = if target.host.is_empty() {
+        "localhost"
+    } else {
+        target.host
+    };
+    let mut b = http::Request::builder()
+        .method(head.method.clone())
+        .uri(format!("{}://{authority}{path}", target.scheme.as_str()));
+    for (name, value) in head.headers.iter() {
+        if crate::pipeline::headers::is_hop_by_hop(name) || name == HOST {
+            continue;
+        }
+        b = b.header(name, value);
+    }
+    if !head.headers.contains_key("x-request-id") {
+        b = b.header("x-request-id", target.request_id);
+    }
+    b
+}
+
+/// Call `handler` for the request in `session` and wait for its response head.
+///
+/// Errors: `Component` when the handler failed, `RequestBodyTooLarge` past `max_body_bytes`,
+/// `Proxy` when reading the request body failed (client gone, malformed body).
+pub async fn call(
+    session: &mut Session,
+    handler: &Handler,
+    target: &Target<'_>,
+    max_body_bytes: usize,
+) -> Result<http::Response<ResponseBody>, EdgeError> {
+    let builder = request(session.req_header(), target);
+    let mut sender = None;
+    let body = if session.is_body_empty() {
+        RequestBody::empty()
+    } else {
+        let (tx, body) = RequestBody::channel();
+        sender = Some(tx);
+        body
+    };
+    let req = builder.body(body).map_err(|e| {
+        EdgeError::Proxy(pingora::Error::because(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "request for a handler",
+            e,
+        ))
+    })?;
+    let response = handler.handle(req);
+    tokio::pin!(response);
+    let mut forward = BodyForwarder {
+        sender,
+        received: 0,
+        max: max_body_bytes,
+    };
+    let head = loop {
+        if forward.sender.is_none() {
+            break response.await;
+        }
+        tokio::select! {
+            head = &mut response => break head,
+            chunk = session.read_request_body() => forward.take(chunk)?,
+        }
+    };
+    let head = head.map_err(EdgeError::Component)?;
+    // Hand over the rest of the body without waiting on the guest, which may be busy
+    // writing its response and will read it later (or never: then it is dropped).
+    while forward.sender.is_some() {
+        forward.take(session.read_request_body().await)?;
+    }
+    Ok(head)
+}
+
+/// Passes request body chunks to the guest, within the body limit.
+struct BodyForwarder {
+    /// `None` once the body has ended.
+    sender: Option<tokio::sync::mpsc::UnboundedSender<Bytes>>,
+    received: usize,
+    max: usize,
+}
+
+impl BodyForwarder {
+    fn take(&mut self, chunk: pingora::Result<Option<Bytes>>) -> Result<(), EdgeError> {
+        match chunk {
+            Ok(Some(chunk)) => {
+                self.received += chunk.len();
+                if self.received > self.max {
+                    return Err(EdgeError::RequestBodyTooLarge {
+                        limit_bytes: self.max,
+                    });
+                }
+                if let Some(tx) = &self.sender {
+                    let _ = tx.send(chunk);
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                self.sender = None;
+                Ok(())
+            }
+            Err(e) => Err(EdgeError::Proxy(e)),
+        }
+    }
+}
+
+/// The response head for the client: the guest's status and end-to-end headers.
+pub fn response_head(
+    parts: &http::response::Parts,
+    protocol: Protocol,
+) -> pingora::Result<ResponseHeader> {
+    let mut head = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
+    for (name, value) in parts.headers.iter() {
+        if crate::pipeline::headers::is_hop_by_hop(name) {
+            continue;
+        }
+        head.append_header(name.clone(), value.clone())?;
+    }
+    // No length given: HTTP/1.1 streams it chunked (HTTP/2 frames it by itself).
+    if !protocol.frames_bodies() && !head.headers.contains_key(CONTENT_LENGTH) {
+        head.insert_header(TRANSFER_ENCODING, "chunked")?;
+    }
+    Ok(head)
+}
+
+/// Stream the guest's body to the client; returns the bytes sent.
+pub async fn stream_body(session: &mut Session, mut body: ResponseBody) -> pingora::Result<usize> {
+    let mut sent = 0;
+    while let Some(chunk) = body.chunk().await {
+        let chunk: Bytes = chunk.map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InternalError, "handler body", e)
+        })?;
+        sent += chunk.len();
+        session.write_response_body(Some(chunk), false).await?;
+    }
+    session.write_response_body(None, true).await?;
+    Ok(sent)
+}

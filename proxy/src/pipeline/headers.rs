@@ -1,0 +1,209 @@
+//! Header work on the request path: hop-by-hop stripping, forwarding headers, route edits.
+
+use crate::pipeline::Scheme;
+use breakwater_config::{Forwarding, HeaderEdits, XffMode};
+use http::header::{self, HeaderName};
+use http::HeaderMap;
+use http::HeaderValue;
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::net::IpAddr;
+
+/// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
+const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Names to strip from `headers`: the fixed hop-by-hop set plus those named in `Connection`.
+/// An `Upgrade` handshake (WebSocket) keeps `Connection`/`Upgrade`: pingora relays it.
+fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
+    let upgrading = headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    let mut names: Vec<HeaderName> = Vec::new();
+    if !upgrading {
+        for v in headers.get_all(header::CONNECTION).iter() {
+            for token in v.to_str().unwrap_or("").split(',') {
+                if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    for h in HOP_BY_HOP {
+        if upgrading && (h == "connection" || h == "upgrade") {
+            continue;
+        }
+        names.push(HeaderName::from_static(h));
+    }
+    names
+}
+
+/// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
+/// which sees and produces end-to-end headers only.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(&name.as_str())
+}
+
+pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
+    let te_trailers = req
+        .headers
+        .get(header::TE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        });
+    for n in hop_by_hop(&req.headers) {
+        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH || n == header::HOST {
+            continue; // framing and routing headers are pingora's business, not the client's to drop
+        }
+        req.remove_header(&n);
+    }
+    if te_trailers {
+        let _ = req.insert_header(header::TE, "trailers");
+    }
+}
+
+pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
+    for n in hop_by_hop(&resp.headers) {
+        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH {
+            continue;
+        }
+        resp.remove_header(&n);
+    }
+}
+
+/// What the origin is told about the client.
+pub struct ClientInfo<'a> {
+    pub ip: Option<IpAddr>,
+    pub scheme: Scheme,
+    pub http_version: http::Version,
+    pub host: &'a str,
+}
+
+pub fn via_value(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "2 breakwater",
+        http::Version::HTTP_3 => "3 breakwater",
+        http::Version::HTTP_10 => "1.0 breakwater",
+        _ => "1.1 breakwater",
+    }
+}
+
+pub fn add_forwarding(req: &mut RequestHeader, fwd: &Forwarding, client: &ClientInfo<'_>) {
+    let ip = client.ip.map(|ip| ip.to_string());
+    match (fwd.x_forwarded_for, &ip) {
+        (XffMode::Off, _) | (_, None) => {}
+        (XffMode::Replace, Some(ip)) => {
+            let _ = req.insert_header("x-forwarded-for", ip.as_str());
+        }
+        (XffMode::Append, Some(ip)) => {
+            let prior: Vec<String> = req
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            let value = if prior.is_empty() {
+                ip.clone()
+            } else {
+                format!("{}, {ip}", prior.join(", "))
+            };
+            let _ = req.insert_header("x-forwarded-for", value);
+        }
+    }
+    let proto = client.scheme.as_str();
+    if fwd.x_forwarded_proto {
+        let _ = req.insert_header("x-forwarded-proto", proto);
+    }
+    if fwd.forwarded {
+        let mut element = String::new();
+        if let Some(ip) = client.ip {
+            element = match ip {
+                IpAddr::V4(v4) => format!("for={v4}"),
+                IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+            };
+            element.push(';');
+        }
+        element.push_str("proto=");
+        element.push_str(proto);
+        if !client.host.is_empty()
+            && client
+                .host
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"')
+        {
+            element.push_str(";host=\"");
+            element.push_str(client.host);
+            element.push('"');
+        }
+        let _ = req.append_header("forwarded", element);
+    }
+    if fwd.via {
+        let _ = req.append_header(header::VIA, via_value(client.http_version));
+    }
+}
+
+/// A message head that header edits apply to, through pingora's own methods (which keep the
+/// header-name case map of HTTP/1.1 in step with the headers).
+pub trait EditHeaders {
+    fn remove(&mut self, name: &HeaderName);
+    fn set(&mut self, name: HeaderName, value: HeaderValue);
+    fn add(&mut self, name: HeaderName, value: HeaderValue);
+}
+
+impl EditHeaders for RequestHeader {
+    fn remove(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.insert_header(name, value);
+    }
+    fn add(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.append_header(name, value);
+    }
+}
+
+impl EditHeaders for ResponseHeader {
+    fn remove(&mut self, name: &HeaderName) {
+        self.remove_header(name);
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.insert_header(name, value);
+    }
+    fn add(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.append_header(name, value);
+    }
+}
+
+/// Apply header edits (a route's or a filter's) in the order remove, set, add.
+pub fn apply_edits(
+    head: &mut impl EditHeaders,
+    remove: &[HeaderName],
+    set: &[(HeaderName, HeaderValue)],
+    add: &[(HeaderName, HeaderValue)],
+) {
+    for n in remove {
+        head.remove(n);
+    }
+    for (n, v) in set {
+        head.set(n.clone(), v.clone());
+    }
+    for (n, v) in add {
+        head.add(n.clone(), v.clone());
+    }
+}
+
+/// Apply a route's edits.
+pub fn edit(head: &mut impl EditHeaders, edits: &HeaderEdits) {
+    apply_edits(head, &edits.remove, &edits.set, &edits.add);
+}

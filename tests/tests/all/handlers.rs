@@ -1,0 +1,312 @@
+//! Routes served by `wasi:http` handler components, end to end through the real binary:
+//! HTTP/1.1 and HTTP/2, streaming request bodies, filters around handlers, isolation,
+//! failures mapped to statuses, and the concurrency limit.
+
+use breakwater_tests as support;
+
+use breakwater_tests::wasm;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use support::{Client, Node};
+use wasm::{counting_handler, guest, guest_handler, handler_component, handler_module};
+
+fn write(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(format!("{name}.wasm")), bytes).unwrap();
+}
+
+const CONFIG: &str = r#"
+listeners: [{ name: web, address: 127.0.0.1:0, h2c: true }]
+admin: { address: 127.0.0.1:0 }
+components:
+  hello: { path: hello.wasm, kind: handler }
+  echo: { path: echo.wasm, kind: handler, max_body_bytes: 1000000 }
+  count: { path: count.wasm, kind: handler }
+  trap: { path: trap.wasm, kind: handler }
+  spin: { path: spin.wasm, kind: handler, deadline: 200ms }
+  narrow: { path: echo.wasm, kind: handler, max_concurrency: 5, prewarm: 1 }
+  tag: { path: tag.wasm }
+routes:
+  - { match: { path: /hello }, handler: hello, filters: [tag], response_headers: { set: { x-route: hello } } }
+  - { match: { path: /echo }, handler: echo }
+  - { match: { path: /count }, handler: count }
+  - { match: { path: /trap }, handler: trap }
+  - { match: { path: /spin }, handler: spin }
+  - { match: { path: /narrow }, handler: narrow }
+  - { respond: { body: other route } }
+"#;
+
+fn start() -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "hello", &guest_handler("hello"));
+    write(dir.path(), "echo", &guest_handler("echo"));
+    write(dir.path(), "count", &counting_handler());
+    write(
+        dir.path(),
+        "trap",
+        &handler_component(&handler_module("(unreachable)")),
+    );
+    write(
+        dir.path(),
+        "spin",
+        &handler_component(&handler_module("(loop $l (br $l))")),
+    );
+    // A response filter, to show handler responses go through filters like any other.
+    write(
+        dir.path(),
+        "tag",
+        &wasm::component(
+            "response-filter",
+            &wasm::module(&wasm::on_response(
+                "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 24))
+                 (i32.store (i32.const 2048) (i32.const 2100)) (i32.store (i32.const 2052) (i32.const 1))
+                 (i32.store (i32.const 2100) (i32.const 2200)) (i32.store (i32.const 2104) (i32.const 5))
+                 (i32.store (i32.const 2108) (i32.const 2300)) (i32.store (i32.const 2112) (i32.const 3))
+                 (i32.store (i32.const 2200) (i32.const 0x61742d78)) (i32.store8 (i32.const 2204) (i32.const 0x67))
+                 (i32.store (i32.const 2300) (i32.const 0x00736579))
+                 (i32.const 2048)",
+            )),
+        ),
+    );
+    Node::start_in(dir, CONFIG, &[])
+}
+
+async fn hello_through(client: Client) {
+    let node = start();
+    let web = node.addr("web");
+    for _ in 0..3 {
+        let r = client.get(web, "example.com", "/hello").await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "Hello from a WebAssembly handler at the edge.\n");
+        assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(r.header("x-route"), Some("hello"), "route edits apply");
+        assert_eq!(r.header("x-tag"), Some("yes"), "response filters run");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_serves_a_route_over_http1() {
+    hello_through(Client::h1()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_serves_a_route_over_h2c() {
+    hello_through(Client::h2c()).await;
+}
+
+fn post(addr: std::net::SocketAddr, path: &str, body: Vec<u8>) -> http::Request<Full<Bytes>> {
+    http::Request::post(format!("http://{addr}{path}"))
+        .header("host", "example.com")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bodies_stream_into_the_handler_and_back() {
+    let node = start();
+    let web = node.addr("web");
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    for client in [Client::h1(), Client::h2c()] {
+        let r = client.send(post(web, "/echo", body.clone())).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), body.len());
+        assert!(r.body[..] == body[..], "echoed body differs");
+    }
+    // Over the component's limit: 413, and the node keeps serving.
+    let r = Client::h1()
+        .send(post(web, "/echo", vec![b'x'; 1_500_000]))
+        .await;
+    assert_eq!(r.map(|r| r.status).unwrap_or(413), 413);
+    assert_eq!(Client::h1().get(web, "a", "/hello").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_gets_a_fresh_handler_instance() {
+    let node = start();
+    let web = node.addr("web");
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        tasks.push(tokio::spawn(async move {
+            let client = Client::h1();
+            for _ in 0..20 {
+                // 200 = 198 + one count in a global + one in memory: nothing carried over.
+                assert_eq!(client.get(web, "a", "/count").await.status, 200);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_handlers_get_mapped_statuses_and_harm_nobody_else() {
+    let node = start();
+    let web = node.addr("web");
+    let c = Client::h1();
+    assert_eq!(c.get(web, "a", "/trap").await.status, 500);
+    let started = std::time::Instant::now();
+    assert_eq!(c.get(web, "a", "/spin").await.status, 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(c.get(web, "a", "/hello").await.status, 200);
+    assert_eq!(
+        c.get(web, "a", "/trap").await.status,
+        500,
+        "next request: same answer"
+    );
+    assert_eq!(c.get(web, "a", "/other").await.text(), "other route");
+    let log = node.stderr();
+    assert!(log.contains("handler failed"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_the_concurrency_limit_requests_get_503_fast() {
+    let node = start();
+    let web = node.addr("web");
+    // Five requests hold the `narrow` handler's five slots: their bodies never end.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = tokio::net::TcpStream::connect(web).await.unwrap();
+        use tokio::io::AsyncWriteExt;
+        s.write_all(b"POST /narrow HTTP/1.1\r\nhost: a\r\ncontent-length: 100\r\n\r\nabc")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    // Once the five hold every slot (the node says so), every further request is refused.
+    let admin = node.addr("admin");
+    support::eventually(10, "the held requests fill the five slots", || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        m.contains("breakwater_component_instances_in_use{component=\"narrow\"} 5")
+    })
+    .await;
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        assert_eq!(Client::h1().get(web, "a", "/narrow").await.status, 503);
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    drop(held);
+    support::eventually(
+        10,
+        "a slot of the narrow handler is free again",
+        || async move { Client::h1().get(web, "a", "/narrow").await.status == 200 },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_javascript_and_c_components_serve_through_the_node() {
+    let origin = support::Origin::echo().await;
+    let py = guest("py-handler.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+wasm: {{ cache_dir: "{cache}" }}
+pools:
+  origin: {{ endpoints: ["{origin}"] }}
+components:
+  py: {{ path: "{py}", kind: handler, config: {{ GREETING: edge }} }}
+  js: {{ path: "{js}", kind: handler }}
+  c: {{ path: "{c}", kind: handler }}
+  key: {{ path: "{pyf}", config: {{ key: s3cret }} }}
+routes:
+  - {{ match: {{ path_prefix: /py }}, handler: py }}
+  - {{ match: {{ path_prefix: /js }}, handler: js }}
+  - {{ match: {{ path_prefix: /c/ }}, handler: c }}
+  - {{ match: {{ path_prefix: /api }}, pool: origin, filters: [key] }}
+"#,
+        cache = py.parent().unwrap().join("cache").display(),
+        origin = origin.addr,
+        py = py.display(),
+        js = guest("js-handler.wasm").display(),
+        c = guest("c-handler.wasm").display(),
+        pyf = guest("py-filter.wasm").display(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    for client in [Client::h1(), Client::h2c()] {
+        let r = client.get(web, "a", "/py/x").await;
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (
+                200,
+                "Hello from Python: GET /py/x, 0 bytes, count=1, greeting=edge\n"
+            )
+        );
+        assert_eq!(r.header("x-guest"), Some("python"));
+        let r = client
+            .send(post(web, "/js/y", b"abc".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "Hello from JavaScript: POST /js/y, 3 bytes, count=1\n")
+        );
+        let r = client.get(web, "a", "/c/z").await;
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("content-type")),
+            (200, "Hello from C: GET /c/z, count=1\n", Some("text/plain"))
+        );
+        // The Python filter answers 401 at the edge, or lets the request through edited.
+        let r = client.get(web, "a", "/api/z").await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("x-python-filter"), Some("yes"));
+        let req = http::Request::get(format!("http://{web}/api/z"))
+            .header("host", "a")
+            .header("x-api-key", "s3cret")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let r = client.send(req).await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-python-filter"), Some("yes"));
+    }
+    let seen = origin.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "only the requests with the key reached the origin"
+    );
+    assert!(seen
+        .iter()
+        .all(|s| s.header("x-checked-by").as_deref() == Some("python")));
+}
+
+/// A component built with the Spin Python SDK, served unchanged through the node over
+/// HTTP/1.1 and HTTP/2: its variables come from the component's `config:`, its key-value
+/// store lives as long as the component, an import the node does not provide fails only the
+/// request that calls it (500 by the fail-closed policy).
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_components_serve_through_the_node() {
+    let spin = guest("spin-hello.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  spin: {{ path: "{spin}", kind: handler, config: {{ greeting: "Hello from Spin!" }} }}
+routes:
+  - {{ match: {{ path_prefix: / }}, handler: spin }}
+"#,
+        cache = spin.parent().unwrap().join("cache").display(),
+        spin = spin.display(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    for (n, client) in [Client::h1(), Client::h2c()].into_iter().enumerate() {
+        let r = client.get(web, "a", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "Hello from Spin!\n"));
+        assert_eq!(r.header("content-type"), Some("text/plain"));
+        let put = http::Request::put(format!("http://{web}/kv/k{n}"))
+            .header("host", "a")
+            .body(Full::new(Bytes::from_static(b"stored value")))
+            .unwrap();
+        assert_eq!(client.send(put).await.unwrap().status, 201);
+        let r = client.get(web, "a", &format!("/kv/k{n}")).await;
+        assert_eq!((r.status, r.text().as_str()), (200, "stored value"));
+        assert_eq!(client.get(web, "a", "/redis").await.status, 500);
+        assert_eq!(client.get(web, "a", "/").await.status, 200);
+    }
+}

@@ -1,0 +1,326 @@
+//! Origin pools: load balancing, retries, passive ejection, timeouts, broken origins,
+//! active health checks with readiness, and DNS names re-resolved on TTL expiry.
+
+use breakwater_tests as support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::origin::{Action, Seen};
+use support::{eventually, Client, Node, Origin};
+
+fn single_route(pool: &str) -> String {
+    format!("listeners: [{{ name: web, address: 127.0.0.1:0 }}]\npools:\n  p:\n{pool}\nroutes: [{{ pool: p }}]\n")
+}
+
+fn dead_addr() -> std::net::SocketAddr {
+    // Bound then dropped: nothing listens there, so connections are refused.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn round_robin_spreads_evenly() {
+    let origins = [
+        Origin::echo().await,
+        Origin::echo().await,
+        Origin::echo().await,
+    ];
+    let eps: Vec<String> = origins.iter().map(|o| format!("\"{}\"", o.addr)).collect();
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [{}]",
+        eps.join(", ")
+    )));
+    let client = Client::h1();
+    for i in 0..30 {
+        let r = client.get(node.addr("web"), "a", "/").await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    let hits: Vec<usize> = origins.iter().map(Origin::hits).collect();
+    assert_eq!(hits, vec![10, 10, 10]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consistent_hash_keeps_a_key_on_one_endpoint() {
+    let origins = [
+        Origin::echo().await,
+        Origin::echo().await,
+        Origin::echo().await,
+    ];
+    let eps: Vec<String> = origins.iter().map(|o| format!("\"{}\"", o.addr)).collect();
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [{}]\n    balance: consistent_hash\n    hash_key: \"header:x-user\"",
+        eps.join(", ")
+    )));
+    let client = Client::h1();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for round in 0..3 {
+        for user in 0..20 {
+            let req = http::Request::get(format!("http://{}/", node.addr("web")))
+                .header("x-user", format!("user-{user}"))
+                .body(Default::default())
+                .unwrap();
+            let r = client.send(req).await.unwrap();
+            let origin = r.header("x-origin").unwrap().to_string();
+            let first = owner
+                .entry(format!("user-{user}"))
+                .or_insert(origin.clone());
+            assert_eq!(*first, origin, "user-{user} moved in round {round}");
+        }
+    }
+    let distinct: std::collections::HashSet<_> = owner.values().collect();
+    assert!(
+        distinct.len() >= 2,
+        "20 keys all hashed to one endpoint: {owner:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_connections_are_retried_on_another_endpoint_then_502() {
+    let alive = Origin::echo().await;
+    let dead = dead_addr();
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools:
+  mixed: {{ endpoints: ["{dead}", "{alive}"], retries: 1 }}
+  dead: {{ endpoints: ["{dead}"] }}
+routes:
+  - {{ match: {{ path_prefix: /dead }}, pool: dead }}
+  - {{ pool: mixed }}
+"#,
+        alive = alive.addr
+    ));
+    let client = Client::h1();
+    // POST too: nothing was sent to the refusing endpoint, so a retry is safe for any method.
+    for i in 0..10 {
+        let req = http::Request::post(format!("http://{}/r{i}", node.addr("web")))
+            .body("payload".into())
+            .unwrap();
+        let r = client.send(req).await.unwrap();
+        assert_eq!(r.status, 200, "request {i}");
+    }
+    assert_eq!(alive.hits(), 10);
+    assert!(alive.seen().iter().all(|s| s.body == "payload"));
+    let r = client.get(node.addr("web"), "a", "/dead").await;
+    assert_eq!(r.status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_origin_gets_504_at_the_read_timeout() {
+    let slow = Origin::start(Arc::new(|_s: &Seen| {
+        Action::Delay(Duration::from_secs(10), Box::new(Action::ok("late")))
+    }))
+    .await;
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [\"{}\"]\n    timeouts: {{ read: 300ms }}",
+        slow.addr
+    )));
+    let started = Instant::now();
+    let r = Client::h1().get(node.addr("web"), "a", "/").await;
+    assert_eq!(r.status, 504);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "504 took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origin_dying_mid_response_closes_the_client_connection() {
+    let dying = Origin::start(Arc::new(|s: &Seen| {
+        if s.uri == "/die" {
+            Action::DieMidBody
+        } else {
+            Action::ok("fine")
+        }
+    }))
+    .await;
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [\"{}\"]",
+        dying.addr
+    )));
+    let addr = node.addr("web");
+    let out = support::client::raw(addr, b"GET /die HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    let body_len = out.split("\r\n\r\n").nth(1).map_or(0, str::len);
+    assert!(body_len < 100_000, "a truncated body must not be completed");
+    // hyper's client reports the truncation as an error instead of a short body.
+    let err = Client::h1()
+        .send(
+            http::Request::get(format!("http://{addr}/die"))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await;
+    assert!(err.is_err(), "truncated body passed as complete: {err:?}");
+    assert_eq!(Client::h1().get(addr, "a", "/ok").await.text(), "fine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_take_endpoints_out_and_back_and_drive_readiness() {
+    let sick = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
+    let handler = |flag: Arc<AtomicBool>| -> support::origin::Handler {
+        Arc::new(move |s: &Seen| {
+            if s.uri == "/healthz" && flag.load(Ordering::SeqCst) {
+                Action::Respond {
+                    status: 503,
+                    headers: vec![],
+                    body: "sick".into(),
+                }
+            } else {
+                Action::ok("ok")
+            }
+        })
+    };
+    let a = Origin::start(handler(sick[0].clone())).await;
+    let b = Origin::start(handler(sick[1].clone())).await;
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [\"{}\", \"{}\"]\n    health_check: {{ path: /healthz, interval: 100ms, timeout: 1s, unhealthy_threshold: 1, healthy_threshold: 1 }}",
+        a.addr, b.addr
+    )));
+    let web = node.addr("web");
+    let admin = node.addr("admin");
+    let client = Client::h1();
+    assert_eq!(client.get(admin, "a", "/readyz").await.status, 200);
+
+    // b fails its check: all traffic goes to a.
+    sick[1].store(true, Ordering::SeqCst);
+    eventually(10, "b taken out", || {
+        let client = client.clone();
+        async move {
+            let mut all_a = true;
+            for _ in 0..4 {
+                all_a &= client.get(web, "a", "/").await.header("x-origin")
+                    == Some(&a.addr.port().to_string());
+            }
+            all_a
+        }
+    })
+    .await;
+    let before = b.hits();
+    for _ in 0..10 {
+        assert_eq!(client.get(web, "a", "/").await.status, 200);
+    }
+    assert_eq!(b.hits(), before, "an unhealthy endpoint got traffic");
+
+    // Both fail: the node is not ready.
+    sick[0].store(true, Ordering::SeqCst);
+    eventually(10, "readyz 503", || {
+        let client = client.clone();
+        async move { client.get(admin, "a", "/readyz").await.status == 503 }
+    })
+    .await;
+
+    // b recovers: ready again, and b gets traffic again.
+    sick[1].store(false, Ordering::SeqCst);
+    eventually(10, "readyz 200", || {
+        let client = client.clone();
+        async move { client.get(admin, "a", "/readyz").await.status == 200 }
+    })
+    .await;
+    let before = b.hits();
+    for _ in 0..4 {
+        client.get(web, "a", "/").await;
+    }
+    assert!(b.hits() > before, "recovered endpoint got no traffic");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_names_are_resolved_and_re_resolved_when_the_ttl_expires() {
+    let dns = support::dns::Dns::start().await;
+    let first = Origin::echo().await;
+    // A second origin on another loopback address, same port.
+    let second = Origin::start_on(
+        format!("127.0.0.2:{}", first.addr.port()).parse().unwrap(),
+        support::origin::echo_handler(),
+    )
+    .await;
+    dns.set("origin.test", &["127.0.0.1".parse().unwrap()]);
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+resolver: {{ nameservers: ["{dns}"], min_ttl: 100ms, max_ttl: 2s }}
+pools: {{ p: {{ endpoints: ["origin.test:{port}"] }} }}
+routes: [{{ pool: p }}]
+"#,
+        dns = dns.addr,
+        port = first.addr.port()
+    ));
+    let client = Client::h1();
+    let web = node.addr("web");
+    assert_eq!(client.get(web, "a", "/").await.status, 200);
+    assert_eq!(first.hits(), 1);
+
+    dns.set("origin.test", &["127.0.0.2".parse().unwrap()]);
+    eventually(10, "requests follow the new address", || {
+        let client = client.clone();
+        let second = &second;
+        async move {
+            client.get(web, "a", "/").await;
+            second.hits() > 0
+        }
+    })
+    .await;
+    assert!(*dns.queries.lock().unwrap() >= 2);
+    // Each lookup is counted by host and result.
+    let metrics = client.get(node.addr("admin"), "a", "/metrics").await.text();
+    let ok: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("breakwater_dns_lookups_total{host=\"origin.test\",result=\"ok\"} ")
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no DNS lookup metric:\n{metrics}"));
+    assert!(ok >= 2.0, "{ok}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_http2_to_the_origin_with_verification() {
+    let ca = support::certs::Ca::new();
+    let other_ca = support::certs::Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = ca.leaf(dir.path(), "origin", &["origin.test"]);
+    std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
+    std::fs::write(dir.path().join("other-ca.pem"), &other_ca.pem).unwrap();
+    let origin = Origin::start_tls(support::origin::echo_handler(), &cert, &key).await;
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools:
+  h2:
+    endpoints: ["{o}"]
+    protocol: http2
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/ca.pem" }}
+  h1:
+    endpoints: ["{o}"]
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/ca.pem" }}
+  untrusted:
+    endpoints: ["{o}"]
+    tls: {{ sni: origin.test, ca_file: "{{DIR}}/other-ca.pem" }}
+routes:
+  - {{ match: {{ path_prefix: /h2 }}, pool: h2 }}
+  - {{ match: {{ path_prefix: /h1 }}, pool: h1 }}
+  - {{ pool: untrusted }}
+"#,
+        o = origin.addr
+    );
+    let node = Node::start_in(dir, &yaml, &[]);
+    let client = Client::h1();
+    let web = node.addr("web");
+    assert_eq!(client.get(web, "a", "/h2").await.status, 200);
+    assert_eq!(client.get(web, "a", "/h1").await.status, 200);
+    let versions: Vec<http::Version> = origin.seen().iter().map(|s| s.version).collect();
+    assert_eq!(
+        versions,
+        vec![http::Version::HTTP_2, http::Version::HTTP_11]
+    );
+    // A certificate from a CA the pool does not trust: refused, 502, origin never sees it.
+    assert_eq!(client.get(web, "a", "/other").await.status, 502);
+    assert_eq!(origin.hits(), 2);
+}

@@ -1,0 +1,186 @@
+//! Routing: host groups, path and method matching, local answers, header edits and the
+//! forwarding headers: one story, told over HTTP/1.1, HTTP/2 (h2c) and HTTP/3.
+
+use breakwater_tests as support;
+
+use support::certs::Ca;
+use support::{Client, Node, Origin};
+
+fn config(api: &Origin, web: &Origin) -> String {
+    format!(
+        r#"
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    h2c: true
+  - name: tls
+    address: 127.0.0.1:0
+    protocol: https
+    http3: true
+    certificates:
+      - {{ names: [api.example.com, "*.example.com", example.net], cert: "{{DIR}}/c.pem", key: "{{DIR}}/c.key" }}
+forwarding:
+  forwarded: true
+pools:
+  api: {{ endpoints: ["{api}"] }}
+  web: {{ endpoints: ["{web}"] }}
+routes:
+  - name: api-exact-host
+    match: {{ hosts: [api.example.com], path_prefix: /v1/, methods: [GET, HEAD] }}
+    pool: api
+    request_headers:
+      set: {{ x-edge: breakwater }}
+      remove: [x-secret]
+    response_headers:
+      add: {{ x-route: api }}
+      remove: [x-origin-internal]
+  - name: wildcard
+    match: {{ hosts: ["*.example.com"] }}
+    pool: web
+    response_headers:
+      set: {{ x-route: wildcard }}
+  - name: moved
+    match: {{ path: /old }}
+    redirect: {{ location: "https://example.org/new", status: 308 }}
+  - name: teapot
+    match: {{ path: /tea }}
+    respond:
+      status: 418
+      headers: {{ content-type: text/plain }}
+      body: "short and stout"
+  - name: default
+    match: {{ path_prefix: /static/ }}
+    pool: web
+"#,
+        api = api.addr,
+        web = web.addr
+    )
+}
+
+/// `listener` is `web` (plain) or `tls` (HTTPS and HTTP/3).
+async fn story(client: Client, expect_version: http::Version, ca: &Ca, listener: &str) {
+    let api = Origin::start(std::sync::Arc::new(|_s: &support::origin::Seen| {
+        support::origin::Action::Respond {
+            status: 200,
+            headers: vec![
+                ("x-origin-internal".into(), "secret".into()),
+                ("connection".into(), "x-hop".into()),
+                ("x-hop".into(), "1".into()),
+            ],
+            body: "api".into(),
+        }
+    }))
+    .await;
+    let web = Origin::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    ca.leaf(
+        dir.path(),
+        "c",
+        &["api.example.com", "*.example.com", "example.net"],
+    );
+    let node = Node::start_in(dir, &config(&api, &web), &[]);
+    let addr = node.addr(listener);
+    let proto = if listener == "tls" { "https" } else { "http" };
+
+    // Exact host + prefix + method: forwarded to api, with edits both ways.
+    let req = http::Request::get(format!("http://{addr}/v1/users?id=7"))
+        .header("host", "API.example.com:8080")
+        .header("x-secret", "hunter2")
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(Default::default())
+        .unwrap();
+    let r = client.send(req).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.version, expect_version);
+    assert_eq!(r.text(), "api");
+    assert_eq!(r.header("x-route"), Some("api"));
+    assert_eq!(
+        r.header("x-origin-internal"),
+        None,
+        "removed by response_headers"
+    );
+    assert_eq!(r.header("x-hop"), None, "named in Connection: hop-by-hop");
+    assert!(r.header("via").unwrap().ends_with("breakwater"));
+    let seen = api.seen();
+    assert_eq!(seen.len(), 1);
+    let s = &seen[0];
+    assert_eq!(s.uri, "/v1/users?id=7");
+    assert_eq!(s.header("x-edge").as_deref(), Some("breakwater"));
+    assert_eq!(s.header("x-secret"), None);
+    assert_eq!(
+        s.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(s.header("x-forwarded-proto").as_deref(), Some(proto));
+    assert!(s
+        .header("forwarded")
+        .unwrap()
+        .starts_with(&format!("for=127.0.0.1;proto={proto}")));
+    assert!(s.header("via").unwrap().ends_with("breakwater"));
+
+    // Same host, method not allowed by the route: no fallback to other groups -> 404.
+    let req = http::Request::post(format!("http://{addr}/v1/users"))
+        .header("host", "api.example.com")
+        .body(Default::default())
+        .unwrap();
+    assert_eq!(client.send(req).await.unwrap().status, 404);
+
+    // Wildcard group.
+    let r = client.get(addr, "shop.example.com", "/v1/users").await;
+    assert_eq!((r.status, r.header("x-route")), (200, Some("wildcard")));
+    assert_eq!(web.hits(), 1);
+
+    // The default group: redirect, fixed response, prefix route, and no route.
+    let r = client.get(addr, "example.net", "/old").await;
+    assert_eq!(
+        (r.status, r.header("location")),
+        (308, Some("https://example.org/new"))
+    );
+    let r = client.get(addr, "example.net", "/tea").await;
+    assert_eq!((r.status, r.text().as_str()), (418, "short and stout"));
+    let r = client.get(addr, "example.net", "/static/app.js").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "origin /static/app.js")
+    );
+    let r = client.get(addr, "example.net", "/elsewhere").await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("no route"));
+    assert_eq!(api.hits(), 1, "local answers never reach an origin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_over_http1() {
+    story(Client::h1(), http::Version::HTTP_11, &Ca::new(), "web").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_over_h2c() {
+    story(Client::h2c(), http::Version::HTTP_2, &Ca::new(), "web").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routes_over_http3() {
+    let ca = Ca::new();
+    story(Client::h3(ca.roots()), http::Version::HTTP_3, &ca, "tls").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_large_bodies_both_ways() {
+    let origin = Origin::start(std::sync::Arc::new(|s: &support::origin::Seen| {
+        support::origin::Action::ok(s.body.clone())
+    }))
+    .await;
+    let node = Node::start(&format!(
+        "listeners: [{{ name: web, address: 127.0.0.1:0 }}]\npools: {{ p: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: p }}]\n",
+        origin.addr
+    ));
+    let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let req = http::Request::post(format!("http://{}/upload", node.addr("web")))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.clone())))
+        .unwrap();
+    let r = Client::h1().send(req).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "body changed on the way");
+}

@@ -1,0 +1,291 @@
+//! Slow and many clients: slowloris heads, idle connections (HTTP/1.1 and HTTP/2), clients
+//! that stop reading, connection floods. Each is cut off by the listener's `clients:` limits
+//! and counted in `client_connections_closed_total`, while other clients keep being served.
+
+use breakwater_tests as support;
+
+use bytes::Bytes;
+use std::time::Duration;
+use support::origin::Action;
+use support::{eventually, read_head, Client, Node, Origin};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn closed(admin: std::net::SocketAddr, reason: &str) -> f64 {
+    let m = Client::h1()
+        .get(admin, "localhost", "/metrics")
+        .await
+        .text();
+    metric(
+        &m,
+        "breakwater_client_connections_closed_total",
+        &format!("reason=\"{reason}\""),
+    )
+}
+
+fn node(clients: &str, extra: &str) -> Node {
+    Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true, clients: {clients} }}]
+admin: {{ address: 127.0.0.1:0 }}
+{extra}
+routes:
+  - {{ match: {{ path_prefix: /big }}, pool: big }}
+  - {{ respond: {{ body: ok }} }}
+"#
+    ))
+}
+
+/// Reads until the peer closes; the number of bytes read.
+async fn until_closed(s: &mut TcpStream, within: Duration) -> usize {
+    let mut total = 0;
+    let mut buf = vec![0u8; 64 << 10];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the node closes the connection");
+    total
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slowloris_heads_are_cut_off_while_other_clients_are_served() {
+    let node = node(
+        "{ header_timeout: 1s, idle_timeout: 30s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut lorises = Vec::new();
+    for _ in 0..20 {
+        lorises.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(web).await.unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").await.unwrap();
+            let mut buf = [0u8; 1024];
+            // One header line every 100 ms (the pace of the attack, not a wait for the node),
+            // for as long as the node lets it (at most 30 s).
+            let mut pace = tokio::time::interval(Duration::from_millis(100));
+            let trickle = async {
+                loop {
+                    tokio::select! {
+                        r = s.read(&mut buf) => match r {
+                            Ok(0) | Err(_) => return None,
+                            Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).to_string()),
+                        },
+                        _ = pace.tick() => {
+                            if s.write_all(b"X-Pad: 1\r\n").await.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), trickle)
+                .await
+                .expect("a trickled head is cut off")
+        }));
+    }
+    // Meanwhile, a normal client is served, on both protocols.
+    for client in [Client::h1(), Client::h2c()] {
+        let r = client.get(web, "a", "/").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"));
+    }
+    for l in lorises {
+        assert_eq!(l.await.unwrap(), None, "no response to an incomplete head");
+    }
+    assert!(closed(admin, "header_timeout").await >= 20.0);
+    // A complete head sent slowly (a part every 100 ms) but within the limit is fine.
+    let mut s = TcpStream::connect(web).await.unwrap();
+    let mut pace = tokio::time::interval(Duration::from_millis(100));
+    for part in [
+        &b"GET / HTTP/1.1\r\n"[..],
+        b"Host: a\r\n",
+        b"Connection: close\r\n\r\n",
+    ] {
+        pace.tick().await;
+        s.write_all(part).await.unwrap();
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_closed_on_both_protocols() {
+    let node = node(
+        "{ idle_timeout: 1s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    // Connections that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..30 {
+        idle.push(TcpStream::connect(web).await.unwrap());
+    }
+    // A keep-alive connection after one request.
+    let mut kept = TcpStream::connect(web).await.unwrap();
+    kept.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // An HTTP/2 connection (prior knowledge) that opens no stream.
+    let mut h2 = TcpStream::connect(web).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    for s in &mut idle {
+        assert_eq!(until_closed(s, Duration::from_secs(15)).await, 0);
+    }
+    let answered = until_closed(&mut kept, Duration::from_secs(15)).await;
+    assert!(
+        answered > 0,
+        "the request was answered before the idle close"
+    );
+    until_closed(&mut h2, Duration::from_secs(15)).await;
+    assert!(closed(admin, "idle_timeout").await >= 31.0);
+    let r = Client::h1().get(web, "a", "/").await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_are_closed_at_once() {
+    let node = node(
+        "{ max_connections: 40, idle_timeout: 60s }",
+        "pools: { big: { endpoints: [\"127.0.0.1:9\"] } }",
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        held.push(TcpStream::connect(web).await.unwrap());
+    }
+    eventually(10, "the node holds 40 client connections", || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        metric(&m, "breakwater_client_connections{", "listener=\"web\"") >= 40.0
+    })
+    .await;
+    // A flood: each new connection is closed without an answer.
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(web).await.unwrap();
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+        assert_eq!(until_closed(&mut s, Duration::from_secs(10)).await, 0);
+    }
+    assert!(closed(admin, "over_limit").await >= 20.0);
+    // Room again once some leave.
+    held.truncate(30);
+    eventually(10, "a new client is served", || async move {
+        let mut s = TcpStream::connect(web).await.unwrap();
+        let _ = s
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
+        out.starts_with(b"HTTP/1.1 200")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_that_stop_reading_are_cut_off_by_the_send_timeout() {
+    const SIZE: usize = 64 << 20;
+    let body = Bytes::from(vec![b'x'; SIZE]);
+    let origin = Origin::start(std::sync::Arc::new(move |_| Action::ok(body.clone()))).await;
+    let node = node(
+        "{ send_timeout: 1s }",
+        &format!("pools: {{ big: {{ endpoints: [\"{}\"] }} }}", origin.addr),
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let mut s = TcpStream::connect(web).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    // The client reads nothing; the node gives up on it.
+    eventually(20, "the slow reader is cut off", || async move {
+        closed(admin, "send_timeout").await >= 1.0
+    })
+    .await;
+    let got = until_closed(&mut s, Duration::from_secs(20)).await;
+    assert!(
+        got < SIZE,
+        "the connection was closed before the whole body"
+    );
+    let r = Client::h1().get(web, "a", "/").await;
+    assert_eq!(r.status, 200);
+}
+
+/// After `101 Switching Protocols` (WebSocket) the connection carries another protocol: no
+/// request head is expected any more, so neither the header nor the idle timeout cuts it,
+/// even when only the client talks for a while.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgraded_connections_outlive_the_header_and_idle_timeouts() {
+    const FRAMES: usize = 10;
+    const FRAME: &[u8] = b"frame;";
+    // An origin that switches protocols, greets, takes ten frames, then answers once.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if read_head(&mut s).await.is_none() {
+                    return;
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+                    .await;
+                let _ = s.write_all(b"hello;").await;
+                let mut frames = vec![0u8; FRAMES * FRAME.len()];
+                if s.read_exact(&mut frames).await.is_ok() {
+                    let _ = s.write_all(b"got them all").await;
+                }
+            });
+        }
+    });
+    let node = node(
+        "{ header_timeout: 1s, idle_timeout: 1s }",
+        &format!("pools: {{ big: {{ endpoints: [\"{origin}\"] }} }}"),
+    );
+    let mut s = TcpStream::connect(node.addr("web")).await.unwrap();
+    s.write_all(
+        b"GET /big/ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut s).await.expect("a 101 before any close");
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // The origin's greeting, part of which may have come with the head.
+    let after = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let mut greeting = head[after..].to_vec();
+    let mut rest = vec![0u8; b"hello;".len().saturating_sub(greeting.len())];
+    s.read_exact(&mut rest).await.expect("the greeting");
+    greeting.extend_from_slice(&rest);
+    assert_eq!(greeting, b"hello;");
+    // Ten frames with no blank line, one every 300 ms, nothing coming back meanwhile: 3 s,
+    // past both timeouts.
+    let mut pace = tokio::time::interval(Duration::from_millis(300));
+    for _ in 0..FRAMES {
+        pace.tick().await;
+        s.write_all(FRAME).await.unwrap();
+    }
+    let mut answer = vec![0u8; b"got them all".len()];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut answer))
+        .await
+        .expect("the tunnel stays open")
+        .expect("the tunnel stays open");
+    assert_eq!(answer, b"got them all");
+}
