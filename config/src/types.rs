@@ -123,7 +123,8 @@ pub enum FailurePolicy {
 pub enum ComponentKind {
     /// Our `breakwater:filter` world: runs on the request and response of routes.
     Filter,
-    /// A `wasi:http/incoming-handler` (0.2.x): serves a route instead of an origin pool.
+    /// A `wasi:http` handler (`incoming-handler` of WASI 0.2, or `handler` of WASI 0.3 as the
+    /// Spin SDK builds): serves a route instead of an origin pool.
     Handler,
 }
 

@@ -3,21 +3,18 @@
 
 use crate::abi::{BodyActionAbi, HeaderEditsAbi, RequestActionAbi, ResponseHeadView};
 use crate::error::IsolateError;
-use crate::host::filter_api::{FilterApi, FilterApiView};
-use crate::limits::{MemoryLimit, Permit};
+use crate::host::filter_api::FilterApi;
+use crate::limits::Permit;
 use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
-use crate::store::{HostData, Limits};
+use crate::store::Limits;
 use crate::types::{Edits, Request, RequestDecision};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{
-    Component, ComponentExportIndex, Instance, InstancePre, Linker, ResourceTable,
-};
+use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre};
 use wasmtime::Store;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
 const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
@@ -52,85 +49,10 @@ impl Default for FilterSettings {
     }
 }
 
-/// Store data of one filter instance: the parts a filter is granted.
-pub(crate) struct FilterState {
-    api: FilterApi,
-    limit: MemoryLimit,
-    /// WASI with nothing behind it ([`crate::host::wasi`]), built on the guest's first WASI
-    /// call: most filters make none, and building one (random generators seeded from the OS)
-    /// would be a good part of an instance's cost.
-    wasi: Option<WasiCtx>,
-    table: ResourceTable,
-}
+mod state;
 
-impl FilterState {
-    fn new(api: FilterApi, limit: MemoryLimit) -> Self {
-        Self {
-            api,
-            limit,
-            wasi: None,
-            table: ResourceTable::new(),
-        }
-    }
-}
-
-impl HostData for FilterState {
-    fn memory_limit(&mut self) -> &mut MemoryLimit {
-        &mut self.limit
-    }
-}
-
-impl FilterApiView for FilterState {
-    fn filter_api(&self) -> &FilterApi {
-        &self.api
-    }
-}
-
-impl WasiView for FilterState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: self
-                .wasi
-                .get_or_insert_with(|| crate::host::wasi::context(&[])),
-            table: &mut self.table,
-        }
-    }
-}
-
-/// The imports a filter may have: WASI with nothing behind it, log and config. Only what is
-/// granted is linked.
-pub(crate) fn linker(
-    engine: &wasmtime::Engine,
-    path: &Path,
-) -> Result<Linker<FilterState>, IsolateError> {
-    let mut linker: Linker<FilterState> = Linker::new(engine);
-    let link_err = |e: wasmtime::Error| IsolateError::Link {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
-    crate::host::filter_api::add_to_linker(&mut linker).map_err(link_err)?;
-    Ok(linker)
-}
-
-/// A store for running a filter's `wizer-initialize` at load: its config and memory limit,
-/// and a deadline of `deadline` (init may do more than a request, but never loop forever).
-pub(crate) fn init_store(
-    runtime: &Runtime,
-    name: &str,
-    settings: &FilterSettings,
-    deadline: Duration,
-) -> Store<FilterState> {
-    let limits = Limits::new(&runtime.settings, deadline, settings.max_memory_bytes, 1);
-    let api = FilterApi {
-        filter: name.into(),
-        config: Arc::new(settings.config.clone()),
-    };
-    limits.store(
-        &runtime.engine,
-        FilterState::new(api, limits.memory_limit()),
-    )
-}
+use state::FilterState;
+pub(crate) use state::{init_store, linker};
 
 /// An instance made ahead of a request, with its store.
 struct ReadyFilter {

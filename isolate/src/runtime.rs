@@ -206,8 +206,10 @@ fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
     // The memory limit per instance is enforced by the pool itself (growth fails past it).
     pool.max_memory_size(s.max_memory_bytes);
     pool.table_elements(s.max_table_elements);
-    // Reset by memset for the first 64 KiB (stack and hot data, cheaper than faulting the
-    // pages in again), madvise for the rest, which restores the copy-on-write image.
+    // A freed slot keeps its first 1 MiB resident and resets it in place (with
+    // `pagemap_scan`, only the pages the request dirtied are restored; a guest's stack and hot
+    // data are then not faulted in again by the next request); the rest is madvised away,
+    // which restores the copy-on-write image.
     pool.linear_memory_keep_resident(1 << 20);
     pool.table_keep_resident(64 << 10);
     pool.pagemap_scan(wasmtime::Enabled::Auto);

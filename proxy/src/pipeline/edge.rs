@@ -2,23 +2,18 @@
 //! module that does the work; what earlier phases resolved (the route's plan above all) lives
 //! in [`RequestCtx`], and no phase looks it up again.
 
-use crate::ops::metrics::ComponentPhase;
 use crate::pipeline::errors::{self, EdgeError, LocalResponse};
-use crate::pipeline::filters::{Client, FilterChain};
-use crate::pipeline::handlers::{self, Target};
+use crate::pipeline::filters::FilterChain;
 use crate::pipeline::logging::{self, Finished};
-use crate::pipeline::plan::{Action, PlannedHandler, RoutePlan};
-use crate::pipeline::router::request_host;
+use crate::pipeline::plan::{Action, RoutePlan};
 use crate::pipeline::upstream::{Endpoint, Pool, SelectKey};
 use crate::pipeline::{cache, guard, headers, Protocol, Scheme};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{ALT_SVC, CONTENT_LENGTH, TRANSFER_ENCODING, VIA};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING, VIA};
 use pingora::cache::key::{CacheKey, HashBinary};
-use pingora::cache::{
-    CacheMeta, CachePhase, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable,
-};
+use pingora::cache::{CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::Digest;
@@ -26,6 +21,8 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+
+mod answer;
 
 /// The proxy application of one listener.
 pub struct Edge {
@@ -89,137 +86,6 @@ impl RequestCtx {
     }
 }
 
-impl Edge {
-    /// Route the request: its id, host and plan go into `ctx`.
-    fn route(&self, req: &RequestHeader, ctx: &mut RequestCtx) {
-        ctx.request_id = request_id(req);
-        let host_header = req.headers.get(http::header::HOST);
-        ctx.host = request_host(&req.uri, host_header.and_then(|v| v.to_str().ok()));
-        let found = ctx
-            .generation
-            .router
-            .find(&ctx.host, req.uri.path(), &req.method);
-        if let Some(plan) = found {
-            ctx.plan = plan.clone();
-        }
-    }
-
-    /// What every response head gets on its way to the client, whoever made it (origin,
-    /// cache, handler, route, error of a filter): `Alt-Svc`, the route's edits, then the
-    /// response filters. The one place these happen.
-    fn finish_head(
-        &self,
-        ctx: &mut RequestCtx,
-        head: &mut ResponseHeader,
-    ) -> Result<(), EdgeError> {
-        if let Some(alt) = &self.alt_svc {
-            let _ = head.insert_header(ALT_SVC, alt.clone());
-        }
-        headers::edit(head, &ctx.plan.response_headers);
-        ctx.filters.on_response(&ctx.plan.filters, head)
-    }
-
-    /// Finish `head` and write it. A response filter that fails turns it into its error
-    /// response; returns whether `head` went out (and its body should follow).
-    async fn send_head(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        mut head: ResponseHeader,
-        end: bool,
-    ) -> Result<bool> {
-        if let Err(e) = self.finish_head(ctx, &mut head) {
-            errors::respond(session, LocalResponse::error(e.status())).await?;
-            return Ok(false);
-        }
-        session.write_response_header(Box::new(head), end).await?;
-        Ok(true)
-    }
-
-    /// Answer with a response made here (the route's own, or a filter's, or an error).
-    async fn answer(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        local: LocalResponse,
-    ) -> Result<()> {
-        let head_only = session.req_header().method == http::Method::HEAD;
-        let (head, body) = local.into_parts(head_only)?;
-        if self.send_head(session, ctx, head, body.is_none()).await? && body.is_some() {
-            session.write_response_body(body, true).await?;
-        }
-        Ok(())
-    }
-
-    /// Serve the request with the route's `wasi:http` handler; its response goes out like
-    /// an origin's.
-    async fn serve_handler(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        planned: &PlannedHandler,
-    ) -> Result<()> {
-        let target = Target {
-            scheme: self.scheme,
-            host: &ctx.host,
-            request_id: &ctx.request_id,
-        };
-        let started = Instant::now();
-        let result = handlers::call(session, &planned.handler, &target, planned.max_body_bytes);
-        let result = result.await;
-        planned.metrics.call(ComponentPhase::Handle, started);
-        let response = match result {
-            Ok(response) => response,
-            Err(EdgeError::Proxy(e)) => return Err(e),
-            Err(e) => return self.handler_failed(session, ctx, planned, e).await,
-        };
-        let (parts, body) = response.into_parts();
-        let head = handlers::response_head(&parts, Protocol::of(session))?;
-        let head_only = session.req_header().method == http::Method::HEAD;
-        if self.send_head(session, ctx, head, head_only).await? && !head_only {
-            handlers::stream_body(session, body).await?;
-        }
-        Ok(())
-    }
-
-    async fn handler_failed(
-        &self,
-        session: &mut Session,
-        ctx: &mut RequestCtx,
-        planned: &PlannedHandler,
-        e: EdgeError,
-    ) -> Result<()> {
-        if let EdgeError::Component(failure) = &e {
-            planned.metrics.error(failure.kind());
-            tracing::warn!(route = %ctx.plan.name, error = %e, "handler failed");
-        }
-        if matches!(e, EdgeError::RequestBodyTooLarge { .. }) {
-            // The rest of the body is not read: the connection cannot be reused.
-            session.set_keepalive(None);
-        }
-        self.answer(session, ctx, LocalResponse::error(e.status()))
-            .await
-    }
-
-    /// `Cache-Status` and the cache metric for a response of a cache-enabled route.
-    fn cache_status(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &RequestCtx) {
-        let phase = session.cache.phase();
-        let stale_or_hit = matches!(
-            phase,
-            CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
-        );
-        let meta = stale_or_hit.then(|| session.cache.cache_meta());
-        let _ = resp.insert_header("cache-status", cache::status(&phase, meta));
-        if phase == CachePhase::Stale && ctx.upstream.failed {
-            // A stale copy served because the origin failed (stale-if-error): pingora does not
-            // reuse the client connection after it, so say so rather than let the client's
-            // next request meet a closed socket.
-            session.set_keepalive(None);
-        }
-        ctx.plan.metrics.cache(cache::outcome(&phase));
-    }
-}
-
 /// The client's address (for HTTP/3, the QUIC connection's).
 fn client_ip(session: &Session) -> Option<IpAddr> {
     let addr = session.client_addr()?.as_inet()?;
@@ -253,34 +119,26 @@ impl ProxyHttp for Edge {
             return Ok(true);
         }
         self.route(session.req_header(), ctx);
+        if let Some(local) = self.request_filters(session, ctx) {
+            return self.answer(session, ctx, local).await.map(|()| true);
+        }
         let plan = ctx.plan.clone();
-        let client = Client {
-            scheme: self.scheme,
-            addr: client_ip(session),
-        };
-        let local = match ctx
-            .filters
-            .on_request(&plan.filters, session.req_header_mut(), &client)
-        {
-            Ok(local) => local,
-            Err(e) => Some(LocalResponse::error(e.status())),
-        };
-        let local = match (local, &plan.action) {
-            (Some(local), _) => local,
-            (None, Action::Forward(_)) => {
+        match &plan.action {
+            Action::Forward(_) => {
                 if !session.is_body_empty() {
                     ctx.filters.start_request_body(&plan.filters);
                 }
-                return Ok(false);
+                Ok(false)
             }
-            (None, Action::Handler(planned)) => {
-                self.serve_handler(session, ctx, planned).await?;
-                return Ok(true);
-            }
-            (None, Action::Local(local)) => local.clone(),
-        };
-        self.answer(session, ctx, local).await?;
-        Ok(true)
+            Action::Handler(planned) => self
+                .serve_handler(session, ctx, planned)
+                .await
+                .map(|()| true),
+            Action::Local(local) => self
+                .answer(session, ctx, local.clone())
+                .await
+                .map(|()| true),
+        }
     }
 
     /// Turn the cache on for `GET`/`HEAD` on routes that cache. Runs after `request_filter`,
@@ -443,23 +301,19 @@ impl ProxyHttp for Edge {
                 | ErrorType::WriteError
                 | ErrorType::H2Error
         );
-        let pool = ctx.pool();
-        if let Some(pool) = pool {
-            let labels = [pool.config.name.as_str(), upstream_error_kind(e.etype())];
-            self.shared
-                .metrics
-                .upstream_errors
-                .with_label_values(&labels)
-                .inc();
-        }
-        match pool {
-            Some(pool)
-                if safe && connection_failure && retry_allowed(pool, &ctx.upstream.tried) =>
-            {
+        let Some(pool) = ctx.pool() else {
+            e.set_retry(false);
+            return e;
+        };
+        let labels = [pool.config.name.as_str(), upstream_error_kind(e.etype())];
+        let errors = &self.shared.metrics.upstream_errors;
+        errors.with_label_values(&labels).inc();
+        match safe {
+            true if connection_failure && retry_allowed(pool, &ctx.upstream.tried) => {
                 e.set_retry(true)
             }
-            _ if safe => e.retry.decide_reuse(client_reused),
-            _ => e.set_retry(false),
+            true => e.retry.decide_reuse(client_reused),
+            false => e.set_retry(false),
         }
         e
     }
@@ -603,22 +457,6 @@ impl ProxyHttp for Edge {
             error_code: code,
             can_reuse_downstream: false,
         }
-    }
-}
-
-/// The client's `X-Request-Id` when it is short and printable, else a new random one.
-fn request_id(req: &RequestHeader) -> String {
-    let sent = req
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok());
-    match sent {
-        Some(id)
-            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            id.to_string()
-        }
-        _ => format!("{:032x}", rand::random::<u128>()),
     }
 }
 

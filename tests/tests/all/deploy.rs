@@ -257,9 +257,9 @@ fn the_installer_lays_out_a_working_node() {
     );
 }
 
-/// Metric names declared in proxy/src/metrics.rs, with the registry's prefix.
+/// Metric names declared in proxy/src/ops/metrics.rs, with the registry's prefix.
 fn declared_metrics() -> BTreeSet<String> {
-    let src = std::fs::read_to_string(repo().join("proxy/src/metrics.rs")).unwrap();
+    let src = std::fs::read_to_string(repo().join("proxy/src/ops/metrics.rs")).unwrap();
     let mut names = BTreeSet::new();
     for piece in src.split('"').skip(1).step_by(2) {
         if !piece.is_empty() && piece.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::ops::metrics::Metrics;
+use crate::pipeline::Scheme;
 use breakwater_isolate::{FilterSettings, Runtime, RuntimeSettings};
 
 /// A core module with memory, a bump allocator and `funcs`.

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Two revisions of Breakwater side by side in one run, measured with wrk (Debian's, the
+# reference HTTP/1.1 load generator), so a change to the request path shows what it costs:
+#
+#   bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]     (defaults: 5 rounds of 5 s)
+#
+# Each revision's release binary is built from a git worktree into the shared target dir.
+# Both nodes and the nginx origin (static 1 KiB file) run pinned to CPU 0 with
+# `server.threads: 1` and the access log off; wrk -t1 -c64 runs pinned to CPU 1. Rounds
+# alternate which revision goes first. Cases: pass-through, one trivial filter (the demo
+# filter: `on-response` sets one header), three filters. The raw wrk output and a summary
+# (medians, ratio B/A) go to bench/results/before-after-DATE/.
+set -euo pipefail
+rev_a="${1:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
+rev_b="${2:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
+rounds="${3:-5}"
+secs="${4:-5}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source deploy/build-deps.sh
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+out="$root/bench/results/before-after-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+work="$(mktemp -d)"
+pids=()
+trees=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for t in "${trees[@]}"; do git -C "$root" worktree remove --force "$t" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# --- the two binaries ---------------------------------------------------------------------
+build() {
+  local rev="$1" name="$2" tree="$work/tree-$2"
+  git -C "$root" worktree add --detach "$tree" "$rev" >/dev/null
+  trees+=("$tree")
+  (cd "$tree" && cargo build --release --locked -p breakwater-proxy >&2)
+  cp "$CARGO_TARGET_DIR/release/breakwater" "$work/breakwater-$name"
+  git -C "$root" rev-parse --short "$rev"
+}
+sha_a=$(build "$rev_a" a)
+sha_b=$(build "$rev_b" b)
+
+# --- origin and nodes ---------------------------------------------------------------------
+ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
+mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
+head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
+cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
+cat > "$work/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/origin.pid;
+error_log $work/logs/origin.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ORIGIN; root $work/www; }
+}
+EOF
+taskset -c 0 nginx -c "$work/origin.conf" &
+pids+=($!)
+"$work/breakwater-b" demo-components "$work/wasm"
+node_config() {
+  cat <<EOF
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$1" }]
+admin: { address: "127.0.0.1:$2" }
+access_log: { format: off }
+pools:
+  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+components:
+  f1: { path: "$work/wasm/demo-filter.wasm" }
+  f2: { path: "$work/wasm/demo-filter.wasm" }
+  f3: { path: "$work/wasm/demo-filter.wasm" }
+routes:
+  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
+  - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
+  - { pool: origin }
+EOF
+}
+node_config $A $A_ADMIN > "$work/a.yaml"
+node_config $B $B_ADMIN > "$work/b.yaml"
+for n in a b; do
+  taskset -c 0 "$work/breakwater-$n" run --config "$work/$n.yaml" > "$work/logs/$n.out" 2>&1 &
+  pids+=($!)
+done
+wait_port() {
+  for _ in $(seq 1 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "port $1 never opened" >&2; cat "$work"/logs/* >&2; exit 1
+}
+for p in $ORIGIN $A $B; do wait_port "$p"; done
+
+# --- rounds -------------------------------------------------------------------------------
+cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")
+raw="$out/wrk-raw.txt"
+: > "$raw"
+results="$work/results.tsv"
+for round in $(seq 1 "$rounds"); do
+  order=(a b); [ $((round % 2)) -eq 0 ] && order=(b a)
+  for c in "${cases[@]}"; do
+    name="${c%%|*}"; path="${c##*|}"
+    for n in "${order[@]}"; do
+      port=$A; [ "$n" = b ] && port=$B
+      taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm-up
+      res=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port$path")
+      { echo "### round $round, $name, $n"; echo "$res"; } >> "$raw"
+      rps=$(awk '/^Requests\/sec/ { print $2 }' <<< "$res")
+      p99=$(awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }' <<< "$res")
+      errors=$(awk '/Non-2xx|Socket errors/ { print }' <<< "$res" | tr '\n' ' ')
+      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$n" "$rps" "$p99" >> "$results"
+      [ -n "$errors" ] && echo "round $round $name $n: $errors" >> "$out/errors.txt"
+    done
+  done
+done
+
+# --- summary ------------------------------------------------------------------------------
+{
+  echo "# Before/after: $rev_a ($sha_a) vs $rev_b ($sha_b)"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) CPUs ($(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2 }')),"
+  echo "nodes and nginx origin on CPU 0 (server.threads: 1, access log off), wrk -t1 -c64 -d${secs}s on CPU 1,"
+  echo "1 KiB, $rounds rounds alternating the order; medians of the rounds."
+  echo
+  echo "| case | A req/s | B req/s | B/A | A p99 ms | B p99 ms |"
+  echo "|---|---|---|---|---|---|"
+  for c in "${cases[@]}"; do
+    name="${c%%|*}"
+    med() { awk -F'\t' -v c="$name" -v n="$1" -v col="$2" '$2 == c && $3 == n { print $col }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    a=$(med a 4); b=$(med b 4); pa=$(med a 5); pb=$(med b 5)
+    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
+    echo "| $name | $a | $b | $ratio | $pa | $pb |"
+  done
+  echo
+  echo "Per round (round, case, revision, req/s, p99 ms):"
+  echo
+  echo '```'
+  cat "$results"
+  echo '```'
+  [ -f "$out/errors.txt" ] && { echo; echo "wrk reported errors:"; cat "$out/errors.txt"; }
+} > "$out/summary.md"
+cat "$out/summary.md"
