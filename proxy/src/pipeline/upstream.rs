@@ -338,36 +338,42 @@ async fn sleep_while_alive(pool: &Weak<Pool>, d: Duration) -> bool {
     pool.strong_count() > 0
 }
 
+/// A pool named `name` of `eps` (addresses), for tests.
+#[cfg(test)]
+pub(crate) fn test_pool(name: &str, balance: Balance, eps: &[&str]) -> Arc<Pool> {
+    let text = format!(
+        "listeners: [{{name: w, address: \"127.0.0.1:1\"}}]\npools: {{ {name}: {{ endpoints: [{}] }} }}\nroutes: [{{pool: {name}}}]\n",
+        eps.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(",")
+    );
+    let mut cfg = breakwater_config::parse(&text, Path::new("t.yaml"))
+        .unwrap()
+        .pools
+        .remove(0);
+    cfg.balance = balance;
+    let settings = breakwater_config::ResolverSettings {
+        nameservers: vec!["127.0.0.1:1".parse().unwrap()],
+        min_ttl: Duration::from_secs(1),
+        max_ttl: Duration::from_secs(2),
+        timeout: Duration::from_millis(100),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resolver = Resolver::new(&settings).unwrap();
+        Pool::new(cfg, &resolver).await.unwrap()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use breakwater_config::Endpoint as Ep;
 
     fn pool(balance: Balance, eps: &[&str]) -> Arc<Pool> {
-        let text = format!(
-            "listeners: [{{name: w, address: \"127.0.0.1:1\"}}]\npools: {{ p: {{ endpoints: [{}] }} }}\nroutes: [{{pool: p}}]\n",
-            eps.iter().map(|e| format!("\"{e}\"")).collect::<Vec<_>>().join(",")
-        );
-        let mut cfg = breakwater_config::parse(&text, Path::new("t.yaml"))
-            .unwrap()
-            .pools
-            .remove(0);
-        cfg.balance = balance;
-        let settings = breakwater_config::ResolverSettings {
-            nameservers: vec!["127.0.0.1:1".parse().unwrap()],
-            min_ttl: Duration::from_secs(1),
-            max_ttl: Duration::from_secs(2),
-            timeout: Duration::from_millis(100),
-        };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let resolver = Resolver::new(&settings).unwrap();
-            Pool::new(cfg, &resolver).await.unwrap()
-        })
+        test_pool("p", balance, eps)
     }
+    use breakwater_config::Endpoint as Ep;
 
     fn key() -> SelectKey<'static> {
         SelectKey {

@@ -19,6 +19,7 @@ fn module(funcs: &str) -> String {
     (global.set $heap (i32.add (local.get $p) (local.get 3)))
     (local.get $p))
   (data (i32.const 3000) "nope")
+  (data (i32.const 3010) "ok")
   {funcs})"#
     )
 }
@@ -33,12 +34,16 @@ fn on_request(body: &str) -> String {
     ))
 }
 
-/// `continue` with nothing changed but the pool, switched to "nope" (a `forward` record at
-/// offset 4 of the variant; its `pool` option at 52).
-const SWITCH_POOL: &str = "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
-    (i32.store8 (i32.const 2100) (i32.const 1))
-    (i32.store (i32.const 2104) (i32.const 3000)) (i32.store (i32.const 2108) (i32.const 4))
-    (i32.const 2048)";
+/// `continue` with nothing changed but the pool, switched to the `len` bytes at `name` (a
+/// `forward` record at offset 4 of the variant; its `pool` option at 52).
+fn switch_pool(name: u32, len: u32) -> String {
+    format!(
+        "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
+         (i32.store8 (i32.const 2100) (i32.const 1))
+         (i32.store (i32.const 2104) (i32.const {name})) (i32.store (i32.const 2108) (i32.const {len}))
+         (i32.const 2048)"
+    )
+}
 
 /// `respond` with 403 and the body "nope".
 const FORBID: &str = "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
@@ -179,11 +184,27 @@ fn a_failing_filter_follows_its_policy() {
 }
 
 #[test]
-fn a_filter_cannot_switch_to_a_pool_its_route_does_not_allow() {
+fn a_filter_switches_only_to_a_pool_its_route_allows() {
     let f = Fixture::new();
-    let wat = on_request(SWITCH_POOL);
+    let allowed = crate::pipeline::upstream::test_pool(
+        "ok",
+        breakwater_config::Balance::RoundRobin,
+        &["127.0.0.1:9"],
+    );
     let closed = FailurePolicy::FailClosed;
-    let plan = f.plan(vec![f.filter("switch", "request-filter", &wat, closed)]);
+    let to_ok = on_request(&switch_pool(3010, 2));
+    let mut plan = f.plan(vec![f.filter("to-ok", "request-filter", &to_ok, closed)]);
+    plan.pools = vec![("ok".into(), allowed.clone())];
+    let mut chain = FilterChain::default();
+    assert!(chain
+        .on_request(&plan, &mut request(), &client())
+        .unwrap()
+        .is_none());
+    let chosen = chain.pool().expect("switched");
+    assert!(Arc::ptr_eq(chosen, &allowed));
+
+    let to_nope = on_request(&switch_pool(3000, 4));
+    plan.filters = vec![f.filter("to-nope", "request-filter", &to_nope, closed)];
     let mut chain = FilterChain::default();
     let e = chain
         .on_request(&plan, &mut request(), &client())
