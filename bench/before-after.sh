@@ -21,6 +21,7 @@ source deploy/build-deps.sh
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
@@ -31,6 +32,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 out="$root/bench/results/before-after-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 work="$(mktemp -d)"
+chmod 755 "$work"   # nginx's workers read the files as their own user
 pids=()
 trees=()
 cleanup() {
@@ -104,6 +106,13 @@ wait_port() {
   echo "port $1 never opened" >&2; cat "$work"/logs/* >&2; exit 1
 }
 for p in $ORIGIN $A $B; do wait_port "$p"; done
+# Every case must answer 200 on both nodes before anything is measured.
+for port in $A $B; do
+  for path in /1k /filter1/1k /filter3/1k; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
+    [ "$code" = 200 ] || { echo "127.0.0.1:$port$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
+  done
+done
 
 # --- rounds -------------------------------------------------------------------------------
 cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")
