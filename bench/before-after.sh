@@ -34,25 +34,33 @@ mkdir -p "$out"
 work="$(mktemp -d)"
 chmod 755 "$work"   # nginx's workers read the files as their own user
 pids=()
-trees=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for t in "${trees[@]}"; do git -C "$root" worktree remove --force "$t" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 # --- the two binaries ---------------------------------------------------------------------
+# Each revision's binary is kept under the target dir, keyed by the source it is built from
+# (proxy/, isolate/, config/ and Cargo.lock), so a revision that changed only scripts or docs
+# is not built again; its worktree stays there too, so cargo rebuilds only what changed.
+cache="$CARGO_TARGET_DIR/before-after"
+mkdir -p "$cache"
 build() {
-  local rev="$1" name="$2" tree="$work/tree-$2"
-  git -C "$root" worktree add --detach "$tree" "$rev" >/dev/null
-  trees+=("$tree")
-  (cd "$tree" && cargo build --release --locked -p breakwater-proxy >&2)
-  cp "$CARGO_TARGET_DIR/release/breakwater" "$work/breakwater-$name"
-  git -C "$root" rev-parse --short "$rev"
+  local rev="$1" key bin tree
+  key=$(git -C "$root" rev-parse "$rev:proxy" "$rev:isolate" "$rev:config" "$rev:Cargo.lock" | sha1sum | cut -c1-12)
+  bin="$cache/breakwater-$key"
+  if [ ! -x "$bin" ]; then
+    tree="$cache/tree-$key"
+    [ -d "$tree" ] || git -C "$root" worktree add --detach "$tree" "$rev" >/dev/null
+    (cd "$tree" && git checkout -q --detach "$rev" && cargo build --release --locked -p breakwater-proxy >&2)
+    cp "$CARGO_TARGET_DIR/release/breakwater" "$bin"
+  fi
+  echo "$bin"
 }
-sha_a=$(build "$rev_a" a)
-sha_b=$(build "$rev_b" b)
+bin_a=$(build "$rev_a"); bin_b=$(build "$rev_b")
+cp "$bin_a" "$work/breakwater-a"; cp "$bin_b" "$work/breakwater-b"
+sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-parse --short "$rev_b")
 
 # --- origin and nodes ---------------------------------------------------------------------
 ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
@@ -145,13 +153,14 @@ done
   echo "nodes and nginx origin on CPU 0 (server.threads: 1, access log off), wrk -t1 -c64 -d${secs}s on CPU 1,"
   echo "1 KiB, $rounds rounds alternating the order; medians of the rounds."
   echo
-  echo "| case | A req/s | B req/s | B/A | A p99 ms | B p99 ms |"
+  echo "| case | A req/s | B req/s | B/A (median of per-round ratios) | A p99 ms | B p99 ms |"
   echo "|---|---|---|---|---|---|"
+  median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
   for c in "${cases[@]}"; do
     name="${c%%|*}"
-    med() { awk -F'\t' -v c="$name" -v n="$1" -v col="$2" '$2 == c && $3 == n { print $col }' "$results" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+    med() { awk -F'\t' -v c="$name" -v n="$1" -v col="$2" '$2 == c && $3 == n { print $col }' "$results" | median; }
     a=$(med a 4); b=$(med b 4); pa=$(med a 5); pb=$(med b 5)
-    ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", b / a }')
+    ratio=$(awk -F'\t' -v c="$name" '$2 == c { v[$1, $3] = $4; r[$1] = 1 } END { for (i in r) printf "%.3f\n", v[i, "b"] / v[i, "a"] }' "$results" | median)
     echo "| $name | $a | $b | $ratio | $pa | $pb |"
   done
   echo

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# CPU profiles of the request path, as flamegraphs: the release node (`server.threads: 1`,
+# access log off) and an nginx origin on CPU 0, wrk -t1 -c64 on CPU 1, `perf record` of the
+# node while wrk runs, one profile per case (pass-through, one trivial filter, three):
+#
+#   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
+#
+# Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded (the
+# collapsed stacks), wrk-CASE.txt, and summary.md with samples per 1 000 requests per case
+# and the functions whose share grows most from pass-through to one filter.
+set -euo pipefail
+secs="${1:-8}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source deploy/build-deps.sh
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v wrk >/dev/null || need+=(wrk)
+command -v perf >/dev/null || need+=(linux-perf)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --version 0.12.8
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+# BREAKWATER_BIN: profile that binary instead of building this tree's.
+bw="${BREAKWATER_BIN:-}"
+if [ -z "$bw" ]; then
+  cargo build --release --locked -p breakwater-proxy
+  bw="$CARGO_TARGET_DIR/release/breakwater"
+fi
+
+out="$root/bench/results/profile-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+work="$(mktemp -d)"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+ORIGIN=18201 BW=18202 ADMIN=18212
+mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
+head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
+cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
+cat > "$work/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/origin.pid;
+error_log $work/logs/origin.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ORIGIN; root $work/www; }
+}
+EOF
+taskset -c 0 nginx -c "$work/origin.conf" &
+pids+=($!)
+"$bw" demo-components "$work/wasm"
+cat > "$work/node.yaml" <<EOF
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$BW" }]
+admin: { address: "127.0.0.1:$ADMIN" }
+access_log: { format: off }
+pools:
+  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+components:
+  f1: { path: "$work/wasm/demo-filter.wasm" }
+  f2: { path: "$work/wasm/demo-filter.wasm" }
+  f3: { path: "$work/wasm/demo-filter.wasm" }
+routes:
+  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
+  - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
+  - { pool: origin }
+EOF
+taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
+pids+=($!); node=$!
+for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$BW") 2>/dev/null && break; sleep 0.1; done
+for path in /1k /filter1/1k /filter3/1k; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BW$path")
+  [ "$code" = 200 ] || { echo "$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
+done
+
+{
+  echo "# CPU profiles of the request path"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(nproc) CPUs, node and nginx origin on CPU 0 (server.threads: 1),"
+  echo "wrk -t1 -c64 on CPU 1, 1 KiB, perf record -F 2999 -g of the node for ${secs} s per case."
+  echo
+  echo "| case | req/s | samples | samples per 1 000 requests |"
+  echo "|---|---|---|---|"
+} > "$out/summary.md"
+for c in "pass-through|/1k" "one-filter|/filter1/1k" "three-filters|/filter3/1k"; do
+  name="${c%%|*}"; path="${c##*|}"
+  taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$BW$path" > /dev/null
+  taskset -c 1 wrk -t1 -c64 -d"$((secs + 2))s" "http://127.0.0.1:$BW$path" > "$out/wrk-$name.txt" &
+  wrk_pid=$!
+  sleep 1
+  perf record -F 2999 -g -p "$node" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null
+  wait "$wrk_pid"
+  perf script -i "$work/$name.data" 2> /dev/null | inferno-collapse-perf > "$out/$name.folded"
+  inferno-flamegraph --title "breakwater: $name" < "$out/$name.folded" > "$out/$name.svg"
+  rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
+  samples=$(awk '{ s += $NF } END { print s }' "$out/$name.folded")
+  per=$(awk -v s="$samples" -v r="$rps" -v t="$secs" 'BEGIN { printf "%.1f", s / (r * t) * 1000 }')
+  echo "| $name | $rps | $samples | $per |" >> "$out/summary.md"
+done
+
+# Self time per function (the leaf of each stack), per 1 000 requests, pass-through against
+# one filter: where the filter's extra CPU goes.
+self_per_k() {
+  local name="$1" rps; rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
+  awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
+    END { for (l in s) printf "%s\t%.2f\n", l, s[l] / (r * t) * 1000 }' "$out/$name.folded"
+}
+self_per_k pass-through | sort > "$work/pass.tsv"
+self_per_k one-filter | sort > "$work/filter.tsv"
+{
+  echo
+  echo "Self samples per 1 000 requests that grow most from pass-through to one filter:"
+  echo
+  echo "| function | pass-through | one filter | growth |"
+  echo "|---|---|---|---|"
+  join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
+    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.2f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | head -40 \
+    | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s | %s | %s |\n", $1, $2, $3, $4 }'
+} >> "$out/summary.md"
+cat "$out/summary.md"
