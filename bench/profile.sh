@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # CPU profiles of the request path, as flamegraphs: the release node (`server.threads: 1`,
-# access log off) and an nginx origin on CPU 0, wrk -t1 -c64 on CPU 1, `perf record` of the
-# node while wrk runs, one profile per case (pass-through, one trivial filter, three):
+# access log off) and an nginx origin on CPU 0, wrk -t1 -c64 on CPU 1, `perf record` (DWARF
+# call graphs) of the node while wrk runs, one case at a time (pass-through, one trivial
+# filter, three):
 #
 #   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
 #
 # Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded (the
-# collapsed stacks), wrk-CASE.txt, and summary.md with samples per 1 000 requests per case
-# and the functions whose share grows most from pass-through to one filter.
+# collapsed stacks; on a machine without hardware counters perf samples the cpu-clock event,
+# and each stack's count is CPU nanoseconds), wrk-CASE.txt, and summary.md: CPU per request, the
+# share of Wasm work and of the epoch ticker per case, and the functions whose self time grows
+# most from pass-through to one filter. perf slows the node down (wrk's figures here are not
+# throughput figures; bench/before-after.sh and bench/compare.sh measure that).
 set -euo pipefail
 secs="${1:-8}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -90,10 +94,10 @@ done
   echo "# CPU profiles of the request path"
   echo
   echo "$(date -u +%Y-%m-%d), $(nproc) CPUs, node and nginx origin on CPU 0 (server.threads: 1),"
-  echo "wrk -t1 -c64 on CPU 1, 1 KiB, perf record -F 2999 -g of the node for ${secs} s per case."
+  echo "wrk -t1 -c64 on CPU 1, 1 KiB, perf record -F 499 --call-graph dwarf of the node for ${secs} s per case."
   echo
-  echo "| case | req/s | samples | samples per 1 000 requests |"
-  echo "|---|---|---|---|"
+  echo "| case | req/s under perf | CPU µs per request | Wasm (wasmtime, isolate) share | epoch ticker share |"
+  echo "|---|---|---|---|---|"
 } > "$out/summary.md"
 for c in "pass-through|/1k" "one-filter|/filter1/1k" "three-filters|/filter3/1k"; do
   name="${c%%|*}"; path="${c##*|}"
@@ -101,33 +105,33 @@ for c in "pass-through|/1k" "one-filter|/filter1/1k" "three-filters|/filter3/1k"
   taskset -c 1 wrk -t1 -c64 -d"$((secs + 2))s" "http://127.0.0.1:$BW$path" > "$out/wrk-$name.txt" &
   wrk_pid=$!
   sleep 1
-  perf record -F 2999 -g -p "$node" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null
+  perf record -F 499 --call-graph dwarf,16384 -p "$node" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null
   wait "$wrk_pid"
   perf script -i "$work/$name.data" 2> /dev/null | inferno-collapse-perf > "$out/$name.folded"
   inferno-flamegraph --title "breakwater: $name" < "$out/$name.folded" > "$out/$name.svg"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
-  samples=$(awk '{ s += $NF } END { print s }' "$out/$name.folded")
-  per=$(awk -v s="$samples" -v r="$rps" -v t="$secs" 'BEGIN { printf "%.1f", s / (r * t) * 1000 }')
-  echo "| $name | $rps | $samples | $per |" >> "$out/summary.md"
+  awk -v r="$rps" -v t="$secs" -v name="$name" '{ n = $NF; total += n; if ($0 ~ /wasmtime|breakwater_isolate/) wasm += n; if ($0 ~ /^wasm-epoch/) tick += n }
+    END { printf "| %s | %s | %.1f | %.1f%% | %.1f%% |\n", name, r, total / 1000 / (r * t), 100 * wasm / total, 100 * tick / total }' \
+    "$out/$name.folded" >> "$out/summary.md"
 done
 
 # Self time per function (the leaf of each stack), per 1 000 requests, pass-through against
 # one filter: where the filter's extra CPU goes.
-self_per_k() {
+self_per_request() {
   local name="$1" rps; rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
   awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
-    END { for (l in s) printf "%s\t%.2f\n", l, s[l] / (r * t) * 1000 }' "$out/$name.folded"
+    END { for (l in s) printf "%s\t%.3f\n", l, s[l] / 1000 / (r * t) }' "$out/$name.folded"
 }
-self_per_k pass-through | sort > "$work/pass.tsv"
-self_per_k one-filter | sort > "$work/filter.tsv"
+self_per_request pass-through | sort > "$work/pass.tsv"
+self_per_request one-filter | sort > "$work/filter.tsv"
 {
   echo
-  echo "Self samples per 1 000 requests that grow most from pass-through to one filter:"
+  echo "Self CPU µs per request that grows most from pass-through to one filter:"
   echo
   echo "| function | pass-through | one filter | growth |"
   echo "|---|---|---|---|"
   join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
-    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.2f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | head -40 \
+    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | head -40 \
     | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s | %s | %s |\n", $1, $2, $3, $4 }'
 } >> "$out/summary.md"
 cat "$out/summary.md"

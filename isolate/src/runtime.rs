@@ -24,7 +24,10 @@ pub struct RuntimeSettings {
     pub max_memory_bytes: usize,
     /// Largest table one instance may have. Default 20 000 elements.
     pub max_table_elements: usize,
-    /// Granularity of call deadlines. Default 1 ms.
+    /// Granularity of call deadlines: a call is stopped within one tick after its deadline.
+    /// Default 10 ms, as Spin's: each tick wakes the ticker thread, which preempts whatever
+    /// serves requests on its core; at 1 ms the ticker took 2-3% of a pinned node's CPU
+    /// samples (bench/results/profile-20261203-101914).
     pub epoch_tick: Duration,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
@@ -48,7 +51,7 @@ impl Default for RuntimeSettings {
             max_instances: 1000,
             max_memory_bytes: 64 << 20,
             max_table_elements: 20_000,
-            epoch_tick: Duration::from_millis(1),
+            epoch_tick: Duration::from_millis(10),
             cache_dir: None,
             allocator: Allocator::Pooling,
         }
