@@ -197,8 +197,32 @@ fn bench_handlers(c: &mut Criterion) {
     group.finish();
 }
 
-/// Instantiation alone (no instance ready: `prewarm: 0`), which bounds instances per second
-/// per core; and the resident memory an idle pool slot keeps after use.
+fn instantiation(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    filter: &breakwater_isolate::Filter,
+) {
+    group.bench_function(BenchmarkId::new("new", name), |b| {
+        b.iter_custom(|iters| {
+            let mut timed = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let started = std::time::Instant::now();
+                let instance = filter.instance().unwrap();
+                timed += started.elapsed();
+                drop(instance);
+            }
+            timed
+        })
+    });
+    group.bench_function(BenchmarkId::new("new+drop", name), |b| {
+        b.iter(|| drop(filter.instance().unwrap()))
+    });
+}
+
+/// Instantiation (no instance ready: `prewarm: 0`), which bounds instances per second per
+/// core: `new` times taking a fresh instance alone (its drop, which frees and resets the pool
+/// slot, is outside the timed region), `new+drop` both. And the resident memory an idle pool
+/// slot keeps after use.
 fn bench_instances(c: &mut Criterion) {
     let rt = Runtime::new(RuntimeSettings {
         max_instances: 600,
@@ -212,16 +236,16 @@ fn bench_instances(c: &mut Criterion) {
     };
     let mut group = c.benchmark_group("instantiate");
     let trivial = load(&rt, "trivial-cold", &trivial(), cold.clone());
-    group.bench_function("trivial-wat", |b| b.iter(|| trivial.instance().unwrap()));
+    instantiation(&mut group, "trivial-wat", &trivial);
     if let Some(path) = guest("c-header-rewrite.wasm") {
         let f = rt.load_filter("c-cold", &path, cold.clone()).unwrap();
-        group.bench_function("c-header-rewrite", |b| b.iter(|| f.instance().unwrap()));
+        instantiation(&mut group, "c-header-rewrite", &f);
 
         // 500 slots used at once, then all idle: what they keep resident.
         let before = rss_kib();
-        let sessions: Vec<_> = (0..500).map(|_| f.instance().unwrap()).collect();
+        let instances: Vec<_> = (0..500).map(|_| f.instance().unwrap()).collect();
         let live = rss_kib();
-        drop(sessions);
+        drop(instances);
         let idle = rss_kib();
         eprintln!(
             "memory: {:.1} KiB per live C-filter instance, {:.1} KiB per idle slot after use",
