@@ -131,7 +131,7 @@ self_per_request one-filter | sort > "$work/filter.tsv"
   echo "| function | pass-through | one filter | growth |"
   echo "|---|---|---|---|"
   join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
-    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | head -40 \
+    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | awk 'NR <= 40' \
     | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s | %s | %s |\n", $1, $2, $3, $4 }'
 } >> "$out/summary.md"
 cat "$out/summary.md"

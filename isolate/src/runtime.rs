@@ -26,8 +26,8 @@ pub struct RuntimeSettings {
     pub max_table_elements: usize,
     /// Granularity of call deadlines: a call is stopped within one tick after its deadline.
     /// Default 10 ms, as Spin's: each tick wakes the ticker thread, which preempts whatever
-    /// serves requests on its core; at 1 ms the ticker took 2-3% of a pinned node's CPU
-    /// samples (bench/results/profile-20261203-101914).
+    /// serves requests on its core (at 1 ms it showed as 2-3% of a pinned node's CPU in a first
+    /// profile; at 10 ms 0.2%, bench/results/profile-20261203-105152).
     pub epoch_tick: Duration,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,

@@ -136,11 +136,20 @@ impl H3 {
                 .send_request(b.body(()).unwrap())
                 .await
                 .map_err(|e| e.to_string())?;
+            // A server may answer before it has read the whole request body and then stop
+            // reading it (RFC 9114 4.1: H3_NO_ERROR); the client must not discard that
+            // response. A failed send is the answer only when no response comes.
+            let mut sent = Ok(());
             if let Some(body) = body {
-                stream.send_data(body).await.map_err(|e| e.to_string())?;
+                sent = stream.send_data(body).await;
             }
-            stream.finish().await.map_err(|e| e.to_string())?;
-            let resp = stream.recv_response().await.map_err(|e| e.to_string())?;
+            if sent.is_ok() {
+                sent = stream.finish().await;
+            }
+            let resp = match stream.recv_response().await {
+                Ok(resp) => resp,
+                Err(e) => return Err(sent.err().map_or(e.to_string(), |s| s.to_string())),
+            };
             let mut body = Vec::new();
             while let Some(mut chunk) = stream.recv_data().await.map_err(|e| e.to_string())? {
                 body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
