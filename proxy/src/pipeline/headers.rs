@@ -161,29 +161,24 @@ pub trait EditHeaders {
     fn add(&mut self, name: HeaderName, value: HeaderValue);
 }
 
-impl EditHeaders for RequestHeader {
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.insert_header(name, value);
-    }
-    fn add(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.append_header(name, value);
-    }
+/// pingora's request and response heads have the same three methods, not a shared trait.
+macro_rules! edit_headers_through_pingora {
+    ($($head:ty),*) => {$(
+        impl EditHeaders for $head {
+            fn remove(&mut self, name: &HeaderName) {
+                self.remove_header(name);
+            }
+            fn set(&mut self, name: HeaderName, value: HeaderValue) {
+                let _ = self.insert_header(name, value);
+            }
+            fn add(&mut self, name: HeaderName, value: HeaderValue) {
+                let _ = self.append_header(name, value);
+            }
+        }
+    )*};
 }
 
-impl EditHeaders for ResponseHeader {
-    fn remove(&mut self, name: &HeaderName) {
-        self.remove_header(name);
-    }
-    fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.insert_header(name, value);
-    }
-    fn add(&mut self, name: HeaderName, value: HeaderValue) {
-        let _ = self.append_header(name, value);
-    }
-}
+edit_headers_through_pingora!(RequestHeader, ResponseHeader);
 
 /// Apply header edits (a route's or a filter's) in the order remove, set, add.
 pub fn apply_edits(
