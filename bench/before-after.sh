@@ -18,21 +18,13 @@ secs="${4:-5}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source deploy/build-deps.sh
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+source bench/filter-routes.sh
+need_tools
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 out="$root/bench/results/before-after-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 work="$(mktemp -d)"
-chmod 755 "$work"   # nginx's workers read the files as their own user
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -64,63 +56,16 @@ sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-p
 
 # --- origin and nodes ---------------------------------------------------------------------
 ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
-mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
-head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
-cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
-cat > "$work/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; }
-}
-EOF
-taskset -c 0 nginx -c "$work/origin.conf" &
-pids+=($!)
+start_origin $ORIGIN
 "$work/breakwater-b" demo-components "$work/wasm"
-node_config() {
-  cat <<EOF
-server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$1" }]
-admin: { address: "127.0.0.1:$2" }
-access_log: { format: off }
-pools:
-  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
-components:
-  f1: { path: "$work/wasm/demo-filter.wasm" }
-  f2: { path: "$work/wasm/demo-filter.wasm" }
-  f3: { path: "$work/wasm/demo-filter.wasm" }
-routes:
-  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
-  - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
-  - { pool: origin }
-EOF
-}
-node_config $A $A_ADMIN > "$work/a.yaml"
-node_config $B $B_ADMIN > "$work/b.yaml"
+filter_node_config $A $A_ADMIN $ORIGIN > "$work/a.yaml"
+filter_node_config $B $B_ADMIN $ORIGIN > "$work/b.yaml"
 for n in a b; do
   taskset -c 0 "$work/breakwater-$n" run --config "$work/$n.yaml" > "$work/logs/$n.out" 2>&1 &
   pids+=($!)
 done
-wait_port() {
-  for _ in $(seq 1 300); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2; cat "$work"/logs/* >&2; exit 1
-}
-for p in $ORIGIN $A $B; do wait_port "$p"; done
-# Every case must answer 200 on both nodes before anything is measured.
-for port in $A $B; do
-  for path in /1k /filter1/1k /filter3/1k; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
-    [ "$code" = 200 ] || { echo "127.0.0.1:$port$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
-  done
-done
+wait_routes $A
+wait_routes $B
 
 # --- rounds -------------------------------------------------------------------------------
 cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")

@@ -17,16 +17,9 @@ secs="${1:-8}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source deploy/build-deps.sh
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-command -v perf >/dev/null || need+=(linux-perf)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+source bench/filter-routes.sh
+extra=(); command -v perf >/dev/null || extra+=(linux-perf)
+need_tools "${extra[@]}"
 command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --version 0.12.8
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 # BREAKWATER_BIN: profile that binary instead of building this tree's.
@@ -39,7 +32,6 @@ fi
 out="$root/bench/results/profile-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 work="$(mktemp -d)"
-chmod 755 "$work"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -48,47 +40,12 @@ cleanup() {
 trap cleanup EXIT
 
 ORIGIN=18201 BW=18202 ADMIN=18212
-mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
-head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
-cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
-cat > "$work/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; }
-}
-EOF
-taskset -c 0 nginx -c "$work/origin.conf" &
-pids+=($!)
+start_origin $ORIGIN
 "$bw" demo-components "$work/wasm"
-cat > "$work/node.yaml" <<EOF
-server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$BW" }]
-admin: { address: "127.0.0.1:$ADMIN" }
-access_log: { format: off }
-pools:
-  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
-components:
-  f1: { path: "$work/wasm/demo-filter.wasm" }
-  f2: { path: "$work/wasm/demo-filter.wasm" }
-  f3: { path: "$work/wasm/demo-filter.wasm" }
-routes:
-  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
-  - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
-  - { pool: origin }
-EOF
+filter_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
 taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
 pids+=($!); node=$!
-for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$BW") 2>/dev/null && break; sleep 0.1; done
-for path in /1k /filter1/1k /filter3/1k; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BW$path")
-  [ "$code" = 200 ] || { echo "$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
-done
+wait_routes $BW
 
 {
   echo "# CPU profiles of the request path"

@@ -1,0 +1,68 @@
+# Sourced by bench/before-after.sh and bench/profile.sh: the setup they share. Expects $work
+# (a scratch dir) and the array pids (processes to stop at exit).
+
+# Install from Debian what is missing of: nginx, wrk, curl and the extra names given.
+need_tools() {
+  local need=()
+  command -v nginx >/dev/null || need+=(nginx-light)
+  command -v wrk >/dev/null || need+=(wrk)
+  command -v curl >/dev/null || need+=(curl)
+  need+=("$@")
+  [ ${#need[@]} -gt 0 ] || return 0
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+}
+
+# An nginx origin on CPU 0 at 127.0.0.1:$1 serving a static 1 KiB file as /1k, /filter1/1k
+# and /filter3/1k.
+start_origin() {
+  chmod 755 "$work"   # nginx's workers read the files as their own user
+  mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
+  head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
+  cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
+  cat > "$work/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/origin.pid;
+error_log $work/logs/origin.err;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$1; root $work/www; }
+}
+EOF
+  taskset -c 0 nginx -c "$work/origin.conf" &
+  pids+=($!)
+}
+
+# A node config: listener at port $1, admin at $2, origin at $3, the demo filter (written to
+# $work/wasm by `breakwater demo-components`) once on /filter1/ and three times on /filter3/.
+filter_node_config() {
+  cat <<EOF
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$1" }]
+admin: { address: "127.0.0.1:$2" }
+access_log: { format: off }
+pools:
+  origin: { endpoints: ["127.0.0.1:$3"] }
+components:
+  f1: { path: "$work/wasm/demo-filter.wasm" }
+  f2: { path: "$work/wasm/demo-filter.wasm" }
+  f3: { path: "$work/wasm/demo-filter.wasm" }
+routes:
+  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
+  - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
+  - { pool: origin }
+EOF
+}
+
+# Wait for 127.0.0.1:$1 to accept, then require 200 on every case's path.
+wait_routes() {
+  for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done
+  for path in /1k /filter1/1k /filter3/1k; do
+    local code; code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1$path")
+    [ "$code" = 200 ] || { echo "127.0.0.1:$1$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
+  done
+}
