@@ -121,16 +121,11 @@ pub fn write_components(
 
 /// Build the demo filter component from its WAT, as `wasm-tools component new` would.
 fn demo_filter() -> Result<Vec<u8>, String> {
-    filter_component(DEMO_FILTER, "response-filter")
-}
-
-/// A filter component from a core module in WAT, for `world` of `isolate/wit/filter.wit`.
-pub(crate) fn filter_component(wat: &str, world: &str) -> Result<Vec<u8>, String> {
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve
         .push_str("filter.wit", FILTER_WIT)
         .map_err(|e| e.to_string())?;
-    encode(wat, &resolve, pkg, world)
+    encode(DEMO_FILTER, &resolve, pkg, "response-filter")
 }
 
 /// Build the hello `wasi:http` handler from its WAT.

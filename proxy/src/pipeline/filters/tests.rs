@@ -5,52 +5,26 @@ use super::*;
 use crate::ops::metrics::Metrics;
 use crate::pipeline::Scheme;
 use breakwater_isolate::{FilterSettings, Runtime, RuntimeSettings};
+use breakwater_tests::wasm;
 
-/// A core module with memory, a bump allocator and `funcs`.
-fn module(funcs: &str) -> String {
-    format!(
-        r#"(module
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 8192))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-                           (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $heap (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
-  (data (i32.const 3000) "nope")
-  (data (i32.const 3010) "ok")
-  {funcs})"#
-    )
-}
+/// The pool names the test filters switch to.
+const POOL_NAMES: &str = r#"(data (i32.const 3000) "nope") (data (i32.const 3010) "ok")"#;
 
-/// `on-request` whose body leaves a pointer to its `request-action` (a 16-value request
-/// record comes in flat).
+/// A request filter whose `on-request` runs `body`.
 fn on_request(body: &str) -> String {
-    let params = "(param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)";
-    let export = "breakwater:filter/on-request@0.1.0#handle";
-    module(&format!(
-        r#"(func (export "{export}") {params} (result i32) {body})"#
-    ))
+    wasm::module(&format!("{POOL_NAMES} {}", wasm::on_request(body)))
 }
 
 /// `continue` with nothing changed but the pool, switched to the `len` bytes at `name` (a
 /// `forward` record at offset 4 of the variant; its `pool` option at 52).
 fn switch_pool(name: u32, len: u32) -> String {
     format!(
-        "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
-         (i32.store8 (i32.const 2100) (i32.const 1))
+        "{continue_} (i32.store8 (i32.const 2100) (i32.const 1))
          (i32.store (i32.const 2104) (i32.const {name})) (i32.store (i32.const 2108) (i32.const {len}))
-         (i32.const 2048)"
+         (drop) (i32.const 2048)",
+        continue_ = wasm::CONTINUE
     )
 }
-
-/// `respond` with 403 and the body "nope".
-const FORBID: &str = "(memory.fill (i32.const 2048) (i32.const 0) (i32.const 96))
-    (i32.store8 (i32.const 2048) (i32.const 1))
-    (i32.store16 (i32.const 2052) (i32.const 403))
-    (i32.store (i32.const 2064) (i32.const 3000)) (i32.store (i32.const 2068) (i32.const 4))
-    (i32.const 2048)";
 
 struct Fixture {
     runtime: Arc<Runtime>,
@@ -70,7 +44,7 @@ impl Fixture {
     }
 
     fn filter(&self, name: &str, world: &str, wat: &str, policy: FailurePolicy) -> PlannedFilter {
-        let bytes = crate::demo::filter_component(wat, world).unwrap();
+        let bytes = wasm::component(world, wat);
         let path = std::path::PathBuf::from(format!("{name}.wasm"));
         let settings = FilterSettings::default();
         let filter = self
@@ -133,7 +107,7 @@ fn response_filters_edit_every_response() {
 #[test]
 fn a_filter_may_answer_the_request_itself() {
     let f = Fixture::new();
-    let wat = on_request(FORBID);
+    let wat = on_request(&wasm::respond("(i32.const 403)", 3000, "(i32.const 4)"));
     let plan = f.plan(vec![f.filter(
         "forbid",
         "request-filter",
