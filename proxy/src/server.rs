@@ -13,6 +13,7 @@ use breakwater_config::{Config, ListenerKind};
 use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -109,10 +110,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .build()
         .map_err(StartError::Runtime)?;
 
+    // Held until the process exits: see `Claims`.
+    let mut claims = Claims::default();
     let (source, demo_origin) = match &opts.config {
         Some(path) => (Source::File(path.clone()), None),
         None => {
-            let origin = free_port(&opts.listen)?;
+            let any = SocketAddr::new(opts.listen.ip(), 0);
+            let origin = claims.ephemeral("demo origin", any)?;
             let dir = std::env::temp_dir().join(format!("breakwater-demo-{}", std::process::id()));
             let text = demo::config(opts.listen, opts.admin, opts.tls_listen, origin, &dir)
                 .map_err(StartError::Demo)?;
@@ -121,7 +125,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     };
     let mut config = source.parse().map_err(LoadError::from)?;
     if !opts.upgrade {
-        claim_addresses(&mut config)?;
+        claims.check(&mut config)?;
     }
     let metrics = Arc::new(crate::ops::metrics::Metrics::new());
     let resolver = Resolver::new(&config.resolver)
@@ -189,7 +193,10 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                     &shared.metrics,
                 );
                 let mut svc = Service::new(name.clone(), svc);
-                svc.add_tcp(&addr);
+                match claims.socket_options(l.address) {
+                    Some(options) => svc.add_tcp_with_settings(&addr, options),
+                    None => svc.add_tcp(&addr),
+                }
                 server.add_service(svc);
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
             }
@@ -207,7 +214,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 if *http2 {
                     tls.enable_h2();
                 }
-                svc.add_tls_with_settings(&addr, None, tls);
+                svc.add_tls_with_settings(&addr, claims.socket_options(l.address), tls);
                 server.add_service(svc);
                 urls.push((format!("https://{addr}"), l.name.clone(), l.address));
                 if let Some(settings) = http3 {
@@ -243,13 +250,19 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     let admin_addr = config.admin.address;
     let mut admin = Service::new("admin".to_string(), Admin::new(shared.clone()));
-    admin.add_tcp(&admin_addr.to_string());
+    match claims.socket_options(admin_addr) {
+        Some(options) => admin.add_tcp_with_settings(&admin_addr.to_string(), options),
+        None => admin.add_tcp(&admin_addr.to_string()),
+    }
     server.add_service(admin);
     urls.push((format!("http://{admin_addr}"), "admin".into(), admin_addr));
 
     if let Some(origin) = demo_origin {
         let mut svc = Service::new("demo origin".to_string(), demo::DemoOrigin);
-        svc.add_tcp(&origin.to_string());
+        match claims.socket_options(origin) {
+            Some(options) => svc.add_tcp_with_settings(&origin.to_string(), options),
+            None => svc.add_tcp(&origin.to_string()),
+        }
         server.add_service(svc);
     }
 
@@ -259,46 +272,82 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     spawn_readiness_report(urls);
     // Keep the control runtime alive for the life of the process.
     std::mem::forget(control);
+    // `claims` lives on: `run_forever` does not return.
     server.run_forever()
 }
 
-/// Bind-check every listener before pingora does (pingora panics inside the service on a
-/// taken port while the process keeps running), and give port-0 listeners a real port.
-fn claim_addresses(config: &mut Config) -> Result<(), StartError> {
-    let admin = ("admin".to_string(), &mut config.admin.address);
-    let listeners = config
-        .listeners
-        .iter_mut()
-        .map(|l| (l.name.clone(), &mut l.address));
-    for (name, addr) in listeners.chain(std::iter::once(admin)) {
-        let bound = TcpListener::bind(*addr).map_err(|source| StartError::Bind {
-            name: name.clone(),
-            addr: *addr,
-            source,
-        })?;
-        if addr.port() == 0 {
-            *addr = bound.local_addr().map_err(|source| StartError::Bind {
-                name,
-                addr: *addr,
-                source,
-            })?;
-        }
-    }
-    Ok(())
+/// The listening addresses this process has taken before pingora binds them.
+///
+/// Every listener is bind-checked here, because pingora panics inside the service on a taken
+/// port while the process keeps running. A listener configured on port 0 gets its real port
+/// here, and that port must stay ours until pingora listens on it: were the checking socket
+/// closed first, any other process binding port 0 in between could be handed the same port,
+/// and the readiness probe would then greet that process instead (seen in CI: a test talked
+/// to another test's origin). So for those the checking socket stays bound, not listening,
+/// with `SO_REUSEPORT`, for the life of the process, and pingora binds the port with
+/// `SO_REUSEPORT` too. The kernel never hands a bound port to a port-0 bind, even with
+/// `SO_REUSEPORT`, and a socket that does not listen takes no connections, so the port is
+/// exactly pingora's. Fixed ports are only checked: sharing one silently with another
+/// process would hide a misconfiguration.
+#[derive(Default)]
+struct Claims {
+    held: Vec<(SocketAddr, socket2::Socket)>,
 }
 
-fn free_port(near: &SocketAddr) -> Result<SocketAddr, StartError> {
-    let any = SocketAddr::new(near.ip(), 0);
-    let l = TcpListener::bind(any).map_err(|source| StartError::Bind {
-        name: "demo origin".into(),
-        addr: any,
-        source,
-    })?;
-    l.local_addr().map_err(|source| StartError::Bind {
-        name: "demo origin".into(),
-        addr: any,
-        source,
-    })
+impl Claims {
+    /// Check every listener's address; give each port-0 listener its port, held.
+    fn check(&mut self, config: &mut Config) -> Result<(), StartError> {
+        let admin = ("admin", &mut config.admin.address);
+        let listeners = config
+            .listeners
+            .iter_mut()
+            .map(|l| (l.name.as_str(), &mut l.address));
+        for (name, addr) in listeners.chain(std::iter::once(admin)) {
+            if addr.port() == 0 {
+                *addr = self.ephemeral(name, *addr)?;
+            } else {
+                TcpListener::bind(*addr).map_err(|source| StartError::Bind {
+                    name: name.to_string(),
+                    addr: *addr,
+                    source,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh port on `any`'s address, held for this process.
+    fn ephemeral(&mut self, name: &str, any: SocketAddr) -> Result<SocketAddr, StartError> {
+        let bind_error = |source| StartError::Bind {
+            name: name.to_string(),
+            addr: any,
+            source,
+        };
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(any),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(bind_error)?;
+        socket.set_reuse_port(true).map_err(bind_error)?;
+        socket.bind(&any.into()).map_err(bind_error)?;
+        let bound = socket
+            .local_addr()
+            .map_err(bind_error)?
+            .as_socket()
+            .ok_or_else(|| bind_error(std::io::ErrorKind::AddrNotAvailable.into()))?;
+        self.held.push((bound, socket));
+        Ok(bound)
+    }
+
+    /// The socket options pingora must bind `addr` with: `SO_REUSEPORT` where a claim holds it.
+    fn socket_options(&self, addr: SocketAddr) -> Option<TcpSocketOptions> {
+        self.held.iter().any(|(a, _)| *a == addr).then(|| {
+            let mut options = TcpSocketOptions::default();
+            options.so_reuseport = Some(true);
+            options
+        })
+    }
 }
 
 fn spawn_reload_on_sighup(shared: Arc<Shared>) {
