@@ -73,6 +73,8 @@ pub struct RawAccessLog {
 pub struct RawWasm {
     pub max_instances: Option<Spanned<u32>>,
     pub cache_dir: Option<String>,
+    pub offload_above: Option<Spanned<String>>,
+    pub guest_threads: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]

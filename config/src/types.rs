@@ -103,6 +103,11 @@ pub struct WasmSettings {
     pub max_instances: u32,
     /// Where compiled components are cached. Default: none.
     pub cache_dir: Option<PathBuf>,
+    /// A component whose calls cost more than this on average runs off the listeners' event
+    /// loops. Default 100 µs; `None` (`off`): every guest runs on them.
+    pub offload_above: Option<Duration>,
+    /// Threads for handlers run off the event loops. `None`: one per core.
+    pub guest_threads: Option<usize>,
 }
 
 /// Index of a component in [`Config::components`].

@@ -101,6 +101,17 @@ impl<'a> Validator<'a> {
                 None => 1000,
             },
             cache_dir: raw.wasm.cache_dir.as_deref().map(|d| self.path(d)),
+            offload_above: match &raw.wasm.offload_above {
+                None => Some(Duration::from_micros(100)),
+                Some(s) if s.value.trim() == "off" => None,
+                Some(s) => Some(self.duration(s, "wasm.offload_above")?),
+            },
+            guest_threads: match &raw.wasm.guest_threads {
+                Some(n) if n.value == 0 || n.value > 1024 => {
+                    return Err(self.err(n, "wasm.guest_threads", "expected 1 to 1024"))
+                }
+                n => n.as_ref().map(|n| n.value),
+            },
         };
         let mb = |v: &Option<Spanned<u64>>, field: &str, default: u64| match v {
             Some(m) if m.value == 0 || m.value > 1 << 20 => {

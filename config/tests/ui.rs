@@ -61,3 +61,17 @@ fn the_reference_config_in_deploy_is_valid() {
     assert_eq!(config.pools.len(), 2);
     assert_eq!(config.routes.len(), 4);
 }
+
+#[test]
+fn guests_can_be_kept_on_the_event_loops() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/wasm-offload-off.yaml");
+    let config = parse(&path).unwrap();
+    assert_eq!(config.wasm.offload_above, None);
+    assert_eq!(config.wasm.guest_threads, Some(2));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/minimal.yaml");
+    let config = parse(&path).unwrap();
+    assert_eq!(
+        config.wasm.offload_above,
+        Some(std::time::Duration::from_micros(100))
+    );
+}

@@ -134,7 +134,7 @@ impl Filter {
             limits,
             ready: ReadyPool::default(),
         });
-        ReadyPool::start(
+        let instantiation = ReadyPool::start(
             &inner,
             name.to_string(),
             |f: &LoadedFilter| &f.ready,
@@ -142,6 +142,7 @@ impl Filter {
             || inner.instantiate(),
             || |f: &LoadedFilter| f.instantiate(),
         )?;
+        inner.limits.placement.seed(instantiation);
         Ok(Self { inner })
     }
 
@@ -318,7 +319,10 @@ impl FilterInstance {
             .instance
             .get_typed_func::<P, R>(&mut *store, idx)
             .map_err(|e| filter.invalid(e.to_string()))?;
-        func.call(&mut *store, params)
-            .map_err(|e| filter.classify(store, e))
+        let result = filter
+            .limits
+            .placement
+            .run(|| func.call(&mut *store, params));
+        result.map_err(|e| filter.classify(store, e))
     }
 }

@@ -131,8 +131,9 @@ struct ReadyHandler {
 
 /// A handler component, compiled and pre-linked.
 struct LoadedHandler {
-    /// Keeps the engine and its epoch ticker alive as long as the handler is.
-    _runtime: Arc<Runtime>,
+    /// Keeps the engine and its epoch ticker alive as long as the handler is; runs guest
+    /// tasks placed off the event loop.
+    runtime: Arc<Runtime>,
     name: Arc<str>,
     path: PathBuf,
     pre: Prelinked,
@@ -210,7 +211,7 @@ impl Handler {
         let mut env: Vec<(String, String)> = settings.env.clone().into_iter().collect();
         env.sort();
         let inner = Arc::new(LoadedHandler {
-            _runtime: runtime,
+            runtime,
             name: name.into(),
             path: path.to_path_buf(),
             pre,
@@ -223,7 +224,7 @@ impl Handler {
         // Instantiation is async (WASI's host functions are); at load, which may itself run
         // on a tokio runtime, it runs on a thread of its own with a current-thread runtime,
         // as the filler thread does.
-        std::thread::scope(|s| {
+        let instantiation = std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = current_thread_runtime();
                 ReadyPool::start(
@@ -241,6 +242,7 @@ impl Handler {
             .join()
             .expect("instantiation thread")
         })?;
+        inner.limits.placement.seed(instantiation);
         Ok(Self { inner })
     }
 
@@ -273,16 +275,35 @@ impl Handler {
         let inner = &self.inner;
         // Held by the request's task: the slot is given back when the guest is done.
         let permit = inner.limits.gate.enter(&inner.name)?;
+        let started = std::time::Instant::now();
+        let off_loop = inner.limits.placement.off_loop();
         let ReadyHandler { store, exports } = match inner.ready.take() {
             Some(r) => r,
+            None if off_loop => {
+                let make = inner.clone();
+                let task = async move { make.instantiate().await };
+                match inner.runtime.guest_threads().spawn(task).await {
+                    Ok(made) => made?,
+                    Err(e) => return Err(inner.invalid(format!("instantiation task: {e}"))),
+                }
+            }
             None => inner.instantiate().await?,
         };
-        match exports {
-            HandlerExports::Wasi02(proxy) => inner.handle_p2(store, proxy, permit, request).await,
-            HandlerExports::Wasi03(service) => {
-                inner.handle_p3(store, service, permit, request).await
+        let response = match exports {
+            HandlerExports::Wasi02(proxy) => {
+                inner
+                    .handle_p2(store, proxy, permit, request, off_loop)
+                    .await
             }
-        }
+            HandlerExports::Wasi03(service) => {
+                inner
+                    .handle_p3(store, service, permit, request, off_loop)
+                    .await
+            }
+        };
+        // What a request costs up to its response head: the guest's work, mostly.
+        inner.limits.placement.record(started.elapsed());
+        response
     }
 }
 
@@ -332,6 +353,48 @@ impl LoadedHandler {
         Ok(ReadyHandler { store, exports })
     }
 
+    /// Start the request's deadline on `store`. The guest is interrupted at each epoch tick it
+    /// runs across: it yields to the executor there, so a guest computing for long (or for
+    /// ever) on a listener's event loop lets that loop's other connections through every
+    /// tick, and the handler is marked dear, so its next requests run off the loop. Past the
+    /// deadline the call traps (`Deadline`).
+    fn start_deadline(self: &Arc<Self>, store: &mut Store<HandlerState>) {
+        let mut left = self.limits.deadline_ticks;
+        let this = self.clone();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            this.limits.placement.mark_dear();
+            left = left.saturating_sub(1);
+            Ok(if left == 0 {
+                wasmtime::UpdateDeadline::Interrupt
+            } else {
+                wasmtime::UpdateDeadline::Yield(1)
+            })
+        });
+    }
+
+    /// Run a guest task: on the guest threads when `off_loop`; else on the caller's runtime
+    /// (a listener's event loop), from which it moves to the guest threads as soon as it
+    /// yields at an epoch tick having become dear (see `start_deadline`). A suspended
+    /// guest call is a `Send` future: it may resume on any thread.
+    fn spawn_guest<F>(
+        self: &Arc<Self>,
+        off_loop: bool,
+        task: F,
+    ) -> tokio::task::JoinHandle<Result<(), IsolateError>>
+    where
+        F: std::future::Future<Output = Result<(), IsolateError>> + Send + 'static,
+    {
+        if off_loop {
+            return self.runtime.guest_threads().spawn(task);
+        }
+        tokio::spawn(Migrating {
+            handler: self.clone(),
+            here: Some(Box::pin(task)),
+            moved: None,
+        })
+    }
+
     fn classify(&self, state: &HandlerState, e: wasmtime::Error) -> IsolateError {
         self.limits.classify(&self.name, &state.limit, e)
     }
@@ -344,6 +407,53 @@ impl LoadedHandler {
         IsolateError::InvalidOutput {
             component: self.name.to_string(),
             reason,
+        }
+    }
+}
+
+/// A guest task polled on the caller's runtime until it turns dear, then on the guest threads.
+struct Migrating<F> {
+    handler: Arc<LoadedHandler>,
+    here: Option<std::pin::Pin<Box<F>>>,
+    moved: Option<tokio::task::JoinHandle<Result<(), IsolateError>>>,
+}
+
+impl<F> std::future::Future for Migrating<F>
+where
+    F: std::future::Future<Output = Result<(), IsolateError>> + Send + 'static,
+{
+    type Output = Result<(), IsolateError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Some(task) = &mut this.here {
+            if let Poll::Ready(done) = task.as_mut().poll(cx) {
+                return Poll::Ready(done);
+            }
+            if !this.handler.limits.placement.off_loop() {
+                return Poll::Pending;
+            }
+            let task = this.here.take().expect("checked above");
+            this.moved = Some(this.handler.runtime.guest_threads().spawn(task));
+        }
+        let Some(moved) = &mut this.moved else {
+            return Poll::Pending;
+        };
+        std::pin::Pin::new(moved).poll(cx).map(|joined| {
+            joined.unwrap_or_else(|e| Err(this.handler.invalid(format!("handler task: {e}"))))
+        })
+    }
+}
+
+impl<F> Drop for Migrating<F> {
+    /// Cancelling the task cancels the guest, wherever it runs.
+    fn drop(&mut self) {
+        if let Some(moved) = &self.moved {
+            moved.abort();
         }
     }
 }

@@ -19,6 +19,7 @@ mod host;
 mod imports;
 mod init;
 mod limits;
+mod placement;
 mod pool;
 mod runtime;
 mod store;

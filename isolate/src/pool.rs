@@ -45,7 +45,7 @@ impl<T: Send + 'static> ReadyPool<T> {
     /// The load sequence, once the component is pre-linked: prove it instantiates with `make`
     /// (a trapping start function is a load error), time [`COST_SAMPLES`] warm
     /// instantiations, keep two instances ready, and settle `prewarm` from `setting` or from
-    /// the median cost. When it is above zero, a thread named `name` keeps that many ready
+    /// the median cost, which is returned. When it is above zero, a thread named `name` keeps that many ready
     /// for as long as `owner` lives (`pool` finds this pool in it), making them with what
     /// `filler` builds on that thread (a handler's needs a runtime of its own).
     pub fn start<O, M>(
@@ -55,7 +55,7 @@ impl<T: Send + 'static> ReadyPool<T> {
         setting: Option<usize>,
         mut make: impl FnMut() -> Result<T, IsolateError>,
         filler: impl FnOnce() -> M + Send + 'static,
-    ) -> Result<(), IsolateError>
+    ) -> Result<Duration, IsolateError>
     where
         O: Send + Sync + 'static,
         M: FnMut(&O) -> Result<T, IsolateError>,
@@ -69,14 +69,15 @@ impl<T: Send + 'static> ReadyPool<T> {
         }
         costs.sort();
         made.truncate(2);
-        let prewarm = setting.unwrap_or_else(|| auto_prewarm(costs[COST_SAMPLES / 2]));
+        let cost = costs[COST_SAMPLES / 2];
+        let prewarm = setting.unwrap_or_else(|| auto_prewarm(cost));
         let this = pool(owner);
         this.prewarm.store(prewarm, Ordering::Relaxed);
         this.ready.lock().expect("ready lock").extend(made);
         if prewarm > 0 {
             Self::spawn_filler(owner, name, pool, filler);
         }
-        Ok(())
+        Ok(cost)
     }
 
     fn spawn_filler<O, M>(

@@ -33,6 +33,11 @@ pub struct RuntimeSettings {
     pub cache_dir: Option<PathBuf>,
     /// Pooling (default) or on-demand instance allocation (for comparison in benchmarks).
     pub allocator: Allocator,
+    /// A component whose calls cost more than this on average runs off the listeners' event
+    /// loops (see `placement`). Default 100 µs; `None` keeps every guest on them.
+    pub offload_above: Option<Duration>,
+    /// Threads that run the handlers placed off the event loops. Default: one per core.
+    pub guest_threads: usize,
 }
 
 /// How instance memory is allocated.
@@ -54,6 +59,8 @@ impl Default for RuntimeSettings {
             epoch_tick: Duration::from_millis(10),
             cache_dir: None,
             allocator: Allocator::Pooling,
+            offload_above: Some(Duration::from_micros(100)),
+            guest_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -69,6 +76,8 @@ pub struct Runtime {
     pub(crate) settings: RuntimeSettings,
     cache: Option<CompiledCache>,
     handler_cache: Option<CompiledCache>,
+    /// Started on first use.
+    guest_threads: std::sync::OnceLock<GuestThreads>,
     _ticker: EpochTicker,
 }
 
@@ -99,6 +108,7 @@ impl Runtime {
             settings,
             cache,
             handler_cache,
+            guest_threads: std::sync::OnceLock::new(),
             _ticker: ticker,
         }))
     }
@@ -173,6 +183,17 @@ impl Runtime {
         Handler::new(self.clone(), name, path, component, settings)
     }
 
+    /// The runtime of the guest threads, which run handlers placed off the listeners' event
+    /// loops; started on first use.
+    pub(crate) fn guest_threads(&self) -> &tokio::runtime::Handle {
+        self.guest_threads
+            .get_or_init(|| GuestThreads::start(self.settings.guest_threads))
+            .0
+            .as_ref()
+            .expect("present until drop")
+            .handle()
+    }
+
     fn compile(
         &self,
         engine: &Engine,
@@ -239,6 +260,30 @@ fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
         Allocator::OnDemand => c.allocation_strategy(InstanceAllocationStrategy::OnDemand),
     };
     c
+}
+
+/// The runtime of the guest threads. Dropped without waiting for its tasks (a runtime may be
+/// dropped from async code, where waiting would panic): what still runs there is cancelled.
+struct GuestThreads(Option<tokio::runtime::Runtime>);
+
+impl GuestThreads {
+    fn start(threads: usize) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("wasm-guest")
+            .enable_all()
+            .build()
+            .expect("start the guest threads");
+        Self(Some(runtime))
+    }
+}
+
+impl Drop for GuestThreads {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// A thread that increments the engines' epoch every tick; stopped and joined on drop.

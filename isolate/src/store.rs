@@ -4,6 +4,7 @@
 
 use crate::error::IsolateError;
 use crate::limits::{Gate, MemoryLimit};
+use crate::placement::Placement;
 use crate::runtime::RuntimeSettings;
 use std::time::Duration;
 use wasmtime::{Engine, Store};
@@ -23,6 +24,8 @@ pub(crate) struct Limits {
     pub max_memory_bytes: usize,
     /// Requests at once; more fail at once.
     pub gate: Gate,
+    /// On or off the event loop, from what calls cost.
+    pub placement: Placement,
 }
 
 impl Limits {
@@ -38,6 +41,7 @@ impl Limits {
             deadline_ticks: deadline.as_nanos().div_ceil(tick) as u64 + 1,
             max_memory_bytes: max_memory_bytes.min(runtime.max_memory_bytes),
             gate: Gate::new(max_concurrency),
+            placement: Placement::new(runtime.offload_above),
         }
     }
 

@@ -94,6 +94,11 @@ fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
     Runtime::new(RuntimeSettings {
         max_instances: config.wasm.max_instances,
         cache_dir: config.wasm.cache_dir.clone(),
+        offload_above: config.wasm.offload_above,
+        guest_threads: config
+            .wasm
+            .guest_threads
+            .unwrap_or(RuntimeSettings::default().guest_threads),
         ..RuntimeSettings::default()
     })
     .map_err(|e| LoadError::Wasm(Box::new(e)))

@@ -19,6 +19,7 @@ impl LoadedHandler {
         proxy: Proxy,
         permit: Permit,
         request: http::Request<RequestBody>,
+        off_loop: bool,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let scheme = match request.uri().scheme_str() {
             Some("https") => Scheme::Https,
@@ -36,10 +37,10 @@ impl LoadedHandler {
             (req, out)
         };
         // The deadline runs from now, not from when the instance was made.
-        store.set_epoch_deadline(self.limits.deadline_ticks);
+        self.start_deadline(&mut store);
         let deadline = self.limits.deadline;
         let task_inner = self.clone();
-        let task = tokio::spawn(async move {
+        let task = self.spawn_guest(off_loop, async move {
             let _permit = permit;
             let call = proxy
                 .wasi_http_incoming_handler()

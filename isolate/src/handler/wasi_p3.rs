@@ -20,18 +20,19 @@ impl LoadedHandler {
         service: Service,
         permit: Permit,
         request: http::Request<RequestBody>,
+        off_loop: bool,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(
             &mut store.data_mut().hooks,
             request.map(|b| b.0),
         );
         // The deadline runs from now, not from when the instance was made.
-        store.set_epoch_deadline(self.limits.deadline_ticks);
+        self.start_deadline(&mut store);
         let (head_tx, head_rx) = tokio::sync::oneshot::channel::<http::response::Parts>();
         let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
         let deadline = self.limits.deadline;
         let task_inner = self.clone();
-        let task = tokio::spawn(async move {
+        let task = self.spawn_guest(off_loop, async move {
             let _permit = permit;
             // Reports a failure to read the request body; the guest sees it too.
             let _request_io = tokio::spawn(request_io);

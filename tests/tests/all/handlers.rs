@@ -310,3 +310,59 @@ routes:
         assert_eq!(client.get(web, "a", "/").await.status, 200);
     }
 }
+
+/// A guest computing for ever on a node with one listener thread: while it runs (the node
+/// reports its instance in use), other requests on that thread are still answered, because
+/// the guest yields to the event loop at every epoch tick and, marked dear, its next
+/// requests run on the guest threads. Without that, the other request would wait for the
+/// guest's deadline, by which time its instance is no longer in use.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_computing_for_ever_does_not_stall_its_event_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "spin",
+        &handler_component(&handler_module("(loop $l (br $l))")),
+    );
+    let node = Node::start_in(
+        dir,
+        r#"
+listeners: [{ name: web, address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+server: { threads: 1 }
+components:
+  spin: { path: spin.wasm, kind: handler, deadline: 30s }
+routes:
+  - { match: { path: /spin }, handler: spin }
+  - { respond: { body: other route } }
+"#,
+        &[],
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let in_use = move || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        m.contains("breakwater_component_instances_in_use{component=\"spin\"} 2")
+    };
+    // Two spinning requests: the first starts on the event loop, the second runs where the
+    // first's cost sent it.
+    let spinning: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(async move { Client::h1().get(web, "a", "/spin").await.status }))
+        .collect();
+    support::eventually(10, "both spinning requests are in their guests", in_use).await;
+    for _ in 0..20 {
+        assert_eq!(Client::h1().get(web, "a", "/").await.text(), "other route");
+    }
+    assert!(
+        in_use().await,
+        "the guests were still running while the other requests were answered"
+    );
+    for s in &spinning {
+        assert!(!s.is_finished());
+    }
+    for s in spinning {
+        s.abort();
+    }
+}

@@ -1,0 +1,131 @@
+//! Where guest code runs. A cheap guest (a header filter: microseconds) runs on the caller's
+//! thread, which is a listener's event loop: handing it to another thread would cost more
+//! than the call. A dear one (an interpreter such as componentize-py's: hundreds of
+//! microseconds to milliseconds per call, or a guest running to its deadline) would stall
+//! every other connection of that event loop for as long, so once a component's calls cost
+//! more than the budget they run off the loop: filter calls through tokio's
+//! `block_in_place` (the event loop's other connections move to another thread for the
+//! call's duration), handler tasks on the runtime's guest threads.
+//!
+//! The cost is a moving average of the component's calls, seeded at load with what an
+//! instantiation costs there, so an interpreter starts off the loop and a guest that turns
+//! slow moves off it after a few calls (and back once it is cheap again).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Weight of the newest call in the moving average: 1/8.
+const SHIFT: u32 = 3;
+
+pub(crate) struct Placement {
+    /// Moving average of a call, in nanoseconds.
+    cost_ns: AtomicU64,
+    /// Calls costing more run off the event loop; `u64::MAX`: never.
+    budget_ns: u64,
+}
+
+impl Placement {
+    /// `budget`: `None` keeps every call on the caller's thread.
+    pub fn new(budget: Option<Duration>) -> Self {
+        Self {
+            cost_ns: AtomicU64::new(0),
+            budget_ns: budget.map_or(u64::MAX, nanos),
+        }
+    }
+
+    /// Start the average from a first estimate (an instantiation's cost, at load).
+    pub fn seed(&self, estimate: Duration) {
+        self.cost_ns.store(nanos(estimate), Ordering::Relaxed);
+    }
+
+    /// Whether the next call should run off the event loop.
+    pub fn off_loop(&self) -> bool {
+        self.cost_ns.load(Ordering::Relaxed) > self.budget_ns
+    }
+
+    /// The call in progress has run past a tick: whatever it costs in the end, the next ones
+    /// go off the loop.
+    pub fn mark_dear(&self) {
+        if self.budget_ns != u64::MAX {
+            self.cost_ns
+                .fetch_max(self.budget_ns + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Count one call. Concurrent updates may lose one another's sample: an estimate.
+    pub fn record(&self, took: Duration) {
+        let old = self.cost_ns.load(Ordering::Relaxed);
+        let new = old - (old >> SHIFT) + (nanos(took) >> SHIFT);
+        self.cost_ns.store(new, Ordering::Relaxed);
+    }
+
+    /// Run `call`, off the event loop when the component is dear and the caller is a worker
+    /// of a multi-threaded tokio runtime (elsewhere, `block_in_place` is not available and
+    /// the caller's thread is not an event loop serving others anyway), and count its cost.
+    pub fn run<R>(&self, call: impl FnOnce() -> R) -> R {
+        let started = std::time::Instant::now();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if multi_thread && self.off_loop() {
+            tokio::task::block_in_place(call)
+        } else {
+            call()
+        };
+        self.record(started.elapsed());
+        result
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dear_component_moves_off_the_loop_and_back() {
+        let p = Placement::new(Some(Duration::from_micros(100)));
+        assert!(!p.off_loop(), "unknown: on the loop");
+        p.seed(Duration::from_millis(2));
+        assert!(p.off_loop(), "an interpreter starts off the loop");
+        for _ in 0..40 {
+            p.record(Duration::from_micros(5));
+        }
+        assert!(!p.off_loop(), "cheap calls bring it back");
+        p.record(Duration::from_millis(50));
+        assert!(
+            p.off_loop(),
+            "one call to the deadline moves it off at once"
+        );
+    }
+
+    #[test]
+    fn without_a_budget_everything_stays() {
+        let p = Placement::new(None);
+        p.seed(Duration::from_secs(1));
+        assert!(!p.off_loop());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_dear_call_leaves_the_event_loop_to_the_others() {
+        let p = std::sync::Arc::new(Placement::new(Some(Duration::from_micros(100))));
+        p.seed(Duration::from_millis(1));
+        // One worker: a task blocking it in a call keeps every other task waiting, unless
+        // the call runs off the loop.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let blocked = tokio::spawn(async move {
+            started_tx.send(()).unwrap();
+            p.run(|| rx.recv_timeout(Duration::from_secs(10)))
+        });
+        started_rx.await.unwrap();
+        let other = tokio::spawn(async move { tx.send(()).unwrap() });
+        assert!(
+            blocked.await.unwrap().is_ok(),
+            "another task ran on the event loop while the call blocked"
+        );
+        other.await.unwrap();
+    }
+}
