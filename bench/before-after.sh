@@ -45,8 +45,15 @@ build() {
   if [ ! -x "$bin" ]; then
     tree="$cache/tree-$key"
     [ -d "$tree" ] || git -C "$root" worktree add --detach "$tree" "$rev" >/dev/null
-    (cd "$tree" && git checkout -q --detach "$rev" && cargo build --release --locked -p breakwater-proxy >&2)
+    # The worktrees share the target dir, where cargo keys our crates' artifacts without
+    # their path: a build in one tree would find another tree's artifacts "fresh" (their
+    # dep-info names the other tree's files, unchanged). Cleaning our crates forces the build.
+    (cd "$tree" && git checkout -q --detach "$rev" \
+      && cargo clean --release -p breakwater-proxy -p breakwater-isolate -p breakwater-config >&2 \
+      && cargo build --release --locked -p breakwater-proxy >&2)
     cp "$CARGO_TARGET_DIR/release/breakwater" "$bin"
+    # And so that the checkout's own next release build is not fooled the same way.
+    (cd "$root" && cargo clean --release -p breakwater-proxy -p breakwater-isolate -p breakwater-config >&2)
   fi
   echo "$bin"
 }

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The noisy neighbour: does a saturated Python route slow down the pass-through route next
+# to it on the same node? One node (`server.threads: 1`) and an nginx origin on CPU 0, wrk on
+# CPU 1. Each round measures the pass-through route (1 KiB from nginx) alone, then again
+# while a second wrk saturates the route served by the Python wasi:http handler
+# (componentize-py), for two placements of the guest:
+#
+#   inline   `wasm.offload_above: off`: every guest runs on the listener's event loop
+#   offload  the default: a guest costing more than 100 us per call runs off the loop
+#
+#   bench/noisy-neighbour.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per run)
+#
+# Reports wrk's p50 and p99 of the pass-through route and both routes' throughput, per round
+# and as medians. Results go to bench/results/noisy-DATE/ (summary.md, raw wrk output).
+set -euo pipefail
+rounds="${1:-3}"
+secs="${2:-10}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source deploy/build-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+source bench/filter-routes.sh
+need_tools
+
+# Built as compare.sh builds it (the bench crate unifies features): one release build for both.
+cargo build --release --locked -p breakwater-proxy -p breakwater-bench
+bw="$CARGO_TARGET_DIR/release/breakwater"
+guests="$CARGO_TARGET_DIR/guests"
+bash isolate/guests/build.sh "$guests" >&2
+out="$root/bench/results/noisy-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+
+ORIGIN=18201
+start_origin $ORIGIN
+
+# node CONFIG_NAME PORT ADMIN OFFLOAD: a node with the pass-through and the Python routes.
+node() {
+  local name="$1" port="$2" admin="$3" offload="$4"
+  cat > "$work/$name.yaml" <<YAML
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$port" }]
+admin: { address: "127.0.0.1:$admin" }
+access_log: { format: off }
+wasm: { offload_above: $offload, cache_dir: "$guests/cache" }
+pools:
+  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+components:
+  py: { path: "$guests/py-handler.wasm", kind: handler, config: { GREETING: edge } }
+routes:
+  - { match: { path_prefix: /py }, handler: py }
+  - { pool: origin }
+YAML
+  taskset -c 0 "$bw" run --config "$work/$name.yaml" > "$work/$name.out" 2> "$work/$name.err" &
+  pids+=($!)
+  for _ in $(seq 1 600); do grep -q "breakwater ready" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "breakwater ready" "$work/$name.out" || { cat "$work/$name.err" >&2; exit 1; }
+  for path in /1k /py/x; do
+    local code; code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
+    [ "$code" = 200 ] || { echo "$name: $path answered $code" >&2; cat "$work/$name.err" >&2; exit 1; }
+  done
+}
+node inline 18202 18212 off
+node offload 18203 18213 100us
+declare -A port=([inline]=18202 [offload]=18203)
+
+# wrk's "99%" and "50%" lines in ms, and Requests/sec.
+ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$2"; }
+rps() { awk '/^Requests\/sec/ { print $2 }' "$1"; }
+
+printf "| round | placement | load | pass p50 ms | pass p99 ms | pass req/s | python req/s |\n|---|---|---|---|---|---|---|\n" > "$work/rows"
+for r in $(seq 1 "$rounds"); do
+  for name in inline offload; do
+    p=${port[$name]}
+    for load in alone python; do
+      f="$out/r$r-$name-$load"
+      if [ "$load" = python ]; then
+        taskset -c 1 wrk -t1 -c16 -d"$((secs + 2))s" "http://127.0.0.1:$p/py/x" > "$f.py" &
+        noisy=$!
+        sleep 1   # let the Python load reach its steady state before measuring
+      fi
+      taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency "http://127.0.0.1:$p/1k" > "$f.pass"
+      py="-"
+      if [ "$load" = python ]; then wait "$noisy"; py=$(rps "$f.py"); fi
+      echo "| $r | $name | $load | $(ms 50% "$f.pass") | $(ms 99% "$f.pass") | $(rps "$f.pass") | $py |" >> "$work/rows"
+    done
+  done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+{
+  echo "# Noisy neighbour: pass-through next to a saturated Python route"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s;"
+  echo "node (server.threads: 1) and nginx origin on CPU 0, wrk -t1 -c16 on CPU 1 for each route."
+  echo
+  cat "$work/rows"
+  echo
+  echo "Medians:"
+  echo
+  echo "| placement | pass p99 alone ms | pass p99 with Python ms | ratio | pass req/s with Python | python req/s |"
+  echo "|---|---|---|---|---|---|"
+  for name in inline offload; do
+    col() { awk -F'|' -v n="$name" -v l="$1" -v c="$2" '$3 ~ " "n" " && $4 ~ " "l" " { gsub(/ /, "", $c); print $c }' "$work/rows" | median; }
+    alone=$(col alone 6); noisy=$(col python 6)
+    ratio=$(awk -v a="$alone" -v b="$noisy" 'BEGIN { printf "%.2f", b / a }')
+    echo "| $name | $alone | $noisy | $ratio | $(col python 7) | $(col python 8) |"
+  done
+} > "$out/summary.md"
+cat "$out/summary.md"
+echo "raw output: $out" >&2
