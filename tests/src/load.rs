@@ -6,10 +6,12 @@ use super::{eventually, Client};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Closed-loop load from `n` clients until stopped; counts successes and failures.
+/// Closed-loop load from `n` clients until stopped; counts successes, failures and retries.
 pub struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
+    /// Requests resent because their reused connection closed before any response.
+    retries: Arc<AtomicUsize>,
     failed: Arc<std::sync::Mutex<Vec<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -29,10 +31,12 @@ impl Load {
     ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
+        let retries = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
         let tasks = (0..n)
             .map(|_| {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let retries = retries.clone();
                 tokio::spawn(async move {
                     let client = make();
                     // Bounded: at most 20k requests per client.
@@ -44,8 +48,11 @@ impl Load {
                         let mut result = client.send(req()).await;
                         // RFC 9112 9.3.1: a client may retry an idempotent request when a reused
                         // connection closes before any response, as browsers do. A draining
-                        // server closes idle keep-alive connections, so this race is expected.
+                        // server closes idle keep-alive connections, so this race is expected
+                        // where a server drains; counted, so that tests of what must not
+                        // close a connection (a reload) can require none.
                         if matches!(&result, Err(e) if e.contains("IncompleteMessage") || e.contains("ConnectionReset")) {
+                            retries.fetch_add(1, Ordering::Relaxed);
                             result = make().send(req()).await;
                         }
                         match result {
@@ -62,6 +69,7 @@ impl Load {
         Load {
             stop,
             ok,
+            retries,
             failed,
             tasks,
         }
@@ -77,9 +85,27 @@ impl Load {
         .await;
     }
 
-    /// Stop the load and assert that no request failed.
+    /// Requests resent so far because a reused connection closed before any response.
+    pub fn retries(&self) -> usize {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    /// Stop the load and assert that no request failed and no connection was closed under
+    /// a request (no retry was needed).
     pub async fn finish_without_failures(self) {
+        self.finish_with_retries_at_most(0).await;
+    }
+
+    /// Stop the load and assert that no request failed, allowing up to `max` retries of
+    /// requests whose reused connection a draining server closed.
+    pub async fn finish_with_retries_at_most(self, max: usize) {
+        let counted = self.retries.clone();
         let (ok, failed) = self.finish().await;
+        let retries = counted.load(Ordering::Relaxed);
+        assert!(
+            retries <= max,
+            "{retries} requests needed a retry on a new connection (at most {max} allowed)"
+        );
         assert!(
             failed.is_empty(),
             "{} of {} requests failed: {:?}",
@@ -87,6 +113,13 @@ impl Load {
             ok + failed.len(),
             &failed[..failed.len().min(5)]
         );
+    }
+
+    /// Stop the load: successes, failures and retries.
+    pub async fn finish_counting_retries(self) -> (usize, Vec<String>, usize) {
+        let counted = self.retries.clone();
+        let (ok, failed) = self.finish().await;
+        (ok, failed, counted.load(Ordering::Relaxed))
     }
 
     pub async fn finish(self) -> (usize, Vec<String>) {

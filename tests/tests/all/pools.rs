@@ -14,10 +14,22 @@ fn single_route(pool: &str) -> String {
     format!("listeners: [{{ name: web, address: 127.0.0.1:0 }}]\npools:\n  p:\n{pool}\nroutes: [{{ pool: p }}]\n")
 }
 
-fn dead_addr() -> std::net::SocketAddr {
-    // Bound then dropped: nothing listens there, so connections are refused.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A port where nothing listens, held by a socket that is bound but never listens:
+/// connections to it are refused, and no other process can be handed the port meanwhile
+/// (as it could be once a bound listener is dropped).
+struct DeadPort {
+    _held: tokio::net::TcpSocket,
+    addr: std::net::SocketAddr,
+}
+
+fn dead_port() -> DeadPort {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    DeadPort {
+        _held: socket,
+        addr,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -79,7 +91,8 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_connections_are_retried_on_another_endpoint_then_502() {
     let alive = Origin::echo().await;
-    let dead = dead_addr();
+    let held = dead_port();
+    let dead = held.addr;
     let node = Node::start(&format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
