@@ -89,7 +89,10 @@ routes:
     let mut total = 0;
     for load in loads {
         let (ok, failed, retries) = load.finish_counting_retries().await;
-        assert_eq!(retries, 0, "reloads and a flapping origin close no client connection");
+        assert_eq!(
+            retries, 0,
+            "reloads and a flapping origin close no client connection"
+        );
         assert!(
             failed.is_empty(),
             "{} failed: {:?}",
