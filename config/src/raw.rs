@@ -75,6 +75,7 @@ pub struct RawWasm {
     pub cache_dir: Option<String>,
     pub offload_above: Option<Spanned<String>>,
     pub guest_threads: Option<Spanned<usize>>,
+    pub keep_resident_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

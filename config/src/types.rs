@@ -108,6 +108,8 @@ pub struct WasmSettings {
     pub offload_above: Option<Duration>,
     /// Threads for handlers run off the event loops. `None`: one per core.
     pub guest_threads: Option<usize>,
+    /// Linear memory a freed instance slot keeps resident, reset in place. Default 1 MiB.
+    pub keep_resident_bytes: usize,
 }
 
 /// Index of a component in [`Config::components`].

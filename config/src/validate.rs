@@ -112,6 +112,13 @@ impl<'a> Validator<'a> {
                 }
                 n => n.as_ref().map(|n| n.value),
             },
+            keep_resident_bytes: match &raw.wasm.keep_resident_mb {
+                Some(m) if m.value > 1024 => {
+                    return Err(self.err(m, "wasm.keep_resident_mb", "expected 0 to 1024 (MiB)"))
+                }
+                Some(m) => (m.value as usize) << 20,
+                None => 1 << 20,
+            },
         };
         let mb = |v: &Option<Spanned<u64>>, field: &str, default: u64| match v {
             Some(m) if m.value == 0 || m.value > 1 << 20 => {

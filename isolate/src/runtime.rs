@@ -38,6 +38,10 @@ pub struct RuntimeSettings {
     pub offload_above: Option<Duration>,
     /// Threads that run the handlers placed off the event loops. Default: one per core.
     pub guest_threads: usize,
+    /// Bytes of linear memory a freed pool slot keeps resident and resets in place (only
+    /// the pages a request dirtied are restored); the rest is returned to the kernel and
+    /// faulted in again by the next instance. Default 1 MiB.
+    pub keep_resident_bytes: usize,
 }
 
 /// How instance memory is allocated.
@@ -61,6 +65,7 @@ impl Default for RuntimeSettings {
             allocator: Allocator::Pooling,
             offload_above: Some(Duration::from_micros(100)),
             guest_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            keep_resident_bytes: 1 << 20,
         }
     }
 }
@@ -230,11 +235,11 @@ fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
     // The memory limit per instance is enforced by the pool itself (growth fails past it).
     pool.max_memory_size(s.max_memory_bytes);
     pool.table_elements(s.max_table_elements);
-    // A freed slot keeps its first 1 MiB resident and resets it in place (with
+    // A freed slot keeps its first `keep_resident_bytes` resident and resets it in place (with
     // `pagemap_scan`, only the pages the request dirtied are restored; a guest's stack and hot
     // data are then not faulted in again by the next request); the rest is madvised away,
     // which restores the copy-on-write image.
-    pool.linear_memory_keep_resident(1 << 20);
+    pool.linear_memory_keep_resident(s.keep_resident_bytes);
     pool.table_keep_resident(64 << 10);
     pool.pagemap_scan(wasmtime::Enabled::Auto);
     // Component metadata of real guests (componentize-py) is large.

@@ -99,6 +99,7 @@ fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
             .wasm
             .guest_threads
             .unwrap_or(RuntimeSettings::default().guest_threads),
+        keep_resident_bytes: config.wasm.keep_resident_bytes,
         ..RuntimeSettings::default()
     })
     .map_err(|e| LoadError::Wasm(Box::new(e)))

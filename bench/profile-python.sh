@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Where a Python request's CPU goes: perf (DWARF call graphs) on the pinned node while wrk
+# saturates a route served by the componentize-py `wasi:http` handler.
+#
+#   bench/profile-python.sh [SECONDS]      (default 8; BREAKWATER_BIN=PATH skips the build)
+#
+# Writes bench/results/profile-python-DATE/: python.svg (flamegraph), python.folded,
+# wrk.txt and summary.md (CPU per request, the share of each stage, the top self times).
+set -euo pipefail
+secs="${1:-8}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source deploy/build-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+source bench/filter-routes.sh
+need_tools linux-perf
+command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.8 --locked
+bw="${BREAKWATER_BIN:-}"
+if [ -z "$bw" ]; then
+  cargo build --release --locked -p breakwater-proxy -p breakwater-bench
+  bw="$CARGO_TARGET_DIR/release/breakwater"
+fi
+guests="$CARGO_TARGET_DIR/guests"
+bash isolate/guests/build.sh "$guests" >&2
+out="$root/bench/results/profile-python-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out" "$work/logs"
+
+BW=18302 ADMIN=18312
+cat > "$work/node.yaml" <<YAML
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$BW" }]
+admin: { address: "127.0.0.1:$ADMIN" }
+access_log: { format: off }
+wasm: { cache_dir: "$guests/cache" }
+components:
+  py: { path: "$guests/py-handler.wasm", kind: handler, config: { GREETING: edge } }
+routes:
+  - { handler: py }
+YAML
+taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
+node=$!; pids+=($node)
+for _ in $(seq 1 600); do grep -q "breakwater ready" "$work/logs/node.out" && break; sleep 0.1; done
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BW/py/x")" = 200 ] || { cat "$work/logs/node.out" >&2; exit 1; }
+
+taskset -c 1 wrk -t1 -c16 -d2s "http://127.0.0.1:$BW/py/x" > /dev/null
+taskset -c 1 wrk -t1 -c16 -d"$((secs + 2))s" "http://127.0.0.1:$BW/py/x" > "$out/wrk.txt" &
+wrk_pid=$!
+sleep 1
+perf record -F 149 --call-graph dwarf,16384 -p "$node" -o "$work/py.data" -- sleep "$secs" 2> /dev/null
+wait "$wrk_pid"
+perf script --no-inline -i "$work/py.data" 2> /dev/null | inferno-collapse-perf > "$out/python.folded"
+inferno-flamegraph --title "breakwater: Python handler" < "$out/python.folded" > "$out/python.svg"
+
+rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk.txt")
+{
+  echo "# CPU profile of a Python wasi:http handler route"
+  echo
+  echo "$(date -u +%Y-%m-%d), $(git rev-parse --short HEAD), node on CPU 0 (server.threads: 1), wrk -t1 -c16 on CPU 1,"
+  echo "perf record -F 149 --call-graph dwarf of the node for ${secs} s; $rps req/s under perf."
+  echo
+  echo "By thread (the listener's event loop, the guest threads that run the handler, the"
+  echo "filler thread that instantiates ahead), and the share spent initialising function"
+  echo "references (\`ref.func\` run by a fresh instance: per instance, so per request):"
+  echo
+  echo "| part | share of the node's CPU | µs per request |"
+  echo "|---|---|---|"
+  awk -v r="$rps" -v t="$secs" '
+    { n = $NF; total += n; split($1, f, ";"); s["thread " f[1]] += n
+      if ($0 ~ /ref_func|initialize_and_return_funcref/) s["of which funcref initialisation"] += n }
+    END { for (k in s) printf "| %s | %.1f%% | %.1f |\n", k, 100 * s[k] / total, s[k] / 1000 / (r * t)
+          printf "| total | 100%% | %.1f |\n", total / 1000 / (r * t) }' "$out/python.folded" | sort -t'|' -k3 -gr
+  echo
+  echo "Top self times (µs per request):"
+  echo
+  echo "| function | µs |"
+  echo "|---|---|"
+  awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
+    END { for (l in s) printf "%s\t%.2f\n", l, s[l] / 1000 / (r * t) }' "$out/python.folded" \
+    | sort -t $'\t' -k2 -gr | awk 'NR <= 25' | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s |\n", $1, $2 }'
+} > "$out/summary.md"
+cat "$out/summary.md"
