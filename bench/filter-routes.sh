@@ -66,3 +66,36 @@ wait_routes() {
     [ "$code" = 200 ] || { echo "127.0.0.1:$1$path answered $code" >&2; cat "$work"/logs/* >&2; exit 1; }
   done
 }
+
+# A scratch dir, $work, removed at exit, when the processes listed in the array pids are
+# stopped too.
+scratch() {
+  work="$(mktemp -d)"
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+}
+
+# $bw, the release binary (built as compare.sh builds it, the bench crate unifying features,
+# unless BREAKWATER_BIN names one), and $guests, the guest components built from source.
+release_and_guests() {
+  bw="${BREAKWATER_BIN:-}"
+  if [ -z "$bw" ]; then
+    cargo build --release --locked -p breakwater-proxy -p breakwater-bench
+    bw="$CARGO_TARGET_DIR/release/breakwater"
+  fi
+  guests="$CARGO_TARGET_DIR/guests"
+  bash isolate/guests/build.sh "$guests" >&2
+}
+
+# start_node NAME PORT: run $work/NAME.yaml on CPU 0 (its pid in node_pid, its output in
+# $work/NAME.out and .err), wait until it is ready and answers 200 on each further path.
+start_node() {
+  local name="$1" port="$2"; shift 2
+  taskset -c 0 "$bw" run --config "$work/$name.yaml" > "$work/$name.out" 2> "$work/$name.err" &
+  node_pid=$!; pids+=($!)
+  for _ in $(seq 1 900); do grep -q "breakwater ready" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  for path in "$@"; do
+    local code; code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
+    [ "$code" = 200 ] || { echo "$name: $path answered $code" >&2; cat "$work/$name.err" >&2; exit 1; }
+  done
+}

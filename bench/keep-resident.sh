@@ -15,19 +15,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source deploy/build-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source bench/filter-routes.sh
+scratch
 need_tools
-cargo build --release --locked -p breakwater-proxy -p breakwater-bench
-bw="$CARGO_TARGET_DIR/release/breakwater"
-guests="$CARGO_TARGET_DIR/guests"
-bash isolate/guests/build.sh "$guests" >&2
+release_and_guests
 out="$root/bench/results/keep-resident-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
@@ -46,10 +37,8 @@ components:
 routes:
   - { handler: py }
 YAML
-  taskset -c 0 "$bw" run --config "$work/$mb.yaml" > "$work/$mb.out" 2> "$work/$mb.err" &
-  pid[$mb]=$!; pids+=($!); port[$mb]=$p
-  for _ in $(seq 1 900); do grep -q "breakwater ready" "$work/$mb.out" 2>/dev/null && break; sleep 0.1; done
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/py/x")" = 200 ] || { cat "$work/$mb.err" >&2; exit 1; }
+  start_node "$mb" "$p" /py/x
+  pid[$mb]=$node_pid; port[$mb]=$p
 done
 
 printf "| round | keep_resident_mb | req/s | node RSS after, MiB |\n|---|---|---|---|\n" > "$work/rows"

@@ -19,21 +19,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source deploy/build-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source bench/filter-routes.sh
+scratch
 need_tools
 
-# Built as compare.sh builds it (the bench crate unifies features): one release build for both.
-cargo build --release --locked -p breakwater-proxy -p breakwater-bench
-bw="$CARGO_TARGET_DIR/release/breakwater"
-guests="$CARGO_TARGET_DIR/guests"
-bash isolate/guests/build.sh "$guests" >&2
+release_and_guests
 out="$root/bench/results/noisy-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
@@ -57,14 +47,7 @@ routes:
   - { match: { path_prefix: /py }, handler: py }
   - { pool: origin }
 YAML
-  taskset -c 0 "$bw" run --config "$work/$name.yaml" > "$work/$name.out" 2> "$work/$name.err" &
-  pids+=($!)
-  for _ in $(seq 1 600); do grep -q "breakwater ready" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  grep -q "breakwater ready" "$work/$name.out" || { cat "$work/$name.err" >&2; exit 1; }
-  for path in /1k /py/x; do
-    local code; code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
-    [ "$code" = 200 ] || { echo "$name: $path answered $code" >&2; cat "$work/$name.err" >&2; exit 1; }
-  done
+  start_node "$name" "$port" /1k /py/x
 }
 node inline 18202 18212 off
 node offload 18203 18213 100us

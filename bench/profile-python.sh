@@ -12,23 +12,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 source deploy/build-deps.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
 source bench/filter-routes.sh
+scratch
 need_tools linux-perf
 command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.8 --locked
-bw="${BREAKWATER_BIN:-}"
-if [ -z "$bw" ]; then
-  cargo build --release --locked -p breakwater-proxy -p breakwater-bench
-  bw="$CARGO_TARGET_DIR/release/breakwater"
-fi
-guests="$CARGO_TARGET_DIR/guests"
-bash isolate/guests/build.sh "$guests" >&2
+release_and_guests
 out="$root/bench/results/profile-python-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out" "$work/logs"
 
@@ -44,10 +32,8 @@ components:
 routes:
   - { handler: py }
 YAML
-taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
-node=$!; pids+=($node)
-for _ in $(seq 1 600); do grep -q "breakwater ready" "$work/logs/node.out" && break; sleep 0.1; done
-[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BW/py/x")" = 200 ] || { cat "$work/logs/node.out" >&2; exit 1; }
+start_node node $BW /py/x
+node=$node_pid
 
 taskset -c 1 wrk -t1 -c16 -d2s "http://127.0.0.1:$BW/py/x" > /dev/null
 taskset -c 1 wrk -t1 -c16 -d"$((secs + 2))s" "http://127.0.0.1:$BW/py/x" > "$out/wrk.txt" &
