@@ -8,6 +8,12 @@ pub struct Ca {
     pub pem: String,
 }
 
+impl Default for Ca {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Ca {
     pub fn new() -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -71,8 +71,11 @@ pub struct FilterChain {
     request_body: Option<BodyBuffer>,
     response_body: Option<BodyBuffer>,
     /// The response head as `on-response-body` sees it (after every header edit).
-    response_head: Option<(u16, Vec<(String, Vec<u8>)>)>,
+    response_head: Option<ResponseHead>,
 }
+
+/// A response's status and headers, owned.
+type ResponseHead = (u16, Vec<(String, Vec<u8>)>);
 
 /// A body being collected for the body phases, up to the smallest limit of their filters.
 struct BodyBuffer {
