@@ -47,20 +47,56 @@ impl Entry {
         .to_string()
     }
 
+    /// nginx's and Apache's `combined` format, as log tools parse it: the time as
+    /// `[03/Dec/2026:13:58:29 +0000]`, `-` for an absent referer or user agent, and `"`,
+    /// `\` and control bytes in the request, referer and user agent escaped as `\xHH`
+    /// (as nginx does), so a client cannot forge a line or a field.
     fn combined(&self) -> String {
-        let time = humantime::format_rfc3339_seconds(self.time);
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                escape(s)
+            }
+        };
         format!(
-            "{} - - [{time}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
+            "{} - - [{}] \"{} {} {}\" {} {} \"{}\" \"{}\"",
             self.client,
-            self.method,
-            self.path,
+            clf_time(self.time),
+            escape(&self.method),
+            escape(&self.path),
             self.protocol,
             self.status,
             self.bytes,
-            self.referer,
-            self.user_agent
+            dash(&self.referer),
+            dash(&self.user_agent)
         )
     }
+}
+
+/// `03/Dec/2026:13:58:29 +0000`, from the RFC 3339 form (UTC).
+fn clf_time(time: SystemTime) -> String {
+    let t = humantime::format_rfc3339_seconds(time).to_string();
+    // 2026-12-03T13:58:29Z
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = t[5..7]
+        .parse::<usize>()
+        .map_or("Jan", |m| MONTHS[(m + 11) % 12]);
+    format!("{}/{month}/{}:{} +0000", &t[8..10], &t[..4], &t[11..19])
+}
+
+/// `"`, `\`, and bytes outside printable ASCII as `\xHH`.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'"' | b'\\' | 0..=0x1f | 0x7f..=0xff => out.push_str(&format!("\\x{b:02X}")),
+            _ => out.push(b as char),
+        }
+    }
+    out
 }
 
 /// The sending side, cloned into every listener.
@@ -122,5 +158,49 @@ impl AccessLogger {
                 self.dropped.inc();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry {
+        Entry {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_305_109),
+            client: "192.0.2.1".into(),
+            protocol: "HTTP/1.1",
+            method: "GET".into(),
+            host: "example.com".into(),
+            path: "/a?b=c".into(),
+            status: 200,
+            bytes: 1234,
+            duration_us: 1,
+            upstream: None,
+            route: "r".into(),
+            filters: Vec::new(),
+            request_id: "x".into(),
+            user_agent: "curl/8.5".into(),
+            referer: String::new(),
+        }
+    }
+
+    #[test]
+    fn combined_is_the_format_log_tools_parse() {
+        assert_eq!(
+            entry().combined(),
+            r#"192.0.2.1 - - [03/Dec/2026:13:38:29 +0000] "GET /a?b=c HTTP/1.1" 200 1234 "-" "curl/8.5""#
+        );
+    }
+
+    #[test]
+    fn combined_fields_cannot_forge_a_line_or_a_field() {
+        let mut e = entry();
+        e.user_agent = "evil\" \"x\nnext".into();
+        e.referer = "a\\b".into();
+        assert_eq!(
+            e.combined(),
+            r#"192.0.2.1 - - [03/Dec/2026:13:38:29 +0000] "GET /a?b=c HTTP/1.1" 200 1234 "a\x5Cb" "evil\x22 \x22x\x0Anext""#
+        );
     }
 }
