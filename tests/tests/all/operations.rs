@@ -178,6 +178,14 @@ async fn admin_health_endpoints() {
     assert_eq!(client.get(admin, "a", "/readyz").await.status, 200);
     assert_eq!(client.get(admin, "a", "/nope").await.status, 404);
     assert!(admin.ip().is_loopback());
+    // No `admin.token` configured: the mutating endpoints are refused, whatever is sent.
+    for path in ["/reload", "/cache/purge?all=true"] {
+        for token in [None, Some(""), Some("anything")] {
+            let (status, body) = admin_post(admin, path, token).await;
+            assert_eq!(status, 403, "{path} with {token:?}: {body}");
+            assert!(body.contains("admin.token"), "{body}");
+        }
+    }
 }
 
 async fn admin_post(admin: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, String) {
