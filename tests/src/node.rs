@@ -275,11 +275,22 @@ impl Drop for Node {
     }
 }
 
+/// The process started by [`upgrade`]; killed and reaped when dropped.
+pub struct Upgraded(pub Child);
+
+impl Drop for Upgraded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A graceful binary upgrade: start a new process with `--upgrade` on `config`, wait until it
 /// listens on `old`'s upgrade socket, send `old` SIGQUIT and wait for it to exit cleanly
-/// (it hands its listeners over, then drains). Returns the new process (the caller kills it)
-/// and the old node, whose directory the new process may still use.
-pub async fn upgrade(old: Node, config: &Path) -> (Child, Node) {
+/// (it hands its listeners over, then drains). Returns the new process (killed when dropped,
+/// so a failing test leaves no process behind) and the old node, whose directory the new
+/// process may still use.
+pub async fn upgrade(old: Node, config: &Path) -> (Upgraded, Node) {
     let log = std::fs::File::create(old.dir.path().join("upgraded.log")).unwrap();
     let new = Command::new(binary())
         .args(["run", "--upgrade", "--config"])
@@ -288,6 +299,7 @@ pub async fn upgrade(old: Node, config: &Path) -> (Child, Node) {
         .stderr(log)
         .spawn()
         .unwrap();
+    let new = Upgraded(new);
     let sock = old.dir.path().join("upgrade.sock");
     super::eventually(20, "new process listens on the upgrade socket", || {
         let sock = sock.clone();

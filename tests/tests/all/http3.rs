@@ -438,7 +438,7 @@ async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
     )
     .unwrap();
     let new_config = old.dir.path().join("new.yaml");
-    let (mut new_child, _old) = support::node::upgrade(old, &new_config).await;
+    let (new_child, _old) = support::node::upgrade(old, &new_config).await;
     // The new process serves HTTP/3 on the same UDP port, and TLS on the same TCP port.
     support::eventually(10, "HTTP/3 answered by the new process", || {
         let roots = ca.roots();
@@ -454,8 +454,7 @@ async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
         .await
         .unwrap();
     assert_eq!(r.text(), "new");
-    let _ = new_child.kill();
-    let _ = new_child.wait();
+    drop(new_child);
 }
 
 #[tokio::test(flavor = "multi_thread")]
