@@ -49,6 +49,7 @@ const H1: &[(&str, &[u8])] = &[
     ("NUL in a header name", b"GET / HTTP/1.1\r\nHost: a\r\nX\x00A: b\r\n\r\n"),
     ("space in a header name", b"GET / HTTP/1.1\r\nHost: a\r\nTrans fer-Encoding: chunked\r\n\r\n"),
     ("two spaces in the request line", b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    ("method with a non-token character", b"G@T / HTTP/1.1\r\nHost: a\r\n\r\n"),
     ("no Host in HTTP/1.1", b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n"),
     ("two Host headers", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
     ("Host with userinfo", b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n"),
