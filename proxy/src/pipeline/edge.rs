@@ -112,6 +112,10 @@ impl ProxyHttp for Edge {
     /// Check the request head, route it, run the request filters, and answer here unless
     /// the route forwards to an origin.
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // RFC 9112 9.3.2: requests pipelined on an HTTP/1.1 connection are answered in order
+        // (pingora's default drops them and closes). Sticks for the connection's later
+        // requests; a no-op for HTTP/2 and HTTP/3.
+        session.as_downstream_mut().set_pipelining_enabled(true);
         if let Err(refusal) = guard::check(session, &ctx.generation.config.server) {
             session.set_keepalive(None);
             let status = EdgeError::Refused(refusal).status();

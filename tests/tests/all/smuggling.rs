@@ -267,3 +267,36 @@ async fn http2_abuse_is_refused_and_never_downgraded_to_the_origin() {
     );
     assert_eq!(h2_raw(addr, &base).await, Ok(200), "the node still serves");
 }
+
+/// RFC 9112 9.3.2: requests pipelined on one connection are answered in order: two in one
+/// write (a GET, then a POST with its body), and a third written before any answer was
+/// read, which asks to close the connection after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_requests_are_answered_in_order() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (node, origin) = node_with_origin().await;
+    let mut s = tokio::net::TcpStream::connect(node.addr("web"))
+        .await
+        .unwrap();
+    s.write_all(
+        b"GET /p1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /p2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    s.write_all(b"GET /p3 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the node closes after the third answer")
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert_eq!(out.matches("HTTP/1.1 200 ").count(), 3, "{out}");
+    let at = |body: &str| out.find(body).unwrap_or_else(|| panic!("{body} in {out}"));
+    assert!(at("origin /p1") < at("origin /p2") && at("origin /p2") < at("origin /p3"));
+    let seen = origin.seen();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/p1", "/p2", "/p3"]);
+    assert_eq!(&seen[1].body[..], b"hello");
+}
