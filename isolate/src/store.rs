@@ -9,6 +9,9 @@ use crate::runtime::RuntimeSettings;
 use std::time::Duration;
 use wasmtime::{Engine, Store};
 
+/// The least time an instantiation may take before it is stopped.
+const INSTANTIATE_DEADLINE: Duration = Duration::from_secs(1);
+
 /// Store data that carries the instance's memory limit.
 pub(crate) trait HostData: Send + 'static {
     fn memory_limit(&mut self) -> &mut MemoryLimit;
@@ -22,6 +25,8 @@ pub(crate) struct Limits {
     pub deadline_ticks: u64,
     /// Linear memory per instance: the component's setting, at most the runtime's.
     pub max_memory_bytes: usize,
+    /// The deadline of an instantiation (start functions), in epoch ticks.
+    pub instantiate_ticks: u64,
     /// Requests at once; more fail at once.
     pub gate: Gate,
     /// On or off the event loop, from what calls cost.
@@ -39,6 +44,8 @@ impl Limits {
         Self {
             deadline,
             deadline_ticks: deadline.as_nanos().div_ceil(tick) as u64 + 1,
+            instantiate_ticks: deadline.max(INSTANTIATE_DEADLINE).as_nanos().div_ceil(tick) as u64
+                + 1,
             max_memory_bytes: max_memory_bytes.min(runtime.max_memory_bytes),
             gate: Gate::new(max_concurrency),
             placement: Placement::new(runtime.offload_above),
@@ -50,12 +57,15 @@ impl Limits {
         MemoryLimit::new(self.max_memory_bytes)
     }
 
-    /// A store for one instance: `data`, its memory limit enforced, and a call that runs past
-    /// the deadline trapped.
+    /// A store for one instance: `data`, its memory limit enforced, and code that runs past
+    /// its deadline trapped. Until a call sets the call's deadline, the deadline is the
+    /// instantiation's (`INSTANTIATE_DEADLINE` at least): instantiating runs only start
+    /// functions (proved at load), and a busy machine may deschedule it for longer than a
+    /// filter's 50 ms call deadline, which once failed an instantiation under a full test run.
     pub fn store<T: HostData>(&self, engine: &Engine, data: T) -> Store<T> {
         let mut store = Store::new(engine, data);
         store.limiter(|s| s.memory_limit());
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(self.instantiate_ticks);
         store.epoch_deadline_trap();
         store
     }
@@ -87,6 +97,7 @@ mod tests {
             l.deadline_ticks, 4,
             "5 ms in 2 ms ticks, rounded up, plus one"
         );
+        assert_eq!(l.instantiate_ticks, 501, "1 s in 2 ms ticks, plus one");
         assert_eq!(l.max_memory_bytes, 1 << 20, "clamped to the runtime's");
         let permits: Vec<_> = (0..3).map(|_| l.gate.enter("c").unwrap()).collect();
         assert!(l.gate.enter("c").is_err());
