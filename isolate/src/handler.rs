@@ -276,10 +276,9 @@ impl Handler {
         // Held by the request's task: the slot is given back when the guest is done.
         let permit = inner.limits.gate.enter(&inner.name)?;
         let started = std::time::Instant::now();
-        let off_loop = inner.limits.placement.off_loop();
         let ReadyHandler { store, exports } = match inner.ready.take() {
             Some(r) => r,
-            None if off_loop => {
+            None if inner.limits.placement.off_loop() => {
                 let make = inner.clone();
                 let task = async move { make.instantiate().await };
                 match inner.runtime.guest_threads().spawn(task).await {
@@ -290,15 +289,9 @@ impl Handler {
             None => inner.instantiate().await?,
         };
         let response = match exports {
-            HandlerExports::Wasi02(proxy) => {
-                inner
-                    .handle_p2(store, proxy, permit, request, off_loop)
-                    .await
-            }
+            HandlerExports::Wasi02(proxy) => inner.handle_p2(store, proxy, permit, request).await,
             HandlerExports::Wasi03(service) => {
-                inner
-                    .handle_p3(store, service, permit, request, off_loop)
-                    .await
+                inner.handle_p3(store, service, permit, request).await
             }
         };
         // What a request costs up to its response head: the guest's work, mostly.
@@ -373,19 +366,18 @@ impl LoadedHandler {
         });
     }
 
-    /// Run a guest task: on the guest threads when `off_loop`; else on the caller's runtime
-    /// (a listener's event loop), from which it moves to the guest threads as soon as it
-    /// yields at an epoch tick having become dear (see `start_deadline`). A suspended
+    /// Run a guest task: on the guest threads when the handler is dear; else on the caller's
+    /// runtime (a listener's event loop), from which it moves to the guest threads as soon
+    /// as it yields at an epoch tick having become dear (see `start_deadline`). A suspended
     /// guest call is a `Send` future: it may resume on any thread.
     fn spawn_guest<F>(
         self: &Arc<Self>,
-        off_loop: bool,
         task: F,
     ) -> tokio::task::JoinHandle<Result<(), IsolateError>>
     where
         F: std::future::Future<Output = Result<(), IsolateError>> + Send + 'static,
     {
-        if off_loop {
+        if self.limits.placement.off_loop() {
             return self.runtime.guest_threads().spawn(task);
         }
         tokio::spawn(Migrating {
@@ -437,7 +429,9 @@ where
             if !this.handler.limits.placement.off_loop() {
                 return Poll::Pending;
             }
-            let task = this.here.take().expect("checked above");
+        }
+        // Dear now: a boxed future moves as a pointer, the guest resumes where it yielded.
+        if let Some(task) = this.here.take() {
             this.moved = Some(this.handler.runtime.guest_threads().spawn(task));
         }
         let Some(moved) = &mut this.moved else {

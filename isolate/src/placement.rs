@@ -64,9 +64,8 @@ impl Placement {
     /// the caller's thread is not an event loop serving others anyway), and count its cost.
     pub fn run<R>(&self, call: impl FnOnce() -> R) -> R {
         let started = std::time::Instant::now();
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let result = if multi_thread && self.off_loop() {
+        // The cheap test first: a cheap guest's call looks up no runtime.
+        let result = if self.off_loop() && on_multi_thread_runtime() {
             tokio::task::block_in_place(call)
         } else {
             call()
@@ -74,6 +73,11 @@ impl Placement {
         self.record(started.elapsed());
         result
     }
+}
+
+fn on_multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -36,8 +36,9 @@ pub struct RuntimeSettings {
     /// A component whose calls cost more than this on average runs off the listeners' event
     /// loops (see `placement`). Default 100 µs; `None` keeps every guest on them.
     pub offload_above: Option<Duration>,
-    /// Threads that run the handlers placed off the event loops. Default: one per core.
-    pub guest_threads: usize,
+    /// Threads that run the handlers placed off the event loops. `None` (default): one per
+    /// core.
+    pub guest_threads: Option<usize>,
     /// Bytes of linear memory a freed pool slot keeps resident and resets in place (only
     /// the pages a request dirtied are restored); the rest is returned to the kernel and
     /// faulted in again by the next instance. Default 1 MiB.
@@ -64,7 +65,7 @@ impl Default for RuntimeSettings {
             cache_dir: None,
             allocator: Allocator::Pooling,
             offload_above: Some(Duration::from_micros(100)),
-            guest_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            guest_threads: None,
             keep_resident_bytes: 1 << 20,
         }
     }
@@ -272,7 +273,9 @@ fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
 struct GuestThreads(Option<tokio::runtime::Runtime>);
 
 impl GuestThreads {
-    fn start(threads: usize) -> Self {
+    fn start(threads: Option<usize>) -> Self {
+        let threads =
+            threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("wasm-guest")
@@ -284,9 +287,10 @@ impl GuestThreads {
     }
 }
 
-/// Guest threads run 10 nice levels below the process: when they and the listeners' event loops want the same
-/// core, the scheduler gives the event loops (cheap requests, waiting clients) about nine
-/// tenths of it, so a saturated interpreter route takes what is left rather than half.
+/// Guest threads run 10 nice levels below the process: when they and the listeners' event
+/// loops want the same core, the scheduler gives the event loops (cheap requests, waiting
+/// clients) about nine tenths of it, so a saturated interpreter route takes what is left
+/// rather than half.
 /// Best effort: where `setpriority` is refused the threads keep the process's priority.
 fn yield_to_event_loops() {
     let tid = std::fs::read_link("/proc/thread-self")

@@ -95,10 +95,7 @@ fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
         max_instances: config.wasm.max_instances,
         cache_dir: config.wasm.cache_dir.clone(),
         offload_above: config.wasm.offload_above,
-        guest_threads: config
-            .wasm
-            .guest_threads
-            .unwrap_or(RuntimeSettings::default().guest_threads),
+        guest_threads: config.wasm.guest_threads,
         keep_resident_bytes: config.wasm.keep_resident_bytes,
         ..RuntimeSettings::default()
     })
@@ -199,10 +196,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                     &shared.metrics,
                 );
                 let mut svc = Service::new(name.clone(), svc);
-                match claims.socket_options(l.address) {
-                    Some(options) => svc.add_tcp_with_settings(&addr, options),
-                    None => svc.add_tcp(&addr),
-                }
+                svc.add_tcp_with_settings(&addr, claims.socket_options(l.address));
                 server.add_service(svc);
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
             }
@@ -220,7 +214,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 if *http2 {
                     tls.enable_h2();
                 }
-                svc.add_tls_with_settings(&addr, claims.socket_options(l.address), tls);
+                svc.add_tls_with_settings(&addr, Some(claims.socket_options(l.address)), tls);
                 server.add_service(svc);
                 urls.push((format!("https://{addr}"), l.name.clone(), l.address));
                 if let Some(settings) = http3 {
@@ -256,19 +250,13 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
     }
     let admin_addr = config.admin.address;
     let mut admin = Service::new("admin".to_string(), Admin::new(shared.clone()));
-    match claims.socket_options(admin_addr) {
-        Some(options) => admin.add_tcp_with_settings(&admin_addr.to_string(), options),
-        None => admin.add_tcp(&admin_addr.to_string()),
-    }
+    admin.add_tcp_with_settings(&admin_addr.to_string(), claims.socket_options(admin_addr));
     server.add_service(admin);
     urls.push((format!("http://{admin_addr}"), "admin".into(), admin_addr));
 
     if let Some(origin) = demo_origin {
         let mut svc = Service::new("demo origin".to_string(), demo::DemoOrigin);
-        match claims.socket_options(origin) {
-            Some(options) => svc.add_tcp_with_settings(&origin.to_string(), options),
-            None => svc.add_tcp(&origin.to_string()),
-        }
+        svc.add_tcp_with_settings(&origin.to_string(), claims.socket_options(origin));
         server.add_service(svc);
     }
 
@@ -346,13 +334,14 @@ impl Claims {
         Ok(bound)
     }
 
-    /// The socket options pingora must bind `addr` with: `SO_REUSEPORT` where a claim holds it.
-    fn socket_options(&self, addr: SocketAddr) -> Option<TcpSocketOptions> {
-        self.held.iter().any(|(a, _)| *a == addr).then(|| {
-            let mut options = TcpSocketOptions::default();
+    /// The socket options pingora binds `addr` with: `SO_REUSEPORT` where a claim holds it,
+    /// else none set (pingora's defaults, as `add_tcp` gives).
+    fn socket_options(&self, addr: SocketAddr) -> TcpSocketOptions {
+        let mut options = TcpSocketOptions::default();
+        if self.held.iter().any(|(a, _)| *a == addr) {
             options.so_reuseport = Some(true);
-            options
-        })
+        }
+        options
     }
 }
 

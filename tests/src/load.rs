@@ -85,23 +85,17 @@ impl Load {
         .await;
     }
 
-    /// Requests resent so far because a reused connection closed before any response.
-    pub fn retries(&self) -> usize {
-        self.retries.load(Ordering::Relaxed)
-    }
-
     /// Stop the load and assert that no request failed and no connection was closed under
-    /// a request (no retry was needed).
-    pub async fn finish_without_failures(self) {
-        self.finish_with_retries_at_most(0).await;
+    /// a request (no retry was needed); returns how many requests succeeded.
+    pub async fn finish_without_failures(self) -> usize {
+        self.finish_with_retries_at_most(0).await
     }
 
     /// Stop the load and assert that no request failed, allowing up to `max` retries of
-    /// requests whose reused connection a draining server closed.
-    pub async fn finish_with_retries_at_most(self, max: usize) {
-        let counted = self.retries.clone();
-        let (ok, failed) = self.finish().await;
-        let retries = counted.load(Ordering::Relaxed);
+    /// requests whose reused connection a draining server closed; returns how many requests
+    /// succeeded.
+    pub async fn finish_with_retries_at_most(self, max: usize) -> usize {
+        let (ok, failed, retries) = self.finish().await;
         assert!(
             retries <= max,
             "{retries} requests needed a retry on a new connection (at most {max} allowed)"
@@ -113,16 +107,11 @@ impl Load {
             ok + failed.len(),
             &failed[..failed.len().min(5)]
         );
+        ok
     }
 
     /// Stop the load: successes, failures and retries.
-    pub async fn finish_counting_retries(self) -> (usize, Vec<String>, usize) {
-        let counted = self.retries.clone();
-        let (ok, failed) = self.finish().await;
-        (ok, failed, counted.load(Ordering::Relaxed))
-    }
-
-    pub async fn finish(self) -> (usize, Vec<String>) {
+    async fn finish(self) -> (usize, Vec<String>, usize) {
         self.stop.store(true, Ordering::Relaxed);
         for t in self.tasks {
             t.await.unwrap();
@@ -130,6 +119,7 @@ impl Load {
         (
             self.ok.load(Ordering::Relaxed),
             self.failed.lock().unwrap().clone(),
+            self.retries.load(Ordering::Relaxed),
         )
     }
 }

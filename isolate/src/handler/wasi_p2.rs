@@ -19,7 +19,6 @@ impl LoadedHandler {
         proxy: Proxy,
         permit: Permit,
         request: http::Request<RequestBody>,
-        off_loop: bool,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let scheme = match request.uri().scheme_str() {
             Some("https") => Scheme::Https,
@@ -40,7 +39,7 @@ impl LoadedHandler {
         self.start_deadline(&mut store);
         let deadline = self.limits.deadline;
         let task_inner = self.clone();
-        let task = self.spawn_guest(off_loop, async move {
+        let task = self.spawn_guest(async move {
             let _permit = permit;
             let call = proxy
                 .wasi_http_incoming_handler()

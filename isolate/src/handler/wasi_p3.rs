@@ -20,7 +20,6 @@ impl LoadedHandler {
         service: Service,
         permit: Permit,
         request: http::Request<RequestBody>,
-        off_loop: bool,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(
             &mut store.data_mut().hooks,
@@ -32,7 +31,7 @@ impl LoadedHandler {
         let (body_tx, body_rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
         let deadline = self.limits.deadline;
         let task_inner = self.clone();
-        let task = self.spawn_guest(off_loop, async move {
+        let task = self.spawn_guest(async move {
             let _permit = permit;
             // Reports a failure to read the request body; the guest sees it too.
             let _request_io = tokio::spawn(request_io);

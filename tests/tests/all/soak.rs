@@ -88,18 +88,8 @@ routes:
     .await;
     let mut total = 0;
     for load in loads {
-        let (ok, failed, retries) = load.finish_counting_retries().await;
-        assert_eq!(
-            retries, 0,
-            "reloads and a flapping origin close no client connection"
-        );
-        assert!(
-            failed.is_empty(),
-            "{} failed: {:?}",
-            failed.len(),
-            &failed[..failed.len().min(5)]
-        );
-        total += ok;
+        // No failure, and no retry: reloads and a flapping origin close no client connection.
+        total += load.finish_without_failures().await;
     }
 
     // Every client connection of the load is closed, and descriptors return to the baseline
