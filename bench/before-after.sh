@@ -15,12 +15,8 @@ rev_a="${1:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
 rev_b="${2:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
 rounds="${3:-5}"
 secs="${4:-5}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
-source bench/filter-routes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_tools
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 out="$root/bench/results/before-after-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"

@@ -11,11 +11,7 @@ secs="${2:-10}"
 shift 2 2>/dev/null || shift $#
 sizes=("$@")
 [ $# -gt 0 ] || sizes=(1 16 64)
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-source bench/filter-routes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
 need_tools
 release_and_guests

@@ -15,11 +15,7 @@
 set -euo pipefail
 rounds="${1:-3}"
 secs="${2:-10}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-source bench/filter-routes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
 need_tools
 

@@ -5,20 +5,16 @@
 #   bench/profile-python.sh [SECONDS]      (default 8; BREAKWATER_BIN=PATH skips the build)
 #
 # Writes bench/results/profile-python-DATE/: python.svg (flamegraph), python.folded,
-# wrk.txt and summary.md (CPU per request, the share of each stage, the top self times).
+# wrk-python.txt and summary.md (CPU per request by thread, the share spent initialising
+# function references, the top self times).
 set -euo pipefail
 secs="${1:-8}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
-source bench/filter-routes.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
-need_tools linux-perf
-command -v inferno-flamegraph >/dev/null || cargo install inferno --version 0.12.8 --locked
+need_profilers
 release_and_guests
 out="$root/bench/results/profile-python-$(date -u +%Y%m%d-%H%M%S)"
-mkdir -p "$out" "$work/logs"
+mkdir -p "$out"
 
 BW=18302 ADMIN=18312
 cat > "$work/node.yaml" <<YAML
@@ -33,18 +29,11 @@ routes:
   - { handler: py }
 YAML
 start_node node $BW /py/x
-node=$node_pid
 
-taskset -c 1 wrk -t1 -c16 -d2s "http://127.0.0.1:$BW/py/x" > /dev/null
-taskset -c 1 wrk -t1 -c16 -d"$((secs + 2))s" "http://127.0.0.1:$BW/py/x" > "$out/wrk.txt" &
-wrk_pid=$!
-sleep 1
-perf record -F 149 --call-graph dwarf,16384 -p "$node" -o "$work/py.data" -- sleep "$secs" 2> /dev/null
-wait "$wrk_pid"
-perf script --no-inline -i "$work/py.data" 2> /dev/null | inferno-collapse-perf > "$out/python.folded"
-inferno-flamegraph --title "breakwater: Python handler" < "$out/python.folded" > "$out/python.svg"
+# 149 Hz: Python's deep stacks make DWARF unwinding in `perf script` slow.
+profile_under_load python "http://127.0.0.1:$BW/py/x" 16 149 "$node_pid"
 
-rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk.txt")
+rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-python.txt")
 {
   echo "# CPU profile of a Python wasi:http handler route"
   echo

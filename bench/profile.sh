@@ -14,14 +14,8 @@
 # throughput figures; bench/before-after.sh and bench/compare.sh measure that).
 set -euo pipefail
 secs="${1:-8}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
-source bench/filter-routes.sh
-extra=(); command -v perf >/dev/null || extra+=(linux-perf)
-need_tools "${extra[@]}"
-command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --version 0.12.8
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_profilers
 # BREAKWATER_BIN: profile that binary instead of building this tree's.
 bw="${BREAKWATER_BIN:-}"
 if [ -z "$bw" ]; then
@@ -58,14 +52,7 @@ wait_routes $BW
 } > "$out/summary.md"
 for c in "pass-through|/1k" "one-filter|/filter1/1k" "three-filters|/filter3/1k"; do
   name="${c%%|*}"; path="${c##*|}"
-  taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$BW$path" > /dev/null
-  taskset -c 1 wrk -t1 -c64 -d"$((secs + 2))s" "http://127.0.0.1:$BW$path" > "$out/wrk-$name.txt" &
-  wrk_pid=$!
-  sleep 1
-  perf record -F 499 --call-graph dwarf,16384 -p "$node" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null
-  wait "$wrk_pid"
-  perf script -i "$work/$name.data" 2> /dev/null | inferno-collapse-perf > "$out/$name.folded"
-  inferno-flamegraph --title "breakwater: $name" < "$out/$name.folded" > "$out/$name.svg"
+  profile_under_load "$name" "http://127.0.0.1:$BW$path" 64 499 "$node"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
   awk -v r="$rps" -v t="$secs" -v name="$name" '{ n = $NF; total += n; if ($0 ~ /wasmtime|breakwater_isolate/) wasm += n; if ($0 ~ /^wasm-epoch/) tick += n }
     END { printf "| %s | %s | %.1f | %.1f%% | %.1f%% |\n", name, r, total / 1000 / (r * t), 100 * wasm / total, 100 * tick / total }' \

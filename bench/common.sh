@@ -1,5 +1,12 @@
-# Sourced by bench/before-after.sh and bench/profile.sh: the setup they share. Expects $work
-# (a scratch dir) and the array pids (processes to stop at exit).
+# Sourced by the benchmark scripts (`source "$(dirname "${BASH_SOURCE[0]}")/common.sh"`): the
+# setup they share. Sourcing it moves to the repository root ($root), installs the build
+# dependencies and exports CARGO_TARGET_DIR. The helpers below that start processes expect
+# $work (a scratch dir, see `scratch`) and the array pids (processes stopped at exit).
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+source deploy/build-deps.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 # Install from Debian what is missing of: nginx, wrk, curl and the extra names given.
 need_tools() {
@@ -98,4 +105,28 @@ start_node() {
     local code; code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port$path")
     [ "$code" = 200 ] || { echo "$name: $path answered $code" >&2; cat "$work/$name.err" >&2; exit 1; }
   done
+}
+
+# perf (Debian) and inferno (crates.io), installed when missing.
+need_profilers() {
+  local extra=()
+  command -v perf >/dev/null || extra+=(linux-perf)
+  need_tools "${extra[@]}"
+  command -v inferno-flamegraph >/dev/null || cargo install inferno --locked --version 0.12.8
+}
+
+# profile_under_load NAME URL CONNECTIONS HZ PID: after a 1 s warm-up, wrk (-t1, CPU 1) loads
+# URL for $secs + 2 s while perf records PID for $secs s (DWARF call graphs at HZ); writes
+# $out/wrk-NAME.txt, $out/NAME.folded and $out/NAME.svg. `--no-inline`: perf's addr2line
+# hangs on the compiled-code files wasmtime maps from a `cache_dir`.
+profile_under_load() {
+  local name="$1" url="$2" conns="$3" hz="$4" pid="$5"
+  taskset -c 1 wrk -t1 -c"$conns" -d1s "$url" > /dev/null
+  taskset -c 1 wrk -t1 -c"$conns" -d"$((secs + 2))s" "$url" > "$out/wrk-$name.txt" &
+  local wrk_pid=$!
+  sleep 1
+  perf record -F "$hz" --call-graph dwarf,16384 -p "$pid" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null
+  wait "$wrk_pid"
+  perf script --no-inline -i "$work/$name.data" 2> /dev/null | inferno-collapse-perf > "$out/$name.folded"
+  inferno-flamegraph --title "breakwater: $name" < "$out/$name.folded" > "$out/$name.svg"
 }
