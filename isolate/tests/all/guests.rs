@@ -249,20 +249,26 @@ async fn spin_sdk_component_is_served_with_variables_and_key_value() {
 #[tokio::test(flavor = "multi_thread")]
 async fn spin_sdk_component_is_bounded_by_deadline_and_memory_limit() {
     let rt = runtime();
-    let settings = HandlerSettings {
-        deadline: std::time::Duration::from_millis(500),
-        max_memory_bytes: 48 << 20,
-        ..HandlerSettings::default()
+    let load = |deadline_ms| {
+        let settings = HandlerSettings {
+            deadline: std::time::Duration::from_millis(deadline_ms),
+            max_memory_bytes: 48 << 20,
+            ..HandlerSettings::default()
+        };
+        rt.load_handler("spin-bounded", &guest("spin-hello.wasm"), settings)
+            .unwrap_or_else(|e| panic!("{e}"))
     };
-    let h = rt
-        .load_handler("spin-bounded", &guest("spin-hello.wasm"), settings)
-        .unwrap_or_else(|e| panic!("{e}"));
+    // A short deadline for the loop. The hoarder gets a long one, so that only the memory
+    // limit can stop it: a Python component runs on the guest threads (its instantiation
+    // alone is dear), which yield the CPU to everything else on a busy machine, and a
+    // deadline is wall-clock time.
+    let (h, roomy) = (load(500), load(30_000));
     match h.handle(request("GET", "/forever", b"")).await {
         Err(breakwater_isolate::IsolateError::Deadline { .. }) => {}
         Err(e) => panic!("expected the deadline, got {e}"),
         Ok(r) => panic!("expected the deadline, got {}", r.status()),
     }
-    match h.handle(request("GET", "/hog", b"")).await {
+    match roomy.handle(request("GET", "/hog", b"")).await {
         Err(breakwater_isolate::IsolateError::OutOfMemory { .. }) => {}
         // Python may turn the failed allocation into MemoryError, answered 500 by the SDK.
         Ok(r) => assert_eq!(r.status(), 500),
