@@ -89,6 +89,7 @@ pub struct RawComponent {
     pub max_memory_mb: Option<Spanned<u32>>,
     pub max_concurrency: Option<Spanned<usize>>,
     pub prewarm: Option<Spanned<usize>>,
+    pub warmup: Option<Spanned<String>>,
     pub on_error: Option<Spanned<String>>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<Spanned<String>>,

@@ -135,6 +135,17 @@ pub enum ComponentKind {
     Handler,
 }
 
+/// The request a handler serves once at load, before the snapshot its instances start from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Warmup {
+    /// `auto`: `GET /` for a component over 1 MiB (an interpreter), none for the others.
+    Auto,
+    /// `off`: instances start as the component was built.
+    Off,
+    /// `METHOD /path` (or `/path`, a GET).
+    Request { method: http::Method, path: String },
+}
+
 /// A Wasm component: a filter or a handler.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Component {
@@ -157,6 +168,8 @@ pub struct Component {
     /// Instances kept ready. Default (`None`): chosen at load from what an instantiation
     /// costs (4 above 50 µs, else none).
     pub prewarm: Option<usize>,
+    /// How a handler's instances start (`warmup:`). Default `Auto`.
+    pub warmup: Warmup,
     /// Default for routes that do not say. Default fail-closed.
     pub on_error: FailurePolicy,
     pub at: Location,

@@ -704,6 +704,47 @@ impl<'a> Validator<'a> {
         }
     }
 
+    fn warmup(
+        &self,
+        raw: Option<&Spanned<String>>,
+        kind: ComponentKind,
+        field: &str,
+    ) -> Result<Warmup> {
+        let Some(raw) = raw else {
+            return Ok(Warmup::Auto);
+        };
+        if kind == ComponentKind::Filter {
+            return Err(self.err(
+                raw,
+                field,
+                "only handlers are warmed with a request (a filter is snapshotted after its \
+                 wizer-initialize export)",
+            ));
+        }
+        let (method, path) = match raw.value.split_once(' ') {
+            _ if raw.value == "auto" => return Ok(Warmup::Auto),
+            _ if raw.value == "off" => return Ok(Warmup::Off),
+            Some((method, path)) => (method, path.trim_start()),
+            None => ("GET", raw.value.as_str()),
+        };
+        let method = http::Method::from_bytes(method.as_bytes()).ok();
+        let valid_path = path.starts_with('/') && http::uri::PathAndQuery::try_from(path).is_ok();
+        match method {
+            Some(method) if valid_path => Ok(Warmup::Request {
+                method,
+                path: path.to_string(),
+            }),
+            _ => Err(self.err(
+                raw,
+                field,
+                format!(
+                    "expected auto, off, or a request (\"/path\" or \"METHOD /path\"), not \"{}\"",
+                    raw.value
+                ),
+            )),
+        }
+    }
+
     fn component(&self, name: &str, raw: &RawComponent, field: &str) -> Result<Component> {
         let kind = match raw.kind.as_ref().map(|k| (k, k.value.as_str())) {
             None | Some((_, "filter")) => ComponentKind::Filter,
@@ -782,6 +823,7 @@ impl<'a> Validator<'a> {
             max_memory_bytes,
             max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
             prewarm: raw.prewarm.as_ref().map(|p| p.value),
+            warmup: self.warmup(raw.warmup.as_ref(), kind, &format!("{field}.warmup"))?,
             on_error: match &raw.on_error {
                 Some(p) => self.policy(p, &format!("{field}.on_error"))?,
                 None => FailurePolicy::FailClosed,

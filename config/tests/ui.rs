@@ -75,3 +75,32 @@ fn guests_can_be_kept_on_the_event_loops() {
         Some(std::time::Duration::from_micros(100))
     );
 }
+
+#[test]
+fn warmup_takes_auto_off_or_a_request() {
+    use breakwater_config::Warmup;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/warmup.yaml");
+    let config = parse(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut got: Vec<(String, Warmup)> = config
+        .components
+        .iter()
+        .map(|c| (c.name.clone(), c.warmup.clone()))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let request = |method: http::Method, path: &str| Warmup::Request {
+        method,
+        path: path.into(),
+    };
+    assert_eq!(
+        got,
+        [
+            ("a".to_string(), Warmup::Auto),
+            ("b".to_string(), Warmup::Off),
+            (
+                "c".to_string(),
+                request(http::Method::GET, "/health?probe=1")
+            ),
+            ("d".to_string(), request(http::Method::POST, "/warm")),
+        ]
+    );
+}

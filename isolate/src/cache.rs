@@ -58,6 +58,21 @@ impl CompiledCache {
     }
 }
 
+/// A component derived from another (a warm snapshot), stored in the cache directory as
+/// `NAME.wasm`; `None` when there is none (or it cannot be read).
+pub(crate) fn read_derived(dir: &Path, name: &str) -> Option<Vec<u8>> {
+    std::fs::read(dir.join(format!("{name}.wasm"))).ok()
+}
+
+/// Store a derived component; a cache that cannot be written only costs deriving it again.
+pub(crate) fn write_derived(dir: &Path, name: &str, bytes: &[u8]) {
+    let path = dir.join(format!("{name}.wasm"));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::create_dir_all(dir).is_ok() && std::fs::write(&tmp, bytes).is_ok() {
+        let _ = std::fs::rename(&tmp, &path);
+    }
+}
+
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     // SAFETY: the file was written by `precompile_component` of an engine with the same

@@ -14,10 +14,13 @@
 //! and its Spin variables.
 
 mod body;
+pub(crate) mod warm;
 mod wasi_p2;
 mod wasi_p3;
 
 pub use body::{RequestBody, ResponseBody};
+pub use warm::Warmup;
+pub use warm::WarmupRequest;
 
 use crate::error::IsolateError;
 use crate::host::http::OutboundPolicy;
@@ -30,11 +33,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::component::{Component, Instance, InstancePre, Linker, ResourceTable};
 use wasmtime::Store;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
-use wasmtime_wasi_http::p3::bindings::{Service, ServicePre};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
+use wasmtime_wasi_http::p3::bindings::{Service, ServiceIndices};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// Per-handler limits and grants.
@@ -55,6 +58,9 @@ pub struct HandlerSettings {
     pub allowed_outbound_hosts: Vec<String>,
     /// Environment variables the guest sees (the `config:` map of the component).
     pub env: HashMap<String, String>,
+    /// A request served once at load, before the snapshot every request's instance starts
+    /// from. Default [`Warmup::Auto`].
+    pub warmup: Warmup,
 }
 
 impl Default for HandlerSettings {
@@ -66,6 +72,7 @@ impl Default for HandlerSettings {
             prewarm: None,
             allowed_outbound_hosts: Vec::new(),
             env: HashMap::new(),
+            warmup: Warmup::Auto,
         }
     }
 }
@@ -111,10 +118,16 @@ impl WasiHttpView for HandlerState {
     }
 }
 
-/// A handler pre-linked for the generation of `wasi:http` it exports.
-enum Prelinked {
-    Wasi02(ProxyPre<HandlerState>),
-    Wasi03(ServicePre<HandlerState>),
+/// A handler pre-linked, with where to find the export of the generation of `wasi:http` it
+/// exports.
+struct Prelinked {
+    pre: InstancePre<HandlerState>,
+    exports: ExportIndices,
+}
+
+enum ExportIndices {
+    Wasi02(ProxyIndices),
+    Wasi03(ServiceIndices),
 }
 
 /// The `wasi:http` export of one instance.
@@ -126,6 +139,7 @@ enum HandlerExports {
 /// An instance made ahead of a request, with its store.
 struct ReadyHandler {
     store: Store<HandlerState>,
+    instance: Instance,
     exports: HandlerExports,
 }
 
@@ -190,18 +204,19 @@ impl Handler {
                 "imports not provided by this host: they trap when called"
             );
         }
-        let pre = match ProxyPre::new(pre.clone()) {
-            Ok(p2) => Prelinked::Wasi02(p2),
-            Err(e2) => {
-                Prelinked::Wasi03(ServicePre::new(pre).map_err(|e3| IsolateError::Load {
+        let exports = match ProxyIndices::new(&pre) {
+            Ok(p2) => ExportIndices::Wasi02(p2),
+            Err(e2) => ExportIndices::Wasi03(ServiceIndices::new(&pre).map_err(|e3| {
+                IsolateError::Load {
                     path: path.to_path_buf(),
                     reason: format!(
                         "not a wasi:http handler (export wasi:http/incoming-handler@0.2.x or \
                      wasi:http/handler@0.3.x): {e2:#}; {e3:#}"
                     ),
-                })?)
-            }
+                }
+            })?),
         };
+        let pre = Prelinked { pre, exports };
         let limits = Limits::new(
             &runtime.settings,
             settings.deadline,
@@ -276,24 +291,8 @@ impl Handler {
         // Held by the request's task: the slot is given back when the guest is done.
         let permit = inner.limits.gate.enter(&inner.name)?;
         let started = std::time::Instant::now();
-        let ReadyHandler { store, exports } = match inner.ready.take() {
-            Some(r) => r,
-            None if inner.limits.placement.off_loop() => {
-                let make = inner.clone();
-                let task = async move { make.instantiate().await };
-                match inner.runtime.guest_threads().spawn(task).await {
-                    Ok(made) => made?,
-                    Err(e) => return Err(inner.invalid(format!("instantiation task: {e}"))),
-                }
-            }
-            None => inner.instantiate().await?,
-        };
-        let response = match exports {
-            HandlerExports::Wasi02(proxy) => inner.handle_p2(store, proxy, permit, request).await,
-            HandlerExports::Wasi03(service) => {
-                inner.handle_p3(store, service, permit, request).await
-            }
-        };
+        let ready = inner.take_instance().await?;
+        let response = inner.serve(ready, permit, request, None).await;
         // What a request costs up to its response head: the guest's work, mostly.
         inner.limits.placement.record(started.elapsed());
         response
@@ -301,6 +300,42 @@ impl Handler {
 }
 
 impl LoadedHandler {
+    /// A ready instance, or one made now (off the event loop when instantiating is dear).
+    async fn take_instance(self: &Arc<Self>) -> Result<ReadyHandler, IsolateError> {
+        match self.ready.take() {
+            Some(r) => Ok(r),
+            None if self.limits.placement.off_loop() => {
+                let make = self.clone();
+                let task = async move { make.instantiate().await };
+                match self.runtime.guest_threads().spawn(task).await {
+                    Ok(made) => made,
+                    Err(e) => Err(self.invalid(format!("instantiation task: {e}"))),
+                }
+            }
+            None => self.instantiate().await,
+        }
+    }
+
+    /// Serve `request` with `ready`; the guest's task sends its store to `keep` when it is
+    /// done with it (the warm-up snapshot reads it).
+    async fn serve(
+        self: &Arc<Self>,
+        ready: ReadyHandler,
+        permit: crate::limits::Permit,
+        request: http::Request<RequestBody>,
+        keep: Option<Keep>,
+    ) -> Result<http::Response<ResponseBody>, IsolateError> {
+        let ReadyHandler { store, exports, .. } = ready;
+        match exports {
+            HandlerExports::Wasi02(proxy) => {
+                self.handle_p2(store, proxy, permit, request, keep).await
+            }
+            HandlerExports::Wasi03(service) => {
+                self.handle_p3(store, service, permit, request, keep).await
+            }
+        }
+    }
+
     /// Why a guest's task ended without giving a response head.
     async fn without_response(
         &self,
@@ -324,26 +359,30 @@ impl LoadedHandler {
             limit: self.limits.memory_limit(),
             spin: self.spin.clone(),
         };
-        let engine = match &self.pre {
-            Prelinked::Wasi02(pre) => pre.engine(),
-            Prelinked::Wasi03(pre) => pre.engine(),
+        let mut store = self.limits.store(self.pre.pre.engine(), state);
+        let made = async {
+            let instance = self.pre.pre.instantiate_async(&mut store).await?;
+            let exports = match &self.pre.exports {
+                ExportIndices::Wasi02(ix) => {
+                    HandlerExports::Wasi02(ix.load(&mut store, &instance)?)
+                }
+                ExportIndices::Wasi03(ix) => {
+                    HandlerExports::Wasi03(ix.load(&mut store, &instance)?)
+                }
+            };
+            wasmtime::Result::Ok((instance, exports))
         };
-        let mut store = self.limits.store(engine, state);
-        let exports = match &self.pre {
-            Prelinked::Wasi02(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(HandlerExports::Wasi02),
-            Prelinked::Wasi03(pre) => pre
-                .instantiate_async(&mut store)
-                .await
-                .map(HandlerExports::Wasi03),
-        }
-        .map_err(|e| IsolateError::Instantiate {
-            component: self.name.to_string(),
-            reason: format!("{e:#}"),
-        })?;
-        Ok(ReadyHandler { store, exports })
+        let (instance, exports) =
+            made.await
+                .map_err(|e: wasmtime::Error| IsolateError::Instantiate {
+                    component: self.name.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
+        Ok(ReadyHandler {
+            store,
+            instance,
+            exports,
+        })
     }
 
     /// Start the request's deadline on `store`. The guest is interrupted at each epoch tick it
@@ -452,7 +491,10 @@ impl<F> Drop for Migrating<F> {
     }
 }
 
-fn current_thread_runtime() -> tokio::runtime::Runtime {
+/// Where a guest's task sends its store when it is done with it.
+type Keep = tokio::sync::oneshot::Sender<Store<HandlerState>>;
+
+pub(crate) fn current_thread_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

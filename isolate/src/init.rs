@@ -62,13 +62,15 @@ pub(crate) fn snapshot<T: Send + 'static>(
 }
 
 /// Wizer reads the instance's state through accessor functions it added while instrumenting.
-struct State<'a, T: 'static> {
-    store: &'a mut Store<T>,
-    instance: Instance,
+/// Shared with the handlers' warm-up snapshot, whose stores are async: the accessors are
+/// called with `call_async`, which a synchronous store runs to its end at once.
+pub(crate) struct State<'a, T: 'static> {
+    pub store: &'a mut Store<T>,
+    pub instance: Instance,
 }
 
 impl<T: Send> State<'_, T> {
-    fn call<R: Lift + 'static>(&mut self, instance: &str, func: &str) -> R {
+    async fn call<R: Lift + Send + Sync + 'static>(&mut self, instance: &str, func: &str) -> R {
         let (_, inst) = self
             .instance
             .get_export(&mut *self.store, None, instance)
@@ -81,7 +83,10 @@ impl<T: Send> State<'_, T> {
             .instance
             .get_typed_func::<(), (R,)>(&mut *self.store, f)
             .expect("wizer's accessor type");
-        let (r,) = f.call(&mut *self.store, ()).expect("wizer's accessor call");
+        let (r,) = f
+            .call_async(&mut *self.store, ())
+            .await
+            .expect("wizer's accessor call");
         r
     }
 }
@@ -93,28 +98,28 @@ impl<T: Send> ComponentInstanceState for State<'_, T> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
-        let list: WasmList<u8> = self.call(instance, func);
+        let list: WasmList<u8> = self.call(instance, func).await;
         contents(list.as_le_slice(&*self.store));
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
-        self.call(instance, func)
+        self.call(instance, func).await
     }
 
     async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
-        self.call(instance, func)
+        self.call(instance, func).await
     }
 
     async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
-        self.call::<f32>(instance, func).to_bits()
+        self.call::<f32>(instance, func).await.to_bits()
     }
 
     async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
-        self.call::<f64>(instance, func).to_bits()
+        self.call::<f64>(instance, func).await.to_bits()
     }
 }
 
-/// Drive a future that never waits (every call above is synchronous) to its end.
+/// Drive a future that never waits (the calls of a synchronous store) to its end.
 fn ready<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
     let mut cx = Context::from_waker(Waker::noop());

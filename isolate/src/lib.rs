@@ -27,6 +27,6 @@ mod types;
 
 pub use error::IsolateError;
 pub use filter::{Filter, FilterInstance, FilterSettings};
-pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody};
+pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody, Warmup, WarmupRequest};
 pub use runtime::{Allocator, Runtime, RuntimeSettings};
 pub use types::{DirectResponse, Edits, ForwardEdits, Request, RequestDecision};

@@ -4,7 +4,7 @@
 use crate::cache::CompiledCache;
 use crate::error::IsolateError;
 use crate::filter::{Filter, FilterSettings};
-use crate::handler::{Handler, HandlerSettings};
+use crate::handler::{Handler, HandlerSettings, WarmupRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -179,14 +179,93 @@ impl Runtime {
         // unless it uses the async ABI anyway; everything else on the handler engine.
         let p2 = crate::imports::exports_wasi_http_0_2(&names);
         let bytes = mapped.as_deref().unwrap_or(bytes);
+        if let Some(request) = settings.warmup.request_for(bytes.len()) {
+            let started = std::time::Instant::now();
+            match self.warm_handler(name, path, bytes, p2, &settings, &request) {
+                Ok(handler) => {
+                    tracing::info!(handler = name, warmup = %format!("{} {}", request.method, request.path),
+                        took = ?started.elapsed(), "instances start from a warm snapshot");
+                    return Ok(handler);
+                }
+                Err(reason) => {
+                    tracing::warn!(handler = name, %reason, "no warm snapshot: instances start as built")
+                }
+            }
+        }
+        self.handler_from(name, path, bytes, p2, settings)
+    }
+
+    fn handler_from(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        p2: bool,
+        settings: HandlerSettings,
+    ) -> Result<Handler, IsolateError> {
+        let component = self.compile_handler(path, bytes, p2)?;
+        Handler::new(self.clone(), name, path, component, settings)
+    }
+
+    fn compile_handler(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        p2: bool,
+    ) -> Result<wasmtime::component::Component, IsolateError> {
         let plain = p2
             .then(|| self.compile(&self.engine, &self.cache, path, bytes).ok())
             .flatten();
-        let component = match plain {
-            Some(c) => c,
-            None => self.compile(&self.handler_engine, &self.handler_cache, path, bytes)?,
+        match plain {
+            Some(c) => Ok(c),
+            None => self.compile(&self.handler_engine, &self.handler_cache, path, bytes),
+        }
+    }
+
+    /// A handler whose instances start from a snapshot taken after `request` (see
+    /// `handler::warm`), from the cache directory when it was taken before.
+    fn warm_handler(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        bytes: &[u8],
+        p2: bool,
+        settings: &HandlerSettings,
+        request: &WarmupRequest,
+    ) -> Result<Handler, String> {
+        let mut env: Vec<_> = settings.env.clone().into_iter().collect();
+        env.sort();
+        let key = format!("warm-{}", request.cache_key(bytes, &env));
+        let dir = self.settings.cache_dir.as_deref();
+        let cached = dir.and_then(|d| crate::cache::read_derived(d, &key));
+        let snapshot = match cached {
+            Some(snapshot) => snapshot,
+            None => {
+                let (wizer, cx, instrumented) = crate::handler::warm::instrument(bytes)?;
+                let warmup = crate::handler::warm::warmup_settings(settings);
+                let handler = self
+                    .handler_from(name, path, &instrumented, p2, warmup)
+                    .map_err(|e| e.to_string())?;
+                let snapshot = on_a_runtime(crate::handler::warm::snapshot(
+                    &handler, &wizer, &cx, request,
+                ))?;
+                if let Some(d) = dir {
+                    crate::cache::write_derived(d, &key, &snapshot);
+                }
+                snapshot
+            }
         };
-        Handler::new(self.clone(), name, path, component, settings)
+        // The proof runs with the warm-up's settings (its own key-value store, no outgoing
+        // HTTP), so that it changes nothing the handler's requests see.
+        let component = self
+            .compile_handler(path, &snapshot, p2)
+            .map_err(|e| e.to_string())?;
+        let warmup = crate::handler::warm::warmup_settings(settings);
+        let proof = Handler::new(self.clone(), name, path, component.clone(), warmup)
+            .map_err(|e| e.to_string())?;
+        on_a_runtime(crate::handler::warm::prove(&proof, request))?;
+        Handler::new(self.clone(), name, path, component, settings.clone())
+            .map_err(|e| e.to_string())
     }
 
     /// The runtime of the guest threads, which run handlers placed off the listeners' event
@@ -216,6 +295,20 @@ impl Runtime {
             reason,
         })
     }
+}
+
+/// Run `f` to its end on a current-thread runtime of a thread of its own (loading may itself
+/// run on a tokio runtime, which must not be blocked from within).
+fn on_a_runtime<F>(f: F) -> F::Output
+where
+    F: std::future::Future + Send,
+    F::Output: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| crate::handler::current_thread_runtime().block_on(f))
+            .join()
+            .expect("load thread")
+    })
 }
 
 /// Every setting has its reason.

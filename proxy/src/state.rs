@@ -10,7 +10,9 @@ use crate::pipeline::router::Router;
 use crate::pipeline::upstream::{Pool, PoolError, Resolver};
 use arc_swap::ArcSwap;
 use breakwater_config::{ComponentKind, Config, ConfigError, ListenerKind};
-use breakwater_isolate::{Filter, FilterSettings, Handler, HandlerSettings, IsolateError, Runtime};
+use breakwater_isolate::{
+    Filter, FilterSettings, Handler, HandlerSettings, IsolateError, Runtime, Warmup, WarmupRequest,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +71,16 @@ impl LoadedComponent {
                         prewarm,
                         allowed_outbound_hosts: c.allowed_outbound_hosts.clone(),
                         env: c.config.iter().cloned().collect(),
+                        warmup: match &c.warmup {
+                            breakwater_config::Warmup::Auto => Warmup::Auto,
+                            breakwater_config::Warmup::Off => Warmup::Off,
+                            breakwater_config::Warmup::Request { method, path } => {
+                                Warmup::Request(WarmupRequest {
+                                    method: method.clone(),
+                                    path: path.clone(),
+                                })
+                            }
+                        },
                     },
                 )
                 .map(LoadedComponent::Handler),

@@ -222,7 +222,8 @@ pub fn guest_handler(name: &str) -> Vec<u8> {
 }
 
 /// A handler module whose `handle` runs `body` with `$request` and `$out` in scope. `$respond`
-/// (out, status) answers with that status and an empty body; `$count` is a global.
+/// (out, status) answers with that status and an empty body; `$count` is a global; `$method`
+/// (request, ptr) writes the request method's case at `ptr` (0 GET, 2 POST, 3 PUT, 4 DELETE).
 pub fn handler_module(body: &str) -> String {
     format!(
         r#"(module
@@ -238,6 +239,8 @@ pub fn handler_module(body: &str) -> String {
     (func $finish (param i32 i32 i32 i32)))
   (import "wasi:http/types@0.2.12" "[resource-drop]incoming-request"
     (func $drop_request (param i32)))
+  (import "wasi:http/types@0.2.12" "[method]incoming-request.method"
+    (func $method (param i32 i32)))
   (memory (export "memory") 1)
   (global $count (mut i32) (i32.const 0))
   (global $heap (mut i32) (i32.const 1024))

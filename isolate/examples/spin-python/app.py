@@ -7,6 +7,8 @@ component's `config:` map, spin:key-value as an in-memory store per component.
   GET /kv/NAME     -> the value stored under NAME (404 when absent)
   PUT /kv/NAME     -> stores the request body under NAME
   GET /counter     -> increments and returns the in-memory counter (shared per component)
+  GET /global      -> increments and returns a module global (1 on every request when each
+                      request starts from the same state: fresh, or a warm snapshot of GET /)
   GET /missing-var -> 500: reading an undefined variable is an error
   GET /boom        -> raises: the SDK answers 500
   GET /redis       -> calls spin:redis, which Breakwater does not provide: the call traps
@@ -16,6 +18,9 @@ component's `config:` map, spin:key-value as an in-memory store per component.
 
 from spin_sdk import http, key_value, redis, variables
 from spin_sdk.http import Request, Response
+
+
+requests_seen = 0
 
 
 def text(status: int, body: str) -> Response:
@@ -47,6 +52,10 @@ class HttpHandler(http.Handler):
                 if value is None:
                     return text(404, "no such key\n")
                 return Response(200, {"content-type": "application/octet-stream"}, value)
+        if path == "/global":
+            global requests_seen
+            requests_seen += 1
+            return text(200, f"{requests_seen}\n")
         if path == "/counter":
             with await key_value.open_default() as store:
                 current = await store.get("counter")

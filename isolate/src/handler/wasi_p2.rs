@@ -19,6 +19,7 @@ impl LoadedHandler {
         proxy: Proxy,
         permit: Permit,
         request: http::Request<RequestBody>,
+        keep: Option<super::Keep>,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let scheme = match request.uri().scheme_str() {
             Some("https") => Scheme::Https,
@@ -51,6 +52,9 @@ impl LoadedHandler {
             };
             if let Err(e) = &result {
                 tracing::warn!(handler = %task_inner.name, error = %e, "handler failed")
+            }
+            if let Some(keep) = keep {
+                let _ = keep.send(store);
             }
             result
         });

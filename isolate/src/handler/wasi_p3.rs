@@ -20,6 +20,7 @@ impl LoadedHandler {
         service: Service,
         permit: Permit,
         request: http::Request<RequestBody>,
+        keep: Option<super::Keep>,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
         let (req, request_io) = wasmtime_wasi_http::p3::Request::from_http(
             &mut store.data_mut().hooks,
@@ -68,6 +69,9 @@ impl LoadedHandler {
             };
             if let Err(e) = &result {
                 tracing::warn!(handler = %task_inner.name, error = %e, "handler failed")
+            }
+            if let Some(keep) = keep {
+                let _ = keep.send(store);
             }
             result
         });

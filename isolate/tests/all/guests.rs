@@ -8,6 +8,7 @@ use support::guest;
 
 use breakwater_isolate::{
     FilterSettings, HandlerSettings, RequestBody, RequestDecision, Runtime, RuntimeSettings,
+    Warmup, WarmupRequest,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -278,4 +279,59 @@ async fn spin_sdk_component_is_bounded_by_deadline_and_memory_limit() {
         text(&h, request("GET", "/", b"")).await,
         "Hello from Spin on Breakwater!\n"
     );
+}
+
+fn warmup(method: http::Method, path: &str) -> Warmup {
+    Warmup::Request(WarmupRequest {
+        method,
+        path: path.into(),
+    })
+}
+
+/// Warmed with `GET /global`, the Spin component's snapshot holds a Python global of 1: every
+/// request, sequential or concurrent, counts from there and sees 2. A warm-up writes to a
+/// key-value store of its own, not the component's.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_sdk_component_starts_every_request_from_its_warm_snapshot() {
+    let rt = runtime();
+    let load = |name, warmup| {
+        let settings = HandlerSettings {
+            warmup,
+            ..HandlerSettings::default()
+        };
+        rt.load_handler(name, &guest("spin-hello.wasm"), settings)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let h = load("spin-warm", warmup(http::Method::GET, "/global"));
+    for _ in 0..5 {
+        assert_eq!(text(&h, request("GET", "/global", b"")).await, "2\n");
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let h = h.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..5 {
+                assert_eq!(text(&h, request("GET", "/global", b"")).await, "2\n");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let kv = load(
+        "spin-kv-warm",
+        warmup(http::Method::PUT, "/kv/from-warm-up"),
+    );
+    let absent = kv
+        .handle(request("GET", "/kv/from-warm-up", b""))
+        .await
+        .unwrap();
+    let status = absent.status();
+    let body = absent.into_body().collect(1 << 20).await.unwrap();
+    assert_eq!(
+        (status, &body[..]),
+        (http::StatusCode::NOT_FOUND, &b"no such key\n"[..]),
+        "the warm-up's write is not in the store"
+    );
+    assert_eq!(text(&kv, request("GET", "/global", b"")).await, "1\n");
 }

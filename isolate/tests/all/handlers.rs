@@ -3,7 +3,7 @@
 
 use breakwater_tests::wasm as support;
 
-use breakwater_isolate::{HandlerSettings, IsolateError, RequestBody};
+use breakwater_isolate::{HandlerSettings, IsolateError, RequestBody, Warmup, WarmupRequest};
 use bytes::Bytes;
 use std::time::Duration;
 use support::*;
@@ -97,6 +97,110 @@ async fn no_state_crosses_requests_sequentially_or_concurrently() {
     for t in tasks {
         t.await.unwrap();
     }
+}
+
+fn request(method: &str, path: &str) -> http::Request<RequestBody> {
+    http::Request::builder()
+        .method(method)
+        .uri(format!("http://example.com{path}"))
+        .body(RequestBody::empty())
+        .unwrap()
+}
+
+fn warm_with_get() -> Warmup {
+    Warmup::Request(WarmupRequest {
+        method: http::Method::GET,
+        path: "/".into(),
+    })
+}
+
+/// Counts requests in a global and in linear memory (the "secrets" a request leaves), drops its
+/// request handle, then by method: GET answers `198 + global + memory`; POST traps, PUT runs
+/// for ever, DELETE grows its memory without bound.
+fn tidy_counter() -> Vec<u8> {
+    handler_component(&handler_module(
+        "(call $method (local.get $request) (i32.const 700))
+         (call $drop_request (local.get $request))
+         (global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (i32.store (i32.const 512) (i32.add (i32.load (i32.const 512)) (i32.const 1)))
+         (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 2)) (then unreachable))
+         (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 3)) (then (loop $l (br $l))))
+         (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 4)) (then
+           (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))))
+         (call $respond (local.get $out)
+           (i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 512)))))",
+    ))
+}
+
+/// A warm snapshot holds what the warm-up request left (a count of 1 in the global and in
+/// memory): every request starts from it, so each answers 202, sequentially, concurrently, and
+/// after requests that trapped, ran to their deadline or ran out of memory having written
+/// their own counts. A cold instance answers 200.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_starts_from_the_warm_snapshot() {
+    let rt = runtime();
+    let settings = |warmup| HandlerSettings {
+        warmup,
+        deadline: Duration::from_millis(300),
+        max_memory_bytes: 4 << 20,
+        ..HandlerSettings::default()
+    };
+    let cold = load_handler(&rt, "cold", &tidy_counter(), settings(Warmup::Off));
+    assert_eq!(cold.handle(get("/")).await.unwrap().status(), 200);
+    let warm = load_handler(&rt, "warm", &tidy_counter(), settings(warm_with_get()));
+    for _ in 0..10 {
+        assert_eq!(warm.handle(get("/")).await.unwrap().status(), 202);
+    }
+    for (method, failure) in [("POST", "trap"), ("PUT", "deadline"), ("DELETE", "memory")] {
+        let failed = warm.handle(request(method, "/")).await;
+        match (failure, failed) {
+            ("trap", Err(IsolateError::Trap { .. }))
+            | ("deadline", Err(IsolateError::Deadline { .. }))
+            | ("memory", Err(IsolateError::OutOfMemory { .. })) => {}
+            (_, other) => panic!(
+                "{method}: expected {failure}, got {:?}",
+                other.map(|r| r.status())
+            ),
+        }
+        assert_eq!(
+            warm.handle(get("/")).await.unwrap().status(),
+            202,
+            "after {failure}"
+        );
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let warm = warm.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                assert_eq!(warm.handle(get("/")).await.unwrap().status(), 202);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A guest that still holds a host resource after its warm-up request (this one never drops
+/// its request) would name it in every later instance, where it does not exist: no snapshot
+/// is taken, and its instances start cold. So does a warm-up that fails.
+#[tokio::test]
+async fn a_handler_whose_warm_up_cannot_be_snapshotted_is_served_cold() {
+    let rt = runtime();
+    let settings = || HandlerSettings {
+        warmup: warm_with_get(),
+        ..HandlerSettings::default()
+    };
+    let holding = load_handler(&rt, "holding", &counting_handler(), settings());
+    assert_eq!(holding.handle(get("/")).await.unwrap().status(), 200);
+    let failing = handler_component(&handler_module(
+        "(call $drop_request (local.get $request))
+         (global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (call $respond (local.get $out) (i32.add (i32.const 499) (global.get $count)))",
+    ));
+    let failing = load_handler(&rt, "failing", &failing, settings());
+    assert_eq!(failing.handle(get("/")).await.unwrap().status(), 500);
 }
 
 #[tokio::test]

@@ -276,7 +276,8 @@ routes:
 /// A component built with the Spin Python SDK, served unchanged through the node over
 /// HTTP/1.1 and HTTP/2: its variables come from the component's `config:`, its key-value
 /// store lives as long as the component, an import the node does not provide fails only the
-/// request that calls it (500 by the fail-closed policy).
+/// request that calls it (500 by the fail-closed policy), and `warmup:` chooses the request
+/// its instances' snapshot is taken after.
 #[tokio::test(flavor = "multi_thread")]
 async fn spin_sdk_components_serve_through_the_node() {
     let spin = guest("spin-hello.wasm");
@@ -286,7 +287,9 @@ listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
 wasm: {{ cache_dir: "{cache}" }}
 components:
   spin: {{ path: "{spin}", kind: handler, config: {{ greeting: "Hello from Spin!" }} }}
+  warm: {{ path: "{spin}", kind: handler, warmup: /global }}
 routes:
+  - {{ match: {{ hosts: [warm] }}, handler: warm }}
   - {{ match: {{ path_prefix: / }}, handler: spin }}
 "#,
         cache = spin.parent().unwrap().join("cache").display(),
@@ -306,6 +309,12 @@ routes:
         let r = client.get(web, "a", &format!("/kv/k{n}")).await;
         assert_eq!((r.status, r.text().as_str()), (200, "stored value"));
         assert_eq!(client.get(web, "a", "/redis").await.status, 500);
+        // A module global: 1 on every request from the default snapshot (warmed with `GET /`,
+        // which does not count), 2 from one warmed with `GET /global`.
+        for _ in 0..3 {
+            assert_eq!(client.get(web, "a", "/global").await.text(), "1\n");
+            assert_eq!(client.get(web, "warm", "/global").await.text(), "2\n");
+        }
         assert_eq!(client.get(web, "a", "/").await.status, 200);
     }
 }

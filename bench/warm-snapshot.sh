@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Warm snapshots (`warmup:`), end to end: the Spin SDK Python hello (WASI 0.3) served by one
+# node (server.threads: 1, CPU 0) from two components that differ only in `warmup` (off: every
+# instance starts as built; auto: from a snapshot taken after one `GET /`), wrk -t1 -c16 on
+# CPU 1, rounds alternating. With WASMTIME=1, `wasmtime serve` on the same component (CPU 0)
+# as the peer, with its default instance reuse and with --max-instance-reuse-count 1 (a
+# fresh instance per request, Breakwater's isolation); installed with cargo when missing.
+#
+#   bench/warm-snapshot.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds of 10 s)
+set -euo pipefail
+rounds="${1:-3}"
+secs="${2:-10}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+scratch
+need_tools
+release_and_guests
+out="$root/bench/results/warm-snapshot-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+
+cat > "$work/node.yaml" <<YAML
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:18500" }]
+admin: { address: "127.0.0.1:18550" }
+access_log: { format: off }
+wasm: { cache_dir: "$guests/cache" }
+components:
+  cold: { path: "$guests/spin-hello.wasm", kind: handler, warmup: off }
+  warm: { path: "$guests/spin-hello.wasm", kind: handler, warmup: auto }
+routes:
+  - { match: { hosts: [cold] }, handler: cold }
+  - { match: { hosts: [warm] }, handler: warm }
+YAML
+# The app serves `/`: the two components are told apart by host name.
+start_node node 18500
+declare -A url=([breakwater-cold]="http://127.0.0.1:18500/" [breakwater-warm]="http://127.0.0.1:18500/")
+declare -A host=([breakwater-cold]=cold [breakwater-warm]=warm)
+contenders=(breakwater-cold breakwater-warm)
+node_pid_main=$node_pid
+
+if [ "${WASMTIME:-0}" = 1 ]; then
+  command -v wasmtime > /dev/null || cargo install wasmtime-cli --version 48.0.8 --locked
+  taskset -c 0 wasmtime serve -S cli=y -S p3=y -W component-model-async=y --addr 127.0.0.1:18501 \
+    "$guests/spin-hello.wasm" > "$work/ws-reuse.out" 2>&1 &
+  pids+=($!)
+  taskset -c 0 wasmtime serve -S cli=y -S p3=y -W component-model-async=y --addr 127.0.0.1:18502 \
+    --max-instance-reuse-count 1 "$guests/spin-hello.wasm" > "$work/ws-fresh.out" 2>&1 &
+  pids+=($!)
+  for p in 18501 18502; do
+    for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
+  done
+  url[wasmtime-reuse]="http://127.0.0.1:18501/"
+  url[wasmtime-fresh]="http://127.0.0.1:18502/"
+  host[wasmtime-reuse]=localhost
+  host[wasmtime-fresh]=localhost
+  contenders+=(wasmtime-reuse wasmtime-fresh)
+fi
+
+for c in "${contenders[@]}"; do
+  body=$(curl -s -H "Host: ${host[$c]}" "${url[$c]}")
+  echo "$c answers: $body" >> "$out/answers.txt"
+  case "$body" in "Hello from Spin on Breakwater!"*) ;; *) echo "$c: unexpected answer: $body" >&2; exit 1 ;; esac
+done
+
+printf "| round | contender | req/s | p99 |\n|---|---|---|---|\n" > "$work/rows"
+for r in $(seq 1 "$rounds"); do
+  for c in "${contenders[@]}"; do
+    f="$out/r$r-$c.wrk"
+    taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Host: ${host[$c]}" "${url[$c]}" > "$f"
+    echo "| $r | $c | $(awk '/^Requests\/sec/ { print $2 }' "$f") | $(awk '$1 == "99%" { print $2 }' "$f") |" >> "$work/rows"
+  done
+done
+rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$node_pid_main/status")
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+{
+  echo "# Spin SDK Python hello: warm snapshot against cold instances"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB."
+  echo
+  cat "$work/rows"
+  echo
+  echo "| contender | median req/s |"
+  echo "|---|---|"
+  for c in "${contenders[@]}"; do
+    echo "| $c | $(awk -F'|' -v c="$c" '$3 ~ " "c" " { print $4 + 0 }' "$work/rows" | median) |"
+  done
+  echo
+  echo "Node log lines about warm-up:"
+  echo
+  grep -h -i "warm" "$work/node.err" "$work/node.out" | sed 's/^/    /' || true
+} > "$out/summary.md"
+cat "$out/summary.md"
