@@ -76,6 +76,7 @@ pub struct RawWasm {
     pub offload_above: Option<Spanned<String>>,
     pub guest_threads: Option<Spanned<usize>>,
     pub keep_resident_mb: Option<Spanned<u64>>,
+    pub idle_unload: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,9 @@ pub struct WasmSettings {
     pub guest_threads: Option<usize>,
     /// Linear memory a freed instance slot keeps resident, reset in place. Default 1 MiB.
     pub keep_resident_bytes: usize,
+    /// A component with no request for this long drops its ready instances (scale to zero).
+    /// Default 5 minutes; `None` (`0s` or `off`): never.
+    pub idle_unload: Option<Duration>,
 }
 
 /// Index of a component in [`Config::components`].

@@ -119,6 +119,11 @@ impl<'a> Validator<'a> {
                 Some(m) => (m.value as usize) << 20,
                 None => 1 << 20,
             },
+            idle_unload: match &raw.wasm.idle_unload {
+                None => Some(Duration::from_secs(300)),
+                Some(s) if s.value.trim() == "off" => None,
+                Some(s) => Some(self.duration(s, "wasm.idle_unload")?).filter(|d| !d.is_zero()),
+            },
         };
         let mb = |v: &Option<Spanned<u64>>, field: &str, default: u64| match v {
             Some(m) if m.value == 0 || m.value > 1 << 20 => {

@@ -29,17 +29,18 @@ impl CompiledCache {
             .join(format!("{hex}-{:016x}.cwasm", self.engine_key))
     }
 
-    /// The cached compilation if there is a valid one, else compile and store it. A cache that
-    /// cannot be read or written (missing directory, full disk) only costs a compilation.
+    /// The cached compilation if there is a valid one (and `true`), else compile and store it
+    /// (and `false`). A cache that cannot be read or written (missing directory, full disk)
+    /// only costs a compilation.
     pub(crate) fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
-    ) -> Result<Component, String> {
+    ) -> Result<(Component, bool), String> {
         let path = self.path_for(bytes);
         if path.exists() {
             match deserialize(engine, &path) {
-                Ok(c) => return Ok(c),
+                Ok(c) => return Ok((c, true)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "unusable cached component; recompiling")
                 }
@@ -54,7 +55,9 @@ impl CompiledCache {
                 let _ = std::fs::rename(&tmp, &path);
             }
         }
-        deserialize_bytes(engine, &compiled).map_err(|e| e.to_string())
+        deserialize_bytes(engine, &compiled)
+            .map(|c| (c, false))
+            .map_err(|e| e.to_string())
     }
 }
 

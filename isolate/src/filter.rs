@@ -63,7 +63,7 @@ struct ReadyFilter {
 /// A filter component, compiled and pre-linked.
 struct LoadedFilter {
     /// Keeps the engine and its epoch ticker alive as long as the filter is.
-    _runtime: Arc<Runtime>,
+    runtime: Arc<Runtime>,
     name: Arc<str>,
     path: PathBuf,
     pre: InstancePre<FilterState>,
@@ -119,7 +119,7 @@ impl Filter {
             settings.max_concurrency,
         );
         let inner = Arc::new(LoadedFilter {
-            _runtime: runtime.clone(),
+            runtime: runtime.clone(),
             name: name.into(),
             path: path.to_path_buf(),
             pre,
@@ -132,7 +132,7 @@ impl Filter {
                 config: Arc::new(settings.config),
             },
             limits,
-            ready: ReadyPool::default(),
+            ready: ReadyPool::new(runtime.settings.idle_unload),
         });
         let instantiation = ReadyPool::start(
             &inner,
@@ -177,6 +177,11 @@ impl Filter {
         self.inner.on_response_body.is_some()
     }
 
+    /// Instances ready now (none while the filter is scaled to zero).
+    pub fn ready_now(&self) -> usize {
+        self.inner.ready.ready_now()
+    }
+
     /// Requests using this filter right now.
     pub fn in_use(&self) -> usize {
         self.inner.limits.gate.in_use()
@@ -187,10 +192,15 @@ impl Filter {
     pub fn instance(&self) -> Result<FilterInstance, IsolateError> {
         let inner = &self.inner;
         let permit = inner.limits.gate.enter(&inner.name)?;
-        let ready = match inner.ready.take() {
+        let started = std::time::Instant::now();
+        let taken = inner.ready.take();
+        let ready = match taken.ready {
             Some(r) => r,
             None => inner.instantiate()?,
         };
+        if taken.cold {
+            inner.runtime.cold_start(&inner.name, started.elapsed());
+        }
         Ok(FilterInstance {
             filter: inner.clone(),
             _permit: permit,

@@ -225,6 +225,7 @@ impl Handler {
         );
         let mut env: Vec<(String, String)> = settings.env.clone().into_iter().collect();
         env.sort();
+        let idle_unload = runtime.settings.idle_unload;
         let inner = Arc::new(LoadedHandler {
             runtime,
             name: name.into(),
@@ -233,8 +234,8 @@ impl Handler {
             spin: SpinCtx::new(settings.env),
             env,
             allowed: settings.allowed_outbound_hosts.into(),
+            ready: ReadyPool::new(idle_unload),
             limits,
-            ready: ReadyPool::default(),
         });
         // Instantiation is async (WASI's host functions are); at load, which may itself run
         // on a tokio runtime, it runs on a thread of its own with a current-thread runtime,
@@ -274,6 +275,11 @@ impl Handler {
         self.inner.ready.prewarm()
     }
 
+    /// Instances ready now (none while the handler is scaled to zero).
+    pub fn ready_now(&self) -> usize {
+        self.inner.ready.ready_now()
+    }
+
     /// Requests this handler is serving right now.
     pub fn in_use(&self) -> usize {
         self.inner.limits.gate.in_use()
@@ -302,18 +308,24 @@ impl Handler {
 impl LoadedHandler {
     /// A ready instance, or one made now (off the event loop when instantiating is dear).
     async fn take_instance(self: &Arc<Self>) -> Result<ReadyHandler, IsolateError> {
-        match self.ready.take() {
-            Some(r) => Ok(r),
+        let started = std::time::Instant::now();
+        let taken = self.ready.take();
+        let ready = match taken.ready {
+            Some(r) => r,
             None if self.limits.placement.off_loop() => {
                 let make = self.clone();
                 let task = async move { make.instantiate().await };
                 match self.runtime.guest_threads().spawn(task).await {
-                    Ok(made) => made,
-                    Err(e) => Err(self.invalid(format!("instantiation task: {e}"))),
+                    Ok(made) => made?,
+                    Err(e) => return Err(self.invalid(format!("instantiation task: {e}"))),
                 }
             }
-            None => self.instantiate().await,
+            None => self.instantiate().await?,
+        };
+        if taken.cold {
+            self.runtime.cold_start(&self.name, started.elapsed());
         }
+        Ok(ready)
     }
 
     /// Serve `request` with `ready`; the guest's task sends its store to `keep` when it is

@@ -28,5 +28,5 @@ mod types;
 pub use error::IsolateError;
 pub use filter::{Filter, FilterInstance, FilterSettings};
 pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody, Warmup, WarmupRequest};
-pub use runtime::{Allocator, Runtime, RuntimeSettings};
+pub use runtime::{Allocator, Observer, Runtime, RuntimeSettings};
 pub use types::{DirectResponse, Edits, ForwardEdits, Request, RequestDecision};

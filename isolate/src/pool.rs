@@ -2,26 +2,80 @@
 //! a component instantiates and settles how many instances to keep ready (`prewarm`, the
 //! setting or chosen from what an instantiation costs), the ready ones, and the filler thread
 //! that keeps them topped up off the request path.
+//!
+//! Scale to zero: a component whose `prewarm` was left to the runtime holds no instance until
+//! it is in use: its filler thread (if instantiating it is dear) starts on its second request
+//! within `idle_unload` of the one before, and when no request has come for the runtime's
+//! `idle_unload`, drops the ready instances and ends. The
+//! first request after load or after such an idle spell is a cold start. An explicit
+//! `prewarm` keeps its instances from load, for good.
 
 use crate::error::IsolateError;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 pub(crate) struct ReadyPool<T> {
     ready: Mutex<Vec<T>>,
     refill: Condvar,
     prewarm: AtomicUsize,
+    /// Kept warm for good (`prewarm` set explicitly): never scaled to zero.
+    pinned: AtomicBool,
+    /// No request for this long scales the component to zero; `None`: never.
+    idle_unload: Option<Duration>,
+    /// When the last instance was taken, in milliseconds since `epoch`; 0: never since load
+    /// or since it was scaled to zero.
+    last_take: AtomicU64,
+    epoch: Instant,
+    filler_running: AtomicBool,
+    /// Starts the filler thread (set at load for components with `prewarm` above zero).
+    spawn_filler: OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
-impl<T> Default for ReadyPool<T> {
-    fn default() -> Self {
+impl<T> ReadyPool<T> {
+    pub fn new(idle_unload: Option<Duration>) -> Self {
         Self {
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
             prewarm: AtomicUsize::new(0),
+            pinned: AtomicBool::new(false),
+            idle_unload,
+            last_take: AtomicU64::new(0),
+            epoch: Instant::now(),
+            filler_running: AtomicBool::new(false),
+            spawn_filler: OnceLock::new(),
         }
     }
+
+    fn now_ms(&self) -> u64 {
+        // Never 0, which means "not taken".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Whether the component is idle past `idle_unload` (or was never used) at `now`.
+    fn idle(&self, now: u64) -> bool {
+        if self.pinned.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.last_take.load(Ordering::Relaxed) {
+            0 => true,
+            last => self
+                .idle_unload
+                .is_some_and(|d| now.saturating_sub(last) > d.as_millis() as u64),
+        }
+    }
+
+    /// Instances ready now.
+    pub fn ready_now(&self) -> usize {
+        self.ready.lock().expect("ready lock").len()
+    }
+}
+
+/// What [`ReadyPool::take`] found.
+pub(crate) struct Taken<T> {
+    pub ready: Option<T>,
+    /// The component had no request since load or for `idle_unload`: this one starts it.
+    pub cold: bool,
 }
 
 /// Warm instantiations timed at load; their median is the cost `prewarm` is chosen from, so
@@ -29,13 +83,22 @@ impl<T> Default for ReadyPool<T> {
 const COST_SAMPLES: usize = 3;
 
 impl<T: Send + 'static> ReadyPool<T> {
-    /// A ready instance, if any; wakes the filler (when there is one) to replace it.
-    pub fn take(&self) -> Option<T> {
+    /// A ready instance, if any; wakes the filler (when there is one) to replace it, or
+    /// starts it when the component is in use again (a cold start does not: a component
+    /// requested once does not hold instances until it is idle).
+    pub fn take(&self) -> Taken<T> {
+        let now = self.now_ms();
+        let cold = self.idle(now);
+        self.last_take.store(now, Ordering::Relaxed);
         let ready = self.ready.lock().expect("ready lock").pop();
-        if self.prewarm() > 0 {
-            self.refill.notify_one();
+        if self.prewarm() > 0 && !cold {
+            if self.filler_running.swap(true, Ordering::AcqRel) {
+                self.refill.notify_one();
+            } else if let Some(spawn) = self.spawn_filler.get() {
+                spawn();
+            }
         }
-        ready
+        Taken { ready, cold }
     }
 
     pub fn prewarm(&self) -> usize {
@@ -44,17 +107,19 @@ impl<T: Send + 'static> ReadyPool<T> {
 
     /// The load sequence, once the component is pre-linked: prove it instantiates with `make`
     /// (a trapping start function is a load error), time [`COST_SAMPLES`] warm
-    /// instantiations, keep two instances ready, and settle `prewarm` from `setting` or from
-    /// the median cost, which is returned. When it is above zero, a thread named `name` keeps that many ready
-    /// for as long as `owner` lives (`pool` finds this pool in it), making them with what
-    /// `filler` builds on that thread (a handler's needs a runtime of its own).
+    /// instantiations, settle `prewarm` from `setting` or from the median cost, which is
+    /// returned. With an explicit `setting` above zero, two instances are kept from now and a
+    /// thread named `name` keeps `setting` ready for as long as `owner` lives; left to the
+    /// runtime, none is kept and the thread (for a dear component) starts on the first
+    /// request. `pool` finds this pool in `owner`; the thread makes instances with what
+    /// `filler` builds on it (a handler's needs a runtime of its own).
     pub fn start<O, M>(
         owner: &Arc<O>,
         name: String,
         pool: fn(&O) -> &ReadyPool<T>,
         setting: Option<usize>,
         mut make: impl FnMut() -> Result<T, IsolateError>,
-        filler: impl FnOnce() -> M + Send + 'static,
+        filler: impl Fn() -> M + Send + Sync + 'static,
     ) -> Result<Duration, IsolateError>
     where
         O: Send + Sync + 'static,
@@ -68,14 +133,32 @@ impl<T: Send + 'static> ReadyPool<T> {
             costs.push(started.elapsed());
         }
         costs.sort();
-        made.truncate(2);
         let cost = costs[COST_SAMPLES / 2];
+        let pinned = setting.is_some_and(|n| n > 0);
         let prewarm = setting.unwrap_or_else(|| auto_prewarm(cost));
         let this = pool(owner);
         this.prewarm.store(prewarm, Ordering::Relaxed);
-        this.ready.lock().expect("ready lock").extend(made);
+        this.pinned.store(pinned, Ordering::Relaxed);
+        if pinned {
+            made.truncate(2);
+            this.ready.lock().expect("ready lock").extend(made);
+        } else {
+            drop(made);
+        }
         if prewarm > 0 {
-            Self::spawn_filler(owner, name, pool, filler);
+            let weak: Weak<O> = Arc::downgrade(owner);
+            let filler = Arc::new(filler);
+            let spawn = move || {
+                if let Some(owner) = weak.upgrade() {
+                    let filler = filler.clone();
+                    Self::spawn_filler(&owner, name.clone(), pool, move || filler());
+                }
+            };
+            if pinned {
+                this.filler_running.store(true, Ordering::Release);
+                spawn();
+            }
+            let _ = this.spawn_filler.set(Box::new(spawn));
         }
         Ok(cost)
     }
@@ -91,11 +174,20 @@ impl<T: Send + 'static> ReadyPool<T> {
     {
         let weak: Weak<O> = Arc::downgrade(owner);
         let thread = format!("wasm-fill-{name}");
-        let _ = std::thread::Builder::new().name(thread).spawn(move || {
+        let spawned = std::thread::Builder::new().name(thread).spawn(move || {
             let mut make = setup();
             loop {
                 let Some(owner) = weak.upgrade() else { return };
                 let pool = pool(&owner);
+                if pool.idle(pool.now_ms()) {
+                    pool.scale_to_zero();
+                    // A request that came in since starts the filler again.
+                    if pool.idle(pool.now_ms())
+                        || pool.filler_running.swap(true, Ordering::AcqRel)
+                    {
+                        return;
+                    }
+                }
                 let have = pool.ready.lock().expect("ready lock").len();
                 let wait = if have < pool.prewarm() {
                     match make(&owner) {
@@ -109,14 +201,24 @@ impl<T: Send + 'static> ReadyPool<T> {
                         }
                     }
                 } else {
-                    // Wake on demand, or re-check now and then so a dropped owner ends the
-                    // thread.
+                    // Wake on demand, or re-check now and then so that idleness and a
+                    // dropped owner end the thread.
                     Duration::from_millis(500)
                 };
                 let guard = pool.ready.lock().expect("ready lock");
                 let _ = pool.refill.wait_timeout(guard, wait);
             }
         });
+        if spawned.is_err() {
+            pool(owner).filler_running.store(false, Ordering::Release);
+        }
+    }
+
+    /// Drop the ready instances (their slots go back to the pool) and mark the filler stopped.
+    fn scale_to_zero(&self) {
+        let dropped = std::mem::take(&mut *self.ready.lock().expect("ready lock"));
+        self.filler_running.store(false, Ordering::Release);
+        drop(dropped);
     }
 }
 
@@ -140,9 +242,13 @@ mod tests {
         pool: ReadyPool<u32>,
     }
 
-    fn start(costs: &'static [u64], setting: Option<usize>) -> (Arc<Owner>, usize) {
+    fn start_with(
+        costs: &'static [u64],
+        setting: Option<usize>,
+        idle_unload: Option<Duration>,
+    ) -> Arc<Owner> {
         let owner = Arc::new(Owner {
-            pool: ReadyPool::default(),
+            pool: ReadyPool::new(idle_unload),
         });
         let mut calls = 0;
         let make = || {
@@ -166,6 +272,11 @@ mod tests {
             filler,
         )
         .unwrap();
+        owner
+    }
+
+    fn start(costs: &'static [u64], setting: Option<usize>) -> (Arc<Owner>, usize) {
+        let owner = start_with(costs, setting, None);
         let prewarm = owner.pool.prewarm();
         (owner, prewarm)
     }
@@ -187,17 +298,77 @@ mod tests {
     }
 
     #[test]
-    fn two_instances_are_kept_ready_from_load() {
-        let (owner, _) = start(&[1, 1, 1], Some(0));
-        assert_eq!(owner.pool.take(), Some(2));
-        assert_eq!(owner.pool.take(), Some(1));
-        assert_eq!(owner.pool.take(), None);
+    fn an_explicit_prewarm_keeps_instances_from_load() {
+        let (owner, _) = start(&[1, 1, 1], Some(2));
+        let taken = owner.pool.take();
+        assert_eq!((taken.ready, taken.cold), (Some(2), false));
+        assert_eq!(owner.pool.take().ready, Some(1));
+    }
+
+    #[test]
+    fn left_to_the_runtime_nothing_is_held_until_the_first_request() {
+        let (owner, prewarm) = start(&[5_000, 5_000, 5_000], None);
+        assert_eq!(prewarm, 4);
+        assert_eq!(owner.pool.ready_now(), 0);
+        assert!(!owner.pool.filler_running.load(Ordering::Acquire));
+        let first = owner.pool.take();
+        assert_eq!((first.ready, first.cold), (None, true));
+        assert!(
+            !owner.pool.filler_running.load(Ordering::Acquire),
+            "one request holds nothing"
+        );
+        assert!(!owner.pool.take().cold, "the second request is warm");
+        assert!(owner.pool.filler_running.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn idle_past_idle_unload_is_cold_again() {
+        let owner = start_with(&[1, 1, 1], None, Some(Duration::from_millis(100)));
+        let pool = &owner.pool;
+        assert!(pool.take().cold);
+        let last = pool.last_take.load(Ordering::Relaxed);
+        assert!(!pool.idle(last + 100));
+        assert!(pool.idle(last + 101));
+        let never = start_with(&[1, 1, 1], None, None);
+        never.pool.take();
+        assert!(
+            !never.pool.idle(u64::MAX),
+            "idle_unload off: never cold again"
+        );
+        let pinned = start_with(&[1, 1, 1], Some(1), Some(Duration::ZERO));
+        assert!(
+            !pinned.pool.idle(u64::MAX),
+            "an explicit prewarm never scales to zero"
+        );
+    }
+
+    /// The filler starts when the component is in use, drops its instances and ends once it
+    /// finds the component idle; the next request is cold, the one after starts it again.
+    #[test]
+    fn the_filler_scales_to_zero_and_starts_again() {
+        let owner = start_with(
+            &[5_000, 5_000, 5_000],
+            None,
+            Some(Duration::from_millis(20)),
+        );
+        let pool = &owner.pool;
+        for round in 0..2 {
+            assert!(pool.take().cold, "round {round}");
+            pool.take();
+            assert!(pool.filler_running.load(Ordering::Acquire));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pool.filler_running.load(Ordering::Acquire) {
+                assert!(Instant::now() < deadline, "the filler never stopped");
+                std::thread::yield_now();
+            }
+            assert_eq!(pool.ready_now(), 0);
+        }
     }
 
     #[test]
     fn a_failing_instantiation_fails_the_load() {
         let owner = Arc::new(Owner {
-            pool: ReadyPool::default(),
+            pool: ReadyPool::new(None),
         });
         let make = || {
             Err(IsolateError::Instantiate {

@@ -43,6 +43,21 @@ pub struct RuntimeSettings {
     /// the pages a request dirtied are restored); the rest is returned to the kernel and
     /// faulted in again by the next instance. Default 1 MiB.
     pub keep_resident_bytes: usize,
+    /// A component with no request for this long drops its ready instances and filler
+    /// thread (scale to zero; one without an explicit `prewarm` holds none until its first
+    /// request anyway). Default 5 minutes; `None`: never.
+    pub idle_unload: Option<Duration>,
+}
+
+/// Events of the runtime its host may count.
+pub trait Observer: Send + Sync {
+    /// `component` served a request for the first time since load or since it was idle for
+    /// `idle_unload`; getting its instance took `took`.
+    fn cold_start(&self, component: &str, took: Duration);
+    /// A component was compiled (not found in `cache_dir`, or there is none).
+    fn compiled(&self, took: Duration);
+    /// A component's compiled code was loaded from `cache_dir`.
+    fn cache_hit(&self);
 }
 
 /// How instance memory is allocated.
@@ -67,6 +82,7 @@ impl Default for RuntimeSettings {
             offload_above: Some(Duration::from_micros(100)),
             guest_threads: None,
             keep_resident_bytes: 1 << 20,
+            idle_unload: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -84,6 +100,7 @@ pub struct Runtime {
     handler_cache: Option<CompiledCache>,
     /// Started on first use.
     guest_threads: std::sync::OnceLock<GuestThreads>,
+    observer: std::sync::OnceLock<Arc<dyn Observer>>,
     _ticker: EpochTicker,
 }
 
@@ -115,8 +132,21 @@ impl Runtime {
             cache,
             handler_cache,
             guest_threads: std::sync::OnceLock::new(),
+            observer: std::sync::OnceLock::new(),
             _ticker: ticker,
         }))
+    }
+
+    /// Where the runtime reports its events (set once; later calls are ignored).
+    pub fn observe(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Report a cold start to the observer, if any.
+    pub(crate) fn cold_start(&self, component: &str, took: Duration) {
+        if let Some(o) = self.observer.get() {
+            o.cold_start(component, took);
+        }
     }
 
     /// Compile (or load from the cache) and pre-link a filter component from a file.
@@ -286,14 +316,25 @@ impl Runtime {
         path: &Path,
         bytes: &[u8],
     ) -> Result<wasmtime::component::Component, IsolateError> {
-        match cache {
+        let started = std::time::Instant::now();
+        let compiled = match cache {
             Some(cache) => cache.load_or_compile(engine, bytes),
-            None => wasmtime::component::Component::new(engine, bytes).map_err(|e| e.to_string()),
+            None => wasmtime::component::Component::new(engine, bytes)
+                .map(|c| (c, false))
+                .map_err(|e| e.to_string()),
+        };
+        if let (Some(o), Ok((_, hit))) = (self.observer.get(), &compiled) {
+            match hit {
+                true => o.cache_hit(),
+                false => o.compiled(started.elapsed()),
+            }
         }
-        .map_err(|reason| IsolateError::Load {
-            path: path.to_path_buf(),
-            reason,
-        })
+        compiled
+            .map(|(c, _)| c)
+            .map_err(|reason| IsolateError::Load {
+                path: path.to_path_buf(),
+                reason,
+            })
     }
 }
 

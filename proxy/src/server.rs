@@ -97,6 +97,7 @@ fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
         offload_above: config.wasm.offload_above,
         guest_threads: config.wasm.guest_threads,
         keep_resident_bytes: config.wasm.keep_resident_bytes,
+        idle_unload: config.wasm.idle_unload,
         ..RuntimeSettings::default()
     })
     .map_err(|e| LoadError::Wasm(Box::new(e)))
@@ -135,6 +136,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         .map_err(|e| LoadError::Resolver(source.name(), e))?
         .counted(metrics.dns_lookups.clone());
     let wasm = wasm_runtime(&config)?;
+    wasm.observe(metrics.clone());
     let first = control.block_on(Generation::build(
         config.clone(),
         &source,

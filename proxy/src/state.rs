@@ -28,11 +28,44 @@ pub struct Generation {
     pub pools: Vec<Arc<Pool>>,
     /// Indexed by `ComponentId`, with each component's metric series.
     pub components: Vec<(LoadedComponent, Arc<ComponentMetrics>)>,
+    /// Indexed by `ComponentId`: each component's file as it was loaded.
+    stamps: Vec<Option<FileStamp>>,
     /// Certificates per HTTPS listener name.
     certs: HashMap<String, Arc<CertStore>>,
 }
 
+/// A component file's length and a hash of its bytes: a reload reuses a loaded component
+/// whose config and file are unchanged. (Not the modification time: a file rewritten within
+/// the file system's timestamp granularity would look unchanged.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    hash: u64,
+}
+
+impl FileStamp {
+    fn of(path: &std::path::Path) -> Option<Self> {
+        use std::hash::Hasher;
+        let bytes = std::fs::read(path).ok()?;
+        let mut h = std::hash::DefaultHasher::new();
+        h.write(&bytes);
+        Some(Self {
+            len: bytes.len() as u64,
+            hash: h.finish(),
+        })
+    }
+}
+
+/// Whether two components' configs are the same but for where they are written.
+fn same_component(a: &breakwater_config::Component, b: &breakwater_config::Component) -> bool {
+    a == &breakwater_config::Component {
+        at: a.at.clone(),
+        ..b.clone()
+    }
+}
+
 /// A loaded component, of the kind its config says.
+#[derive(Clone)]
 pub enum LoadedComponent {
     Filter(Filter),
     Handler(Handler),
@@ -98,6 +131,14 @@ impl LoadedComponent {
             LoadedComponent::Handler(h) => h.in_use(),
         }
     }
+
+    /// Instances made ahead and ready (none when scaled to zero).
+    pub fn ready_now(&self) -> usize {
+        match self {
+            LoadedComponent::Filter(f) => f.ready_now(),
+            LoadedComponent::Handler(h) => h.ready_now(),
+        }
+    }
 }
 
 /// Why a config could not be loaded or applied.
@@ -156,7 +197,9 @@ impl Source {
 impl Generation {
     /// Compile `config`: components loaded, certificates read and checked, pools built and
     /// resolved, every route compiled into its plan. Pools whose config did not change are
-    /// carried over from `previous` with their health.
+    /// carried over from `previous` with their health, and components whose config and file
+    /// did not change with their instances (a reload that changes one component of many
+    /// loads only that one).
     pub async fn build(
         config: Config,
         source: &Source,
@@ -166,10 +209,33 @@ impl Generation {
         previous: Option<&Generation>,
     ) -> Result<Self, LoadError> {
         let mut components = Vec::with_capacity(config.components.len());
+        let mut stamps = Vec::with_capacity(config.components.len());
+        let before: HashMap<&str, usize> = previous
+            .map(|g| {
+                let names = g.config.components.iter().enumerate();
+                names.map(|(i, c)| (c.name.as_str(), i)).collect()
+            })
+            .unwrap_or_default();
         for c in &config.components {
-            let loaded = LoadedComponent::load(wasm, c, c.prewarm)?;
-            let name: Arc<str> = c.name.as_str().into();
-            components.push((loaded, Arc::new(ComponentMetrics::new(metrics, &name))));
+            let stamp = FileStamp::of(&c.path);
+            let kept = previous
+                .zip(before.get(c.name.as_str()))
+                .and_then(|(g, &i)| {
+                    let unchanged = stamp.is_some()
+                        && g.stamps[i] == stamp
+                        && same_component(&g.config.components[i], c);
+                    unchanged.then(|| g.components[i].clone())
+                });
+            components.push(match kept {
+                Some(kept) => kept,
+                None => {
+                    let loaded = LoadedComponent::load(wasm, c, c.prewarm)?;
+                    metrics.components_loaded.inc();
+                    let name: Arc<str> = c.name.as_str().into();
+                    (loaded, Arc::new(ComponentMetrics::new(metrics, &name)))
+                }
+            });
+            stamps.push(stamp);
         }
         let mut certs = HashMap::new();
         for l in &config.listeners {
@@ -207,6 +273,7 @@ impl Generation {
             config,
             pools,
             components,
+            stamps,
             certs,
         })
     }

@@ -141,7 +141,7 @@ async fn every_request_starts_from_the_warm_snapshot() {
     let rt = runtime();
     let settings = |warmup| HandlerSettings {
         warmup,
-        deadline: Duration::from_millis(300),
+        deadline: Duration::from_secs(2),
         max_memory_bytes: 4 << 20,
         ..HandlerSettings::default()
     };

@@ -28,6 +28,14 @@ pub struct Metrics {
     pub component_duration: HistogramVec,
     /// Instances in use by requests right now (set at scrape time).
     pub component_in_use: IntGaugeVec,
+    /// Instances made ahead and ready, per component (0 when scaled to zero).
+    pub component_ready: IntGaugeVec,
+    pub component_cold_starts: IntCounterVec,
+    pub component_cold_start: HistogramVec,
+    pub components_loaded: prometheus::IntCounter,
+    pub wasm_compiles: prometheus::IntCounter,
+    pub wasm_compile_seconds: prometheus::Counter,
+    pub wasm_cache_hits: prometheus::IntCounter,
     pub config_reloads: IntCounterVec,
     /// Unix time of the config load that is serving.
     pub config_loaded_at: IntGauge,
@@ -59,6 +67,27 @@ const WASM: &[f64] = &[
     0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001,
     0.01, 0.1,
 ];
+
+/// Counts the Wasm runtime's cold starts.
+impl breakwater_isolate::Observer for Metrics {
+    fn cold_start(&self, component: &str, took: std::time::Duration) {
+        self.component_cold_starts
+            .with_label_values(&[component])
+            .inc();
+        self.component_cold_start
+            .with_label_values(&[component])
+            .observe(took.as_secs_f64());
+    }
+
+    fn compiled(&self, took: std::time::Duration) {
+        self.wasm_compiles.inc();
+        self.wasm_compile_seconds.inc_by(took.as_secs_f64());
+    }
+
+    fn cache_hit(&self) {
+        self.wasm_cache_hits.inc();
+    }
+}
 
 impl Metrics {
     pub fn new() -> Self {
@@ -167,6 +196,58 @@ impl Metrics {
                 "Wasm instances held by requests",
                 &["component"],
             ),
+            component_ready: gauge(
+                "component_instances_ready",
+                "Wasm instances made ahead of requests (0 when the component is scaled to zero)",
+                &["component"],
+            ),
+            component_cold_starts: counter(
+                "component_cold_starts_total",
+                "Requests that found their component unused since load or idle past wasm.idle_unload",
+                &["component"],
+            ),
+            component_cold_start: histogram(
+                "component_cold_start_seconds",
+                "Time a cold start took to get its instance",
+                &["component"],
+                WASM,
+            ),
+            components_loaded: {
+                let c = prometheus::IntCounter::new(
+                    "components_loaded_total",
+                    "Components loaded (a reload reuses those whose config and file are unchanged)",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            wasm_compiles: {
+                let c = prometheus::IntCounter::new(
+                    "wasm_compiles_total",
+                    "Components compiled (not found in wasm.cache_dir)",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            wasm_compile_seconds: {
+                let c = prometheus::Counter::new(
+                    "wasm_compile_seconds_total",
+                    "Time spent compiling components",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
+            wasm_cache_hits: {
+                let c = prometheus::IntCounter::new(
+                    "wasm_cache_hits_total",
+                    "Components whose compiled code was loaded from wasm.cache_dir",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("registered once");
+                c
+            },
             config_reloads: counter("config_reloads_total", "Config reloads", &["result"]),
             cache_responses: counter(
                 "cache_responses_total",

@@ -14,6 +14,7 @@ mod lifecycle;
 mod operations;
 mod pools;
 mod routing;
+mod scale;
 mod slow_clients;
 mod smuggling;
 mod soak;

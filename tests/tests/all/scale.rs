@@ -1,0 +1,178 @@
+//! Scale to zero, end to end: components hold no instance until their first request (a cold
+//! start, counted), drop what they hold when idle past `wasm.idle_unload`, many components
+//! start and each serves, and a reload loads only the components that changed.
+
+use breakwater_tests as support;
+
+use breakwater_tests::wasm::{handler_component, handler_module};
+use support::{Client, Node};
+
+/// A handler answering `status`, with `id` in its code so that every copy has other bytes
+/// (nothing shared by accident: each is compiled and loaded on its own).
+fn numbered_handler(id: usize, status: u16) -> Vec<u8> {
+    handler_component(&handler_module(&format!(
+        "(drop (i32.const {id}))
+         (call $drop_request (local.get $request))
+         (call $respond (local.get $out) (i32.const {status}))"
+    )))
+}
+
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(admin: std::net::SocketAddr) -> String {
+    Client::h1()
+        .get(admin, "localhost", "/metrics")
+        .await
+        .text()
+}
+
+/// A handler left to the runtime holds no instance until its first request, which is its one
+/// cold start while it keeps being used; one with an explicit `prewarm` holds its instances
+/// from load. With `idle_unload` short, a later request after a pause is cold again.
+#[tokio::test(flavor = "multi_thread")]
+async fn components_start_cold_on_first_use_and_again_after_idle() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, id) in [("lazy", 1), ("pinned", 2)] {
+        std::fs::write(
+            dir.path().join(format!("{name}.wasm")),
+            numbered_handler(id, 200),
+        )
+        .unwrap();
+    }
+    let node = Node::start_in(
+        dir,
+        r#"
+listeners: [{ name: web, address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+wasm: { idle_unload: off }
+components:
+  lazy: { path: lazy.wasm, kind: handler }
+  pinned: { path: pinned.wasm, kind: handler, prewarm: 2 }
+routes:
+  - { match: { path: /lazy }, handler: lazy }
+  - { match: { path: /pinned }, handler: pinned }
+"#,
+        &[],
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let m = metrics(admin).await;
+    let ready = |m: &str, c: &str| {
+        metric(
+            m,
+            "breakwater_component_instances_ready",
+            &format!("component=\"{c}\""),
+        )
+    };
+    let cold = |m: &str, c: &str| {
+        metric(
+            m,
+            "breakwater_component_cold_starts_total",
+            &format!("component=\"{c}\""),
+        )
+    };
+    assert_eq!((ready(&m, "lazy"), ready(&m, "pinned")), (0.0, 2.0), "{m}");
+    assert_eq!(cold(&m, "lazy"), 0.0);
+    for _ in 0..5 {
+        assert_eq!(Client::h1().get(web, "a", "/lazy").await.status, 200);
+        assert_eq!(Client::h1().get(web, "a", "/pinned").await.status, 200);
+    }
+    let m = metrics(admin).await;
+    assert_eq!(cold(&m, "lazy"), 1.0, "one cold start, then warm");
+    assert_eq!(cold(&m, "pinned"), 0.0, "an explicit prewarm is never cold");
+    assert!(
+        m.contains("breakwater_component_cold_start_seconds_count{component=\"lazy\"} 1"),
+        "{m}"
+    );
+
+    // With idle_unload at 1 ms (a process setting: a node of its own), a request after any
+    // pause of its component is cold again.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("brief.wasm"), numbered_handler(3, 200)).unwrap();
+    let brief = Node::start_in(
+        dir,
+        r#"
+listeners: [{ name: web, address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+wasm: { idle_unload: 1ms }
+components:
+  brief: { path: brief.wasm, kind: handler }
+routes:
+  - { handler: brief }
+"#,
+        &[],
+    );
+    let (web, admin) = (brief.addr("web"), brief.addr("admin"));
+    support::eventually(
+        10,
+        "a second cold start of a component idle for 1 ms",
+        || async {
+            assert_eq!(Client::h1().get(web, "a", "/").await.status, 200);
+            cold(&metrics(admin).await, "brief") >= 2.0
+        },
+    )
+    .await;
+}
+
+/// Two thousand components, each its own compiled code, start in one node (none holds an
+/// instance slot until used: the default `wasm.max_instances` of 1000 is no limit on how many
+/// are loaded), and each answers; a reload that changes one of them loads that one only.
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_components_load_and_a_reload_loads_only_the_changed_one() {
+    const N: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let mut yaml = format!(
+        "listeners: [{{ name: web, address: 127.0.0.1:0 }}]\nadmin: {{ address: 127.0.0.1:0 }}\nwasm: {{ cache_dir: \"{}\" }}\ncomponents:\n",
+        cache.display()
+    );
+    for i in 0..N {
+        std::fs::write(
+            dir.path().join(format!("h{i}.wasm")),
+            numbered_handler(i, 200 + (i % 7) as u16),
+        )
+        .unwrap();
+        yaml.push_str(&format!("  h{i}: {{ path: h{i}.wasm, kind: handler }}\n"));
+    }
+    yaml.push_str("routes:\n");
+    for i in 0..N {
+        yaml.push_str(&format!(
+            "  - {{ match: {{ hosts: [h{i}.example] }}, handler: h{i} }}\n"
+        ));
+    }
+    let node = Node::start_in(dir, &yaml, &[]);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let client = Client::h1();
+    for i in 0..N {
+        let host = format!("h{i}.example");
+        let r = client.get(web, &host, "/").await;
+        assert_eq!(r.status, 200 + (i % 7) as u16, "{host}");
+    }
+    let m = metrics(admin).await;
+    assert_eq!(
+        metric(&m, "breakwater_components_loaded_total", ""),
+        N as f64
+    );
+    assert_eq!(
+        metric(&m, "breakwater_component_cold_starts_total", ""),
+        N as f64,
+        "each component's first request was its cold start"
+    );
+
+    // Change one component's file: only it is loaded again.
+    std::fs::write(node.dir.path().join("h7.wasm"), numbered_handler(7, 299)).unwrap();
+    let yaml = std::fs::read_to_string(&node.config).unwrap();
+    let line = node.reload(&yaml);
+    assert!(line.contains("config reloaded"), "{line}");
+    assert_eq!(client.get(web, "h7.example", "/").await.status, 299);
+    assert_eq!(client.get(web, "h8.example", "/").await.status, 201);
+    let m = metrics(admin).await;
+    assert_eq!(
+        metric(&m, "breakwater_components_loaded_total", ""),
+        N as f64 + 1.0
+    );
+}
