@@ -113,6 +113,7 @@ impl Filter {
             });
         }
         let limits = Limits::new(
+            &runtime.slots,
             &runtime.settings,
             settings.deadline,
             settings.max_memory_bytes,
@@ -132,7 +133,7 @@ impl Filter {
                 config: Arc::new(settings.config),
             },
             limits,
-            ready: ReadyPool::new(runtime.settings.idle_unload),
+            ready: ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone()),
         });
         let instantiation = ReadyPool::start(
             &inner,

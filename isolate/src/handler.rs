@@ -218,6 +218,7 @@ impl Handler {
         };
         let pre = Prelinked { pre, exports };
         let limits = Limits::new(
+            &runtime.slots,
             &runtime.settings,
             settings.deadline,
             settings.max_memory_bytes,
@@ -225,7 +226,7 @@ impl Handler {
         );
         let mut env: Vec<(String, String)> = settings.env.clone().into_iter().collect();
         env.sort();
-        let idle_unload = runtime.settings.idle_unload;
+        let ready = ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone());
         let inner = Arc::new(LoadedHandler {
             runtime,
             name: name.into(),
@@ -234,7 +235,7 @@ impl Handler {
             spin: SpinCtx::new(settings.env),
             env,
             allowed: settings.allowed_outbound_hosts.into(),
-            ready: ReadyPool::new(idle_unload),
+            ready,
             limits,
         });
         // Instantiation is async (WASI's host functions are); at load, which may itself run

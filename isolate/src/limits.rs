@@ -9,6 +9,8 @@ use wasmtime::{ResourceLimiter, Trap, WasmBacktrace};
 pub(crate) struct MemoryLimit {
     pub max: usize,
     pub exceeded: bool,
+    /// Counts the instance among the runtime's live ones while its store lives.
+    pub _slot: Option<SlotGuard>,
 }
 
 impl MemoryLimit {
@@ -16,7 +18,46 @@ impl MemoryLimit {
         Self {
             max,
             exceeded: false,
+            _slot: None,
         }
+    }
+}
+
+/// The instances alive in a runtime, so that instances made ahead of need (by the filler
+/// threads) never take the pool slots requests need: those are made only while a quarter of
+/// `max_instances` is free.
+pub(crate) struct Slots {
+    live: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl Slots {
+    pub fn new(max_instances: u32) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            live: std::sync::atomic::AtomicUsize::new(0),
+            max: max_instances as usize,
+        })
+    }
+
+    /// Count one more live instance, until the guard drops.
+    pub fn guard(self: &std::sync::Arc<Self>) -> SlotGuard {
+        self.live.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SlotGuard(self.clone())
+    }
+
+    /// Whether an instance may be made ahead of need now.
+    pub fn room_to_prewarm(&self) -> bool {
+        self.live.load(std::sync::atomic::Ordering::Relaxed) < self.max * 3 / 4
+    }
+}
+
+pub(crate) struct SlotGuard(std::sync::Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0
+            .live
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -30,11 +30,14 @@ pub(crate) struct ReadyPool<T> {
     filler_running: AtomicBool,
     /// Starts the filler thread (set at load for components with `prewarm` above zero).
     spawn_filler: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    /// The runtime's live instances: the filler makes one only while there is room.
+    slots: Arc<crate::limits::Slots>,
 }
 
 impl<T> ReadyPool<T> {
-    pub fn new(idle_unload: Option<Duration>) -> Self {
+    pub fn new(idle_unload: Option<Duration>, slots: Arc<crate::limits::Slots>) -> Self {
         Self {
+            slots,
             ready: Mutex::new(Vec::new()),
             refill: Condvar::new(),
             prewarm: AtomicUsize::new(0),
@@ -125,26 +128,32 @@ impl<T: Send + 'static> ReadyPool<T> {
         O: Send + Sync + 'static,
         M: FnMut(&O) -> Result<T, IsolateError>,
     {
-        let mut made = vec![make()?];
+        let pinned = setting.is_some_and(|n| n > 0);
+        // One instance alive at a time (a small pool must be able to load every component),
+        // except the two an explicit `prewarm` keeps.
+        let mut kept = Vec::with_capacity(2);
+        let proof = make()?;
+        if pinned {
+            kept.push(proof);
+        } else {
+            drop(proof);
+        }
         let mut costs = Vec::with_capacity(COST_SAMPLES);
         for _ in 0..COST_SAMPLES {
             let started = Instant::now();
-            made.push(make()?);
+            let made = make()?;
             costs.push(started.elapsed());
+            if pinned && kept.len() < 2 {
+                kept.push(made);
+            }
         }
         costs.sort();
         let cost = costs[COST_SAMPLES / 2];
-        let pinned = setting.is_some_and(|n| n > 0);
         let prewarm = setting.unwrap_or_else(|| auto_prewarm(cost));
         let this = pool(owner);
         this.prewarm.store(prewarm, Ordering::Relaxed);
         this.pinned.store(pinned, Ordering::Relaxed);
-        if pinned {
-            made.truncate(2);
-            this.ready.lock().expect("ready lock").extend(made);
-        } else {
-            drop(made);
-        }
+        this.ready.lock().expect("ready lock").extend(kept);
         if prewarm > 0 {
             let weak: Weak<O> = Arc::downgrade(owner);
             let filler = Arc::new(filler);
@@ -189,7 +198,7 @@ impl<T: Send + 'static> ReadyPool<T> {
                     }
                 }
                 let have = pool.ready.lock().expect("ready lock").len();
-                let wait = if have < pool.prewarm() {
+                let wait = if have < pool.prewarm() && pool.slots.room_to_prewarm() {
                     match make(&owner) {
                         Ok(r) => {
                             pool.ready.lock().expect("ready lock").push(r);
@@ -201,8 +210,8 @@ impl<T: Send + 'static> ReadyPool<T> {
                         }
                     }
                 } else {
-                    // Wake on demand, or re-check now and then so that idleness and a
-                    // dropped owner end the thread.
+                    // Wake on demand, or re-check now and then so that idleness, room in
+                    // the pool and a dropped owner are seen.
                     Duration::from_millis(500)
                 };
                 let guard = pool.ready.lock().expect("ready lock");
@@ -248,7 +257,7 @@ mod tests {
         idle_unload: Option<Duration>,
     ) -> Arc<Owner> {
         let owner = Arc::new(Owner {
-            pool: ReadyPool::new(idle_unload),
+            pool: ReadyPool::new(idle_unload, crate::limits::Slots::new(1000)),
         });
         let mut calls = 0;
         let make = || {
@@ -365,10 +374,22 @@ mod tests {
         }
     }
 
+    /// The filler leaves a quarter of the runtime's slots to requests.
+    #[test]
+    fn instances_are_made_ahead_only_while_a_quarter_of_the_slots_is_free() {
+        let slots = crate::limits::Slots::new(4);
+        let mut held: Vec<_> = (0..2).map(|_| slots.guard()).collect();
+        assert!(slots.room_to_prewarm(), "2 of 4 live");
+        held.push(slots.guard());
+        assert!(!slots.room_to_prewarm(), "3 of 4 live");
+        held.pop();
+        assert!(slots.room_to_prewarm(), "a dropped instance frees its slot");
+    }
+
     #[test]
     fn a_failing_instantiation_fails_the_load() {
         let owner = Arc::new(Owner {
-            pool: ReadyPool::new(None),
+            pool: ReadyPool::new(None, crate::limits::Slots::new(1000)),
         });
         let make = || {
             Err(IsolateError::Instantiate {

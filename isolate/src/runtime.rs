@@ -96,6 +96,8 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) handler_engine: Engine,
     pub(crate) settings: RuntimeSettings,
+    /// Live instances, counted so that the filler threads leave slots for requests.
+    pub(crate) slots: Arc<crate::limits::Slots>,
     cache: Option<CompiledCache>,
     handler_cache: Option<CompiledCache>,
     /// Started on first use.
@@ -128,6 +130,7 @@ impl Runtime {
         Ok(Arc::new(Self {
             engine,
             handler_engine,
+            slots: crate::limits::Slots::new(settings.max_instances),
             settings,
             cache,
             handler_cache,

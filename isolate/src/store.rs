@@ -31,10 +31,13 @@ pub(crate) struct Limits {
     pub gate: Gate,
     /// On or off the event loop, from what calls cost.
     pub placement: Placement,
+    /// The runtime's live instances, each store counted.
+    pub slots: std::sync::Arc<crate::limits::Slots>,
 }
 
 impl Limits {
     pub fn new(
+        slots: &std::sync::Arc<crate::limits::Slots>,
         runtime: &RuntimeSettings,
         deadline: Duration,
         max_memory_bytes: usize,
@@ -49,12 +52,16 @@ impl Limits {
             max_memory_bytes: max_memory_bytes.min(runtime.max_memory_bytes),
             gate: Gate::new(max_concurrency),
             placement: Placement::new(runtime.offload_above),
+            slots: slots.clone(),
         }
     }
 
     /// A memory limit for one instance.
     pub fn memory_limit(&self) -> MemoryLimit {
-        MemoryLimit::new(self.max_memory_bytes)
+        MemoryLimit {
+            _slot: Some(self.slots.guard()),
+            ..MemoryLimit::new(self.max_memory_bytes)
+        }
     }
 
     /// A store for one instance: `data`, its memory limit enforced, and code that runs past
@@ -92,7 +99,8 @@ mod tests {
             max_memory_bytes: 1 << 20,
             ..RuntimeSettings::default()
         };
-        let l = Limits::new(&runtime, Duration::from_millis(5), 64 << 20, 3);
+        let slots = crate::limits::Slots::new(10);
+        let l = Limits::new(&slots, &runtime, Duration::from_millis(5), 64 << 20, 3);
         assert_eq!(
             l.deadline_ticks, 4,
             "5 ms in 2 ms ticks, rounded up, plus one"

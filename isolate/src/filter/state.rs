@@ -84,7 +84,13 @@ pub(crate) fn init_store(
     settings: &FilterSettings,
     deadline: Duration,
 ) -> Store<FilterState> {
-    let limits = Limits::new(&runtime.settings, deadline, settings.max_memory_bytes, 1);
+    let limits = Limits::new(
+        &runtime.slots,
+        &runtime.settings,
+        deadline,
+        settings.max_memory_bytes,
+        1,
+    );
     let api = FilterApi {
         filter: name.into(),
         config: Arc::new(settings.config.clone()),

@@ -92,18 +92,27 @@ impl breakwater_isolate::Observer for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("breakwater".into()), None).expect("valid prefix");
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("registered once");
+        };
+        let single = |name: &str, help: &str| {
+            let c = prometheus::IntCounter::new(name, help).expect("valid metric");
+            register(Box::new(c.clone()));
+            c
+        };
+        let single_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            register(Box::new(g.clone()));
+            g
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
+            register(Box::new(c.clone()));
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("registered once");
+            register(Box::new(g.clone()));
             g
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: &[f64]| {
@@ -112,27 +121,17 @@ impl Metrics {
                 labels,
             )
             .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("registered once");
+            register(Box::new(h.clone()));
             h
         };
-        let config_loaded_at = IntGauge::new(
+        let config_loaded_at = single_gauge(
             "config_loaded_timestamp_seconds",
             "When the serving config was loaded",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(config_loaded_at.clone()))
-            .expect("registered once");
-        let access_log_dropped = prometheus::IntCounter::new(
+        );
+        let access_log_dropped = single(
             "access_log_dropped_total",
             "Access log lines dropped (buffer full)",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(access_log_dropped.clone()))
-            .expect("registered once");
+        );
         Self {
             requests: counter(
                 "requests_total",
@@ -212,42 +211,27 @@ impl Metrics {
                 &["component"],
                 WASM,
             ),
-            components_loaded: {
-                let c = prometheus::IntCounter::new(
-                    "components_loaded_total",
-                    "Components loaded (a reload reuses those whose config and file are unchanged)",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
-            wasm_compiles: {
-                let c = prometheus::IntCounter::new(
-                    "wasm_compiles_total",
-                    "Components compiled (not found in wasm.cache_dir)",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
+            components_loaded: single(
+                "components_loaded_total",
+                "Components loaded (a reload reuses those whose config and file are unchanged)",
+            ),
+            wasm_compiles: single(
+                "wasm_compiles_total",
+                "Components compiled (not found in wasm.cache_dir)",
+            ),
             wasm_compile_seconds: {
                 let c = prometheus::Counter::new(
                     "wasm_compile_seconds_total",
                     "Time spent compiling components",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
+                register(Box::new(c.clone()));
                 c
             },
-            wasm_cache_hits: {
-                let c = prometheus::IntCounter::new(
-                    "wasm_cache_hits_total",
-                    "Components whose compiled code was loaded from wasm.cache_dir",
-                )
-                .expect("valid metric");
-                registry.register(Box::new(c.clone())).expect("registered once");
-                c
-            },
+            wasm_cache_hits: single(
+                "wasm_cache_hits_total",
+                "Components whose compiled code was loaded from wasm.cache_dir",
+            ),
             config_reloads: counter("config_reloads_total", "Config reloads", &["result"]),
             cache_responses: counter(
                 "cache_responses_total",
@@ -274,36 +258,13 @@ impl Metrics {
                 "Requests in flight by protocol",
                 &["protocol"],
             ),
-            cache_purged: {
-                let c = prometheus::IntCounter::new("cache_purged_total", "Objects purged")
-                    .expect("valid metric");
-                registry
-                    .register(Box::new(c.clone()))
-                    .expect("registered once");
-                c
-            },
-            cache_evictions: {
-                let g = IntGauge::new("cache_evictions", "Objects evicted for room, since start")
-                    .expect("valid");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("registered once");
-                g
-            },
-            cache_objects: {
-                let g = IntGauge::new("cache_objects", "Objects in the cache").expect("valid");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("registered once");
-                g
-            },
-            cache_bytes: {
-                let g = IntGauge::new("cache_bytes", "Bytes held by the cache").expect("valid");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("registered once");
-                g
-            },
+            cache_purged: single("cache_purged_total", "Objects purged"),
+            cache_evictions: single_gauge(
+                "cache_evictions",
+                "Objects evicted for room, since start",
+            ),
+            cache_objects: single_gauge("cache_objects", "Objects in the cache"),
+            cache_bytes: single_gauge("cache_bytes", "Bytes held by the cache"),
             config_loaded_at,
             access_log_dropped,
             registry,

@@ -176,3 +176,89 @@ async fn thousands_of_components_load_and_a_reload_loads_only_the_changed_one() 
         N as f64 + 1.0
     );
 }
+
+/// Slots are shared by all components: a tenant at its share (`max_concurrency`) gets 503 at
+/// once and the others are served; when the pool's slots (`wasm.max_instances`) run out, a
+/// request that needs one gets 503 at once, counted, never a wait.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_at_its_share_or_out_of_slots_gets_503_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hog.wasm"),
+        handler_component(&handler_module("(loop $l (br $l))")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ok.wasm"), numbered_handler(1, 200)).unwrap();
+    let node = Node::start_in(
+        dir,
+        r#"
+listeners: [{ name: web, address: 127.0.0.1:0 }]
+admin: { address: 127.0.0.1:0 }
+wasm: { max_instances: 3 }
+components:
+  hog: { path: hog.wasm, kind: handler, max_concurrency: 2, deadline: 60s }
+  greedy: { path: hog.wasm, kind: handler, deadline: 60s }
+  ok: { path: ok.wasm, kind: handler }
+routes:
+  - { match: { path: /hog }, handler: hog }
+  - { match: { path: /greedy }, handler: greedy }
+  - { handler: ok }
+"#,
+        &[],
+    );
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    let in_use = |c: &'static str| async move {
+        metric(
+            &metrics(admin).await,
+            "breakwater_component_instances_in_use",
+            &format!("component=\"{c}\""),
+        )
+    };
+    let hold = |path: &'static str| {
+        tokio::spawn(async move { Client::h1().get(web, "a", path).await.status })
+    };
+    let mut held = vec![hold("/hog"), hold("/hog")];
+    support::eventually(10, "two hog requests in their guests", || async {
+        in_use("hog").await == 2.0
+    })
+    .await;
+    assert_eq!(
+        Client::h1().get(web, "a", "/hog").await.status,
+        503,
+        "past its share"
+    );
+    assert_eq!(
+        Client::h1().get(web, "a", "/").await.status,
+        200,
+        "others are served"
+    );
+
+    // A tenant without a share takes the last slot; then nobody gets one, at once.
+    held.push(hold("/greedy"));
+    support::eventually(10, "the greedy request in its guest", || async {
+        in_use("greedy").await == 1.0
+    })
+    .await;
+    assert_eq!(Client::h1().get(web, "a", "/greedy").await.status, 503);
+    assert_eq!(Client::h1().get(web, "a", "/").await.status, 503);
+    let m = metrics(admin).await;
+    assert!(
+        metric(
+            &m,
+            "breakwater_component_errors_total",
+            "kind=\"instantiate\""
+        ) >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        in_use("hog").await + in_use("greedy").await,
+        3.0,
+        "the held requests still run"
+    );
+    for h in &held {
+        assert!(!h.is_finished());
+    }
+    for h in held {
+        h.abort();
+    }
+}

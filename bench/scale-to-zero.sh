@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Scale to zero: one node (server.threads: 1, CPU 0) loading N distinct copies of a handler
+# (each its own bytes: a custom section with its number), one host name each, compiled into
+# wasm.cache_dir by `breakwater check` first. For N = 1, 100, 1 000 and 10 000: how long
+# `check` took (compiling), how long `run` took to be ready with a warm cache, RSS once
+# ready, then for up to 200 never-requested components the latency of the first request (a
+# cold start) and of the second (warm), over one keep-alive connection from CPU 1, and RSS
+# after them. The WAT hello handler (the demo's) for every N; the C hello handler (clang +
+# wasi-libc, isolate/guests) at N = 100.
+#
+#   bench/scale-to-zero.sh [SIZES...]     (default: 1 100 1000 10000)
+set -euo pipefail
+sizes=("$@")
+[ $# -gt 0 ] || sizes=(1 100 1000 10000)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+scratch
+need_tools
+release_and_guests
+out="$root/bench/results/scale-to-zero-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+"$bw" demo-components "$work/wasm" > /dev/null
+
+# copies SRC N DIR: N copies of SRC in DIR as h0.wasm ... h{N-1}.wasm, each with a custom
+# section naming its number (different bytes, the same code).
+copies() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+src, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.makedirs(d, exist_ok=True)
+body = open(src, "rb").read()
+def leb(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F; v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v: return bytes(out)
+for i in range(n):
+    name, payload = b"copy", str(i).encode()
+    content = leb(len(name)) + name + payload
+    open(f"{d}/h{i}.wasm", "wb").write(body + b"\x00" + leb(len(content)) + content)
+PY
+}
+
+# probe PORT N: first and second request latency to up to 200 components, in ms.
+probe() {
+  taskset -c 1 python3 - "$1" "$2" <<'PY'
+import http.client, random, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+picked = random.Random(7).sample(range(n), min(n, 200))
+c = http.client.HTTPConnection("127.0.0.1", port)
+cold, warm = [], []
+for i in picked:
+    for bucket in (cold, warm):
+        t = time.perf_counter()
+        c.request("GET", "/", headers={"Host": f"h{i}.example"})
+        r = c.getresponse(); r.read()
+        assert r.status == 200, (i, r.status)
+        bucket.append((time.perf_counter() - t) * 1000)
+def pct(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(len(v) * p))]
+print(f"{len(picked)} {pct(cold, .5):.3f} {pct(cold, .99):.3f} {pct(warm, .5):.3f} {pct(warm, .99):.3f}")
+PY
+}
+
+rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+run_case() { # run_case LABEL SRC N
+  local label="$1" src="$2" n="$3" d="$work/$1-$3"
+  copies "$src" "$n" "$d/wasm"
+  {
+    echo "server: { threads: 1 }"
+    echo "listeners: [{ name: web, address: \"127.0.0.1:18700\" }]"
+    echo "admin: { address: \"127.0.0.1:18750\" }"
+    echo "access_log: { format: off }"
+    echo "wasm: { cache_dir: \"$d/cache\" }"
+    echo "components:"
+    for i in $(seq 0 $((n - 1))); do echo "  h$i: { path: \"$d/wasm/h$i.wasm\", kind: handler }"; done
+    echo "routes:"
+    for i in $(seq 0 $((n - 1))); do echo "  - { match: { hosts: [h$i.example] }, handler: h$i }"; done
+  } > "$d/node.yaml"
+  local t0 t1 check_ms ready_ms
+  t0=$(date +%s%N)
+  RUST_LOG=warn "$bw" check --config "$d/node.yaml" > "$d/check.out" 2>&1
+  t1=$(date +%s%N); check_ms=$(( (t1 - t0) / 1000000 ))
+  t0=$(date +%s%N)
+  RUST_LOG=warn taskset -c 0 "$bw" run --config "$d/node.yaml" > "$d/node.out" 2> "$d/node.err" &
+  local pid=$!
+  for _ in $(seq 1 6000); do grep -q "breakwater ready" "$d/node.out" 2>/dev/null && break; sleep 0.01; done
+  t1=$(date +%s%N); ready_ms=$(( (t1 - t0) / 1000000 ))
+  local rss_ready; rss_ready=$(rss "$pid")
+  local probed; probed=$(probe 18700 "$n")
+  local rss_after; rss_after=$(rss "$pid")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  read -r k cold50 cold99 warm50 warm99 <<< "$probed"
+  echo "| $label | $n | $check_ms | $ready_ms | $rss_ready | $k | $cold50 | $cold99 | $warm50 | $warm99 | $rss_after |"
+}
+
+{
+  echo "# Scale to zero: N handler components on one node"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD); node on CPU 0 (server.threads: 1), client on CPU 1; latencies over one keep-alive HTTP/1.1 connection (Python http.client, its own overhead included in both)."
+  echo
+  echo "| handler | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
+  run_case c "$guests/c-handler.wasm" 100
+} | tee "$out/summary.md"
