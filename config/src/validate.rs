@@ -8,6 +8,10 @@ use serde_saphyr::Spanned;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+
+/// Most pool slots (`wasm.max_instances`) whose address space reservations fit a 47-bit
+/// address space with room to spare (see the error message).
+const MAX_INSTANCES: u32 = 5000;
 use std::time::Duration;
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -94,9 +98,16 @@ impl<'a> Validator<'a> {
         }
         let wasm = WasmSettings {
             max_instances: match &raw.wasm.max_instances {
-                Some(m) if m.value == 0 => {
-                    return Err(self.err(m, "wasm.max_instances", "must be at least 1"))
-                }
+                Some(m) if m.value == 0 || m.value > MAX_INSTANCES => return Err(self.err(
+                    m,
+                    "wasm.max_instances",
+                    format!(
+                        "expected 1 to {MAX_INSTANCES}: each instance slot reserves about 16 GiB \
+                             of virtual address space (a 4 GiB reservation for each of two linear \
+                             memories, in each of the filter and handler engines), and a 47-bit \
+                             address space holds 128 TiB"
+                    ),
+                )),
                 Some(m) => m.value,
                 None => 1000,
             },

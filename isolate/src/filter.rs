@@ -51,7 +51,7 @@ impl Default for FilterSettings {
 
 mod state;
 
-use state::FilterState;
+pub(crate) use state::FilterState;
 pub(crate) use state::{init_store, linker};
 
 /// An instance made ahead of a request, with its store.
@@ -90,7 +90,7 @@ impl Filter {
         component: Component,
         settings: FilterSettings,
     ) -> Result<Self, IsolateError> {
-        let linker = linker(&runtime.engine, path)?;
+        let linker = runtime.filter_linker(path)?;
         // Only what is granted is linked: any other import fails here, at load.
         let pre = linker
             .instantiate_pre(&component)

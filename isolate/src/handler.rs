@@ -78,7 +78,7 @@ impl Default for HandlerSettings {
 }
 
 /// Store data of one handler instance: the parts a handler is granted.
-struct HandlerState {
+pub(crate) struct HandlerState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
@@ -167,22 +167,32 @@ pub struct Handler {
 
 /// The imports a handler may have: WASI with nothing behind it (and its environment), outgoing
 /// HTTP within its policy, Spin's variables and key-value store; WASI 0.3 too on the engine
-/// with concurrency support. Imports none of these provide are stubbed to trap when called
-/// (see [`crate::imports`]); `pre` is the component pre-linked, with the stubbed names.
-fn prelink(
-    runtime: &Runtime,
-    component: &Component,
-) -> wasmtime::Result<(wasmtime::component::InstancePre<HandlerState>, Vec<String>)> {
-    let mut linker: Linker<HandlerState> = Linker::new(component.engine());
+/// with concurrency support (`concurrent`). Built once per engine and shared by every handler
+/// (see [`Runtime::handler_linker`]): a linker is hundreds of definitions.
+pub(crate) fn base_linker(
+    engine: &wasmtime::Engine,
+    concurrent: bool,
+) -> wasmtime::Result<Linker<HandlerState>> {
+    let mut linker: Linker<HandlerState> = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    let concurrent = wasmtime::Engine::same(component.engine(), &runtime.handler_engine);
     if concurrent {
         wasmtime_wasi::p3::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
     }
     crate::host::spin::add_to_linker(&mut linker, concurrent)?;
-    crate::imports::instantiate_pre_with_stubs(&linker, component)
+    Ok(linker)
+}
+
+/// `component` pre-linked against the imports a handler may have. Imports none of them
+/// provide are stubbed to trap when called (see [`crate::imports`]); their names are returned.
+fn prelink(
+    runtime: &Runtime,
+    component: &Component,
+) -> wasmtime::Result<(wasmtime::component::InstancePre<HandlerState>, Vec<String>)> {
+    let concurrent = wasmtime::Engine::same(component.engine(), &runtime.handler_engine);
+    let linker = runtime.handler_linker(concurrent)?;
+    crate::imports::instantiate_pre_with_stubs(linker, component)
 }
 
 impl Handler {
@@ -239,25 +249,21 @@ impl Handler {
             limits,
         });
         // Instantiation is async (WASI's host functions are); at load, which may itself run
-        // on a tokio runtime, it runs on a thread of its own with a current-thread runtime,
-        // as the filler thread does.
-        let instantiation = std::thread::scope(|s| {
-            s.spawn(|| {
-                let rt = current_thread_runtime();
-                ReadyPool::start(
-                    &inner,
-                    name.to_string(),
-                    |h: &LoadedHandler| &h.ready,
-                    settings.prewarm,
-                    || rt.block_on(inner.instantiate()),
-                    || {
-                        let rt = current_thread_runtime();
-                        move |h: &LoadedHandler| rt.block_on(h.instantiate())
-                    },
-                )
-            })
-            .join()
-            .expect("instantiation thread")
+        // on a tokio runtime, it runs on the runtime's loader thread, which has a
+        // current-thread runtime of its own (as the filler thread does).
+        let (job, job_name, prewarm) = (inner.clone(), name.to_string(), settings.prewarm);
+        let instantiation = inner.runtime.on_loader(move |rt| {
+            ReadyPool::start(
+                &job,
+                job_name,
+                |h: &LoadedHandler| &h.ready,
+                prewarm,
+                || rt.block_on(job.instantiate()),
+                || {
+                    let rt = current_thread_runtime();
+                    move |h: &LoadedHandler| rt.block_on(h.instantiate())
+                },
+            )
         })?;
         inner.limits.placement.seed(instantiation);
         Ok(Self { inner })

@@ -92,6 +92,12 @@ pub(crate) fn instantiate_pre_with_stubs<T: Send + 'static>(
     linker: &Linker<T>,
     component: &Component,
 ) -> wasmtime::Result<(InstancePre<T>, Vec<String>)> {
+    // Most components need no stub: no copy of the (shared) linker for them.
+    let first = match linker.instantiate_pre(component) {
+        Ok(pre) => return Ok((pre, Vec::new())),
+        Err(e) => e,
+    };
+    unmatched_import(&first.to_string()).ok_or(first)?;
     let mut linker = linker.clone();
     let mut stubbed = Vec::new();
     loop {

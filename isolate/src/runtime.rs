@@ -3,13 +3,15 @@
 
 use crate::cache::CompiledCache;
 use crate::error::IsolateError;
+use crate::filter::FilterState;
 use crate::filter::{Filter, FilterSettings};
-use crate::handler::{Handler, HandlerSettings, WarmupRequest};
+use crate::handler::{Handler, HandlerSettings, HandlerState, WarmupRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
 /// How long a component's `wizer-initialize` may run at load.
@@ -103,6 +105,11 @@ pub struct Runtime {
     /// Started on first use.
     guest_threads: std::sync::OnceLock<GuestThreads>,
     observer: std::sync::OnceLock<Arc<dyn Observer>>,
+    /// The imports of filters, and of handlers on each engine, built on first use.
+    filter_linker: std::sync::OnceLock<Result<Linker<FilterState>, String>>,
+    handler_linkers: [std::sync::OnceLock<Result<Linker<HandlerState>, String>>; 2],
+    /// Runs load-time instantiations (see [`Runtime::on_loader`]); started on first use.
+    loader: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<LoaderJob>>>,
     _ticker: EpochTicker,
 }
 
@@ -136,8 +143,85 @@ impl Runtime {
             handler_cache,
             guest_threads: std::sync::OnceLock::new(),
             observer: std::sync::OnceLock::new(),
+            filter_linker: std::sync::OnceLock::new(),
+            handler_linkers: Default::default(),
+            loader: std::sync::OnceLock::new(),
             _ticker: ticker,
         }))
+    }
+
+    /// The linker of filter components (shared by all).
+    pub(crate) fn filter_linker(&self, path: &Path) -> Result<&Linker<FilterState>, IsolateError> {
+        self.filter_linker
+            .get_or_init(|| {
+                crate::filter::linker(&self.engine, path).map_err(|e| match e {
+                    IsolateError::Link { reason, .. } => reason,
+                    other => other.to_string(),
+                })
+            })
+            .as_ref()
+            .map_err(|reason| IsolateError::Link {
+                path: path.to_path_buf(),
+                reason: reason.clone(),
+            })
+    }
+
+    /// The linker of handlers on the engine with (`concurrent`) or without concurrency
+    /// support (shared by all).
+    pub(crate) fn handler_linker(
+        &self,
+        concurrent: bool,
+    ) -> wasmtime::Result<&Linker<HandlerState>> {
+        let engine = if concurrent {
+            &self.handler_engine
+        } else {
+            &self.engine
+        };
+        self.handler_linkers[usize::from(concurrent)]
+            .get_or_init(|| {
+                crate::handler::base_linker(engine, concurrent).map_err(|e| format!("{e:#}"))
+            })
+            .as_ref()
+            .map_err(|e| wasmtime::Error::msg(e.clone()))
+    }
+
+    /// Run `job` on the loader thread, with its current-thread tokio runtime, and wait for its
+    /// result. Loading may itself run within a tokio runtime, which must not be blocked on
+    /// from within; one thread for every load, rather than one per component, because a tokio
+    /// runtime (its epoll instance, timers) costs more than instantiating a small component.
+    /// `job` must not call `on_loader` itself.
+    pub(crate) fn on_loader<R: Send + 'static>(
+        &self,
+        job: impl FnOnce(&tokio::runtime::Runtime) -> R + Send + 'static,
+    ) -> R {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let run: LoaderJob = Box::new(move |rt| {
+            let _ = tx.send(job(rt));
+        });
+        let sender = self.loader.get_or_init(|| {
+            let (jobs, incoming) = std::sync::mpsc::channel::<LoaderJob>();
+            std::thread::Builder::new()
+                .name("wasm-loader".into())
+                .spawn(move || {
+                    let rt = crate::handler::current_thread_runtime();
+                    // Ends when the runtime (the sender) is dropped.
+                    while let Ok(job) = incoming.recv() {
+                        // A job that panics fails its caller (its result never comes), not
+                        // the loads after it.
+                        let job = std::panic::AssertUnwindSafe(|| job(&rt));
+                        let _ = std::panic::catch_unwind(job);
+                    }
+                })
+                .expect("spawn the wasm loader thread");
+            std::sync::Mutex::new(jobs)
+        });
+        sender
+            .lock()
+            .expect("loader lock")
+            .send(run)
+            .expect("the loader thread runs while the runtime lives");
+        rx.recv()
+            .expect("the loader thread runs every job to its end")
     }
 
     /// Where the runtime reports its events (set once; later calls are ignored).
@@ -176,9 +260,9 @@ impl Runtime {
     ) -> Result<Filter, IsolateError> {
         let mut component = self.compile(&self.engine, &self.cache, path, bytes)?;
         if crate::init::wants_init(&component) {
-            let linker = crate::filter::linker(&self.engine, path)?;
+            let linker = self.filter_linker(path)?;
             let store = crate::filter::init_store(self, name, &settings, INIT_DEADLINE);
-            let snapshot = crate::init::snapshot(path, bytes, &linker, store)?;
+            let snapshot = crate::init::snapshot(path, bytes, linker, store)?;
             component = self.compile(&self.engine, &self.cache, path, &snapshot)?;
         }
         Filter::new(self.clone(), name, path, component, settings)
@@ -340,6 +424,8 @@ impl Runtime {
             })
     }
 }
+
+type LoaderJob = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;
 
 /// Run `f` to its end on a current-thread runtime of a thread of its own (loading may itself
 /// run on a tokio runtime, which must not be blocked from within).
