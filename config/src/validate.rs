@@ -98,16 +98,18 @@ impl<'a> Validator<'a> {
         }
         let wasm = WasmSettings {
             max_instances: match &raw.wasm.max_instances {
-                Some(m) if m.value == 0 || m.value > MAX_INSTANCES => return Err(self.err(
-                    m,
-                    "wasm.max_instances",
-                    format!(
+                Some(m) if m.value == 0 || m.value > MAX_INSTANCES => {
+                    return Err(self.err(
+                        m,
+                        "wasm.max_instances",
+                        format!(
                         "expected 1 to {MAX_INSTANCES}: each instance slot reserves about 16 GiB \
                              of virtual address space (a 4 GiB reservation for each of two linear \
                              memories, in each of the filter and handler engines), and a 47-bit \
                              address space holds 128 TiB"
                     ),
-                )),
+                    ))
+                }
                 Some(m) => m.value,
                 None => 1000,
             },

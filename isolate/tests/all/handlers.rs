@@ -139,20 +139,39 @@ fn tidy_counter() -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_starts_from_the_warm_snapshot() {
     let rt = runtime();
-    let settings = |warmup| HandlerSettings {
+    // A deadline far from what a trap or the memory limit takes even on a loaded machine
+    // (guests that turn dear run on lower-priority threads), and a short one for the loop.
+    let settings = |warmup, deadline| HandlerSettings {
         warmup,
-        deadline: Duration::from_secs(2),
+        deadline,
         max_memory_bytes: 4 << 20,
         ..HandlerSettings::default()
     };
-    let cold = load_handler(&rt, "cold", &tidy_counter(), settings(Warmup::Off));
+    let long = Duration::from_secs(30);
+    let cold = load_handler(&rt, "cold", &tidy_counter(), settings(Warmup::Off, long));
     assert_eq!(cold.handle(get("/")).await.unwrap().status(), 200);
-    let warm = load_handler(&rt, "warm", &tidy_counter(), settings(warm_with_get()));
+    let warm = load_handler(
+        &rt,
+        "warm",
+        &tidy_counter(),
+        settings(warm_with_get(), long),
+    );
+    let short = Duration::from_secs(2);
+    let looping = load_handler(
+        &rt,
+        "loop",
+        &tidy_counter(),
+        settings(warm_with_get(), short),
+    );
     for _ in 0..10 {
         assert_eq!(warm.handle(get("/")).await.unwrap().status(), 202);
     }
-    for (method, failure) in [("POST", "trap"), ("PUT", "deadline"), ("DELETE", "memory")] {
-        let failed = warm.handle(request(method, "/")).await;
+    for (h, method, failure) in [
+        (&warm, "POST", "trap"),
+        (&looping, "PUT", "deadline"),
+        (&warm, "DELETE", "memory"),
+    ] {
+        let failed = h.handle(request(method, "/")).await;
         match (failure, failed) {
             ("trap", Err(IsolateError::Trap { .. }))
             | ("deadline", Err(IsolateError::Deadline { .. }))
@@ -163,7 +182,7 @@ async fn every_request_starts_from_the_warm_snapshot() {
             ),
         }
         assert_eq!(
-            warm.handle(get("/")).await.unwrap().status(),
+            h.handle(get("/")).await.unwrap().status(),
             202,
             "after {failure}"
         );
