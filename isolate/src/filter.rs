@@ -139,6 +139,7 @@ impl Filter {
             &inner,
             name.to_string(),
             |f: &LoadedFilter| &f.ready,
+            |f: &LoadedFilter| f.limits.gate.room(),
             settings.prewarm,
             || inner.instantiate(),
             || |f: &LoadedFilter| f.instantiate(),

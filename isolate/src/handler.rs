@@ -257,6 +257,7 @@ impl Handler {
                 &job,
                 job_name,
                 |h: &LoadedHandler| &h.ready,
+                |h: &LoadedHandler| h.limits.gate.room(),
                 prewarm,
                 || rt.block_on(job.instantiate()),
                 || {

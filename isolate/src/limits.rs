@@ -159,6 +159,11 @@ impl Gate {
         Ok(Permit(self.in_use.clone()))
     }
 
+    /// Requests that may still enter now.
+    pub fn room(&self) -> usize {
+        self.limit.saturating_sub(self.in_use())
+    }
+
     pub fn in_use(&self) -> usize {
         self.in_use.load(std::sync::atomic::Ordering::Relaxed)
     }

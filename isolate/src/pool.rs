@@ -111,7 +111,8 @@ impl<T: Send + 'static> ReadyPool<T> {
     /// The load sequence, once the component is pre-linked: prove it instantiates with `make`
     /// (a trapping start function is a load error), time [`COST_SAMPLES`] warm
     /// instantiations, settle `prewarm` from `setting` or from the median cost, which is
-    /// returned. With an explicit `setting` above zero, two instances are kept from now and a
+    /// returned; `room` says how many more requests `owner` may admit now (the filler never
+    /// keeps more ready than that). With an explicit `setting` above zero, two instances are kept from now and a
     /// thread named `name` keeps `setting` ready for as long as `owner` lives; left to the
     /// runtime, none is kept and the thread (for a dear component) starts on the first
     /// request. `pool` finds this pool in `owner`; the thread makes instances with what
@@ -120,6 +121,7 @@ impl<T: Send + 'static> ReadyPool<T> {
         owner: &Arc<O>,
         name: String,
         pool: fn(&O) -> &ReadyPool<T>,
+        room: fn(&O) -> usize,
         setting: Option<usize>,
         mut make: impl FnMut() -> Result<T, IsolateError>,
         filler: impl Fn() -> M + Send + Sync + 'static,
@@ -160,7 +162,7 @@ impl<T: Send + 'static> ReadyPool<T> {
             let spawn = move || {
                 if let Some(owner) = weak.upgrade() {
                     let filler = filler.clone();
-                    Self::spawn_filler(&owner, name.clone(), pool, move || filler());
+                    Self::spawn_filler(&owner, name.clone(), pool, room, move || filler());
                 }
             };
             if pinned {
@@ -176,6 +178,7 @@ impl<T: Send + 'static> ReadyPool<T> {
         owner: &Arc<O>,
         name: String,
         pool: fn(&O) -> &ReadyPool<T>,
+        room: fn(&O) -> usize,
         setup: impl FnOnce() -> M + Send + 'static,
     ) where
         O: Send + Sync + 'static,
@@ -198,7 +201,10 @@ impl<T: Send + 'static> ReadyPool<T> {
                     }
                 }
                 let have = pool.ready.lock().expect("ready lock").len();
-                let wait = if have < pool.prewarm() && pool.slots.room_to_prewarm() {
+                // No more than the component can use now (its concurrency limit), and only
+                // while the runtime has room.
+                let wanted = pool.prewarm().min(room(&owner));
+                let wait = if have < wanted && pool.slots.room_to_prewarm() {
                     match make(&owner) {
                         Ok(r) => {
                             pool.ready.lock().expect("ready lock").push(r);
@@ -276,6 +282,7 @@ mod tests {
             &owner,
             "t".into(),
             |o: &Owner| &o.pool,
+            |_: &Owner| usize::MAX,
             setting,
             make,
             filler,
@@ -398,7 +405,15 @@ mod tests {
             })
         };
         let filler = || |_: &Owner| Ok(0);
-        let started = ReadyPool::start(&owner, "t".into(), |o: &Owner| &o.pool, None, make, filler);
+        let started = ReadyPool::start(
+            &owner,
+            "t".into(),
+            |o: &Owner| &o.pool,
+            |_: &Owner| 1,
+            None,
+            make,
+            filler,
+        );
         assert!(started.is_err());
     }
 }
