@@ -52,3 +52,18 @@ where
         );
     }
 }
+
+/// The seed of a fuzz run: `FUZZ_SEED` (decimal or 0x-hex) if set, else a fresh one, printed
+/// either way, so that every run tries new inputs and a failing one can be replayed.
+pub fn fuzz_seed() -> u64 {
+    let seed = match std::env::var("FUZZ_SEED") {
+        Ok(v) => match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => v.parse(),
+        }
+        .unwrap_or_else(|e| panic!("FUZZ_SEED={v}: {e}")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("FUZZ_SEED={seed} (set it to replay this run)");
+    seed
+}

@@ -104,7 +104,9 @@ async fn arbitrary_request_heads_get_a_response_or_a_close_and_the_node_survives
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(400);
-    let mut rng = StdRng::seed_from_u64(0xf00d_cafe_1234_5678);
+    // A new seed every run, printed; FUZZ_SEED=N replays one.
+    let seed = support::fuzz_seed();
+    let mut rng = StdRng::seed_from_u64(seed);
     let inputs: Vec<Vec<u8>> = (0..iterations)
         .map(|_| {
             let seed = SEEDS[rng.random_range(0..SEEDS.len())];
@@ -119,13 +121,16 @@ async fn arbitrary_request_heads_get_a_response_or_a_close_and_the_node_survives
             .map(|input| tokio::spawn(exchange(addr, input)))
             .collect();
         for t in tasks {
-            let out = t.await.unwrap().unwrap_or_else(|e| panic!("{e}"));
+            let out = t
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("FUZZ_SEED={seed}: {e}"));
             if out.starts_with(b"HTTP/1.") {
                 answered += 1;
             }
         }
     }
-    assert!(answered > 0, "nothing was ever answered");
+    assert!(answered > 0, "FUZZ_SEED={seed}: nothing was ever answered");
     let r = Client::h1().get(addr, "a", "/still-serving").await;
     assert_eq!(r.status, 200, "the node survives");
     eprintln!("{iterations} inputs, {answered} answered, the rest closed");
