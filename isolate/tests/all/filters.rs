@@ -444,18 +444,21 @@ fn body_phases_see_whole_bodies_and_may_replace_them() {
 
 #[test]
 fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
-    // `wizer-initialize` builds a table of squares; each request answers
-    // table[12] (144) + 56 + (its own count of requests in memory) - 1: 200 only when the
-    // table is there and no request's state leaked into the next.
+    // `wizer-initialize` counts its runs at 8188 and builds a table of squares; each request
+    // answers table[12] (144) + 54 + its runs + its own count of requests in memory: 200 only
+    // when the table is there, init ran once (at load, not again per instance) and no
+    // request's state leaked into the next.
     let init = r#"(func (export "wizer-initialize")
         (local $i i32)
+        (i32.store (i32.const 8188) (i32.add (i32.load (i32.const 8188)) (i32.const 1)))
         (loop $l
           (i32.store (i32.add (i32.const 8192) (i32.shl (local.get $i) (i32.const 2)))
                      (i32.mul (local.get $i) (local.get $i)))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get $i) (i32.const 256)))))"#;
     let status = "(i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))
-         (i32.add (i32.add (i32.load (i32.const 8240)) (i32.const 55)) (i32.load (i32.const 1024)))";
+         (i32.add (i32.add (i32.load (i32.const 8240)) (i32.const 54))
+           (i32.add (i32.load (i32.const 8188)) (i32.load (i32.const 1024))))";
     let req = respond(
         &format!("(block (result i32) {status})"),
         3000,
@@ -508,6 +511,29 @@ fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
         )
         .err()
         .expect("a trapping init fails the load");
+    assert!(
+        matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
+        "{err}"
+    );
+
+    // An init that never ends is stopped at the init deadline (10 s) and fails the load.
+    let endless = component(
+        "filter-with-init",
+        &module(&format!(
+            "(func (export \"wizer-initialize\") (loop $l (br $l)))\n{}\n{}",
+            on_request(CONTINUE),
+            on_response("(i32.const 4000)")
+        )),
+    );
+    let err = rt
+        .load_filter_bytes(
+            "endless-init",
+            std::path::Path::new("endless-init.wasm"),
+            &endless,
+            FilterSettings::default(),
+        )
+        .err()
+        .expect("an endless init fails the load");
     assert!(
         matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
         "{err}"
