@@ -68,7 +68,7 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
     let client = Client::h1();
     let mut owner: HashMap<String, String> = HashMap::new();
     for round in 0..3 {
-        for user in 0..20 {
+        for user in 0..60 {
             let req = http::Request::get(format!("http://{}/", node.addr("web")))
                 .header("x-user", format!("user-{user}"))
                 .body(Default::default())
@@ -84,8 +84,40 @@ async fn consistent_hash_keeps_a_key_on_one_endpoint() {
     let distinct: std::collections::HashSet<_> = owner.values().collect();
     assert!(
         distinct.len() >= 2,
-        "20 keys all hashed to one endpoint: {owner:?}"
+        "60 keys all hashed to one endpoint: {owner:?}"
     );
+
+    // Remove the third endpoint: only the keys it owned move (to the others); every other
+    // key stays where it was.
+    let removed = origins[2].addr.port().to_string();
+    assert!(
+        owner.values().any(|o| *o == removed),
+        "the removed endpoint owned no key: {owner:?}"
+    );
+    let line = node.reload(&single_route(&format!(
+        "    endpoints: [{}]\n    balance: consistent_hash\n    hash_key: \"header:x-user\"",
+        eps[..2].join(", ")
+    )));
+    assert!(line.contains("config reloaded"), "{line}");
+    for user in 0..60 {
+        let req = http::Request::get(format!("http://{}/", node.addr("web")))
+            .header("x-user", format!("user-{user}"))
+            .body(Default::default())
+            .unwrap();
+        let now = client
+            .send(req)
+            .await
+            .unwrap()
+            .header("x-origin")
+            .unwrap()
+            .to_string();
+        let before = &owner[&format!("user-{user}")];
+        if *before == removed {
+            assert_ne!(now, removed, "user-{user} still on the removed endpoint");
+        } else {
+            assert_eq!(&now, before, "user-{user} moved though its endpoint stayed");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
