@@ -104,7 +104,15 @@ pub fn invalidate(
 ) -> usize {
     let url = |path_and_query: &str| -> Option<String> {
         let uri: http::Uri = path_and_query.parse().ok()?;
-        if uri.host().is_some_and(|h| !host.starts_with(h)) {
+        // Same host only: the request's host name (its port aside), compared whole.
+        let own = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(own)) {
             return None;
         }
         let mut req = RequestHeader::build(http::Method::GET, uri.path().as_bytes(), None).ok()?;

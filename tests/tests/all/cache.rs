@@ -34,6 +34,21 @@ fn origin_handler(counts: Arc<Mutex<HashMap<String, usize>>>) -> support::origin
                 respond(&[("cache-control", "max-age=60")], format!("fresh {n}"))
             }
             "/nostore" => respond(&[("cache-control", "no-store")], format!("nostore {n}")),
+            // Answers to unsafe requests that name other URLs (RFC 9111 4.4).
+            "/edit" => respond(
+                &[
+                    ("location", "/fresh"),
+                    ("content-location", "http://example.com/fresh2"),
+                ],
+                format!("edit {n}"),
+            ),
+            "/edit-elsewhere" => respond(
+                &[
+                    ("location", "http://example/fresh"),
+                    ("content-location", "http://other.example.com/fresh2"),
+                ],
+                format!("edit {n}"),
+            ),
             "/private" => respond(
                 &[("cache-control", "private, max-age=60")],
                 format!("private {n}"),
@@ -389,6 +404,36 @@ async fn unsafe_methods_invalidate_the_url() {
         .unwrap();
     assert_eq!(c.send(post).await.unwrap().status, 200);
     assert_eq!(c.get(web, "example.com", "/fresh").await.text(), "fresh 3");
+}
+
+/// A successful unsafe request also invalidates the URLs its response names in `Location`
+/// and `Content-Location`, on the same host only (RFC 9111 section 4.4: another host's
+/// objects are not the requester's to invalidate).
+#[tokio::test(flavor = "multi_thread")]
+async fn unsafe_methods_invalidate_the_same_host_urls_the_response_names() {
+    let s = setup().await;
+    let web = s.node.addr("web");
+    let c = Client::h1();
+    let post = |path: &str| {
+        http::Request::post(format!("http://{web}{path}"))
+            .header("host", "example.com")
+            .body(Full::new(Bytes::from_static(b"x")))
+            .unwrap()
+    };
+    for p in ["/fresh", "/fresh2"] {
+        assert_eq!(
+            c.get(web, "example.com", p).await.text(),
+            format!("{} 1", &p[1..6])
+        );
+    }
+    // Names other hosts (one a prefix of this one): nothing of this host goes.
+    assert_eq!(c.send(post("/edit-elsewhere")).await.unwrap().status, 200);
+    assert_eq!(c.get(web, "example.com", "/fresh").await.text(), "fresh 1");
+    assert_eq!(c.get(web, "example.com", "/fresh2").await.text(), "fresh 1");
+    // Names /fresh (relative) and http://example.com/fresh2: both go.
+    assert_eq!(c.send(post("/edit")).await.unwrap().status, 200);
+    assert_eq!(c.get(web, "example.com", "/fresh").await.text(), "fresh 2");
+    assert_eq!(c.get(web, "example.com", "/fresh2").await.text(), "fresh 2");
 }
 
 async fn purge(admin: std::net::SocketAddr, query: &str, token: Option<&str>) -> (u16, String) {
