@@ -353,6 +353,33 @@ fn the_concurrency_limit_fails_fast() {
     assert!(f.instance().is_ok(), "a freed slot is usable again");
 }
 
+/// Counts the runtime's compiles and cache hits.
+#[derive(Default)]
+struct Compiles {
+    compiled: std::sync::atomic::AtomicUsize,
+    hits: std::sync::atomic::AtomicUsize,
+}
+
+impl breakwater_isolate::Observer for Compiles {
+    fn cold_start(&self, _: &str, _: std::time::Duration) {}
+    fn compiled(&self, _: std::time::Duration) {
+        self.compiled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn cache_hit(&self) {
+        self.hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Compiles {
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.compiled.load(Relaxed), self.hits.load(Relaxed))
+    }
+}
+
+/// The first runtime compiles and stores the component; a second one (a later process) loads
+/// it from the cache without compiling, and it works.
 #[test]
 fn compiled_components_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -363,12 +390,23 @@ fn compiled_components_are_cached_on_disk() {
     };
     let bytes = counter();
     let rt = breakwater_isolate::Runtime::new(settings.clone()).unwrap();
+    let first = std::sync::Arc::new(Compiles::default());
+    rt.observe(first.clone());
     load(&rt, "c", &bytes, FilterSettings::default());
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(files.len(), 1);
-    // A second runtime loads it from the cache and it works.
+    assert_eq!(
+        first.counts(),
+        (1, 0),
+        "compiled, not found in the empty cache"
+    );
     let rt2 = breakwater_isolate::Runtime::new(settings).unwrap();
+    let second = std::sync::Arc::new(Compiles::default());
+    rt2.observe(second.clone());
     let f = load(&rt2, "c", &bytes, FilterSettings::default());
+    assert_eq!(
+        second.counts(),
+        (0, 1),
+        "loaded from the cache, nothing compiled"
+    );
     assert!(f
         .instance()
         .unwrap()

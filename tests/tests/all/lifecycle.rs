@@ -40,6 +40,42 @@ fn check_accepts_valid_and_refuses_invalid_configs() {
     );
 }
 
+/// `check` compiles the config's components into `wasm.cache_dir`; `run` started after it
+/// (systemd's ExecStartPre, then ExecStart) compiles nothing and loads them from there, as its
+/// metrics report.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_compiles_into_the_cache_that_run_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("f.wasm"), breakwater_tests::wasm::counter()).unwrap();
+    std::fs::write(
+        dir.path().join("h.wasm"),
+        breakwater_tests::wasm::guest_handler("hello"),
+    )
+    .unwrap();
+    let yaml = format!(
+        "listeners: [{{ name: web, address: 127.0.0.1:0 }}]\nadmin: {{ address: 127.0.0.1:0 }}\nwasm: {{ cache_dir: \"{}\" }}\ncomponents:\n  f: {{ path: f.wasm }}\n  h: {{ path: h.wasm, kind: handler }}\nroutes:\n  - {{ match: {{ path: /f }}, respond: {{ body: hi }}, filters: [f] }}\n  - {{ handler: h }}\n",
+        dir.path().join("cache").display()
+    );
+    let config = dir.path().join("edge.yaml");
+    std::fs::write(&config, support::node::with_defaults(&yaml, dir.path())).unwrap();
+    let out = support::node::cli("check", &config);
+    assert!(out.status.success(), "{out:?}");
+    let node = Node::start_in(dir, &yaml, &[]);
+    let m = Client::h1()
+        .get(node.addr("admin"), "localhost", "/metrics")
+        .await
+        .text();
+    let value = |name: &str| {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    assert_eq!(value("breakwater_wasm_compiles_total"), Some(0.0), "{m}");
+    assert_eq!(value("breakwater_wasm_cache_hits_total"), Some(2.0), "{m}");
+    let web = node.addr("web");
+    assert_eq!(Client::h1().get(web, "a", "/").await.status, 200);
+}
+
 #[test]
 fn a_port_in_use_is_a_clear_startup_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
