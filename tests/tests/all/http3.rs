@@ -235,9 +235,29 @@ async fn garbage_datagrams_and_unknown_names_harm_nobody() {
             Some(Bytes::from_static(b"abcdef")),
         )
         .await;
+    // Refused (400), or the stream reset when the answer cannot be written any more; either
+    // way the origin never gets it.
     if let Ok(r) = long {
         assert_eq!(r.status, 400, "a body past its Content-Length");
     }
+    // A body shorter than its Content-Length: the same.
+    let short = h3
+        .request(
+            "POST",
+            "a.test",
+            "/short",
+            &[("content-length", "6")],
+            Some(Bytes::from_static(b"abc")),
+        )
+        .await;
+    if let Ok(r) = short {
+        assert_eq!(r.status, 400, "a body short of its Content-Length");
+    }
+    let seen: Vec<String> = s.origin.seen().iter().map(|r| r.uri.clone()).collect();
+    assert!(
+        !seen.iter().any(|u| u == "/long" || u == "/short"),
+        "a body that does not match its Content-Length reached the origin: {seen:?}"
+    );
     assert_eq!(h3.get("a.test", "/after").await.status, 200);
     // Connections closed by the client are counted out.
     h3.conn.close(0u32.into(), b"bye");
