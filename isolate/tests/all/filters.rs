@@ -531,49 +531,32 @@ fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
         t.join().unwrap();
     }
 
-    // An init that traps is a load error that says so.
-    let bad = component(
-        "filter-with-init",
-        &module(&format!(
-            "(func (export \"wizer-initialize\") (unreachable))\n{}\n{}",
-            on_request(CONTINUE),
-            on_response("(i32.const 4000)")
-        )),
-    );
-    let err = rt
-        .load_filter_bytes(
-            "bad-init",
-            std::path::Path::new("bad-init.wasm"),
-            &bad,
-            FilterSettings::default(),
-        )
-        .err()
-        .expect("a trapping init fails the load");
-    assert!(
-        matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
-        "{err}"
-    );
-
-    // An init that never ends is stopped at the init deadline (10 s) and fails the load.
-    let endless = component(
-        "filter-with-init",
-        &module(&format!(
-            "(func (export \"wizer-initialize\") (loop $l (br $l)))\n{}\n{}",
-            on_request(CONTINUE),
-            on_response("(i32.const 4000)")
-        )),
-    );
-    let err = rt
-        .load_filter_bytes(
-            "endless-init",
-            std::path::Path::new("endless-init.wasm"),
-            &endless,
-            FilterSettings::default(),
-        )
-        .err()
-        .expect("an endless init fails the load");
-    assert!(
-        matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
-        "{err}"
-    );
+    // An init that traps, and one that never ends (stopped at the init deadline, 10 s), fail
+    // the load with an error that says so.
+    for (name, body) in [
+        ("trapping-init", "(unreachable)"),
+        ("endless-init", "(loop $l (br $l))"),
+    ] {
+        let bytes = component(
+            "filter-with-init",
+            &module(&format!(
+                "(func (export \"wizer-initialize\") {body})\n{}\n{}",
+                on_request(CONTINUE),
+                on_response("(i32.const 4000)")
+            )),
+        );
+        let err = rt
+            .load_filter_bytes(
+                name,
+                std::path::Path::new(&format!("{name}.wasm")),
+                &bytes,
+                FilterSettings::default(),
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{name} loaded"));
+        assert!(
+            matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
+            "{name}: {err}"
+        );
+    }
 }
