@@ -5,7 +5,7 @@ use breakwater_tests::wasm as support;
 
 use breakwater_isolate::{FilterSettings, IsolateError, RequestDecision};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 #[test]
@@ -199,10 +199,17 @@ fn an_endless_loop_is_stopped_at_the_deadline() {
         deadline: Duration::from_millis(20),
         ..FilterSettings::default()
     };
-    let started = Instant::now();
     let (err, f) = expect_err("(loop $l (br $l)) (i32.const 0)", settings);
-    assert!(matches!(err, IsolateError::Deadline { .. }), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        matches!(
+            err,
+            IsolateError::Deadline {
+                deadline_ms: 20,
+                ..
+            }
+        ),
+        "{err}"
+    );
     // The next request through the same filter is served (and stopped) the same way.
     let err = f
         .instance()

@@ -182,11 +182,9 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
         m.contains("breakwater_component_instances_in_use{component=\"narrow\"} 5")
     })
     .await;
-    let started = std::time::Instant::now();
     for _ in 0..50 {
         assert_eq!(Client::h1().get(web, "a", "/narrow").await.status, 503);
     }
-    assert!(started.elapsed() < std::time::Duration::from_secs(10));
     drop(held);
     support::eventually(
         10,
