@@ -104,3 +104,51 @@ fn warmup_takes_auto_off_or_a_request() {
         ]
     );
 }
+
+/// The systemd unit runs the node with `ProtectSystem=strict`: everything is read-only but the
+/// directories the unit declares (`RuntimeDirectory=`, `CacheDirectory=`, `LogsDirectory=`,
+/// `StateDirectory=`, `ReadWritePaths=`). Every path the reference config writes, with the
+/// access-log file it suggests, must be under one of them, or the node cannot write it there.
+#[test]
+fn the_systemd_sandbox_lets_the_node_write_every_path_the_reference_config_writes() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    let unit = std::fs::read_to_string(deploy.join("systemd/breakwater.service")).unwrap();
+    assert!(unit.lines().any(|l| l == "ProtectSystem=strict"));
+    let mut writable: Vec<PathBuf> = Vec::new();
+    for line in unit.lines() {
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
+        let base = match key {
+            "RuntimeDirectory" => "/run",
+            "CacheDirectory" => "/var/cache",
+            "LogsDirectory" => "/var/log",
+            "StateDirectory" => "/var/lib",
+            "ReadWritePaths" => "/",
+            _ => continue,
+        };
+        writable.extend(value.split_whitespace().map(|d| Path::new(base).join(d)));
+    }
+    let text = std::fs::read_to_string(deploy.join("breakwater.yaml")).unwrap();
+    let suggested = "  # path: /var/log/breakwater/access.log";
+    assert!(
+        text.contains(suggested),
+        "the config no longer suggests a log file"
+    );
+    let text = text.replace(suggested, "  path: /var/log/breakwater/access.log");
+    let config = breakwater_config::parse(&text, Path::new("breakwater.yaml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let written = [
+        Some(config.server.pid_file.clone()),
+        Some(config.server.upgrade_sock.clone()),
+        config.wasm.cache_dir.clone(),
+        config.access_log.path.clone(),
+    ];
+    for path in written.into_iter().flatten() {
+        assert!(
+            writable.iter().any(|w| path.starts_with(w)),
+            "{} is read-only under the unit's sandbox (writable: {writable:?})",
+            path.display()
+        );
+    }
+}
