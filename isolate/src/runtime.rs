@@ -354,6 +354,15 @@ impl Runtime {
         env.sort();
         let key = format!("warm-{}", request.cache_key(bytes, &env));
         let dir = self.settings.cache_dir.as_deref();
+        // A guest that keeps host resources keeps them on every load: that refusal is kept
+        // beside the snapshots, so that later loads do not instrument and warm it again.
+        let refused = dir.map(|d| d.join(format!("{key}.refused")));
+        if let Some(reason) = refused
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+        {
+            return Err(reason);
+        }
         let cached = dir.and_then(|d| crate::cache::read_derived(d, &key));
         let snapshot = match cached {
             Some(snapshot) => snapshot,
@@ -363,9 +372,20 @@ impl Runtime {
                 let handler = self
                     .handler_from(name, path, &instrumented, p2, warmup)
                     .map_err(|e| e.to_string())?;
-                let snapshot = on_a_runtime(crate::handler::warm::snapshot(
+                let taken = on_a_runtime(crate::handler::warm::snapshot(
                     &handler, &wizer, &cx, request,
-                ))?;
+                ));
+                let snapshot = match taken {
+                    Ok(snapshot) => snapshot,
+                    Err(reason) => {
+                        if reason.starts_with(crate::handler::warm::HOLDS_RESOURCES) {
+                            if let Some(f) = &refused {
+                                let _ = std::fs::write(f, &reason);
+                            }
+                        }
+                        return Err(reason);
+                    }
+                };
                 if let Some(d) = dir {
                     crate::cache::write_derived(d, &key, &snapshot);
                 }

@@ -44,6 +44,9 @@ pub struct WarmupRequest {
 /// Components over this size embed an interpreter (`Warmup::Auto`).
 const AUTO_ABOVE_BYTES: usize = 1 << 20;
 
+/// How a refusal for held host resources begins (it is the same on every load: cached).
+pub(crate) const HOLDS_RESOURCES: &str = "the guest still holds host resources";
+
 /// Longest a warm-up request may take (less if the handler's own deadline is shorter).
 pub(crate) const WARMUP_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -123,11 +126,10 @@ pub(crate) async fn snapshot(
         .await
         .map_err(|_| "the guest did not finish its warm-up request".to_string())?;
     if !store.data().table.is_empty() {
-        return Err(
-            "the guest still holds host resources after its warm-up request (a handle \
-                    kept across requests would dangle in every later instance)"
-                .into(),
-        );
+        return Err(format!(
+            "{HOLDS_RESOURCES} after its warm-up request (a handle kept across requests would \
+             dangle in every later instance)"
+        ));
     }
     let mut state = crate::init::State {
         store: &mut store,
