@@ -100,7 +100,7 @@ pools:
 components:
   editor: {{ path: editor.wasm }}
   blocker: {{ path: blocker.wasm }}
-  counter: {{ path: counter.wasm }}
+  counter: {{ path: counter.wasm, deadline: 10s }}
   trap: {{ path: trap.wasm }}
   looper: {{ path: loop.wasm, deadline: 20ms }}
   switcher: {{ path: switcher.wasm }}
@@ -217,6 +217,8 @@ async fn failures_get_the_policy_status_and_harm_nobody_else() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_gets_a_fresh_isolate() {
+    // The counter filter has a 10 s deadline: under a loaded test run a 50 ms wall-clock
+    // deadline once turned a call into a 504, which says nothing about isolation.
     let s = setup(None).await;
     let web = s.node.addr("web");
     let client = Client::h1();
