@@ -194,13 +194,14 @@ impl Filter {
     pub fn instance(&self) -> Result<FilterInstance, IsolateError> {
         let inner = &self.inner;
         let permit = inner.limits.gate.enter(&inner.name)?;
-        let started = std::time::Instant::now();
         let taken = inner.ready.take();
+        // Timed only for a cold start (rare): no clock read on the warm path.
+        let started = taken.cold.then(std::time::Instant::now);
         let ready = match taken.ready {
             Some(r) => r,
             None => inner.instantiate()?,
         };
-        if taken.cold {
+        if let Some(started) = started {
             inner.runtime.cold_start(&inner.name, started.elapsed());
         }
         Ok(FilterInstance {

@@ -316,8 +316,9 @@ impl Handler {
 impl LoadedHandler {
     /// A ready instance, or one made now (off the event loop when instantiating is dear).
     async fn take_instance(self: &Arc<Self>) -> Result<ReadyHandler, IsolateError> {
-        let started = std::time::Instant::now();
         let taken = self.ready.take();
+        // Timed only for a cold start (rare): no clock read on the warm path.
+        let started = taken.cold.then(std::time::Instant::now);
         let ready = match taken.ready {
             Some(r) => r,
             None if self.limits.placement.off_loop() => {
@@ -330,7 +331,7 @@ impl LoadedHandler {
             }
             None => self.instantiate().await?,
         };
-        if taken.cold {
+        if let Some(started) = started {
             self.runtime.cold_start(&self.name, started.elapsed());
         }
         Ok(ready)

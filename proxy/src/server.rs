@@ -81,7 +81,8 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
         // resident in the process that did it.
         let wasm = wasm_runtime(&config)?;
         for c in &config.components {
-            crate::state::LoadedComponent::load(&wasm, c, Some(0))?;
+            let bytes = crate::state::LoadedComponent::read(c)?;
+            crate::state::LoadedComponent::load(&wasm, c, &bytes, Some(0))?;
         }
     }
     Ok(config)

@@ -29,7 +29,7 @@ pub struct Generation {
     /// Indexed by `ComponentId`, with each component's metric series.
     pub components: Vec<(LoadedComponent, Arc<ComponentMetrics>)>,
     /// Indexed by `ComponentId`: each component's file as it was loaded.
-    stamps: Vec<Option<FileStamp>>,
+    stamps: Vec<FileStamp>,
     /// Certificates per HTTPS listener name.
     certs: HashMap<String, Arc<CertStore>>,
 }
@@ -44,15 +44,14 @@ struct FileStamp {
 }
 
 impl FileStamp {
-    fn of(path: &std::path::Path) -> Option<Self> {
+    fn of(bytes: &[u8]) -> Self {
         use std::hash::Hasher;
-        let bytes = std::fs::read(path).ok()?;
         let mut h = std::hash::DefaultHasher::new();
-        h.write(&bytes);
-        Some(Self {
+        h.write(bytes);
+        Self {
             len: bytes.len() as u64,
             hash: h.finish(),
-        })
+        }
     }
 }
 
@@ -72,18 +71,32 @@ pub enum LoadedComponent {
 }
 
 impl LoadedComponent {
-    /// Compile (or take from the compile cache) and pre-link `c` as its kind, with
-    /// `prewarm` ready instances.
+    /// Read `c`'s file: the bytes a load and the reload check share.
+    pub fn read(c: &breakwater_config::Component) -> Result<Vec<u8>, LoadError> {
+        std::fs::read(&c.path).map_err(|e| LoadError::Component {
+            at: c.at.clone(),
+            name: c.name.clone(),
+            source: Box::new(IsolateError::Load {
+                path: c.path.clone(),
+                reason: e.to_string(),
+            }),
+        })
+    }
+
+    /// Compile (or take from the compile cache) and pre-link `c` as its kind from its file's
+    /// `bytes`, with `prewarm` ready instances.
     pub fn load(
         wasm: &Arc<Runtime>,
         c: &breakwater_config::Component,
+        bytes: &[u8],
         prewarm: Option<usize>,
     ) -> Result<Self, LoadError> {
         match c.kind {
             ComponentKind::Filter => wasm
-                .load_filter(
+                .load_filter_bytes(
                     &c.name,
                     &c.path,
+                    bytes,
                     FilterSettings {
                         deadline: c.deadline,
                         max_memory_bytes: c.max_memory_bytes,
@@ -94,9 +107,10 @@ impl LoadedComponent {
                 )
                 .map(LoadedComponent::Filter),
             ComponentKind::Handler => wasm
-                .load_handler(
+                .load_handler_bytes(
                     &c.name,
                     &c.path,
+                    bytes,
                     HandlerSettings {
                         deadline: c.deadline,
                         max_memory_bytes: c.max_memory_bytes,
@@ -217,19 +231,20 @@ impl Generation {
             })
             .unwrap_or_default();
         for c in &config.components {
-            let stamp = FileStamp::of(&c.path);
+            // One read: the bytes are both the reload check's and the load's.
+            let bytes = LoadedComponent::read(c)?;
+            let stamp = FileStamp::of(&bytes);
             let kept = previous
                 .zip(before.get(c.name.as_str()))
                 .and_then(|(g, &i)| {
-                    let unchanged = stamp.is_some()
-                        && g.stamps[i] == stamp
-                        && same_component(&g.config.components[i], c);
+                    let unchanged =
+                        g.stamps[i] == stamp && same_component(&g.config.components[i], c);
                     unchanged.then(|| g.components[i].clone())
                 });
             components.push(match kept {
                 Some(kept) => kept,
                 None => {
-                    let loaded = LoadedComponent::load(wasm, c, c.prewarm)?;
+                    let loaded = LoadedComponent::load(wasm, c, &bytes, c.prewarm)?;
                     metrics.components_loaded.inc();
                     let name: Arc<str> = c.name.as_str().into();
                     (loaded, Arc::new(ComponentMetrics::new(metrics, &name)))
