@@ -10,6 +10,10 @@
 # alternate which revision goes first. Cases: pass-through, one trivial filter (the demo
 # filter: `on-response` sets one header), three filters. The raw wrk output and a summary
 # (medians, ratio B/A) go to bench/results/before-after-DATE/.
+#
+# Variants of one build: BIN_A / BIN_B run that binary instead of building the revision (the
+# revision then only labels it), ENV_A / ENV_B set the node's environment (`RUST_LOG=warn`),
+# SERVER_A / SERVER_B add keys to its `server:` settings (`work_stealing: false`).
 set -euo pipefail
 rev_a="${1:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
 rev_b="${2:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
@@ -53,7 +57,8 @@ build() {
   fi
   echo "$bin"
 }
-bin_a=$(build "$rev_a"); bin_b=$(build "$rev_b")
+bin_a="${BIN_A:-}"; [ -n "$bin_a" ] || bin_a=$(build "$rev_a")
+bin_b="${BIN_B:-}"; [ -n "$bin_b" ] || bin_b=$(build "$rev_b")
 cp "$bin_a" "$work/breakwater-a"; cp "$bin_b" "$work/breakwater-b"
 sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-parse --short "$rev_b")
 
@@ -61,10 +66,12 @@ sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-p
 ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
 start_origin $ORIGIN
 "$work/breakwater-b" demo-components "$work/wasm"
-filter_node_config $A $A_ADMIN $ORIGIN > "$work/a.yaml"
-filter_node_config $B $B_ADMIN $ORIGIN > "$work/b.yaml"
+filter_node_config $A $A_ADMIN $ORIGIN | sed "s/^server: { threads: 1 }/server: { threads: 1${SERVER_A:+, $SERVER_A} }/" > "$work/a.yaml"
+filter_node_config $B $B_ADMIN $ORIGIN | sed "s/^server: { threads: 1 }/server: { threads: 1${SERVER_B:+, $SERVER_B} }/" > "$work/b.yaml"
+env_a=(${ENV_A:-}); env_b=(${ENV_B:-})
 for n in a b; do
-  taskset -c 0 "$work/breakwater-$n" run --config "$work/$n.yaml" > "$work/logs/$n.out" 2>&1 &
+  if [ "$n" = a ]; then envs=("${env_a[@]}"); else envs=("${env_b[@]}"); fi
+  env "${envs[@]}" taskset -c 0 "$work/breakwater-$n" run --config "$work/$n.yaml" > "$work/logs/$n.out" 2>&1 &
   pids+=($!)
 done
 wait_routes $A
@@ -100,6 +107,12 @@ done
   echo "$(date -u +%Y-%m-%d), $(nproc) CPUs ($(lscpu | awk -F: '/Model name/ { gsub(/^ +/, "", $2); print $2 }')),"
   echo "nodes and nginx origin on CPU 0 (server.threads: 1, access log off), wrk -t1 -c64 -d${secs}s on CPU 1,"
   echo "1 KiB, $rounds rounds alternating the order; medians of the rounds."
+  for n in A B; do
+    v="BIN_$n"; e="ENV_$n"; sv="SERVER_$n"
+    if [ -n "${!v:-}${!e:-}${!sv:-}" ]; then
+      echo "$n: binary ${!v:-built from its revision}; environment: ${!e:-none}; server: threads: 1${!sv:+, ${!sv}}"
+    fi
+  done
   echo
   echo "| case | A req/s | B req/s | B/A (median of per-round ratios) | A p99 ms | B p99 ms |"
   echo "|---|---|---|---|---|---|"

@@ -101,6 +101,7 @@ pub struct RawComponent {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub threads: Option<Spanned<usize>>,
+    pub work_stealing: Option<bool>,
     pub grace_period: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<String>>,
     pub pid_file: Option<String>,

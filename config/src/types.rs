@@ -183,6 +183,10 @@ pub struct Component {
 pub struct ServerSettings {
     /// Worker threads per listening service. Default: the number of CPUs.
     pub threads: usize,
+    /// Whether the worker threads of a listener share their connections' tasks (one
+    /// work-stealing runtime) or each runs its own event loop (nginx's model: no wake-ups
+    /// across threads; a connection stays on the thread that accepted it). Default true.
+    pub work_stealing: bool,
     /// After SIGTERM or a graceful upgrade, how long in-flight requests get to finish before
     /// the process exits (pingora waits this long in full). Default 5s.
     pub grace_period: Duration,

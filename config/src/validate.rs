@@ -254,6 +254,7 @@ impl<'a> Validator<'a> {
         };
         Ok(ServerSettings {
             threads,
+            work_stealing: raw.work_stealing.unwrap_or(true),
             grace_period: self.opt_duration(
                 &raw.grace_period,
                 "server.grace_period",

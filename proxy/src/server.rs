@@ -13,7 +13,7 @@ use breakwater_config::{Config, ListenerKind};
 use breakwater_isolate::{Runtime, RuntimeSettings};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::tls::TlsSettings;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{L4BufferSettings, ListenerConfig, TcpSocketOptions};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::Server;
 use pingora::services::listening::Service;
@@ -167,6 +167,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
 
     let mut conf = ServerConf {
         threads: config.server.threads,
+        work_stealing: config.server.work_stealing,
         pid_file: config.server.pid_file.display().to_string(),
         upgrade_sock: config.server.upgrade_sock.display().to_string(),
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
@@ -199,7 +200,11 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                     &shared.metrics,
                 );
                 let mut svc = Service::new(name.clone(), svc);
-                svc.add_tcp_with_settings(&addr, claims.socket_options(l.address));
+                svc.add_listener(
+                    ListenerConfig::tcp(&addr)
+                        .tcp_socket_options(claims.socket_options(l.address))
+                        .l4_buffer(client_buffers(false)),
+                );
                 server.add_service(svc);
                 urls.push((format!("http://{addr}"), l.name.clone(), l.address));
             }
@@ -217,7 +222,12 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
                 if *http2 {
                     tls.enable_h2();
                 }
-                svc.add_tls_with_settings(&addr, Some(claims.socket_options(l.address)), tls);
+                svc.add_listener(
+                    ListenerConfig::tcp(&addr)
+                        .tcp_socket_options(claims.socket_options(l.address))
+                        .tls(tls)
+                        .l4_buffer(client_buffers(true)),
+                );
                 server.add_service(svc);
                 urls.push((format!("https://{addr}"), l.name.clone(), l.address));
                 if let Some(settings) = http3 {
@@ -417,6 +427,16 @@ fn notify_systemd(message: &[u8]) {
 }
 
 /// The pingora app of a client-facing listener, behind its client limits.
+/// The socket buffers of a client connection, held for its whole life, idle or not.
+/// pingora's default reads through a 64 KiB buffer, allocated and zeroed per connection: that
+/// was two thirds of what an idle keep-alive connection cost (bench/connections.sh). Plain
+/// HTTP needs none (HTTP/1.1 reads the head into its own buffer, HTTP/2 frames into h2's);
+/// TLS reads through one record's worth, 16 KiB (RFC 8446 5.1), so rustls still gets a
+/// record per read. Writes keep pingora's one-segment buffer.
+fn client_buffers(tls: bool) -> L4BufferSettings {
+    L4BufferSettings::default().read(if tls { 16 * 1024 } else { 0 })
+}
+
 fn client_facing(
     conf: &Arc<pingora::server::configuration::ServerConf>,
     edge: Edge,

@@ -18,11 +18,19 @@
 //! stream that enforces the timeouts below pingora, for HTTP/1.1 and HTTP/2 alike. A timed
 //! out read or write is an I/O error to pingora, which closes the connection (as nginx does
 //! on `client_header_timeout`, without a response).
+//!
+//! It also runs the HTTP/1.1 keep-alive loop itself, so that an idle connection costs what
+//! nginx's does: pingora's loop starts a request's whole processing (a future of about 13 KiB,
+//! allocated when it starts) before the request's first byte arrives, and holds it for as long
+//! as the connection idles. Here an idle connection is parked: only the stream is held until
+//! the next request's first bytes are in, and only then does pingora's request processing
+//! start, on the bytes read (see `bench/connections.sh` for what it saves).
 
 use crate::ops::metrics::Metrics;
 use async_trait::async_trait;
 use breakwater_config::ClientLimits;
-use pingora::apps::ServerApp;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ServerApp};
+use pingora::protocols::http::ServerSession;
 use pingora::protocols::raw_connect::ProxyDigest;
 use pingora::protocols::tls::TlsRef;
 use pingora::protocols::{
@@ -100,7 +108,7 @@ impl Drop for Slot {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
+impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
     async fn process_new(
         self: &Arc<Self>,
         stream: Stream,
@@ -117,11 +125,16 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             .with_label_values(&[&self.listener]);
         gauge.inc();
         let _slot = Slot(self.open.clone(), gauge);
-        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let alpn = stream.selected_alpn_proto();
+        let h2 = matches!(alpn, Some(ALPN::H2));
         let (guarded, outcome) = Guarded::new(stream, &self.limits, h2);
         // The app hands the stream back only for reuse, which the listening service does not
         // do for HTTP apps; the guard stays on for the life of the connection anyway.
-        let reused = self.inner.process_new(Box::new(guarded), shutdown).await;
+        let reused = if h2 || matches!(alpn, Some(ALPN::Custom(_))) {
+            self.inner.process_new(Box::new(guarded), shutdown).await
+        } else {
+            self.serve_http1(guarded, shutdown).await
+        };
         if let Some(why) = outcome.get() {
             self.closed(why);
         }
@@ -130,6 +143,61 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
+    }
+}
+
+impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
+    /// pingora's HTTP/1.1 keep-alive loop (`HttpServerApp`'s `process_new`), with the
+    /// connection parked between requests: each request's processing starts once its first
+    /// bytes are in. A connection whose last exchange read past its request head (a body, or
+    /// pipelined requests that pingora may hold) goes on without parking, as pingora's does.
+    async fn serve_http1(
+        self: &Arc<Self>,
+        mut guarded: Guarded,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        let options = self.inner.server_options();
+        let h2c = options.is_some_and(|o| o.h2c) && guarded.get_ssl_digest().is_none();
+        let mut persistent: Option<HttpPersistentSettings> = None;
+        let mut first = true;
+        loop {
+            if guarded.between_requests() {
+                let mut closing = shutdown.clone();
+                if *closing.borrow() {
+                    return None;
+                }
+                let more = tokio::select! {
+                    biased;
+                    more = guarded.fill() => more,
+                    // Shutting down: idle connections are closed, as pingora closes them.
+                    _ = closing.changed() => false,
+                };
+                if !more {
+                    return None;
+                }
+                if first && h2c && guarded.phase == Phase::H2 {
+                    // HTTP/2 with prior knowledge: pingora peeks for the preface (served from
+                    // what was read) and runs the connection.
+                    return self.inner.process_new(Box::new(guarded), shutdown).await;
+                }
+            }
+            let mut session = ServerSession::new_http1(Box::new(guarded));
+            if first {
+                // As pingora starts a connection: keep-alive (60 s) unless shutting down.
+                session.set_keepalive((!*shutdown.borrow()).then_some(60));
+                session.set_keepalive_reuses_remaining(
+                    options.and_then(|o| o.keepalive_request_limit),
+                );
+                first = false;
+            } else if let Some(settings) = persistent.take() {
+                settings.apply_to_session(&mut session);
+            }
+            let reused = self.inner.process_new_http(session, shutdown).await?;
+            let (stream, settings) = reused.consume();
+            persistent = settings;
+            // Always ours: the session hands back the stream it was given.
+            guarded = *stream.into_any().downcast::<Guarded>().ok()?;
+        }
     }
 }
 
@@ -178,6 +246,12 @@ pub(crate) struct Guarded {
     crlf: u8,
     /// Set while bytes have been read and nothing else than the HTTP/2 preface could follow.
     sniffed: bool,
+    /// Nothing has been read past the end of the last request head: set where a head ends at
+    /// the end of a read, cleared by any byte read after it (a body, a pipelined request).
+    clean: bool,
+    /// Bytes read while parked (or peeked), handed to the next reads first.
+    stash: Vec<u8>,
+    stashed: usize,
     read_deadline: Pin<Box<Sleep>>,
     /// Armed while a write is stuck.
     write_deadline: Option<Pin<Box<Sleep>>>,
@@ -206,6 +280,9 @@ impl Guarded {
             phase: if h2 { Phase::H2 } else { Phase::Idle },
             crlf: 0,
             sniffed: h2,
+            clean: false,
+            stash: Vec::new(),
+            stashed: 0,
             read_deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             write_deadline: None,
             outcome: outcome.clone(),
@@ -247,6 +324,9 @@ impl Guarded {
         if matches!(self.phase, Phase::H2 | Phase::Tunnel) {
             return;
         }
+        if self.phase == Phase::Exchange {
+            self.clean = false;
+        }
         let mut rest = bytes;
         if matches!(self.phase, Phase::Idle | Phase::Responding) {
             // Blank lines before a request line are allowed (RFC 9112, 2.2).
@@ -261,7 +341,7 @@ impl Guarded {
             return;
         }
         // The head ends at CRLF CRLF (bare LF is refused further up).
-        for &b in rest {
+        for (i, &b) in rest.iter().enumerate() {
             self.crlf = match (self.crlf, b) {
                 (0 | 2, b'\r') => self.crlf + 1,
                 (1 | 3, b'\n') => self.crlf + 1,
@@ -270,6 +350,7 @@ impl Guarded {
             };
             if self.crlf == 4 {
                 self.phase = Phase::Exchange;
+                self.clean = i + 1 == rest.len();
                 return;
             }
         }
@@ -283,26 +364,79 @@ impl AsyncRead for Guarded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if this.stashed < this.stash.len() {
+            let n = (this.stash.len() - this.stashed).min(buf.remaining());
+            buf.put_slice(&this.stash[this.stashed..this.stashed + n]);
+            this.stashed += n;
+            if this.stashed == this.stash.len() {
+                this.stash = Vec::new();
+                this.stashed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        this.poll_read_guarded(cx, buf)
+    }
+}
+
+/// The most a parked connection reads at once: one read of a request head as pingora does it.
+const PARK_READ: usize = 4096;
+
+impl Guarded {
+    /// A read from the client, under the read deadline in force, following the bytes.
+    fn poll_read_guarded(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
-                this.saw(&buf.filled()[before..]);
+                self.saw(&buf.filled()[before..]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                if let Some(why) = this.read_limit() {
-                    if this.read_deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(this.timed_out(why)));
+                if let Some(why) = self.read_limit() {
+                    if self.read_deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(self.timed_out(why)));
                     }
                 }
                 Poll::Pending
             }
         }
     }
-}
 
-impl Guarded {
+    /// Whether pingora holds nothing of this connection's next request: before the first,
+    /// or after a response to a request whose reads ended with its head.
+    fn between_requests(&self) -> bool {
+        let idle = match self.phase {
+            Phase::Idle => !self.sniffed,
+            Phase::Responding => self.clean,
+            _ => false,
+        };
+        idle && self.stashed == self.stash.len()
+    }
+
+    /// Wait for the next bytes and stash them for the next reads, through the guard (its
+    /// deadlines apply and it follows the bytes). `false`: the client closed, or the read
+    /// failed or timed out.
+    async fn fill(&mut self) -> bool {
+        std::future::poll_fn(|cx| {
+            // On the stack for the poll only: a parked connection holds no buffer.
+            let mut space = [0u8; PARK_READ];
+            let mut buf = ReadBuf::new(&mut space);
+            match self.poll_read_guarded(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    self.stash.extend_from_slice(buf.filled());
+                    Poll::Ready(true)
+                }
+                Poll::Ready(_) => Poll::Ready(false),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+
     fn wrote(&mut self, data: &[u8]) {
         self.write_deadline = None;
         if self.phase == Phase::Exchange && data.starts_with(b"HTTP/1.1 1") {
@@ -449,11 +583,28 @@ impl GetSocketDigest for Guarded {
 #[async_trait]
 impl Peek for Guarded {
     /// pingora peeks for the HTTP/2 preface on h2c listeners before reading anything: a
-    /// client that sends nothing is idle here already.
+    /// client that sends nothing is idle here already. What is peeked is read into the stash
+    /// (as pingora's own streams rewind what they peek), so the reads after see it.
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
         let deadline = self.read_deadline.deadline();
-        match tokio::time::timeout_at(deadline, self.inner.try_peek(buf)).await {
-            Ok(peeked) => peeked,
+        let fill = async {
+            while self.stash.len() - self.stashed < buf.len() {
+                // Appends past what is still unread: the stash is emptied only once read.
+                if !self.fill().await {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                }
+            }
+            Ok(())
+        };
+        match tokio::time::timeout_at(deadline, fill).await {
+            Ok(Ok(())) => {
+                buf.copy_from_slice(&self.stash[self.stashed..self.stashed + buf.len()]);
+                Ok(true)
+            }
+            Ok(Err(e)) => Err(match self.outcome.get() {
+                Some(why) => self.timed_out(why),
+                None => e,
+            }),
             Err(_) => Err(self.timed_out(Closed::IdleTimeout)),
         }
     }

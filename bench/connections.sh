@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# What connections cost (issue #18): resident memory of idle keep-alive connections, HTTP/1.1
+# and HTTP/2 (h2c, no stream open), and latency at many active connections, Breakwater beside
+# nginx as a reverse proxy (upstream keep-alive), both in front of the same nginx origin, one
+# worker each on CPU 0, clients on CPU 1, in the same run:
+#
+#   bench/connections.sh [IDLE] [ROUNDS]     (defaults: 10 000 idle connections, 3 rounds)
+#
+# Idle: a client opens IDLE connections to one server, sends one request on each (HTTP/1.1:
+# GET /1k; HTTP/2: the preface, SETTINGS and one GET /1k), reads every answer, and keeps them
+# open; the server's RSS before and with them gives the cost per connection (a fresh server
+# for each). Active: wrk -t1
+# with 1 000 and 10 000 connections for 5 s each (p50, p99, req/s). Contenders alternate per
+# round. Output: bench/results/connections-DATE/summary.md and the raw client output.
+set -euo pipefail
+idle="${1:-10000}"
+rounds="${2:-3}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_tools
+release_and_guests > /dev/null
+ulimit -n "$(ulimit -Hn)"   # 20 000 here: enough for 10 000 connections per process
+scratch
+out="$root/bench/results/connections-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+
+ORIGIN=18301 BW=18302 ADMIN=18312 NGINX=18303
+start_origin $ORIGIN
+
+cat > "$work/bw.yaml" <<EOF
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$BW", h2c: true }]
+admin: { address: "127.0.0.1:$ADMIN" }
+access_log: { format: off }
+pools:
+  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+routes: [{ pool: origin }]
+EOF
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+pid $work/nginx-proxy.pid;
+error_log $work/logs/nginx-proxy.err;
+events { worker_connections 19000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX;
+    listen 127.0.0.1:$((NGINX + 10)) http2;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# The idle client: $1 port, $2 count, $3 h1|h2. Prints "open" once every connection has its
+# answer, then holds them until stdin closes.
+cat > "$work/idle.py" <<'PY'
+import socket, sys
+port, n, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def frame(kind, flags, stream, payload):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+# HPACK: :method GET, :scheme http, :path /1k (literal, name index 4), :authority a (name index 1).
+block = b"\x82\x86" + b"\x04\x03/1k" + b"\x01\x01a"
+h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 5, 1, block)
+h1 = b"GET /1k HTTP/1.1\r\nHost: a\r\n\r\n"
+socks = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(h2 if proto == "h2" else h1)
+    socks.append(s)
+for s in socks:
+    data = b""
+    if proto == "h1":
+        while not (b"\r\n\r\n" in data and len(data) >= data.index(b"\r\n\r\n") + 4 + 1024):
+            chunk = s.recv(65536)
+            if not chunk: sys.exit("closed early")
+            data += chunk
+    else:
+        # Read frames until DATA with END_STREAM on stream 1; ack the server's SETTINGS.
+        done = False
+        while not done:
+            while len(data) < 9:
+                chunk = s.recv(65536)
+                if not chunk: sys.exit("closed early")
+                data += chunk
+            length = int.from_bytes(data[:3], "big")
+            while len(data) < 9 + length:
+                chunk = s.recv(65536)
+                if not chunk: sys.exit("closed early")
+                data += chunk
+            kind, flags = data[3], data[4]
+            if kind == 4 and not flags & 1:
+                s.sendall(frame(4, 1, 0, b""))
+            if kind == 0 and flags & 1:
+                done = True
+            data = data[9 + length:]
+print("open", flush=True)
+sys.stdin.read()
+PY
+
+# idle_cost PID PORT PROTO: RSS growth in KiB with $idle idle connections.
+idle_cost() {
+  local pid="$1" port="$2" proto="$3"
+  local before; before=$(rss_kib "$pid")
+  local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"
+  taskset -c 1 python3 "$work/idle.py" "$port" "$idle" "$proto" < "$fifo" > "$work/idle.out" &
+  local client=$!
+  exec 7> "$fifo"
+  for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
+  grep -q open "$work/idle.out" || { echo "idle client failed on $port ($proto)" >&2; exit 1; }
+  local after; after=$(rss_kib "$pid")
+  exec 7>&-
+  wait "$client" || true
+  echo $(( after - before ))
+}
+
+start_bw() {
+  taskset -c 0 "$bw" run --config "$work/bw.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
+  bw_pid=$!; pids+=($!)
+  for _ in $(seq 1 300); do grep -q "breakwater ready" "$work/logs/bw.out" 2>/dev/null && break; sleep 0.1; done
+  curl -sf -o /dev/null "http://127.0.0.1:$BW/1k"
+}
+start_nginx() {
+  taskset -c 0 nginx -c "$work/nginx.conf" &
+  nginx_pid=$!; pids+=($!)
+  for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$NGINX/1k" && break; sleep 0.1; done
+  # The worker holds the connections (the master is $nginx_pid).
+  nginx_worker=$(pgrep -P "$nginx_pid" | head -1)
+}
+stop() { kill "$1"; wait "$1" 2>/dev/null || true; }
+
+echo "round|contender|case|value" > "$out/runs.psv"
+for r in $(seq 1 "$rounds"); do
+  order="bw nginx"; [ $((r % 2)) = 0 ] && order="nginx bw"
+  for c in $order; do
+    # A fresh server per measurement: RSS growth is measured from the same starting point,
+    # and no measurement reuses memory another freed.
+    for proto in h1 h2; do
+      if [ "$c" = bw ]; then start_bw; pid=$bw_pid; p=$BW
+      else start_nginx; pid=$nginx_worker; p=$NGINX; [ "$proto" = h2 ] && p=$((NGINX + 10)); fi
+      kib=$(idle_cost "$pid" "$p" "$proto")
+      echo "$r|$c|idle $proto KiB|$kib" >> "$out/runs.psv"
+      if [ "$c" = bw ]; then stop "$bw_pid"; else stop "$nginx_pid"; fi
+    done
+    if [ "$c" = bw ]; then start_bw; port=$BW; else start_nginx; port=$NGINX; fi
+    for conns in 1000 10000; do
+      taskset -c 1 wrk -t1 -c"$conns" -d5s --latency "http://127.0.0.1:$port/1k" > "$out/wrk-$r-$c-$conns.txt" 2>&1 || true
+      rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$r-$c-$conns.txt")
+      p50=$(awk '$1 == "50%" { print $2 }' "$out/wrk-$r-$c-$conns.txt")
+      p99=$(awk '$1 == "99%" { print $2 }' "$out/wrk-$r-$c-$conns.txt")
+      echo "$r|$c|$conns conns req/s|$rps" >> "$out/runs.psv"
+      echo "$r|$c|$conns conns p50|$p50" >> "$out/runs.psv"
+      echo "$r|$c|$conns conns p99|$p99" >> "$out/runs.psv"
+    done
+    if [ "$c" = bw ]; then stop "$bw_pid"; else stop "$nginx_pid"; fi
+  done
+done
+
+python3 - "$out/runs.psv" "$idle" "$(git rev-parse --short HEAD)" > "$out/summary.md" <<'PY'
+import re, statistics, sys
+rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
+idle, rev = int(sys.argv[2]), sys.argv[3]
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)$", v or "")
+    if not m: return None
+    x = float(m.group(1)); return x / 1000 if m.group(2) == "us" else x * 1000 if m.group(2) == "s" else x
+vals = {}
+for r, c, case, v in rows:
+    vals.setdefault((case, c), []).append(ms(v) if case.endswith(("p50", "p99")) else float(v or 0))
+cases = []
+for _, _, case, _ in rows:
+    if case not in cases: cases.append(case)
+print(f"# Connections: Breakwater ({rev}) beside nginx\n")
+print(f"One worker each on CPU 0 (`server.threads: 1`, access log off), clients on CPU 1; {idle} idle")
+print("connections each served one request (RSS growth of the server process; for nginx its worker);")
+print("active: wrk -t1 -d5s on /1k (1 KiB). Medians of the rounds; every round in runs.psv.\n")
+print("| case | Breakwater | nginx | Breakwater / nginx |")
+print("|---|---|---|---|")
+for case in cases:
+    b = statistics.median(vals[(case, "bw")]); n = statistics.median(vals[(case, "nginx")])
+    unit = ""
+    if case.startswith("idle"):
+        print(f"| {case.replace(' KiB', '')}: MiB total, bytes each | {b/1024:.1f} MiB, {b*1024/idle:.0f} B | {n/1024:.1f} MiB, {n*1024/idle:.0f} B | {b/n if n else float('inf'):.2f} |")
+    elif case.endswith(("p50", "p99")):
+        print(f"| {case} ms | {b:.2f} | {n:.2f} | {b/n if n else 0:.2f} |")
+    else:
+        print(f"| {case} | {b:.0f} | {n:.0f} | {b/n if n else 0:.2f} |")
+PY
+cat "$out/summary.md"
