@@ -13,7 +13,9 @@
 #
 # Variants of one build: BIN_A / BIN_B run that binary instead of building the revision (the
 # revision then only labels it), ENV_A / ENV_B set the node's environment (`RUST_LOG=warn`),
-# SERVER_A / SERVER_B add keys to its `server:` settings (`work_stealing: false`).
+# SERVER_A / SERVER_B add keys to its `server:` settings (`work_stealing: false`), ACCESS_LOG_A
+# / ACCESS_LOG_B replace its `access_log:` settings (default `{ format: off }`; a relative
+# `path` is relative to the node's config, in the scratch dir).
 set -euo pipefail
 rev_a="${1:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
 rev_b="${2:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
@@ -66,18 +68,26 @@ sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-p
 ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
 start_origin $ORIGIN
 "$work/breakwater-b" demo-components "$work/wasm"
-filter_node_config $A $A_ADMIN $ORIGIN | sed "s/^server: { threads: 1 }/server: { threads: 1${SERVER_A:+, $SERVER_A} }/" > "$work/a.yaml"
-filter_node_config $B $B_ADMIN $ORIGIN | sed "s/^server: { threads: 1 }/server: { threads: 1${SERVER_B:+, $SERVER_B} }/" > "$work/b.yaml"
+# A relative access-log path is relative to the config, in the scratch dir.
+node_config() {
+  local port="$1" admin="$2" server="$3" log="$4"
+  filter_node_config "$port" "$admin" $ORIGIN \
+    | sed "s|^server: { threads: 1 }|server: { threads: 1${server:+, $server} }|; s|^access_log: .*|access_log: ${log:-{ format: off \}}|"
+}
+node_config $A $A_ADMIN "${SERVER_A:-}" "${ACCESS_LOG_A:-}" > "$work/a.yaml"
+node_config $B $B_ADMIN "${SERVER_B:-}" "${ACCESS_LOG_B:-}" > "$work/b.yaml"
 env_a=(${ENV_A:-}); env_b=(${ENV_B:-})
 for n in a b; do
   if [ "$n" = a ]; then envs=("${env_a[@]}"); else envs=("${env_b[@]}"); fi
   env "${envs[@]}" taskset -c 0 "$work/breakwater-$n" run --config "$work/$n.yaml" > "$work/logs/$n.out" 2>&1 &
-  pids+=($!)
+  pids+=($!); eval "pid_$n=\$!"
 done
 wait_routes $A
 wait_routes $B
 
 # --- rounds -------------------------------------------------------------------------------
+# User + system CPU ticks of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")
 raw="$out/wrk-raw.txt"
 : > "$raw"
@@ -89,12 +99,17 @@ for round in $(seq 1 "$rounds"); do
     for n in "${order[@]}"; do
       port=$A; [ "$n" = b ] && port=$B
       taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm-up
+      pid_var="pid_$n"; cpu_before=$(cpu_ticks "${!pid_var}")
       res=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port$path")
+      cpu_after=$(cpu_ticks "${!pid_var}")
       { echo "### round $round, $name, $n"; echo "$res"; } >> "$raw"
       rps=$(awk '/^Requests\/sec/ { print $2 }' <<< "$res")
       p99=$(awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }' <<< "$res")
       errors=$(awk '/Non-2xx|Socket errors/ { print }' <<< "$res" | tr '\n' ' ')
-      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$n" "$rps" "$p99" >> "$results"
+      # CPU µs the node spent per request (user + system): steadier than req/s on a noisy
+      # machine, since time the node waits for its core does not count.
+      us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v r="$rps" -v s="$secs" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$n" "$rps" "$p99" "$us" >> "$results"
       [ -n "$errors" ] && echo "round $round $name $n: $errors" >> "$out/errors.txt"
     done
   done
@@ -108,24 +123,24 @@ done
   echo "nodes and nginx origin on CPU 0 (server.threads: 1, access log off), wrk -t1 -c64 -d${secs}s on CPU 1,"
   echo "1 KiB, $rounds rounds alternating the order; medians of the rounds."
   for n in A B; do
-    v="BIN_$n"; e="ENV_$n"; sv="SERVER_$n"
-    if [ -n "${!v:-}${!e:-}${!sv:-}" ]; then
-      echo "$n: binary ${!v:-built from its revision}; environment: ${!e:-none}; server: threads: 1${!sv:+, ${!sv}}"
+    v="BIN_$n"; e="ENV_$n"; sv="SERVER_$n"; al="ACCESS_LOG_$n"
+    if [ -n "${!v:-}${!e:-}${!sv:-}${!al:-}" ]; then
+      echo "$n: binary ${!v:-built from its revision}; environment: ${!e:-none}; server: threads: 1${!sv:+, ${!sv}}; access_log: ${!al:-{ format: off \}}"
     fi
   done
   echo
-  echo "| case | A req/s | B req/s | B/A (median of per-round ratios) | A p99 ms | B p99 ms |"
-  echo "|---|---|---|---|---|---|"
+  echo "| case | A req/s | B req/s | B/A (median of per-round ratios) | A p99 ms | B p99 ms | A CPU µs/req | B CPU µs/req |"
+  echo "|---|---|---|---|---|---|---|---|"
   median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
   for c in "${cases[@]}"; do
     name="${c%%|*}"
     med() { awk -F'\t' -v c="$name" -v n="$1" -v col="$2" '$2 == c && $3 == n { print $col }' "$results" | median; }
-    a=$(med a 4); b=$(med b 4); pa=$(med a 5); pb=$(med b 5)
+    a=$(med a 4); b=$(med b 4); pa=$(med a 5); pb=$(med b 5); ca=$(med a 6); cb=$(med b 6)
     ratio=$(awk -F'\t' -v c="$name" '$2 == c { v[$1, $3] = $4; r[$1] = 1 } END { for (i in r) printf "%.3f\n", v[i, "b"] / v[i, "a"] }' "$results" | median)
-    echo "| $name | $a | $b | $ratio | $pa | $pb |"
+    echo "| $name | $a | $b | $ratio | $pa | $pb | $ca | $cb |"
   done
   echo
-  echo "Per round (round, case, revision, req/s, p99 ms):"
+  echo "Per round (round, case, revision, req/s, p99 ms, node CPU µs per request):"
   echo
   echo '```'
   cat "$results"
