@@ -70,7 +70,7 @@ impl Placement {
     pub fn record(&self, took: Duration) {
         self.window_min_ns.fetch_min(nanos(took), Ordering::Relaxed);
         let n = self.calls.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        if n % WINDOW == 0 {
+        if n.is_multiple_of(WINDOW) {
             let cheapest = self.window_min_ns.swap(u64::MAX, Ordering::Relaxed);
             self.cost_ns.store(cheapest, Ordering::Relaxed);
         }

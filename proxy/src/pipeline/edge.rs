@@ -436,11 +436,11 @@ impl ProxyHttp for Edge {
             bytes: session.body_bytes_sent(),
             elapsed: ctx.started.elapsed(),
             client: client_ip(session),
-            host: &ctx.host,
-            request_id: &ctx.request_id,
+            host: std::mem::take(&mut ctx.host),
+            request_id: std::mem::take(&mut ctx.request_id),
             upstream: ctx.upstream.endpoint.as_ref().map(|e| e.addr),
         };
-        logging::record(&finished, &self.shared.access_log);
+        logging::record(finished, &self.shared.access_log);
     }
 
     /// Every failure becomes one status, chosen in `EdgeError::status_of`.

@@ -18,6 +18,8 @@ pub struct RoutePlan {
     pub name: Arc<str>,
     pub action: Action,
     pub filters: FilterPlan,
+    /// The filters' names in chain order, for the access log (shared, not copied per line).
+    pub filter_names: Arc<[Arc<str>]>,
     /// Edits to the request sent to the origin.
     pub request_headers: HeaderEdits,
     /// Edits to every response of the route, whoever made it.
@@ -125,7 +127,9 @@ impl RoutePlan {
             })
             .collect();
         let name: Arc<str> = route.name.as_str().into();
+        let filter_names = filters.iter().map(|f| f.name.clone()).collect();
         Ok(Self {
+            filter_names,
             filters: FilterPlan {
                 route: name.clone(),
                 filters,
@@ -145,6 +149,7 @@ impl RoutePlan {
     pub fn unrouted(metrics: &Arc<Metrics>) -> Self {
         let name: Arc<str> = "-".into();
         Self {
+            filter_names: Arc::new([]),
             filters: FilterPlan {
                 route: name.clone(),
                 filters: Vec::new(),

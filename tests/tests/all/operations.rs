@@ -242,3 +242,39 @@ async fn reload_over_the_admin_api_needs_the_token_and_reports_the_outcome() {
     assert!(body.contains("edge.yaml:"), "{body}");
     assert_eq!(Client::h1().get(web, "a", "/").await.text(), "two");
 }
+
+/// `access_log: { format: combined, path }`: nginx's combined format, one line per request,
+/// appended to the file, with the client's fields escaped so that none can forge a field.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_combined_access_log_goes_to_its_file() {
+    let node = Node::start(
+        "listeners: [{ name: web, address: 127.0.0.1:0 }]\n\
+         access_log: { format: combined, path: \"{DIR}/access.log\" }\n\
+         routes: [{ respond: { status: 201, body: hello } }]\n",
+    );
+    let web = node.addr("web");
+    let req = http::Request::get(format!("http://{web}/a%20b?q=1"))
+        .header("user-agent", "agent \"x\"")
+        .header("referer", "http://r.example/")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    assert_eq!(Client::h1().send(req).await.unwrap().status, 201);
+    let path = node.dir.path().join("access.log");
+    let read = path.clone();
+    eventually(10, "the line in the file", move || {
+        let text = std::fs::read_to_string(&read).unwrap_or_default();
+        async move { text.lines().count() == 1 }
+    })
+    .await;
+    let line = std::fs::read_to_string(&path).unwrap();
+    let line = line.trim_end();
+    let (start, rest) = line.split_once(" [").expect("a time in brackets");
+    assert_eq!(start, "127.0.0.1 - -");
+    let (time, rest) = rest.split_once("] ").unwrap();
+    assert!(time.ends_with(" +0000") && time.len() == 26, "{time}");
+    assert_eq!(
+        rest,
+        r#""GET /a%20b?q=1 HTTP/1.1" 201 5 "http://r.example/" "agent \x22x\x22""#
+    );
+    assert!(node.stdout_lines().is_empty(), "nothing on stdout");
+}
