@@ -25,7 +25,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Validate config text; `file` names it in errors and anchors relative paths.
 pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = serde_saphyr::from_str(text).map_err(|e| syntax_error(&e, file))?;
+    // The parser's default budget (250 000 nodes) refuses a config of some 25 000 routes; an
+    // edge node's may have hundreds of thousands (a route is about ten nodes). The budget
+    // guards against YAML bombs, which its alias limits still catch, and the input against
+    // nothing an operator does not write.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 20_000_000,
+            max_events: 40_000_000,
+        },
+    };
+    let raw: raw::RawConfig =
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| syntax_error(&e, file))?;
     validate::Validator::new(file).config(raw)
 }
 

@@ -152,3 +152,22 @@ fn the_systemd_sandbox_lets_the_node_write_every_path_the_reference_config_write
         );
     }
 }
+
+/// An edge node's config may hold hundreds of thousands of routes: the YAML parser's
+/// default budget (250 000 nodes, some 25 000 routes) must not refuse them.
+#[test]
+fn a_config_with_a_hundred_thousand_routes_loads() {
+    let mut text = String::from(
+        "listeners: [{ name: web, address: \"127.0.0.1:1\" }]\n\
+         pools: { origin: { endpoints: [\"127.0.0.1:2\"] } }\nroutes:\n",
+    );
+    for h in 0..10_000 {
+        for p in 0..10 {
+            text += &format!(
+                "  - {{ match: {{ hosts: [h{h}.test], path_prefix: /p{p}/ }}, pool: origin }}\n"
+            );
+        }
+    }
+    let config = breakwater_config::parse(&text, Path::new("many.yaml")).expect("loads");
+    assert_eq!(config.routes.len(), 100_000);
+}
