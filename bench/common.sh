@@ -22,7 +22,7 @@ need_tools() {
 }
 
 # An nginx origin on CPU 0 at 127.0.0.1:$1 serving a static 1 KiB file as /1k, /filter1/1k
-# and /filter3/1k.
+# and /filter3/1k; ORIGIN_CONNECTIONS (default 4096) is its worker_connections.
 start_origin() {
   chmod 755 "$work"   # nginx's workers read the files as their own user
   mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
@@ -33,7 +33,8 @@ worker_processes 1;
 daemon off;
 pid $work/origin.pid;
 error_log $work/logs/origin.err;
-events { worker_connections 4096; }
+worker_rlimit_nofile ${ORIGIN_CONNECTIONS:-4096};
+events { worker_connections ${ORIGIN_CONNECTIONS:-4096}; }
 http {
   access_log off;
   keepalive_requests 1000000;

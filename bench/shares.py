@@ -42,7 +42,7 @@ def main(path):
         i = line.rfind(" ")
         rows.append((line[:i], int(line[i + 1:])))
     total = sum(n for _, n in rows)
-    print(f"Inclusive share of samples by part, from `{path.split('/')[-1]}` ({total} samples):\n")
+    print(f"Inclusive share of the profile by part, from `{path.split('/')[-1]}` (total weight {total}):\n")
     print("| part | share |")
     print("|---|---|")
     for name, pattern in PARTS:
