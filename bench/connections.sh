@@ -167,7 +167,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out/runs.psv" "$idle" "$(git rev-parse --short HEAD)" > "$out/summary.md" <<'PY'
+python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw" > "$out/summary.md" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
 idle, rev = int(sys.argv[2]), sys.argv[3]
@@ -181,7 +181,7 @@ for r, c, case, v in rows:
 cases = []
 for _, _, case, _ in rows:
     if case not in cases: cases.append(case)
-print(f"# Connections: Breakwater ({rev}) beside nginx\n")
+print(f"# Connections: Breakwater beside nginx\n\n{rev}\n")
 print(f"One worker each on CPU 0 (`server.threads: 1`, access log off), clients on CPU 1; {idle} idle")
 print("connections each served one request (RSS growth of the server process; for nginx its worker);")
 print("active: wrk -t1 -d5s on /1k (1 KiB). Medians of the rounds; every round in runs.psv.\n")
