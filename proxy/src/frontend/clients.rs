@@ -251,6 +251,9 @@ pub(crate) struct Guarded {
     clean: bool,
     /// Bytes read while parked (or peeked), handed to the next reads first.
     stash: Vec<u8>,
+    /// The current request line as read off the wire, before pingora's parser percent-encodes
+    /// what it finds illegal in the target.
+    line: RequestLine,
     stashed: usize,
     read_deadline: Pin<Box<Sleep>>,
     /// Armed while a write is stuck.
@@ -283,6 +286,7 @@ impl Guarded {
             clean: false,
             stash: Vec::new(),
             stashed: 0,
+            line: RequestLine::default(),
             read_deadline: Box::pin(tokio::time::sleep(limits.idle_timeout)),
             write_deadline: None,
             outcome: outcome.clone(),
@@ -335,6 +339,7 @@ impl Guarded {
             rest = &rest[start..];
             self.phase = Phase::Head;
             self.crlf = 0;
+            self.line = RequestLine::default();
             self.rearm(self.header_timeout);
         }
         if self.phase != Phase::Head {
@@ -342,6 +347,7 @@ impl Guarded {
         }
         // The head ends at CRLF CRLF (bare LF is refused further up).
         for (i, &b) in rest.iter().enumerate() {
+            self.line.saw(b);
             self.crlf = match (self.crlf, b) {
                 (0 | 2, b'\r') => self.crlf + 1,
                 (1 | 3, b'\n') => self.crlf + 1,
@@ -376,6 +382,51 @@ impl AsyncRead for Guarded {
         }
         this.poll_read_guarded(cx, buf)
     }
+}
+
+/// What the guard checks of a request line (RFC 9112 3): exactly `method SP target SP
+/// version`, no control character, CR only before the LF that ends it. pingora's parser
+/// percent-encodes a space or a control character in the target and passes the request on;
+/// RFC 9112 3.2 makes such a target invalid, and two parsers that read it differently are a
+/// desync, so it is refused (400) from what was read.
+#[derive(Clone, Copy, Default)]
+struct RequestLine {
+    spaces: u8,
+    after_cr: bool,
+    ended: bool,
+    invalid: bool,
+}
+
+impl RequestLine {
+    fn saw(&mut self, b: u8) {
+        if self.ended {
+            return;
+        }
+        if self.after_cr && b != b'\n' {
+            self.invalid = true;
+        }
+        self.after_cr = b == b'\r';
+        match b {
+            b'\n' => {
+                self.ended = true;
+                self.invalid |= self.spaces != 2;
+            }
+            b' ' => self.spaces = self.spaces.saturating_add(1),
+            b'\r' => {}
+            0..=0x1f | 0x7f => self.invalid = true,
+            _ => {}
+        }
+    }
+}
+
+/// Whether the request line of the request being served on `stream` (a client stream of
+/// this module) broke RFC 9112 3 as read off the wire. Requests pipelined behind another
+/// in one read are not followed by the guard and are not checked here.
+pub(crate) fn request_line_invalid(stream: &Stream) -> bool {
+    stream
+        .as_any()
+        .downcast_ref::<Guarded>()
+        .is_some_and(|g| g.line.ended && g.line.invalid)
 }
 
 /// The most a parked connection reads at once: one read of a request head as pingora does it.

@@ -47,7 +47,9 @@ pub fn check(session: &Session, server: &ServerSettings) -> Result<(), Refusal> 
             if has_bare_lf(&raw) {
                 return Err(Refusal::BareLf);
             }
-            if has_control_in_target(&raw) {
+            if has_control_in_target(&raw)
+                || crate::frontend::clients::request_line_invalid(h1.stream())
+            {
                 return Err(Refusal::BadTarget);
             }
             check_host(session.req_header())?;
