@@ -251,10 +251,11 @@ pub(crate) struct Guarded {
     clean: bool,
     /// Bytes read while parked (or peeked), handed to the next reads first.
     stash: Vec<u8>,
+    /// How much of `stash` the reads have taken.
+    stashed: usize,
     /// The current request line as read off the wire, before pingora's parser percent-encodes
     /// what it finds illegal in the target.
     line: RequestLine,
-    stashed: usize,
     read_deadline: Pin<Box<Sleep>>,
     /// Armed while a write is stuck.
     write_deadline: Option<Pin<Box<Sleep>>>,
