@@ -120,7 +120,10 @@ mod tests {
         }
         assert!(p.off_loop(), "a window of dear calls moves it off");
         p.mark_dear();
-        assert!(p.off_loop(), "a call running past a tick moves it off at once");
+        assert!(
+            p.off_loop(),
+            "a call running past a tick moves it off at once"
+        );
     }
 
     /// A cheap guest's call preempted on a busy core looks dear; the cheap calls around it

@@ -89,12 +89,24 @@ mod tests {
         let e: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(e["client"], "192.0.2.1");
         assert_eq!(e["protocol"], "HTTP/2");
-        assert_eq!((e["method"].as_str(), e["path"].as_str()), (Some("GET"), Some("/a/b?c=d")));
-        assert_eq!((e["status"].as_u64(), e["bytes"].as_u64()), (Some(404), Some(47)));
+        assert_eq!(
+            (e["method"].as_str(), e["path"].as_str()),
+            (Some("GET"), Some("/a/b?c=d"))
+        );
+        assert_eq!(
+            (e["status"].as_u64(), e["bytes"].as_u64()),
+            (Some(404), Some(47))
+        );
         assert_eq!(e["duration_ms"].as_f64(), Some(1.5));
         assert_eq!(e["upstream"], "127.0.0.1:8080");
-        assert_eq!((e["route"].as_str(), e["host"].as_str()), (Some("-"), Some("example.com")));
-        assert_eq!((e["user_agent"].as_str(), e["referer"].as_str()), (Some("curl/8"), Some("")));
+        assert_eq!(
+            (e["route"].as_str(), e["host"].as_str()),
+            (Some("-"), Some("example.com"))
+        );
+        assert_eq!(
+            (e["user_agent"].as_str(), e["referer"].as_str()),
+            (Some("curl/8"), Some(""))
+        );
         assert_eq!(e["time"], "1970-01-01T00:00:00.000Z");
         assert_eq!(e["filters"], serde_json::json!([]));
 

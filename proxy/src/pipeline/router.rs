@@ -237,7 +237,9 @@ mod tests {
                 match rng.random_range(0..4) {
                     0 => {}
                     1 => matching.push(format!("hosts: [{}]", hosts[rng.random_range(0..4)])),
-                    2 => matching.push(format!("hosts: [\"{}\"]", suffixes[rng.random_range(0..3)])),
+                    2 => {
+                        matching.push(format!("hosts: [\"{}\"]", suffixes[rng.random_range(0..3)]))
+                    }
                     _ => matching.push(format!(
                         "hosts: [{}, \"{}\"]",
                         hosts[rng.random_range(0..4)],
@@ -261,7 +263,9 @@ mod tests {
             let rs = routes(&yaml);
             let r = Router::new(rs.iter().map(|route| (route, route.name.as_str())));
             for host in hosts.iter().chain(&["other.net", "deep.b.a.example.com"]) {
-                let exact = rs.iter().any(|rt| rt.hosts.contains(&HostPattern::Exact(host.to_string())));
+                let exact = rs
+                    .iter()
+                    .any(|rt| rt.hosts.contains(&HostPattern::Exact(host.to_string())));
                 let suffix = (!exact)
                     .then(|| {
                         rs.iter()
