@@ -86,8 +86,6 @@ wait_routes $A
 wait_routes $B
 
 # --- rounds -------------------------------------------------------------------------------
-# User + system CPU ticks of a process so far.
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")
 raw="$out/wrk-raw.txt"
 : > "$raw"
@@ -104,11 +102,9 @@ for round in $(seq 1 "$rounds"); do
       cpu_after=$(cpu_ticks "${!pid_var}")
       { echo "### round $round, $name, $n"; echo "$res"; } >> "$raw"
       rps=$(awk '/^Requests\/sec/ { print $2 }' <<< "$res")
-      p99=$(awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }' <<< "$res")
+      p99=$(wrk_p99_ms <<< "$res")
       errors=$(awk '/Non-2xx|Socket errors/ { print }' <<< "$res" | tr '\n' ' ')
-      # CPU µs the node spent per request (user + system): steadier than req/s on a noisy
-      # machine, since time the node waits for its core does not count.
-      us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v r="$rps" -v s="$secs" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }')
+      us=$(cpu_us_per_request $((cpu_after - cpu_before)) "$rps" "$secs")
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$name" "$n" "$rps" "$p99" "$us" >> "$results"
       [ -n "$errors" ] && echo "round $round $name $n: $errors" >> "$out/errors.txt"
     done

@@ -131,3 +131,17 @@ profile_under_load() {
   perf script --no-inline -i "$work/$name.data" 2> /dev/null | inferno-collapse-perf > "$out/$name.folded"
   inferno-flamegraph --title "breakwater: $name" < "$out/$name.folded" > "$out/$name.svg"
 }
+
+# User + system CPU ticks of process $1 so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# CPU µs per request from a tick delta $1 over $3 seconds at $2 req/s: steadier than req/s on
+# a noisy machine, since time a process waits for its core does not count.
+cpu_us_per_request() {
+  awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v r="$2" -v s="$3" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }'
+}
+
+# wrk's p99 in ms, from its `--latency` output on stdin.
+wrk_p99_ms() {
+  awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }'
+}

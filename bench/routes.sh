@@ -50,7 +50,6 @@ for n in one many; do
   [ "$code" = 200 ] || { echo "$n answered $code" >&2; cat "$work/logs/$n.err" >&2; exit 1; }
 done
 
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 : > "$out/wrk-raw.txt"
 echo "round|node|req/s|p99 ms|cpu us/req" > "$out/runs.psv"
 for r in $(seq 1 "$rounds"); do
@@ -64,8 +63,8 @@ for r in $(seq 1 "$rounds"); do
     after=$(cpu_ticks "${pid[$n]}")
     { echo "### round $r, $n"; echo "$res"; } >> "$out/wrk-raw.txt"
     rps=$(awk '/^Requests\/sec/ { print $2 }' <<< "$res")
-    p99=$(awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }' <<< "$res")
-    us=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v r="$rps" -v s="$secs" 'BEGIN { printf "%.1f", t / hz * 1e6 / (r * s) }')
+    p99=$(wrk_p99_ms <<< "$res")
+    us=$(cpu_us_per_request $((after - before)) "$rps" "$secs")
     echo "$r|$n|$rps|$p99|$us" >> "$out/runs.psv"
   done
 done

@@ -103,11 +103,11 @@ impl<'a> Validator<'a> {
                         m,
                         "wasm.max_instances",
                         format!(
-                        "expected 1 to {MAX_INSTANCES}: each instance slot reserves about 16 GiB \
-                             of virtual address space (a 4 GiB reservation for each of two linear \
-                             memories, in each of the filter and handler engines), and a 47-bit \
-                             address space holds 128 TiB"
-                    ),
+                            "expected 1 to {MAX_INSTANCES}: each instance slot reserves about \
+                             16 GiB of virtual address space (a 4 GiB reservation for each of \
+                             two linear memories, in each of the filter and handler engines), \
+                             and a 47-bit address space holds 128 TiB"
+                        ),
                     ))
                 }
                 Some(m) => m.value,

@@ -112,11 +112,11 @@ impl<T: Send + 'static> ReadyPool<T> {
     /// (a trapping start function is a load error), time [`COST_SAMPLES`] warm
     /// instantiations, settle `prewarm` from `setting` or from the median cost, which is
     /// returned; `room` says how many more requests `owner` may admit now (the filler never
-    /// keeps more ready than that). With an explicit `setting` above zero, two instances are kept from now and a
-    /// thread named `name` keeps `setting` ready for as long as `owner` lives; left to the
-    /// runtime, none is kept and the thread (for a dear component) starts on the first
-    /// request. `pool` finds this pool in `owner`; the thread makes instances with what
-    /// `filler` builds on it (a handler's needs a runtime of its own).
+    /// keeps more ready than that). With an explicit `setting` above zero, two instances are
+    /// kept from now and a thread named `name` keeps `setting` ready for as long as `owner`
+    /// lives; left to the runtime, none is kept and the thread (for a dear component) starts
+    /// on the first request. `pool` finds this pool in `owner`; the thread makes instances
+    /// with what `filler` builds on it (a handler's needs a runtime of its own).
     pub fn start<O, M>(
         owner: &Arc<O>,
         name: String,

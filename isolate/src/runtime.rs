@@ -5,6 +5,7 @@ use crate::cache::CompiledCache;
 use crate::error::IsolateError;
 use crate::filter::FilterState;
 use crate::filter::{Filter, FilterSettings};
+use crate::handler::warm::Refusal;
 use crate::handler::{Handler, HandlerSettings, HandlerState, WarmupRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -377,11 +378,10 @@ impl Runtime {
                 ));
                 let snapshot = match taken {
                     Ok(snapshot) => snapshot,
-                    Err(reason) => {
-                        if reason.starts_with(crate::handler::warm::HOLDS_RESOURCES) {
-                            if let Some(f) = &refused {
-                                let _ = std::fs::write(f, &reason);
-                            }
+                    Err(refusal) => {
+                        let reason = refusal.to_string();
+                        if let (Refusal::HoldsResources, Some(f)) = (refusal, &refused) {
+                            let _ = std::fs::write(f, &reason);
                         }
                         return Err(reason);
                     }

@@ -426,7 +426,6 @@ fn notify_systemd(message: &[u8]) {
     }
 }
 
-/// The pingora app of a client-facing listener, behind its client limits.
 /// The socket buffers of a client connection, held for its whole life, idle or not.
 /// pingora's default reads through a 64 KiB buffer, allocated and zeroed per connection: that
 /// was two thirds of what an idle keep-alive connection cost (bench/connections.sh). Plain
@@ -437,6 +436,7 @@ fn client_buffers(tls: bool) -> L4BufferSettings {
     L4BufferSettings::default().read(if tls { 16 * 1024 } else { 0 })
 }
 
+/// The pingora app of a client-facing listener, behind its client limits.
 fn client_facing(
     conf: &Arc<pingora::server::configuration::ServerConf>,
     edge: Edge,

@@ -44,8 +44,27 @@ pub struct WarmupRequest {
 /// Components over this size embed an interpreter (`Warmup::Auto`).
 const AUTO_ABOVE_BYTES: usize = 1 << 20;
 
-/// How a refusal for held host resources begins (it is the same on every load: cached).
-pub(crate) const HOLDS_RESOURCES: &str = "the guest still holds host resources";
+/// Why a warm-up gave no snapshot.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The guest kept host resources past its request: it does so on every load, so the
+    /// refusal may be kept (see `Runtime::warm_handler`).
+    HoldsResources,
+    /// Anything else, as said.
+    Failed(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::HoldsResources => f.write_str(
+                "the guest still holds host resources after its warm-up request (a handle \
+                 kept across requests would dangle in every later instance)",
+            ),
+            Refusal::Failed(reason) => f.write_str(reason),
+        }
+    }
+}
 
 /// Longest a warm-up request may take (less if the handler's own deadline is shorter).
 pub(crate) const WARMUP_DEADLINE: Duration = Duration::from_secs(10);
@@ -113,23 +132,25 @@ pub(crate) async fn snapshot(
     wizer: &Wizer,
     cx: &ComponentContext<'_>,
     request: &WarmupRequest,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, Refusal> {
+    let failed = |reason: String| Refusal::Failed(reason);
     let inner = &instrumented.inner;
-    let ready = inner.take_instance().await.map_err(|e| e.to_string())?;
+    let ready = inner
+        .take_instance()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
     let instance = ready.instance;
     let (keep, kept) = tokio::sync::oneshot::channel();
     serve_once(instrumented, request, |permit, req| {
         inner.serve(ready, permit, req, Some(keep))
     })
-    .await?;
+    .await
+    .map_err(failed)?;
     let mut store = kept
         .await
-        .map_err(|_| "the guest did not finish its warm-up request".to_string())?;
+        .map_err(|_| failed("the guest did not finish its warm-up request".into()))?;
     if !store.data().table.is_empty() {
-        return Err(format!(
-            "{HOLDS_RESOURCES} after its warm-up request (a handle kept across requests would \
-             dangle in every later instance)"
-        ));
+        return Err(Refusal::HoldsResources);
     }
     let mut state = crate::init::State {
         store: &mut store,
@@ -138,7 +159,7 @@ pub(crate) async fn snapshot(
     wizer
         .snapshot_component(cx, &mut state)
         .await
-        .map_err(|e| format!("snapshot: {e:#}"))
+        .map_err(|e| failed(format!("snapshot: {e:#}")))
 }
 
 /// Serve `request` once through `handler` (made from a snapshot): the snapshot's proof.

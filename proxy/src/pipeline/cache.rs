@@ -94,7 +94,8 @@ pub fn key(route: &RouteCache, req: &RequestHeader, host: &str, scheme: Scheme) 
 
 /// After a successful unsafe request (`POST`, `PUT`, `DELETE`, ...), drop what is stored
 /// for its URL and for the same-host URLs in `Location` and `Content-Location` (RFC 9111
-/// section 4.4). Returns how many objects went.
+/// section 4.4). `host` is the request's routed host (lower-case, without port). Returns how
+/// many objects went.
 pub fn invalidate(
     storage: &MokaStorage,
     route: &RouteCache,
@@ -104,15 +105,8 @@ pub fn invalidate(
 ) -> usize {
     let url = |path_and_query: &str| -> Option<String> {
         let uri: http::Uri = path_and_query.parse().ok()?;
-        // Same host only: the request's host name (its port aside), compared whole.
-        let own = host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        });
-        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(own)) {
+        // Same host only, compared whole (`host` is the routed host: lower-case, no port).
+        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(host)) {
             return None;
         }
         let mut req = RequestHeader::build(http::Method::GET, uri.path().as_bytes(), None).ok()?;
