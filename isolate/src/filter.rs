@@ -28,7 +28,8 @@ pub struct FilterSettings {
     pub deadline: Duration,
     /// Linear memory limit per instance (at most the runtime's). Default 16 MiB.
     pub max_memory_bytes: usize,
-    /// Requests using this filter at once; more get `LimitReached` at once. Default 256.
+    /// Instances of this filter alive at once (a request holds one from the first phase it
+    /// runs to the last); one more gets `LimitReached` at once. Default 256.
     pub max_concurrency: usize,
     /// Instances kept ready ahead of requests. Default (`None`): 4 when an instantiation
     /// costs more than 50 µs, else none (instantiated inline, which is then cheaper).

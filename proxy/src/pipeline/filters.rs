@@ -59,9 +59,9 @@ impl PlannedFilter {
 #[derive(Default)]
 pub struct FilterChain {
     request: Option<FilterRequest>,
-    /// The filters that ran `on-request` (index into the plan's filters) with their
-    /// instances, in order; kept for the later phases.
-    ran: Vec<(usize, FilterInstance)>,
+    /// The filters that passed `on-request` (index into the plan's filters), in order, with
+    /// their instances for the later phases.
+    ran: Vec<(usize, Held)>,
     /// Headers filters asked to add to the response.
     response_headers: Vec<(HeaderName, HeaderValue)>,
     /// A pool a filter switched the request to.
@@ -72,6 +72,43 @@ pub struct FilterChain {
     response_body: Option<BodyBuffer>,
     /// The response head as `on-response-body` sees it (after every header edit).
     response_head: Option<ResponseHead>,
+}
+
+/// A filter's instance for one request. It is made at the first phase the filter exports, not
+/// before: a filter with only `on-response` holds no pool slot while the origin answers. It is
+/// kept for the filter's later phases (one instance sees all of its request) and dropped after
+/// its last, which frees its slot for another request.
+enum Held {
+    /// No phase has run yet.
+    Later,
+    Live(FilterInstance),
+    /// Its last phase has run, or making the instance failed under fail-open.
+    Done,
+}
+
+impl Held {
+    /// The instance for a phase of `planned`, made now if none is yet. `Ok(None)`: the filter
+    /// is skipped (it failed under fail-open, or before).
+    fn live(
+        &mut self,
+        planned: &PlannedFilter,
+        route: &str,
+    ) -> Result<Option<&mut FilterInstance>, EdgeError> {
+        if let Held::Later = self {
+            *self = match planned.filter.instance() {
+                Ok(instance) => Held::Live(instance),
+                Err(e) => {
+                    *self = Held::Done;
+                    planned.fail(route, EdgeError::Component(e))?;
+                    return Ok(None);
+                }
+            };
+        }
+        Ok(match self {
+            Held::Live(instance) => Some(instance),
+            Held::Later | Held::Done => None,
+        })
+    }
 }
 
 /// A response's status and headers, owned.
@@ -126,17 +163,26 @@ impl FilterChain {
         request: &mut FilterRequest,
     ) -> Result<Option<LocalResponse>, EdgeError> {
         for (i, planned) in plan.filters.iter().enumerate() {
+            let filter = &planned.filter;
+            let later = filter.has_on_response()
+                || filter.has_on_request_body()
+                || filter.has_on_response_body();
+            if !filter.has_on_request() {
+                self.ran.push((i, Held::Later));
+                continue;
+            }
             let started = Instant::now();
-            let mut instance = match planned.filter.instance() {
-                Ok(instance) => instance,
-                Err(e) => {
-                    planned.fail(&plan.route, EdgeError::Component(e))?;
-                    continue;
-                }
+            let mut held = Held::Later;
+            let Some(instance) = held.live(planned, &plan.route)? else {
+                continue;
             };
             let decision = request.with_view(|view| instance.on_request(view));
             if decision.is_some() {
                 planned.metrics.call(ComponentPhase::Request, started);
+            }
+            if !later {
+                // Its slot is free for other requests while this one goes on.
+                held = Held::Done;
             }
             let fwd = match decision.transpose() {
                 Err(e) => {
@@ -145,7 +191,7 @@ impl FilterChain {
                 }
                 Ok(None) => None,
                 Ok(Some(RequestDecision::Respond(r))) => {
-                    self.ran.push((i, instance));
+                    self.ran.push((i, held));
                     return Ok(Some(LocalResponse::fixed(
                         r.status,
                         r.headers,
@@ -168,7 +214,7 @@ impl FilterChain {
                     }
                 }
             }
-            self.ran.push((i, instance));
+            self.ran.push((i, held));
             let Some(fwd) = fwd else { continue };
             let e = &fwd.edits;
             apply_edits(req, &e.remove, &e.set, &e.add);
@@ -264,9 +310,15 @@ impl FilterChain {
         let Some(request) = &self.request else {
             return Ok(());
         };
-        for (i, instance) in self.ran.iter_mut() {
+        for (i, held) in self.ran.iter_mut() {
             let planned = &plan.filters[*i];
+            if !planned.filter.has_on_request_body() {
+                continue;
+            }
             let started = Instant::now();
+            let Some(instance) = held.live(planned, &plan.route)? else {
+                continue;
+            };
             let result = request.with_view(|view| instance.on_request_body(view, &whole));
             whole = body_result(
                 plan,
@@ -299,9 +351,15 @@ impl FilterChain {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_slice()))
             .collect();
-        for (i, instance) in self.ran.iter_mut().rev() {
+        for (i, held) in self.ran.iter_mut().rev() {
             let planned = &plan.filters[*i];
+            if !planned.filter.has_on_response_body() {
+                continue;
+            }
             let started = Instant::now();
+            let Some(instance) = held.live(planned, &plan.route)? else {
+                continue;
+            };
             let result = request
                 .with_view(|view| instance.on_response_body(view, *status, &headers, &whole));
             whole = body_result(
@@ -381,9 +439,15 @@ impl FilterChain {
         let Some(request) = &self.request else {
             return Ok(());
         };
-        for (i, instance) in self.ran.iter_mut().rev() {
+        for (i, held) in self.ran.iter_mut().rev() {
             let planned = &plan.filters[*i];
+            if !planned.filter.has_on_response() {
+                continue;
+            }
             let started = Instant::now();
+            let Some(instance) = held.live(planned, &plan.route)? else {
+                continue;
+            };
             let headers: Vec<(&str, &[u8])> = resp
                 .headers
                 .iter()
@@ -392,6 +456,10 @@ impl FilterChain {
             let status = resp.status.as_u16();
             let result = request.with_view(|view| instance.on_response(view, status, &headers));
             drop(headers);
+            if !planned.filter.has_on_response_body() {
+                // Its last phase: the slot is free again before the body goes out.
+                *held = Held::Done;
+            }
             let Some(result) = result else { continue };
             planned.metrics.call(ComponentPhase::Response, started);
             match result {

@@ -104,7 +104,8 @@ components:
   trap: {{ path: trap.wasm }}
   looper: {{ path: loop.wasm, deadline: 20ms }}
   switcher: {{ path: switcher.wasm }}
-  narrow: {{ path: continue.wasm, max_concurrency: 20, prewarm: 2 }}
+  narrow: {{ path: spanning.wasm, max_concurrency: 20, prewarm: 2 }}
+  passing: {{ path: continue.wasm, max_concurrency: 5 }}
 routes:
   - {{ match: {{ path_prefix: /edit }}, pool: a, filters: [editor] }}
   - {{ match: {{ path_prefix: /blocked }}, pool: a, filters: [blocker] }}
@@ -115,6 +116,7 @@ routes:
   - {{ match: {{ path_prefix: /switch-ok }}, pool: a, filters: [switcher], allowed_pools: [b] }}
   - {{ match: {{ path_prefix: /switch-denied }}, pool: a, filters: [switcher] }}
   - {{ match: {{ path_prefix: /narrow }}, pool: b, filters: [narrow] }}
+  - {{ match: {{ path_prefix: /passing }}, pool: b, filters: [passing] }}
   - {{ match: {{ path_prefix: /local }}, respond: {{ body: local }}, filters: [editor] }}
   - {{ pool: a }}
 "#,
@@ -141,6 +143,8 @@ async fn setup(b_handler: Option<support::origin::Handler>) -> Setup {
     );
     write(dir.path(), "switcher", &switcher());
     write(dir.path(), "continue", &simple(CONTINUE));
+    // `on-request` and `on-response`: a request holds its instance while the origin answers.
+    write(dir.path(), "spanning", &editor(1));
     let node = Node::start_in(dir, &config(&a, &b), &[]);
     Setup { node, a, b }
 }
@@ -245,6 +249,8 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
     // The origin holds every request it gets for 30 s, so the twenty the filter's limit admits
     // are still there while the others are answered: each of those must come back, 503, well
     // before then (a 503 after waiting for a slot, a queue, would come only once they end).
+    // The filter has `on-request` and `on-response`: one instance serves both, so each request
+    // holds it while the origin answers.
     let slow: support::origin::Handler = Arc::new(|_s: &Seen| {
         Action::Delay(
             std::time::Duration::from_secs(30),
@@ -276,6 +282,35 @@ async fn over_the_concurrency_limit_requests_get_503_fast() {
         (20, 180),
         "twenty held at the origin, the rest refused at once"
     );
+}
+
+/// A filter with `on-request` alone gives its instance back once that phase has run: the limit
+/// counts instances alive, so requests waiting on the origin do not count against it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_only_filter_holds_no_instance_while_the_origin_answers() {
+    let slow: support::origin::Handler = Arc::new(|_s: &Seen| {
+        Action::Delay(
+            std::time::Duration::from_secs(30),
+            Box::new(Action::ok("slow")),
+        )
+    });
+    let s = setup(Some(slow)).await;
+    let web = s.node.addr("web");
+    // Thirty at once through a filter whose limit is five: all reach the origin.
+    let tasks: Vec<_> = (0..30)
+        .map(|_| tokio::spawn(async move { Client::h1().get(web, "a", "/passing").await.status }))
+        .collect();
+    let b = &s.b;
+    eventually(10, "all thirty requests reach the origin", || async move {
+        b.hits() == 30
+    })
+    .await;
+    for t in &tasks {
+        assert!(!t.is_finished(), "none was refused");
+    }
+    for t in tasks {
+        t.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
