@@ -22,7 +22,8 @@ impl CompiledCache {
         }
     }
 
-    fn path_for(&self, bytes: &[u8]) -> PathBuf {
+    /// Where the compiled `bytes` are (or go).
+    pub(crate) fn path_for(&self, bytes: &[u8]) -> PathBuf {
         let digest = Sha256::digest(bytes);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.dir
@@ -59,6 +60,29 @@ impl CompiledCache {
             .map(|c| (c, false))
             .map_err(|e| e.to_string())
     }
+}
+
+/// The marker beside the compiled component at `artifact` saying that it was loaded as
+/// `what` (its kind and the settings its load proof depends on) and proved: it pre-linked and
+/// instantiated. A later load finding it may defer all of that to the first request.
+pub(crate) fn proven_marker(artifact: &Path, what: &str) -> PathBuf {
+    let mut name = artifact.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{what}.proven"));
+    artifact.with_file_name(name)
+}
+
+/// Write the marker (see [`proven_marker`]); a cache that cannot be written only costs a full
+/// load next time.
+pub(crate) fn mark_proven(artifact: &Path, what: &str) {
+    let marker = proven_marker(artifact, what);
+    if !marker.exists() {
+        let _ = std::fs::write(marker, b"");
+    }
+}
+
+/// The compiled component at `artifact` (in the cache directory).
+pub(crate) fn load_artifact(engine: &Engine, artifact: &Path) -> Result<Component, String> {
+    deserialize(engine, artifact).map_err(|e| format!("{e:#}"))
 }
 
 /// A component derived from another (a warm snapshot), stored in the cache directory as

@@ -144,7 +144,7 @@ struct ReadyHandler {
 }
 
 /// A handler component, compiled and pre-linked.
-struct LoadedHandler {
+pub(crate) struct LoadedHandler {
     /// Keeps the engine and its epoch ticker alive as long as the handler is; runs guest
     /// tasks placed off the event loop.
     runtime: Arc<Runtime>,
@@ -160,9 +160,28 @@ struct LoadedHandler {
 }
 
 /// A loaded handler component. Cheap to clone; shared by all requests of its routes.
+///
+/// A handler proved before (see [`Runtime::load_handler`]) is loaded *deferred*: only the
+/// file and its compiled artifact are known until its first request, which maps the artifact,
+/// pre-links it and makes its first instance (concurrent first requests share one load).
 #[derive(Clone)]
 pub struct Handler {
-    inner: Arc<LoadedHandler>,
+    name: Arc<str>,
+    path: Arc<Path>,
+    loaded: Arc<std::sync::OnceLock<Arc<LoadedHandler>>>,
+    deferred: Option<Arc<Deferred>>,
+}
+
+/// What a deferred handler is loaded from on its first request.
+pub(crate) struct Deferred {
+    pub(crate) runtime: Arc<Runtime>,
+    /// The compiled component in `wasm.cache_dir`.
+    pub(crate) artifact: PathBuf,
+    /// Compiled for the engine with concurrency support (WASI 0.3) or not.
+    pub(crate) concurrent: bool,
+    pub(crate) settings: HandlerSettings,
+    /// Held by the request that loads it; the others wait for it.
+    pub(crate) loading: tokio::sync::Mutex<()>,
 }
 
 /// The imports a handler may have: WASI with nothing behind it (and its environment), outgoing
@@ -267,30 +286,96 @@ impl Handler {
             )
         })?;
         inner.limits.placement.seed(instantiation);
-        Ok(Self { inner })
+        Ok(Self {
+            name: inner.name.clone(),
+            path: inner.path.as_path().into(),
+            loaded: Arc::new(std::sync::OnceLock::from(inner)),
+            deferred: None,
+        })
+    }
+
+    /// A handler loaded on its first request from `deferred`.
+    pub(crate) fn deferred(name: &str, path: &Path, deferred: Deferred) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            loaded: Arc::new(std::sync::OnceLock::new()),
+            deferred: Some(Arc::new(deferred)),
+        }
     }
 
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.name
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.path
     }
 
-    /// Instances kept ready ahead of requests (the setting, or chosen at load).
+    /// Whether the handler has been loaded (a deferred one is not until its first request).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
+    /// The loaded handler, if it is.
+    pub(crate) fn loaded(&self) -> Result<&Arc<LoadedHandler>, String> {
+        self.loaded
+            .get()
+            .ok_or_else(|| format!("handler {} is not loaded yet", self.name))
+    }
+
+    /// Instances kept ready ahead of requests (the setting, or chosen at load; 0 until a
+    /// deferred handler is loaded).
     pub fn prewarm(&self) -> usize {
-        self.inner.ready.prewarm()
+        self.loaded.get().map_or(0, |h| h.ready.prewarm())
     }
 
-    /// Instances ready now (none while the handler is scaled to zero).
+    /// Instances ready now (none while the handler is scaled to zero or not loaded).
     pub fn ready_now(&self) -> usize {
-        self.inner.ready.ready_now()
+        self.loaded.get().map_or(0, |h| h.ready.ready_now())
     }
 
     /// Requests this handler is serving right now.
     pub fn in_use(&self) -> usize {
-        self.inner.limits.gate.in_use()
+        self.loaded.get().map_or(0, |h| h.limits.gate.in_use())
+    }
+
+    /// The loaded handler, loading a deferred one now (off the event loop: mapping and
+    /// pre-linking it and proving it instantiates run on a blocking thread); with the time the
+    /// load started when this call did it.
+    async fn load(
+        &self,
+    ) -> Result<(&Arc<LoadedHandler>, Option<std::time::Instant>), IsolateError> {
+        if let Some(h) = self.loaded.get() {
+            return Ok((h, None));
+        }
+        let deferred = self.deferred.as_ref().ok_or_else(|| IsolateError::Load {
+            path: self.path.to_path_buf(),
+            reason: "handler not loaded".into(),
+        })?;
+        let _loading = deferred.loading.lock().await;
+        if let Some(h) = self.loaded.get() {
+            return Ok((h, None));
+        }
+        let started = std::time::Instant::now();
+        let (job, name, path) = (deferred.clone(), self.name.clone(), self.path.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            job.runtime.load_deferred_handler(&name, &path, &job)
+        })
+        .await
+        .map_err(|e| IsolateError::Load {
+            path: self.path.to_path_buf(),
+            reason: format!("load task: {e}"),
+        })??;
+        let inner = loaded
+            .loaded
+            .get()
+            .cloned()
+            .ok_or_else(|| IsolateError::Load {
+                path: self.path.to_path_buf(),
+                reason: "deferred load gave no handler".into(),
+            })?;
+        Ok((self.loaded.get_or_init(|| inner), Some(started)))
     }
 
     /// Serve one request. Resolves when the handler has set its response head; the body then
@@ -301,11 +386,11 @@ impl Handler {
         &self,
         request: http::Request<RequestBody>,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
-        let inner = &self.inner;
+        let (inner, loading) = self.load().await?;
         // Held by the request's task: the slot is given back when the guest is done.
         let permit = inner.limits.gate.enter(&inner.name)?;
         let started = std::time::Instant::now();
-        let ready = inner.take_instance().await?;
+        let ready = inner.take_instance_since(loading).await?;
         let response = inner.serve(ready, permit, request, None).await;
         // What a request costs up to its response head: the guest's work, mostly.
         inner.limits.placement.record(started.elapsed());
@@ -314,11 +399,27 @@ impl Handler {
 }
 
 impl LoadedHandler {
+    /// The engine it was compiled for.
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        self.pre.pre.engine()
+    }
+
     /// A ready instance, or one made now (off the event loop when instantiating is dear).
     async fn take_instance(self: &Arc<Self>) -> Result<ReadyHandler, IsolateError> {
+        self.take_instance_since(None).await
+    }
+
+    /// Like `take_instance`; a cold start is timed from `loading` when the handler was loaded
+    /// for this request (its load is part of the cold start).
+    async fn take_instance_since(
+        self: &Arc<Self>,
+        loading: Option<std::time::Instant>,
+    ) -> Result<ReadyHandler, IsolateError> {
         let taken = self.ready.take();
         // Timed only for a cold start (rare): no clock read on the warm path.
-        let started = taken.cold.then(std::time::Instant::now);
+        let started = taken
+            .cold
+            .then(|| loading.unwrap_or_else(std::time::Instant::now));
         let ready = match taken.ready {
             Some(r) => r,
             None if self.limits.placement.off_loop() => {

@@ -6,7 +6,7 @@ use crate::error::IsolateError;
 use crate::filter::FilterState;
 use crate::filter::{Filter, FilterSettings};
 use crate::handler::warm::Refusal;
-use crate::handler::{Handler, HandlerSettings, HandlerState, WarmupRequest};
+use crate::handler::{Deferred, Handler, HandlerSettings, HandlerState, WarmupRequest};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -310,7 +310,81 @@ impl Runtime {
                 }
             }
         }
-        self.handler_from(name, path, bytes, p2, settings)
+        if let Some(deferred) = self.deferrable_handler(bytes, p2, &settings) {
+            return Ok(Handler::deferred(name, path, deferred));
+        }
+        let handler = self.handler_from(name, path, bytes, p2, settings.clone())?;
+        // Proved: it pre-linked and instantiated. The next load may defer it.
+        if let Ok(inner) = handler.loaded() {
+            let concurrent = Engine::same(inner.engine(), &self.handler_engine);
+            if let Some(cache) = self.cache_of(concurrent) {
+                crate::cache::mark_proven(&cache.path_for(bytes), &proven_as(&settings));
+            }
+        }
+        Ok(handler)
+    }
+
+    fn cache_of(&self, concurrent: bool) -> Option<&CompiledCache> {
+        match concurrent {
+            true => self.handler_cache.as_ref(),
+            false => self.cache.as_ref(),
+        }
+    }
+
+    /// A handler whose compiled form is in the cache directory and was proved by an earlier
+    /// load with the same memory limit is not loaded now but on its first request: its load
+    /// costs reading and hashing its file, and holds no compiled code, no pre-linked
+    /// component and no instance until then.
+    fn deferrable_handler(
+        self: &Arc<Self>,
+        bytes: &[u8],
+        p2: bool,
+        settings: &HandlerSettings,
+    ) -> Option<Deferred> {
+        let proven = proven_as(settings);
+        // A WASI 0.2 handler runs on the plain engine when it compiles for it.
+        let engines: &[bool] = if p2 { &[false, true] } else { &[true] };
+        engines.iter().find_map(|&concurrent| {
+            let artifact = self.cache_of(concurrent)?.path_for(bytes);
+            let marked = crate::cache::proven_marker(&artifact, &proven).exists();
+            (marked && artifact.exists()).then(|| Deferred {
+                runtime: self.clone(),
+                artifact,
+                concurrent,
+                settings: settings.clone(),
+                loading: tokio::sync::Mutex::new(()),
+            })
+        })
+    }
+
+    /// Load a deferred handler (see [`Runtime::deferrable_handler`]); blocks.
+    pub(crate) fn load_deferred_handler(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        deferred: &Deferred,
+    ) -> Result<Handler, IsolateError> {
+        let engine = match deferred.concurrent {
+            true => &self.handler_engine,
+            false => &self.engine,
+        };
+        let component =
+            crate::cache::load_artifact(engine, &deferred.artifact).map_err(|reason| {
+                IsolateError::Load {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
+        if let Some(o) = self.observer.get() {
+            o.cache_hit();
+        }
+        Handler::new(
+            self.clone(),
+            name,
+            path,
+            component,
+            deferred.settings.clone(),
+        )
     }
 
     fn handler_from(
@@ -443,6 +517,12 @@ impl Runtime {
                 reason,
             })
     }
+}
+
+/// What a handler's load proof depends on, for its marker in the cache: its kind and memory
+/// limit (an instance whose initial memory is over it does not instantiate).
+fn proven_as(settings: &HandlerSettings) -> String {
+    format!("handler-mem{}", settings.max_memory_bytes)
 }
 
 type LoaderJob = Box<dyn FnOnce(&tokio::runtime::Runtime) + Send>;

@@ -134,7 +134,7 @@ pub(crate) async fn snapshot(
     request: &WarmupRequest,
 ) -> Result<Vec<u8>, Refusal> {
     let failed = |reason: String| Refusal::Failed(reason);
-    let inner = &instrumented.inner;
+    let inner = instrumented.loaded().map_err(Refusal::Failed)?;
     let ready = inner
         .take_instance()
         .await
@@ -164,7 +164,7 @@ pub(crate) async fn snapshot(
 
 /// Serve `request` once through `handler` (made from a snapshot): the snapshot's proof.
 pub(crate) async fn prove(handler: &Handler, request: &WarmupRequest) -> Result<(), String> {
-    let inner = &handler.inner;
+    let inner = handler.loaded()?;
     let ready = inner.take_instance().await.map_err(|e| e.to_string())?;
     serve_once(handler, request, |permit, req| {
         inner.serve(ready, permit, req, None)
@@ -183,7 +183,7 @@ async fn serve_once<F>(
 where
     F: std::future::Future<Output = Result<http::Response<super::ResponseBody>, IsolateError>>,
 {
-    let inner = &handler.inner;
+    let inner = handler.loaded()?;
     let started = Instant::now();
     let permit = inner
         .limits

@@ -118,6 +118,60 @@ routes:
     .await;
 }
 
+/// A handler that an earlier load proved (its compiled code in `wasm.cache_dir`, with the same
+/// memory limit) is loaded on its first request: a node restarting with a warm cache maps no
+/// compiled code and pre-links nothing at start, and the first request is its cold start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_proved_before_is_loaded_on_its_first_request() {
+    let shared = tempfile::tempdir().unwrap();
+    let wasm = shared.path().join("h.wasm");
+    std::fs::write(&wasm, numbered_handler(11, 203)).unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  h: {{ path: "{wasm}", kind: handler }}
+routes:
+  - {{ handler: h }}
+"#,
+        cache = shared.path().join("cache").display(),
+        wasm = wasm.display()
+    );
+    let hits = |m: &str| metric(m, "breakwater_wasm_cache_hits_total", "");
+    let compiles = |m: &str| metric(m, "breakwater_wasm_compiles_total", "");
+    let cold = |m: &str| metric(m, "breakwater_component_cold_starts_total", "");
+    {
+        let first = Node::start_in(tempfile::tempdir().unwrap(), &yaml, &[]);
+        let m = metrics(first.addr("admin")).await;
+        assert_eq!((compiles(&m), hits(&m)), (1.0, 0.0), "loaded at start: {m}");
+        let r = Client::h1().get(first.addr("web"), "a", "/").await;
+        assert_eq!(r.status, 203);
+    }
+    let again = Node::start_in(tempfile::tempdir().unwrap(), &yaml, &[]);
+    let (web, admin) = (again.addr("web"), again.addr("admin"));
+    let m = metrics(admin).await;
+    assert_eq!(
+        (compiles(&m), hits(&m), cold(&m)),
+        (0.0, 0.0, 0.0),
+        "nothing loaded at start: {m}"
+    );
+    // Concurrent first requests share one load.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(async move { Client::h1().get(web, "a", "/").await.status }))
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 203);
+    }
+    let m = metrics(admin).await;
+    assert_eq!(
+        (compiles(&m), hits(&m), cold(&m)),
+        (0.0, 1.0, 1.0),
+        "one load, from the cache, on the first request: {m}"
+    );
+}
+
 /// Two thousand components start in one node (none holds an instance slot until used: the
 /// default `wasm.max_instances` of 1000 is no limit on how many are loaded), and each
 /// answers; a reload that changes one of them loads that one only. (bench/scale-to-zero.sh
