@@ -311,6 +311,9 @@ impl Runtime {
             }
         }
         if let Some(deferred) = self.deferrable_handler(bytes, p2, &settings) {
+            // The linker (hundreds of definitions, milliseconds to build) is built now, once
+            // per node, not by the first request; an error here comes again on that request.
+            let _ = self.handler_linker(deferred.concurrent);
             return Ok(Handler::deferred(name, path, deferred));
         }
         let handler = self.handler_from(name, path, bytes, p2, settings.clone())?;
