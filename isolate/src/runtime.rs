@@ -335,7 +335,8 @@ impl Runtime {
     }
 
     /// A handler whose compiled form is in the cache directory and was proved by an earlier
-    /// load with the same memory limit is not loaded now but on its first request: its load
+    /// load with the same memory limit, and that has no explicit `prewarm`, is not loaded now
+    /// but on its first request: its load
     /// costs reading and hashing its file, and holds no compiled code, no pre-linked
     /// component and no instance until then.
     fn deferrable_handler(
@@ -344,6 +345,10 @@ impl Runtime {
         p2: bool,
         settings: &HandlerSettings,
     ) -> Option<Deferred> {
+        if settings.prewarm.is_some_and(|n| n > 0) {
+            // An explicit `prewarm` keeps its instances from load.
+            return None;
+        }
         let proven = proven_as(settings);
         // A WASI 0.2 handler runs on the plain engine when it compiles for it.
         let engines: &[bool] = if p2 { &[false, true] } else { &[true] };

@@ -42,7 +42,7 @@ fn check_accepts_valid_and_refuses_invalid_configs() {
 
 /// `check` compiles the config's components into `wasm.cache_dir`; `run` started after it
 /// (systemd's ExecStartPre, then ExecStart) compiles nothing and loads them from there, as its
-/// metrics report.
+/// metrics report: the filter at start, the handler `check` proved on its first request.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_compiles_into_the_cache_that_run_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -61,19 +61,27 @@ async fn check_compiles_into_the_cache_that_run_reads() {
     let out = support::node::cli("check", &config);
     assert!(out.status.success(), "{out:?}");
     let node = Node::start_in(dir, &yaml, &[]);
-    let m = Client::h1()
-        .get(node.addr("admin"), "localhost", "/metrics")
-        .await
-        .text();
-    let value = |name: &str| {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    let admin = node.addr("admin");
+    let counts = || async move {
+        let m = Client::h1()
+            .get(admin, "localhost", "/metrics")
+            .await
+            .text();
+        let value = |name: &str| {
+            m.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        };
+        (
+            value("breakwater_wasm_compiles_total"),
+            value("breakwater_wasm_cache_hits_total"),
+        )
     };
-    assert_eq!(value("breakwater_wasm_compiles_total"), Some(0.0), "{m}");
-    assert_eq!(value("breakwater_wasm_cache_hits_total"), Some(2.0), "{m}");
+    // The filter is loaded at start; the handler, proved by `check`, on its first request.
+    assert_eq!(counts().await, (Some(0.0), Some(1.0)));
     let web = node.addr("web");
     assert_eq!(Client::h1().get(web, "a", "/").await.status, 200);
+    assert_eq!(counts().await, (Some(0.0), Some(2.0)));
 }
 
 #[test]

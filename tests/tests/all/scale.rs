@@ -126,6 +126,8 @@ async fn a_handler_proved_before_is_loaded_on_its_first_request() {
     let shared = tempfile::tempdir().unwrap();
     let wasm = shared.path().join("h.wasm");
     std::fs::write(&wasm, numbered_handler(11, 203)).unwrap();
+    let pinned = shared.path().join("pinned.wasm");
+    std::fs::write(&pinned, numbered_handler(12, 204)).unwrap();
     let yaml = format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
@@ -133,11 +135,14 @@ admin: {{ address: 127.0.0.1:0 }}
 wasm: {{ cache_dir: "{cache}" }}
 components:
   h: {{ path: "{wasm}", kind: handler }}
+  pinned: {{ path: "{pinned}", kind: handler, prewarm: 2 }}
 routes:
+  - {{ match: {{ path: /pinned }}, handler: pinned }}
   - {{ handler: h }}
 "#,
         cache = shared.path().join("cache").display(),
-        wasm = wasm.display()
+        wasm = wasm.display(),
+        pinned = pinned.display()
     );
     let hits = |m: &str| metric(m, "breakwater_wasm_cache_hits_total", "");
     let compiles = |m: &str| metric(m, "breakwater_wasm_compiles_total", "");
@@ -145,7 +150,7 @@ routes:
     {
         let first = Node::start_in(tempfile::tempdir().unwrap(), &yaml, &[]);
         let m = metrics(first.addr("admin")).await;
-        assert_eq!((compiles(&m), hits(&m)), (1.0, 0.0), "loaded at start: {m}");
+        assert_eq!((compiles(&m), hits(&m)), (2.0, 0.0), "loaded at start: {m}");
         let r = Client::h1().get(first.addr("web"), "a", "/").await;
         assert_eq!(r.status, 203);
     }
@@ -154,8 +159,17 @@ routes:
     let m = metrics(admin).await;
     assert_eq!(
         (compiles(&m), hits(&m), cold(&m)),
-        (0.0, 0.0, 0.0),
-        "nothing loaded at start: {m}"
+        (0.0, 1.0, 0.0),
+        "only the handler with an explicit prewarm is loaded at start: {m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "breakwater_component_instances_ready",
+            "component=\"pinned\""
+        ),
+        2.0,
+        "{m}"
     );
     // Concurrent first requests share one load.
     let tasks: Vec<_> = (0..8)
@@ -167,7 +181,7 @@ routes:
     let m = metrics(admin).await;
     assert_eq!(
         (compiles(&m), hits(&m), cold(&m)),
-        (0.0, 1.0, 1.0),
+        (0.0, 2.0, 1.0),
         "one load, from the cache, on the first request: {m}"
     );
 }
