@@ -38,6 +38,9 @@ pub struct RawConfig {
 pub struct RawCache {
     pub memory_mb: Option<Spanned<u64>>,
     pub max_object_mb: Option<Spanned<u64>>,
+    /// This cache's own targeted field (RFC 9213), e.g. `Breakwater-Cache-Control`.
+    pub targeted_field: Option<Spanned<String>>,
+    pub forward_targeted: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,7 +51,12 @@ pub struct RawRouteCache {
     pub query: Option<Spanned<RawQueryKey>>,
     #[serde(default)]
     pub key_headers: Vec<Spanned<String>>,
-    pub honor_client_no_cache: Option<bool>,
+    /// Honour the request's `Cache-Control` (`max-age`, `max-stale`, `min-fresh`,
+    /// `no-cache`, `no-store`, `only-if-cached`); `honor_client_no_cache` is its old name.
+    #[serde(alias = "honor_client_no_cache")]
+    pub honor_client_cache_control: Option<bool>,
+    pub heuristic: Option<bool>,
+    pub heuristic_max: Option<Spanned<String>>,
     pub normalize_accept_encoding: Option<bool>,
     /// `pass` (default), `strip` or `store`.
     pub set_cookie: Option<Spanned<String>>,

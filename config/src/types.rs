@@ -54,21 +54,40 @@ pub struct CacheSettings {
 /// A route's caching.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RouteCache {
-    /// Freshness for responses that give none (no `max-age`, `s-maxage` or `Expires`).
-    /// Default: none (such responses are not stored).
+    /// Freshness for responses that give none (no `max-age`, `s-maxage` or `Expires`, and no
+    /// heuristic freshness). Default: none (such responses are not stored).
     pub default_ttl: Option<Duration>,
+    /// Heuristic freshness (RFC 9111 4.2.2) for responses with `Last-Modified` and no
+    /// explicit freshness: a tenth of the time since they were last modified, at most this.
+    /// Default 24 hours; `None` when the route turns it off.
+    pub heuristic_max: Option<Duration>,
     pub query: QueryKey,
     /// Request headers that are part of the key (beyond what `Vary` asks for).
     pub key_headers: Vec<HeaderName>,
-    /// A request with `Cache-Control: no-cache` (or `Pragma: no-cache`) makes the cache
-    /// revalidate with the origin before answering. Default off, as most CDNs do: a client
-    /// should not be able to push load onto the origin at will.
-    pub honor_client_no_cache: bool,
+    /// The request's `Cache-Control` is honoured: `no-cache` (or `Pragma: no-cache`)
+    /// revalidates, `max-age` and `min-fresh` ask for a fresher copy, `max-stale` accepts a
+    /// staler one, `no-store` bypasses the cache, `only-if-cached` gets 504 on a miss. Default
+    /// off, as most CDNs do: a client should not be able to push load onto the origin at will.
+    pub honor_client_cache_control: bool,
     /// For `Vary: Accept-Encoding`, key on the best coding the client accepts (`br`,
     /// `gzip` or none) rather than on the raw header, so variants do not multiply. Default on.
     pub normalize_accept_encoding: bool,
     /// What a response with `Set-Cookie` does to the cache.
     pub set_cookie: SetCookie,
+    /// The control fields this cache reads, most specific first (from `cache:`).
+    pub control: ControlFields,
+}
+
+/// Which response fields control this cache (RFC 9213): the configured targeted field, then
+/// `CDN-Cache-Control`, then `Cache-Control`; the first one present and valid is used alone.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ControlFields {
+    /// This cache's own targeted field (`cache.targeted_field`), e.g.
+    /// `breakwater-cache-control`.
+    pub targeted: Option<HeaderName>,
+    /// Whether the own targeted field is passed on to clients (`cache.forward_targeted`,
+    /// default off). `CDN-Cache-Control` always is, for CDNs further down.
+    pub forward_targeted: bool,
 }
 
 /// How the cache treats responses that set cookies.

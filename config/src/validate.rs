@@ -169,9 +169,17 @@ impl<'a> Validator<'a> {
             },
             path: raw.access_log.path.as_deref().map(|p| self.path(p)),
         };
+        let control = ControlFields {
+            targeted: match &raw.cache.targeted_field {
+                Some(f) => Some(self.targeted_field(f)?),
+                None => None,
+            },
+            forward_targeted: raw.cache.forward_targeted.unwrap_or(false),
+        };
         let names = Names {
             pools: &pool_ids,
             components: &component_ids,
+            control: &control,
         };
         let routes = self.routes(&raw.routes, &names, &pools, &components)?;
         Ok(Config {
@@ -963,7 +971,7 @@ impl<'a> Validator<'a> {
                 None => None,
             };
             let cache = match &r.cache {
-                Some(c) => Some(self.route_cache(c, &format!("{field}.cache"))?),
+                Some(c) => Some(self.route_cache(c, names.control, &format!("{field}.cache"))?),
                 None => None,
             };
             out.push(Route {
@@ -1056,10 +1064,37 @@ impl<'a> Validator<'a> {
         }))
     }
 
-    fn route_cache(&self, c: &RawRouteCache, field: &str) -> Result<RouteCache> {
+    /// `cache.targeted_field`: a header name this cache reads before `CDN-Cache-Control`
+    /// (RFC 9213 2.1); not one of the fields it would shadow.
+    fn targeted_field(&self, f: &Spanned<String>) -> Result<HeaderName> {
+        let field = "cache.targeted_field";
+        let name = HeaderName::from_bytes(f.value.trim().as_bytes())
+            .map_err(|_| self.err(f, field, format!("invalid header name \"{}\"", f.value)))?;
+        if matches!(name.as_str(), "cache-control" | "cdn-cache-control") {
+            return Err(self.err(
+                f,
+                field,
+                "Cache-Control and CDN-Cache-Control are always read; name this cache's own \
+                 field, e.g. Breakwater-Cache-Control",
+            ));
+        }
+        Ok(name)
+    }
+
+    fn route_cache(
+        &self,
+        c: &RawRouteCache,
+        control: &ControlFields,
+        field: &str,
+    ) -> Result<RouteCache> {
         let default_ttl = match &c.default_ttl {
             Some(d) => Some(self.duration(d, &format!("{field}.default_ttl"))?),
             None => None,
+        };
+        let heuristic_max = match (c.heuristic, &c.heuristic_max) {
+            (Some(false), _) => None,
+            (_, Some(d)) => Some(self.duration(d, &format!("{field}.heuristic_max"))?),
+            (_, None) => Some(Duration::from_secs(24 * 3600)),
         };
         let query = match c.query.as_ref().map(|q| (q, &q.value)) {
             None => QueryKey::All,
@@ -1101,8 +1136,10 @@ impl<'a> Validator<'a> {
             default_ttl,
             query,
             key_headers,
-            honor_client_no_cache: c.honor_client_no_cache.unwrap_or(false),
+            heuristic_max,
+            honor_client_cache_control: c.honor_client_cache_control.unwrap_or(false),
             normalize_accept_encoding: c.normalize_accept_encoding.unwrap_or(true),
+            control: control.clone(),
         })
     }
 
@@ -1251,4 +1288,6 @@ fn check_name(v: &Validator<'_>, s: &Spanned<String>, field: &str) -> Result<()>
 struct Names<'a> {
     pools: &'a HashMap<String, PoolId>,
     components: &'a HashMap<String, ComponentId>,
+    /// The cache's control fields, for every route's cache policy.
+    control: &'a ControlFields,
 }

@@ -3,27 +3,24 @@
 //! collapsing through its cache lock), stored in moka (`storage`). This module decides what
 //! is cached under which key, and says what happened in a `Cache-Status` header (RFC 9211).
 
+mod freshness;
 mod storage;
 
+pub use freshness::RequestDirectives;
 pub use storage::{MokaStorage, Selector};
 
 use crate::ops::metrics::CacheOutcome;
 use crate::pipeline::Scheme;
 use breakwater_config::{CacheSettings, QueryKey, RouteCache, SetCookie};
 use http::header::{AUTHORIZATION, SET_COOKIE, VARY};
-use pingora::cache::cache_control::CacheControl;
-use pingora::cache::filters::resp_cacheable;
+use pingora::cache::cache_control::InterpretCacheControl;
 use pingora::cache::key::{CacheKey, HashBinary};
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::{
-    CacheMeta, CacheMetaDefaults, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder,
+    CacheMeta, CachePhase, ForcedFreshness, NoCacheReason, RespCacheable, VarianceBuilder,
 };
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::time::{Duration, SystemTime};
-
-/// No heuristic freshness: a response without explicit freshness is stored only when its
-/// route sets `default_ttl`. Staleness allowances come from the response only.
-const DEFAULTS: CacheMetaDefaults = CacheMetaDefaults::new(|_| None, 0, 0);
 
 /// How long a request waits for another one fetching the same object before it goes to the
 /// origin itself.
@@ -133,7 +130,8 @@ pub fn invalidate(
         .sum()
 }
 
-/// Whether the response may be stored, and for how long (RFC 9111 section 3).
+/// Whether the response may be stored, for how long and how stale it may be served (RFC 9111
+/// sections 3 and 4.2, RFC 9213; see `freshness`).
 pub fn cacheable(route: &RouteCache, req: &RequestHeader, resp: &ResponseHeader) -> RespCacheable {
     // Set-Cookie responses are personal unless the operator says otherwise.
     let stripped;
@@ -158,61 +156,120 @@ pub fn cacheable(route: &RouteCache, req: &RequestHeader, resp: &ResponseHeader)
     }) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
-    let cc = CacheControl::from_resp_headers(resp);
+    let cc = freshness::controls(&route.control, &resp.headers);
     let authorization = req.headers.contains_key(AUTHORIZATION);
-    let decided = resp_cacheable(cc.as_ref(), resp.clone(), authorization, &DEFAULTS);
-    match (&decided, route.default_ttl) {
-        (RespCacheable::Uncacheable(_), Some(ttl))
-            if no_freshness_given(cc.as_ref(), resp) && !authorization && storable(resp) =>
-        {
-            let now = SystemTime::now();
-            RespCacheable::Cacheable(CacheMeta::new(now + ttl, now, 0, 0, resp.clone()))
-        }
-        _ => decided,
+    let now = SystemTime::now();
+    let status = resp.status.as_u16();
+    let verdict = match freshness::verdict(
+        route,
+        cc.as_ref(),
+        status,
+        &resp.headers,
+        authorization,
+        now,
+    ) {
+        Ok(v) => v,
+        Err(_) => return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache),
+    };
+    let mut header = resp.clone();
+    if let Some(cc) = &cc {
+        // Fields named by `private="..."` or `no-cache="..."` are not stored.
+        cc.strip_private_headers(&mut header);
     }
+    // The response was generated `age` ago: its life started then, and `Age` on a hit counts
+    // from there (pingora's epoch).
+    let epoch = now.checked_sub(verdict.age).unwrap_or(now);
+    let mut fresh_until = epoch + verdict.lifetime;
+    if verdict.lifetime.is_zero() || fresh_until <= now {
+        // Stale on arrival: stored for revalidation only (pingora counts `fresh_until == now`
+        // as fresh).
+        fresh_until = fresh_until.min(now - Duration::from_secs(1));
+    }
+    let mut meta = CacheMeta::new(
+        fresh_until,
+        now,
+        verdict.stale_while_revalidate,
+        verdict.stale_if_error,
+        header,
+    );
+    if !verdict.age.is_zero() {
+        meta.set_epoch_override(epoch);
+    }
+    RespCacheable::Cacheable(meta)
 }
 
-/// The response says nothing about freshness, and nothing against storing it.
-fn no_freshness_given(cc: Option<&CacheControl>, resp: &ResponseHeader) -> bool {
-    let cc_silent = cc.is_none_or(|cc| {
-        !cc.has_key("max-age")
-            && !cc.has_key("s-maxage")
-            && !cc.has_key("no-store")
-            && !cc.has_key("no-cache")
-            && !cc.has_key("private")
+/// Header fields a 304 does not update in the stored response (RFC 9111 3.2): framing and
+/// connection fields, and `Vary`, which the stored variants are keyed on.
+const NOT_UPDATED_BY_304: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "content-encoding",
+    "content-range",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "vary",
+];
+
+/// The stored response updated by a 304 (RFC 9111 4.3.4): every field the 304 carries
+/// replaces the stored one, except framing fields. `merged` is pingora's merge of the stored
+/// header with a few of the 304's fields; `not_modified` is the 304's header as received. The
+/// stored `Age` goes: the revalidated copy is as old as the 304 says.
+pub fn update_from_304(merged: &ResponseHeader, not_modified: &http::HeaderMap) -> ResponseHeader {
+    let mut updated = merged.clone();
+    updated.remove_header(&http::header::AGE);
+    let mut replaced: Vec<&http::HeaderName> = Vec::new();
+    for (name, value) in not_modified {
+        if NOT_UPDATED_BY_304.contains(&name.as_str()) {
+            continue;
+        }
+        if !replaced.contains(&name) {
+            updated.remove_header(name);
+            replaced.push(name);
+        }
+        let _ = updated.append_header(name.clone(), value.clone());
+    }
+    updated
+}
+
+/// What the request's own `Cache-Control` makes of a stored copy (RFC 9111 5.2.1), on routes
+/// that honour it; `None` leaves pingora's decision.
+pub fn client_freshness(
+    asks: &RequestDirectives,
+    route: &RouteCache,
+    meta: &CacheMeta,
+    is_fresh: bool,
+) -> Option<ForcedFreshness> {
+    let now = SystemTime::now();
+    if is_fresh {
+        let too_old = asks.max_age.is_some_and(|max| meta.age() > max);
+        let left = meta.fresh_until().duration_since(now).unwrap_or_default();
+        let not_fresh_enough = asks.min_fresh.is_some_and(|min| left < min);
+        return (asks.no_cache || too_old || not_fresh_enough)
+            .then_some(ForcedFreshness::ForceExpired);
+    }
+    // Stale: a client's `max-stale` may accept it, unless the response forbids stale use.
+    let accepted = asks.max_stale.is_some_and(|limit| {
+        let stale_for = now.duration_since(meta.fresh_until()).unwrap_or_default();
+        limit.is_none_or(|l| stale_for <= l)
     });
-    cc_silent && !resp.headers.contains_key(http::header::EXPIRES)
+    let forbidden = || {
+        let cc = freshness::controls(&route.control, meta.headers());
+        freshness::forbids_stale(cc.as_ref())
+    };
+    let young_enough = asks.max_age.is_none_or(|max| meta.age() <= max);
+    (accepted && young_enough && !asks.no_cache && !forbidden())
+        .then_some(ForcedFreshness::ForceFresh)
 }
 
-/// Status codes a cache may store without explicit freshness (RFC 9110 15.1).
-fn storable(resp: &ResponseHeader) -> bool {
-    matches!(
-        resp.status.as_u16(),
-        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
-    )
-}
-
-/// Whether the client asks for an end-to-end revalidation (`Cache-Control: no-cache`,
-/// or `Pragma: no-cache` without `Cache-Control`).
-pub fn client_no_cache(req: &RequestHeader) -> bool {
-    let cc = req.headers.get_all(http::header::CACHE_CONTROL);
-    let mut any_cc = false;
-    for v in cc {
-        any_cc = true;
-        let no_cache = v
-            .to_str()
-            .unwrap_or("")
-            .split(',')
-            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"));
-        if no_cache {
-            return true;
-        }
+/// The targeted field of this cache goes no further than this cache, unless configured.
+pub fn strip_targeted(route: &RouteCache, resp: &mut ResponseHeader) {
+    if let (Some(name), false) = (&route.control.targeted, route.control.forward_targeted) {
+        resp.remove_header(name);
     }
-    !any_cc
-        && req
-            .headers
-            .get(http::header::PRAGMA)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no-cache"))
 }
 
 /// The coding a variant is keyed on for `Accept-Encoding`: `br`, `gzip` or nothing.
@@ -326,27 +383,6 @@ mod tests {
         assert_eq!(accept_encoding_key(b"GZIP"), b"gzip");
     }
 
-    #[test]
-    fn client_no_cache_from_cache_control_or_pragma() {
-        let req = |h: &[(&str, &str)]| {
-            let mut r = RequestHeader::build("GET", b"/", None).unwrap();
-            for (n, v) in h {
-                r.append_header(n.to_string(), *v).unwrap();
-            }
-            r
-        };
-        assert!(client_no_cache(&req(&[(
-            "cache-control",
-            "max-age=0, no-cache"
-        )])));
-        assert!(client_no_cache(&req(&[("pragma", "no-cache")])));
-        assert!(!client_no_cache(&req(&[
-            ("cache-control", "max-age=0"),
-            ("pragma", "no-cache")
-        ])));
-        assert!(!client_no_cache(&req(&[])));
-    }
-
     /// Fuzz (stable harness): arbitrary `Cache-Control`, `Vary`, `Expires`, `Date`, `Age`,
     /// `Pragma`, `Accept-Encoding` and `Set-Cookie` values, on arbitrary statuses and methods,
     /// through the storability decision, the key and the variance: never a panic.
@@ -377,6 +413,9 @@ mod tests {
             "stale-while-revalidate=",
             "stale-if-error=",
             "immutable",
+            "min-fresh=",
+            "max-stale",
+            "only-if-cached",
             "=",
             ",",
             ";",
@@ -410,21 +449,30 @@ mod tests {
                 default_ttl: Some(std::time::Duration::from_secs(60)),
                 query: QueryKey::Only(vec!["v".into()]),
                 key_headers: vec![http::HeaderName::from_static("x-device")],
-                honor_client_no_cache: true,
+                heuristic_max: Some(std::time::Duration::from_secs(3600)),
+                honor_client_cache_control: true,
                 normalize_accept_encoding: true,
                 set_cookie: SetCookie::Strip,
+                control: breakwater_config::ControlFields {
+                    targeted: Some(http::HeaderName::from_static("breakwater-cache-control")),
+                    forward_targeted: false,
+                },
             },
             RouteCache {
                 default_ttl: None,
                 query: QueryKey::All,
                 key_headers: vec![],
-                honor_client_no_cache: false,
+                heuristic_max: None,
+                honor_client_cache_control: false,
                 normalize_accept_encoding: false,
                 set_cookie: SetCookie::Pass,
+                control: breakwater_config::ControlFields::default(),
             },
         ];
         let names = [
             "cache-control",
+            "cdn-cache-control",
+            "breakwater-cache-control",
             "vary",
             "expires",
             "date",
@@ -454,10 +502,12 @@ mod tests {
                 let _ = req.append_header("accept-encoding", v.as_str());
             }
             let route = rng.pick(&routes);
-            let _ = client_no_cache(&req);
+            let asks = RequestDirectives::of(&req.headers);
             let _ = key(route, &req, "example.com", Scheme::Http);
             if let RespCacheable::Cacheable(meta) = cacheable(route, &req, &resp) {
                 let _ = variance(&meta, &req, route);
+                let _ = client_freshness(&asks, route, &meta, rng.next().is_multiple_of(2));
+                let _ = update_from_304(meta.response_header(), &req.headers);
                 let _ = status_line(&meta);
             }
         }

@@ -63,6 +63,13 @@ pub struct RequestCtx {
     request_id: String,
     filters: FilterChain,
     upstream: Attempts,
+    /// The request's own `Cache-Control`, on routes that honour it.
+    client_cache: cache::RequestDirectives,
+    /// The fields of the origin's 304 to a revalidation, for the stored response's update.
+    not_modified: Option<Box<http::HeaderMap>>,
+    /// The cache holds a copy for this request (fresh or not); when the origin then fails,
+    /// the copy could not be served and the answer is 504.
+    stored_copy: bool,
 }
 
 /// What happened with origins for one request.
@@ -106,6 +113,9 @@ impl ProxyHttp for Edge {
             request_id: String::new(),
             filters: FilterChain::default(),
             upstream: Attempts::default(),
+            client_cache: cache::RequestDirectives::default(),
+            not_modified: None,
+            stored_copy: false,
         }
     }
 
@@ -146,10 +156,20 @@ impl ProxyHttp for Edge {
     }
 
     /// Turn the cache on for `GET`/`HEAD` on routes that cache. Runs after `request_filter`,
-    /// so filters have already edited the request (and with it the key).
+    /// so filters have already edited the request (and with it the key). A request's
+    /// `no-store`, where the route honours it, bypasses the cache.
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.plan.cache.is_none() || !cache::method_cacheable(session.req_header()) {
+        let Some(policy) = &ctx.plan.cache else {
             return Ok(());
+        };
+        if !cache::method_cacheable(session.req_header()) {
+            return Ok(());
+        }
+        if policy.honor_client_cache_control {
+            ctx.client_cache = cache::RequestDirectives::of(&session.req_header().headers);
+            if ctx.client_cache.no_store {
+                return Ok(());
+            }
         }
         let c = &self.shared.cache;
         session
@@ -173,9 +193,14 @@ impl ProxyHttp for Edge {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(match &ctx.plan.cache {
-            Some(policy) => cache::cacheable(policy, session.req_header(), resp),
-            None => RespCacheable::Uncacheable(NoCacheReason::NeverEnabled),
+        let Some(policy) = &ctx.plan.cache else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let req = session.req_header();
+        Ok(match ctx.not_modified.take() {
+            // A revalidation's 304: the stored response takes its fields (RFC 9111 4.3.4).
+            Some(fields) => cache::cacheable(policy, req, &cache::update_from_304(resp, &fields)),
+            None => cache::cacheable(policy, req, resp),
         })
     }
 
@@ -188,24 +213,53 @@ impl ProxyHttp for Edge {
         cache::variance(meta, req, ctx.plan.cache.as_ref()?)
     }
 
-    /// A client's `no-cache` makes a fresh hit revalidate, where the route honours it.
+    /// The request's `Cache-Control`, where the route honours it: `no-cache`, `max-age` and
+    /// `min-fresh` make a fresh hit revalidate, `max-stale` lets a stale one be served.
     async fn cache_hit_filter(
         &self,
-        session: &mut Session,
-        _meta: &CacheMeta,
+        _session: &mut Session,
+        meta: &CacheMeta,
         _hit: &mut HitHandler,
         is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        let honor = ctx
-            .plan
-            .cache
-            .as_ref()
-            .is_some_and(|p| p.honor_client_no_cache);
-        if honor && is_fresh && cache::client_no_cache(session.req_header()) {
-            return Ok(Some(ForcedFreshness::ForceExpired));
+        ctx.stored_copy = true;
+        match &ctx.plan.cache {
+            Some(policy) if ctx.client_cache.any() => Ok(cache::client_freshness(
+                &ctx.client_cache,
+                policy,
+                meta,
+                is_fresh,
+            )),
+            _ => Ok(None),
         }
-        Ok(None)
+    }
+
+    /// `only-if-cached` (where the route honours it) is answered 504 rather than forwarded.
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
+        if !ctx.client_cache.only_if_cached {
+            return Ok(true);
+        }
+        let _ = errors::respond(session, LocalResponse::error(504)).await;
+        Ok(false)
+    }
+
+    /// Keep the fields of a 304 the origin sends to a revalidation, to update the stored
+    /// response with (pingora's merge takes only a few of them).
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if resp.status == http::StatusCode::NOT_MODIFIED && ctx.plan.cache.is_some() {
+            ctx.not_modified = Some(Box::new(resp.headers.clone()));
+        }
+        Ok(())
     }
 
     /// Stale content is served when the origin fails (within `stale-if-error`) and while a
@@ -395,8 +449,11 @@ impl ProxyHttp for Edge {
         if ctx.generation.config.forwarding.via {
             let _ = resp.append_header(VIA, headers::via_value(session.req_header().version));
         }
-        if ctx.plan.cache.is_some() && cache::method_cacheable(session.req_header()) {
-            self.cache_status(session, resp, ctx);
+        if let Some(policy) = &ctx.plan.cache {
+            cache::strip_targeted(policy, resp);
+            if cache::method_cacheable(session.req_header()) {
+                self.cache_status(session, resp, ctx);
+            }
         }
         self.finish_head(ctx, resp)
             .map_err(EdgeError::into_pingora)?;
@@ -448,9 +505,14 @@ impl ProxyHttp for Edge {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let code = EdgeError::status_of(e);
+        let mut code = EdgeError::status_of(e);
+        if code == 502 && ctx.stored_copy {
+            // A stored copy that could not be revalidated and may not be served stale: the
+            // cache's answer is 504 (RFC 9111 5.2.2.2), not the origin's failure.
+            code = 504;
+        }
         if code > 0 {
             // The connection is not reused after a failure: say so (`Connection: close`),
             // so an HTTP/1.1 client does not send its next request into a closing socket.

@@ -147,7 +147,7 @@ pools:
 routes:
   - {{ match: {{ path: /plain }}, pool: o, cache: {{ default_ttl: 60s }} }}
   - {{ match: {{ path_prefix: /nocache }}, pool: o }}
-  - {{ match: {{ path_prefix: /honor }}, pool: o, cache: {{ honor_client_no_cache: true }} }}
+  - {{ match: {{ path_prefix: /honor }}, pool: o, cache: {{ honor_client_cache_control: true }} }}
   - {{ match: {{ path_prefix: /strip/ }}, pool: o, cache: {{ set_cookie: strip }} }}
   - {{ match: {{ path_prefix: /store/ }}, pool: o, cache: {{ set_cookie: store }} }}
   - {{ pool: o, cache: {{}} }}
