@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 source deploy/build-deps.sh
 
+# redis-server for the fleet tests (each starts its own on a free loopback port).
+if ! command -v redis-server >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server
+fi
+
 # Guest components built from source with the real toolchains (componentize-py from PyPI,
 # componentize-js from npm), installed on first use; the tests read them from here.
 export BREAKWATER_GUESTS="${CARGO_TARGET_DIR:-$PWD/target}/guests"

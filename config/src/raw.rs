@@ -30,7 +30,21 @@ pub struct RawConfig {
     pub components: Entries<Spanned<String>, RawComponent>,
     #[serde(default)]
     pub cache: RawCache,
+    pub fleet: Option<Spanned<RawFleet>>,
     pub routes: Spanned<Vec<Spanned<RawRoute>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    /// `redis://HOST[:PORT][/DB]` or `rediss://...` (TLS); credentials never in it.
+    pub redis: Spanned<String>,
+    pub username: Option<String>,
+    /// A file holding the password (its first line), or an environment variable.
+    pub password_file: Option<Spanned<String>>,
+    pub password_env: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub purge_history: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

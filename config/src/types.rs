@@ -21,6 +21,9 @@ pub struct Config {
     /// Wasm components in file order; routes refer to them by [`ComponentId`].
     pub components: Vec<Component>,
     pub cache: CacheSettings,
+    /// The fleet this node belongs to (`fleet:`); `None`: a node on its own. Takes a
+    /// restart to change.
+    pub fleet: Option<Fleet>,
     /// Routes in file order; see the README for how they are matched.
     pub routes: Vec<Route>,
 }
@@ -49,6 +52,53 @@ pub struct CacheSettings {
     pub memory_bytes: u64,
     /// Largest object stored; larger responses are served but not stored. Default 8 MiB.
     pub max_object_bytes: usize,
+}
+
+/// What the nodes of a fleet share, in Redis: purges (a stream every node reads).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fleet {
+    pub redis: RedisTarget,
+    /// How long one Redis command (connect included) may take; a slower Redis counts as
+    /// unreachable. Default 1 s.
+    pub timeout: Duration,
+    /// Purges kept in the stream for nodes that were disconnected (approximate, as Redis
+    /// trims). Default 10 000.
+    pub purge_history: u64,
+}
+
+/// A Redis server, parsed from `fleet.redis` and the credential fields.
+#[derive(Clone, PartialEq)]
+pub struct RedisTarget {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Shown without credentials, for logs and errors.
+impl std::fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+/// A credential: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// A route's caching.

@@ -182,6 +182,10 @@ impl<'a> Validator<'a> {
             control: &control,
         };
         let routes = self.routes(&raw.routes, &names, &pools, &components)?;
+        let fleet = match &raw.fleet {
+            Some(f) => Some(self.fleet(f)?),
+            None => None,
+        };
         Ok(Config {
             server,
             resolver,
@@ -193,7 +197,105 @@ impl<'a> Validator<'a> {
             wasm,
             components,
             cache,
+            fleet,
             routes,
+        })
+    }
+
+    /// `fleet:`: the Redis address (credentials from a file or the environment, never in the
+    /// address, so they stay out of configs and logs), its timeout and the purge history.
+    fn fleet(&self, f: &Spanned<RawFleet>) -> Result<Fleet> {
+        let raw = &f.value;
+        let url = &raw.redis;
+        let bad = |why: &str| {
+            self.err(
+                url,
+                "fleet.redis",
+                format!("{why}; expected redis://HOST[:PORT][/DB] or rediss://..."),
+            )
+        };
+        let (tls, rest) = match url.value.split_once("://") {
+            Some(("redis", rest)) => (false, rest),
+            Some(("rediss", rest)) => (true, rest),
+            _ => return Err(bad("unknown scheme")),
+        };
+        let (authority, db) = match rest.split_once('/') {
+            Some((a, "")) => (a, 0),
+            Some((a, db)) => (
+                a,
+                db.parse::<i64>()
+                    .map_err(|_| bad("invalid database number"))?,
+            ),
+            None => (rest, 0),
+        };
+        if authority.contains('@') {
+            return Err(self.err(
+                url,
+                "fleet.redis",
+                "credentials do not belong in the address (it is logged): use fleet.username \
+                 and fleet.password_file or fleet.password_env",
+            ));
+        }
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>().map_err(|_| bad("invalid port"))?,
+            ),
+            _ => (authority, 6379),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let password = match (&raw.password_file, &raw.password_env) {
+            (Some(_), Some(e)) => {
+                return Err(self.err(
+                    e,
+                    "fleet.password_env",
+                    "give password_file or password_env, not both",
+                ))
+            }
+            (Some(file), None) => {
+                let path = self.path(&file.value);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.err(
+                        file,
+                        "fleet.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Some(Secret(text.lines().next().unwrap_or("").to_string()))
+            }
+            (None, Some(var)) => Some(Secret(std::env::var(&var.value).map_err(|_| {
+                self.err(
+                    var,
+                    "fleet.password_env",
+                    format!("environment variable {} is not set", var.value),
+                )
+            })?)),
+            (None, None) => None,
+        };
+        let timeout = match &raw.timeout {
+            Some(t) => self.duration(t, "fleet.timeout")?,
+            None => Duration::from_secs(1),
+        };
+        let purge_history = match &raw.purge_history {
+            Some(h) if h.value == 0 => {
+                return Err(self.err(h, "fleet.purge_history", "expected at least 1"))
+            }
+            Some(h) => h.value,
+            None => 10_000,
+        };
+        Ok(Fleet {
+            redis: RedisTarget {
+                tls,
+                host: host.to_string(),
+                port,
+                db,
+                username: raw.username.clone(),
+                password,
+            },
+            timeout,
+            purge_history,
         })
     }
 

@@ -314,6 +314,8 @@ pub struct Shared {
     /// The HTTP cache; its size (`cache:`) takes a restart to change, its contents survive
     /// reloads.
     pub cache: crate::pipeline::cache::EdgeCache,
+    /// The fleet this node publishes purges to and reads them from (`fleet:`).
+    pub fleet: Option<Arc<crate::ops::fleet::Fleet>>,
 }
 
 impl Shared {
@@ -335,8 +337,14 @@ impl Shared {
             p.start(&control, resolver.clone());
         }
         let cache = crate::pipeline::cache::EdgeCache::new(&first.config.cache);
+        let fleet = first.config.fleet.as_ref().and_then(|settings| {
+            crate::ops::fleet::Fleet::start(settings, &control, cache.storage, metrics.clone())
+                .inspect_err(|e| tracing::error!(error = %e, "fleet: not started"))
+                .ok()
+        });
         Self {
             cache,
+            fleet,
             current: ArcSwap::from_pointee(first),
             source,
             resolver,

@@ -11,6 +11,7 @@ pub mod helm;
 pub mod load;
 pub mod node;
 pub mod origin;
+pub mod redis;
 pub mod wasm;
 
 pub use client::{Client, Reply};

@@ -1,7 +1,7 @@
 //! The admin listener: liveness and readiness for orchestrators, metrics, and cache purges.
 //! Loopback unless configured; purging takes the bearer token of `admin.token`.
 
-use crate::pipeline::cache::Selector;
+use crate::ops::fleet::Purge;
 use crate::state::Shared;
 use async_trait::async_trait;
 use http::{Response, StatusCode};
@@ -115,22 +115,26 @@ impl Admin {
                 (k == name).then(|| percent_decode(v))
             })
         };
-        let storage = self.shared.cache.storage;
-        let purged = if let Some(url) = param("url") {
-            storage.purge_matching(&Selector::Url(&url))
+        let purge = if let Some(url) = param("url") {
+            Purge::Url(url)
         } else if let Some(prefix) = param("prefix") {
-            storage.purge_matching(&Selector::Prefix(&prefix))
+            Purge::Prefix(prefix)
         } else if let Some(key) = param("key") {
-            storage.purge_matching(&Selector::SurrogateKey(&key))
+            Purge::Key(key)
         } else if param("all").as_deref() == Some("true") {
-            storage.purge_matching(&Selector::All)
+            Purge::All
         } else {
             return (
                 StatusCode::BAD_REQUEST,
                 "give url=, prefix=, key= or all=true\n".into(),
             );
         };
+        let purged = self.shared.cache.storage.purge_matching(&purge.selector());
         self.shared.metrics.cache_purged.inc_by(purged as u64);
+        // The other nodes of the fleet purge it too.
+        if let Some(fleet) = &self.shared.fleet {
+            fleet.publish(purge);
+        }
         (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
     }
 

@@ -44,6 +44,13 @@ pub struct Metrics {
     /// miss, uncacheable, bypass).
     pub cache_responses: IntCounterVec,
     pub cache_purged: prometheus::IntCounter,
+    /// The fleet (`fleet:`): 1 while Redis answers; purges published to and received from
+    /// the other nodes; purges waiting for Redis, and those dropped with the queue full.
+    pub fleet_redis_up: IntGauge,
+    pub fleet_purges_published: IntCounter,
+    pub fleet_purges_received: IntCounter,
+    pub fleet_purges_pending: IntGauge,
+    pub fleet_purges_dropped: IntCounter,
     /// Objects and bytes in the cache (set at scrape time).
     pub cache_objects: IntGauge,
     pub cache_bytes: IntGauge,
@@ -259,6 +266,23 @@ impl Metrics {
                 &["protocol"],
             ),
             cache_purged: single("cache_purged_total", "Objects purged"),
+            fleet_redis_up: single_gauge("fleet_redis_up", "1 while the fleet's Redis answers"),
+            fleet_purges_published: single(
+                "fleet_purges_published_total",
+                "Purges published to the fleet",
+            ),
+            fleet_purges_received: single(
+                "fleet_purges_received_total",
+                "Purges from other nodes applied here",
+            ),
+            fleet_purges_pending: single_gauge(
+                "fleet_purges_pending",
+                "Purges applied here and waiting for Redis to be published",
+            ),
+            fleet_purges_dropped: single(
+                "fleet_purges_dropped_total",
+                "Purges applied here but not published (the queue was full)",
+            ),
             cache_evictions: single_gauge(
                 "cache_evictions",
                 "Objects evicted for room, since start",

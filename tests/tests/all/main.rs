@@ -8,6 +8,7 @@ mod cache_rfc;
 mod chaos;
 mod deploy;
 mod filters;
+mod fleet;
 mod fuzz_heads;
 mod handlers;
 mod http3;

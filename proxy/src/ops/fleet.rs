@@ -1,0 +1,264 @@
+//! The fleet: nodes that run the same config share their purges through a Redis stream. A
+//! purge accepted by any node's admin API is applied there at once and appended to the stream
+//! (`XADD`, trimmed to `fleet.purge_history`); every node reads the stream (`XREAD BLOCK`) and
+//! applies what other nodes appended. Redis is never on the serving path: when it is
+//! unreachable, purges apply locally and wait in a bounded queue to be published, and a node
+//! that was cut off reads on from the last entry it saw, so it replays what it missed (as far
+//! as the trimmed history reaches).
+
+use crate::ops::metrics::Metrics;
+use crate::pipeline::cache::{MokaStorage, Selector};
+use breakwater_config::{Fleet as FleetSettings, RedisTarget};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo};
+use redis::{IntoConnectionInfo, RedisConnectionInfo};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
+
+/// The stream every node of the fleet appends purges to and reads them from.
+const PURGE_STREAM: &str = "breakwater:purges";
+
+/// Purges waiting to be published while Redis is unreachable; past this, the oldest wait is
+/// not extended: new ones are counted as dropped (they were applied here all the same).
+const PENDING_LIMIT: usize = 10_000;
+
+/// How long one `XREAD` waits for new entries before asking again.
+const READ_BLOCK: Duration = Duration::from_secs(5);
+
+/// Entries read at once.
+const READ_BATCH: usize = 256;
+
+/// How far back a node starting up reads: purges sent by others just before it could read
+/// (its own clock and Redis's may differ a little). Replaying one is harmless.
+const START_MARGIN: Duration = Duration::from_secs(5);
+
+/// One purge, as the admin API takes it and as it travels in the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Purge {
+    Url(String),
+    Prefix(String),
+    Key(String),
+    All,
+}
+
+impl Purge {
+    pub fn selector(&self) -> Selector<'_> {
+        match self {
+            Purge::Url(u) => Selector::Url(u),
+            Purge::Prefix(p) => Selector::Prefix(p),
+            Purge::Key(k) => Selector::SurrogateKey(k),
+            Purge::All => Selector::All,
+        }
+    }
+
+    fn fields(&self) -> (&'static str, &str) {
+        match self {
+            Purge::Url(u) => ("url", u),
+            Purge::Prefix(p) => ("prefix", p),
+            Purge::Key(k) => ("key", k),
+            Purge::All => ("all", ""),
+        }
+    }
+
+    fn from_fields(kind: &str, value: String) -> Option<Purge> {
+        match kind {
+            "url" => Some(Purge::Url(value)),
+            "prefix" => Some(Purge::Prefix(value)),
+            "key" => Some(Purge::Key(value)),
+            "all" => Some(Purge::All),
+            _ => None,
+        }
+    }
+}
+
+/// This node's membership: the queue of purges to publish.
+pub struct Fleet {
+    publish: mpsc::Sender<Purge>,
+    metrics: Arc<Metrics>,
+}
+
+impl Fleet {
+    /// Start publishing and reading on `control` (the background runtime). Connecting is
+    /// lazy: a Redis that is down at start delays nothing.
+    pub fn start(
+        settings: &FleetSettings,
+        control: &tokio::runtime::Handle,
+        storage: &'static MokaStorage,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Fleet>, redis::RedisError> {
+        if settings.redis.tls {
+            // redis-rs builds its TLS client config on the process default provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = Client::open(connection_info(&settings.redis)?)?;
+        // Each node tells its own entries from others' by this id.
+        let node = format!("{:016x}", rand::random::<u64>());
+        let (publish, queue) = mpsc::channel(PENDING_LIMIT);
+        let fleet = Arc::new(Fleet {
+            publish,
+            metrics: metrics.clone(),
+        });
+        let _guard = control.enter();
+        let publisher = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(settings.timeout))
+                .set_response_timeout(Some(settings.timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1)),
+        )?;
+        control.spawn(publish_loop(
+            publisher,
+            queue,
+            node.clone(),
+            settings.purge_history,
+            settings.timeout,
+            metrics.clone(),
+        ));
+        control.spawn(read_loop(client, node, settings.timeout, storage, metrics));
+        Ok(fleet)
+    }
+
+    /// Publish a purge already applied here. Never waits: with the queue full (Redis down
+    /// for long), the purge is counted as not published.
+    pub fn publish(&self, purge: Purge) {
+        match self.publish.try_send(purge) {
+            Ok(()) => self.metrics.fleet_purges_pending.inc(),
+            Err(_) => self.metrics.fleet_purges_dropped.inc(),
+        }
+    }
+}
+
+fn connection_info(target: &RedisTarget) -> redis::RedisResult<ConnectionInfo> {
+    let addr = match target.tls {
+        false => ConnectionAddr::Tcp(target.host.clone(), target.port),
+        true => ConnectionAddr::TcpTls {
+            host: target.host.clone(),
+            port: target.port,
+            insecure: false,
+            tls_params: None,
+        },
+    };
+    let mut redis = RedisConnectionInfo::default().set_db(target.db);
+    if let Some(user) = &target.username {
+        redis = redis.set_username(user);
+    }
+    if let Some(password) = &target.password {
+        redis = redis.set_password(&password.0);
+    }
+    Ok(addr.into_connection_info()?.set_redis_settings(redis))
+}
+
+/// Append queued purges to the stream, in order; a failed append is retried (after the
+/// timeout) until Redis takes it.
+async fn publish_loop(
+    mut redis: ConnectionManager,
+    mut queue: mpsc::Receiver<Purge>,
+    node: String,
+    history: u64,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let trim = redis::streams::StreamMaxlen::Approx(history as usize);
+    while let Some(purge) = queue.recv().await {
+        let (kind, value) = purge.fields();
+        loop {
+            let added: redis::RedisResult<String> = redis
+                .xadd_maxlen(
+                    PURGE_STREAM,
+                    trim,
+                    "*",
+                    &[("node", node.as_str()), ("kind", kind), ("value", value)],
+                )
+                .await;
+            match added {
+                Ok(_) => {
+                    metrics.fleet_redis_up.set(1);
+                    metrics.fleet_purges_pending.dec();
+                    metrics.fleet_purges_published.inc();
+                    break;
+                }
+                Err(e) => {
+                    metrics.fleet_redis_up.set(0);
+                    tracing::warn!(error = %e, "fleet: cannot publish a purge; retrying");
+                    tokio::time::sleep(timeout).await;
+                }
+            }
+        }
+    }
+}
+
+/// Read the stream from just before this node started, apply what other nodes appended, and
+/// after a lost connection read on from the last entry seen.
+async fn read_loop(
+    client: Client,
+    node: String,
+    timeout: Duration,
+    storage: &'static MokaStorage,
+    metrics: Arc<Metrics>,
+) {
+    let started = SystemTime::now()
+        .checked_sub(START_MARGIN)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    let ms = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let mut last = format!("{ms}-0");
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(READ_BLOCK + timeout));
+    let options = StreamReadOptions::default()
+        .block(READ_BLOCK.as_millis() as usize)
+        .count(READ_BATCH);
+    let mut connection: Option<MultiplexedConnection> = None;
+    loop {
+        let con = match &mut connection {
+            Some(c) => c,
+            None => match client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
+                Ok(c) => connection.insert(c),
+                Err(e) => {
+                    metrics.fleet_redis_up.set(0);
+                    tracing::warn!(error = %e, "fleet: cannot reach Redis; retrying");
+                    tokio::time::sleep(timeout).await;
+                    continue;
+                }
+            },
+        };
+        let read: redis::RedisResult<Option<StreamReadReply>> = con
+            .xread_options(&[PURGE_STREAM], &[last.as_str()], &options)
+            .await;
+        let reply = match read {
+            Ok(reply) => reply,
+            Err(e) => {
+                metrics.fleet_redis_up.set(0);
+                tracing::warn!(error = %e, "fleet: reading purges failed; reconnecting");
+                connection = None;
+                tokio::time::sleep(timeout).await;
+                continue;
+            }
+        };
+        metrics.fleet_redis_up.set(1);
+        let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+        for entry in entries {
+            last.clone_from(&entry.id);
+            let from: Option<String> = entry.get("node");
+            if from.as_deref() == Some(node.as_str()) {
+                continue;
+            }
+            let kind: Option<String> = entry.get("kind");
+            let value: String = entry.get("value").unwrap_or_default();
+            let Some(purge) = kind.and_then(|k| Purge::from_fields(&k, value)) else {
+                continue;
+            };
+            let purged = storage.purge_matching(&purge.selector());
+            metrics.cache_purged.inc_by(purged as u64);
+            metrics.fleet_purges_received.inc();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! A real Redis (`redis-server` from Debian, which tests/run.sh installs) on a free loopback
+//! port, started and owned by one test: no persistence, killed when dropped.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Redis {
+    pub addr: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// Start one on a port that was free a moment ago (another try if it was taken since).
+    pub fn start() -> Redis {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut redis = Redis {
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                child: None,
+            };
+            if redis.restart() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start (is it installed? tests/run.sh installs it)");
+    }
+
+    /// Stop it (the connections of its clients break).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start it again on the same port, empty; whether it answers `PING`.
+    pub fn restart(&mut self) -> bool {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args(["--port", &self.addr.port().to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.ping() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// `redis://` address for a config.
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

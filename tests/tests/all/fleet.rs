@@ -1,0 +1,138 @@
+//! A fleet of three nodes on loopback sharing one real Redis: a purge sent to one node's admin
+//! API reaches the others through the Redis stream, and a Redis outage costs no request: the
+//! purge applies where it was sent and reaches the others once Redis is back.
+
+use breakwater_tests as support;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use std::net::SocketAddr;
+use support::origin::{Action, Seen};
+use support::redis::Redis;
+use support::{eventually, Client, Node, Origin, Reply};
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(admin: SocketAddr) -> String {
+    Client::h1()
+        .get(admin, "localhost", "/metrics")
+        .await
+        .text()
+}
+
+async fn get(node: &Node, path: &str) -> Reply {
+    Client::h1()
+        .get(node.addr("web"), "example.com", path)
+        .await
+}
+
+fn hit(r: &Reply) -> bool {
+    r.header("cache-status")
+        .is_some_and(|s| s.starts_with("breakwater; hit"))
+}
+
+async fn purge(node: &Node, query: &str) -> Reply {
+    let admin = node.addr("admin");
+    let req = http::Request::post(format!("http://{admin}/cache/purge?{query}"))
+        .header("host", "localhost")
+        .header("authorization", "Bearer t0ken")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    Client::h1().send(req).await.unwrap()
+}
+
+/// Cache `path` on every node: a miss, then a hit.
+async fn cache_everywhere(nodes: &[Node], path: &str) {
+    for node in nodes {
+        get(node, path).await;
+        assert!(hit(&get(node, path).await), "{path} cached");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_purge_on_one_node_reaches_every_node_and_outlasts_a_redis_outage() {
+    let mut redis = Redis::start();
+    let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::Respond {
+        status: 200,
+        headers: vec![("cache-control".into(), "max-age=600".into())],
+        body: Bytes::from(format!("origin {}", s.uri)),
+    }))
+    .await;
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0, token: t0ken }}
+fleet: {{ redis: "{redis}", timeout: 200ms }}
+pools:
+  o: {{ endpoints: ["{origin}"], retries: 0 }}
+routes:
+  - {{ pool: o, cache: {{}} }}
+"#,
+        redis = redis.url(),
+        origin = origin.addr
+    );
+    let nodes: Vec<Node> = (0..3).map(|_| Node::start(&yaml)).collect();
+    cache_everywhere(&nodes, "/a").await;
+
+    let r = purge(&nodes[0], "url=example.com/a").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "{\"purged\":1}\n"));
+    assert!(
+        !hit(&get(&nodes[0], "/a").await),
+        "purged where it was sent"
+    );
+    for node in &nodes[1..] {
+        // Each request to a node that has not heard yet is a hit and changes nothing.
+        eventually(10, "the purge reaches the other node", || async {
+            !hit(&get(node, "/a").await)
+        })
+        .await;
+        let m = metrics(node.addr("admin")).await;
+        assert_eq!(
+            metric(&m, "breakwater_fleet_purges_received_total"),
+            1.0,
+            "{m}"
+        );
+    }
+
+    // Redis goes away: serving goes on, a purge applies where it was sent and waits.
+    cache_everywhere(&nodes, "/b").await;
+    redis.stop();
+    let r = purge(&nodes[0], "prefix=example.com/b").await;
+    assert_eq!(r.status, 200);
+    assert!(!hit(&get(&nodes[0], "/b").await));
+    let admin = nodes[0].addr("admin");
+    let m = metrics(admin).await;
+    assert_eq!(metric(&m, "breakwater_fleet_purges_pending"), 1.0, "{m}");
+    for node in &nodes {
+        let ready = Client::h1()
+            .get(node.addr("admin"), "localhost", "/readyz")
+            .await;
+        assert_eq!(ready.status, 200, "Redis is not on the serving path");
+    }
+    assert!(
+        hit(&get(&nodes[1], "/b").await),
+        "no other node heard of it"
+    );
+
+    // Redis is back (empty): the waiting purge is published and the others apply it.
+    assert!(redis.restart());
+    for node in &nodes[1..] {
+        eventually(20, "the waiting purge reaches the other node", || async {
+            !hit(&get(node, "/b").await)
+        })
+        .await;
+    }
+    let m = metrics(admin).await;
+    assert_eq!(metric(&m, "breakwater_fleet_purges_pending"), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "breakwater_fleet_purges_published_total"),
+        2.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "breakwater_fleet_redis_up"), 1.0, "{m}");
+}
