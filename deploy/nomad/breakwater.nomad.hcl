@@ -3,6 +3,15 @@
 # sends SIGHUP, which reloads it without dropping a request (an invalid config is refused
 # and the running one keeps serving).
 #   nomad job run deploy/nomad/breakwater.nomad.hcl
+#   nomad job run -var redis=redis://redis.service.consul:6379/0 deploy/nomad/breakwater.nomad.hcl
+# With `redis` set, the nodes form a fleet on that existing Redis (purges reach every node).
+
+variable "redis" {
+  type        = string
+  default     = ""
+  description = "An existing Redis the nodes share (redis://HOST:PORT/DB); empty: no fleet"
+}
+
 job "breakwater" {
   type = "system"
 
@@ -47,6 +56,7 @@ job "breakwater" {
               health_check: { path: /healthz, interval: 5s }
           routes:
             - { pool: origin, cache: {} }
+          %{ if var.redis != "" }fleet: { redis: "${var.redis}" }%{ endif }
         YAML
       }
 
