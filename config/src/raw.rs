@@ -117,6 +117,8 @@ pub struct RawComponent {
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<Spanned<String>>,
     pub max_body_bytes: Option<Spanned<usize>>,
+    /// `memory` (default) or `redis` (the fleet's): where Spin's key-value store lives.
+    pub key_value: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,6 +54,16 @@ pub struct CacheSettings {
     pub max_object_bytes: usize,
 }
 
+/// Where a handler's Spin key-value store (`default`) lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyValue {
+    /// In the node's memory, one store per component (Spin's default).
+    #[default]
+    Memory,
+    /// In the fleet's Redis, under a prefix per component: every node sees one store.
+    Redis,
+}
+
 /// What the nodes of a fleet share, in Redis: purges (a stream every node reads).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Fleet {
@@ -242,6 +252,8 @@ pub struct Component {
     pub prewarm: Option<usize>,
     /// How a handler's instances start (`warmup:`). Default `Auto`.
     pub warmup: Warmup,
+    /// Where a handler's Spin key-value store lives (`key_value:`). Default in memory.
+    pub key_value: KeyValue,
     /// Default for routes that do not say. Default fail-closed.
     pub on_error: FailurePolicy,
     pub at: Location,

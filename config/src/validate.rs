@@ -94,7 +94,7 @@ impl<'a> Validator<'a> {
             {
                 return Err(self.err(name, field, "component defined twice"));
             }
-            components.push(self.component(&name.value, c, &field)?);
+            components.push(self.component(&name.value, c, &field, raw.fleet.is_some())?);
         }
         let wasm = WasmSettings {
             max_instances: match &raw.wasm.max_instances {
@@ -874,7 +874,13 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn component(&self, name: &str, raw: &RawComponent, field: &str) -> Result<Component> {
+    fn component(
+        &self,
+        name: &str,
+        raw: &RawComponent,
+        field: &str,
+        fleet: bool,
+    ) -> Result<Component> {
         let kind = match raw.kind.as_ref().map(|k| (k, k.value.as_str())) {
             None | Some((_, "filter")) => ComponentKind::Filter,
             Some((_, "handler")) => ComponentKind::Handler,
@@ -953,12 +959,40 @@ impl<'a> Validator<'a> {
             max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
             prewarm: raw.prewarm.as_ref().map(|p| p.value),
             warmup: self.warmup(raw.warmup.as_ref(), kind, &format!("{field}.warmup"))?,
+            key_value: self.key_value(raw.key_value.as_ref(), kind, fleet, field)?,
             on_error: match &raw.on_error {
                 Some(p) => self.policy(p, &format!("{field}.on_error"))?,
                 None => FailurePolicy::FailClosed,
             },
             at: self.at(&raw.path),
         })
+    }
+
+    /// `key_value:` of a handler: `memory`, or `redis` when the config has a `fleet:`.
+    fn key_value(
+        &self,
+        raw: Option<&Spanned<String>>,
+        kind: ComponentKind,
+        fleet: bool,
+        field: &str,
+    ) -> Result<KeyValue> {
+        let field = format!("{field}.key_value");
+        let Some(v) = raw else {
+            return Ok(KeyValue::Memory);
+        };
+        if kind != ComponentKind::Handler {
+            return Err(self.err(v, field, "only handlers have a key-value store"));
+        }
+        match v.value.as_str() {
+            "memory" => Ok(KeyValue::Memory),
+            "redis" if fleet => Ok(KeyValue::Redis),
+            "redis" => Err(self.err(v, field, "redis needs a fleet: { redis: ... } to use")),
+            other => Err(self.err(
+                v,
+                field,
+                format!("unknown store \"{other}\"; expected memory or redis"),
+            )),
+        }
     }
 
     fn routes(

@@ -24,7 +24,7 @@ pub use warm::WarmupRequest;
 
 use crate::error::IsolateError;
 use crate::host::http::OutboundPolicy;
-use crate::host::spin::{SpinCtx, SpinView};
+use crate::host::spin::{SharedKv, SpinCtx, SpinView};
 use crate::limits::MemoryLimit;
 use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
@@ -61,6 +61,9 @@ pub struct HandlerSettings {
     /// A request served once at load, before the snapshot every request's instance starts
     /// from. Default [`Warmup::Auto`].
     pub warmup: Warmup,
+    /// Where Spin's `default` key-value store lives; `None` (the default): in memory, one per
+    /// component.
+    pub key_value: Option<SharedKv>,
 }
 
 impl Default for HandlerSettings {
@@ -73,6 +76,7 @@ impl Default for HandlerSettings {
             allowed_outbound_hosts: Vec::new(),
             env: HashMap::new(),
             warmup: Warmup::Auto,
+            key_value: None,
         }
     }
 }
@@ -261,7 +265,7 @@ impl Handler {
             name: name.into(),
             path: path.to_path_buf(),
             pre,
-            spin: SpinCtx::new(settings.env),
+            spin: SpinCtx::new(settings.env, settings.key_value),
             env,
             allowed: settings.allowed_outbound_hosts.into(),
             ready,

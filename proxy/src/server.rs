@@ -82,7 +82,7 @@ pub fn check(path: &std::path::Path) -> Result<Config, LoadError> {
         let wasm = wasm_runtime(&config)?;
         for c in &config.components {
             let bytes = crate::state::LoadedComponent::read(c)?;
-            crate::state::LoadedComponent::load(&wasm, c, &bytes, Some(0))?;
+            crate::state::LoadedComponent::load(&wasm, c, &bytes, Some(0), config.fleet.as_ref())?;
         }
     }
     Ok(config)

@@ -84,13 +84,31 @@ impl LoadedComponent {
     }
 
     /// Compile (or take from the compile cache) and pre-link `c` as its kind from its file's
-    /// `bytes`, with `prewarm` ready instances.
+    /// `bytes`, with `prewarm` ready instances; `fleet` for a handler whose key-value store
+    /// is the fleet's Redis.
     pub fn load(
         wasm: &Arc<Runtime>,
         c: &breakwater_config::Component,
         bytes: &[u8],
         prewarm: Option<usize>,
+        fleet: Option<&breakwater_config::Fleet>,
     ) -> Result<Self, LoadError> {
+        let key_value = match (c.key_value, fleet) {
+            (breakwater_config::KeyValue::Redis, Some(fleet)) => {
+                let store = crate::ops::fleet::RedisKv::new(fleet, &c.name).map_err(|e| {
+                    LoadError::Component {
+                        at: c.at.clone(),
+                        name: c.name.clone(),
+                        source: Box::new(IsolateError::Load {
+                            path: c.path.clone(),
+                            reason: format!("key-value store: {e}"),
+                        }),
+                    }
+                })?;
+                Some(breakwater_isolate::SharedKv(Arc::new(store)))
+            }
+            _ => None,
+        };
         match c.kind {
             ComponentKind::Filter => wasm
                 .load_filter_bytes(
@@ -128,6 +146,7 @@ impl LoadedComponent {
                                 })
                             }
                         },
+                        key_value,
                     },
                 )
                 .map(LoadedComponent::Handler),
@@ -244,7 +263,8 @@ impl Generation {
             components.push(match kept {
                 Some(kept) => kept,
                 None => {
-                    let loaded = LoadedComponent::load(wasm, c, &bytes, c.prewarm)?;
+                    let loaded =
+                        LoadedComponent::load(wasm, c, &bytes, c.prewarm, config.fleet.as_ref())?;
                     metrics.components_loaded.inc();
                     let name: Arc<str> = c.name.as_str().into();
                     (loaded, Arc::new(ComponentMetrics::new(metrics, &name)))

@@ -216,6 +216,8 @@ pub(crate) fn warmup_settings(settings: &super::HandlerSettings) -> super::Handl
         prewarm: Some(0),
         allowed_outbound_hosts: Vec::new(),
         warmup: Warmup::Off,
+        // The warm-up's writes stay its own.
+        key_value: None,
         ..settings.clone()
     }
 }

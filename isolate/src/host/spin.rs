@@ -4,14 +4,17 @@
 //! * `spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0` and
 //!   `wasi:config/store@0.2.0-draft-2024-09-27`: the component's `config:` map (the values
 //!   Spin takes from `[variables]`).
-//! * `spin:key-value/key-value@3.0.0`: the store `default`, in memory, shared by the
-//!   instances of one component (as Spin's default store is shared by its instances), bounded
-//!   in size. `get-keys` (a stream) is not provided: it traps when called.
+//! * `spin:key-value/key-value@3.0.0`: the store `default`, shared by the instances of one
+//!   component (as Spin's default store is shared by its instances): in memory and bounded in
+//!   size, or a [`SharedStore`] the embedder provides (the proxy's is Redis, shared by every
+//!   node of a fleet). `get-keys` (a stream) is not provided: it traps when called.
 //!
 //! Everything else Spin offers (Redis, MQTT, SQL, LLM, the 2.0 key-value) is stubbed by
 //! [`crate::imports`]: it links, and traps when called.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{
     ComponentType, Lift, Linker, Lower, Resource, ResourceTable, ResourceType,
@@ -20,26 +23,53 @@ use wasmtime::component::{
 /// Largest total size (keys and values) of one component's key-value store.
 const KV_MAX_BYTES: usize = 16 << 20;
 
+/// A key-value store kept outside this process (the proxy's is Redis), used as a component's
+/// Spin `default` store. Each call fails fast with a message (the guest gets it as the
+/// store's `other` error) rather than waiting past the request's deadline.
+pub trait SharedStore: Send + Sync + 'static {
+    fn get(&self, key: String) -> StoreFuture<Option<Vec<u8>>>;
+    fn set(&self, key: String, value: Vec<u8>) -> StoreFuture<()>;
+    fn delete(&self, key: String) -> StoreFuture<()>;
+    fn exists(&self, key: String) -> StoreFuture<bool>;
+}
+
+/// What a [`SharedStore`] call returns.
+pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
+
+/// A component's [`SharedStore`], for [`crate::HandlerSettings::key_value`].
+#[derive(Clone)]
+pub struct SharedKv(pub Arc<dyn SharedStore>);
+
+impl std::fmt::Debug for SharedKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedKv(..)")
+    }
+}
+
+/// Where a component's `default` store lives.
+#[derive(Clone)]
+enum KvStore {
+    Memory(Arc<Mutex<Kv>>),
+    Shared(Arc<dyn SharedStore>),
+}
+
 /// What the Spin interfaces of one component read and write.
 #[derive(Clone)]
 pub(crate) struct SpinCtx {
     variables: Arc<HashMap<String, String>>,
-    kv: Arc<Mutex<Kv>>,
+    kv: KvStore,
 }
 
 impl SpinCtx {
-    pub fn new(variables: HashMap<String, String>) -> Self {
+    /// `shared`: the store kept elsewhere; `None`: one in memory for this component.
+    pub fn new(variables: HashMap<String, String>, shared: Option<SharedKv>) -> Self {
         Self {
             variables: Arc::new(variables),
-            kv: Arc::new(Mutex::new(Kv::default())),
+            kv: match shared {
+                Some(s) => KvStore::Shared(s.0),
+                None => KvStore::Memory(Arc::new(Mutex::new(Kv::default()))),
+            },
         }
-    }
-
-    /// The component's key-value store, locked.
-    fn kv(&self) -> Result<std::sync::MutexGuard<'_, Kv>, KvError> {
-        self.kv
-            .lock()
-            .map_err(|_| KvError::Other("store unavailable".into()))
     }
 
     fn variable(&self, name: &str) -> Result<String, VariablesError> {
@@ -179,10 +209,10 @@ pub(crate) fn add_to_linker<T: SpinView>(
         "[method]store.get",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
-                let value = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv()?;
-                    Ok::<_, KvError>(kv.entries.get(&key).cloned())
-                });
+                let value = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.get(&key).cloned()),
+                    KvStore::Shared(s) => s.get(key).await.map_err(KvError::Other),
+                };
                 Ok((value,))
             })
         },
@@ -191,19 +221,21 @@ pub(crate) fn add_to_linker<T: SpinView>(
         "[method]store.set",
         |acc, (_this, key, value): (Resource<KvHandle>, String, Vec<u8>)| {
             Box::pin(async move {
-                let result = acc.with(|mut a| {
-                    let mut kv = a.data_mut().spin().0.kv()?;
-                    let old = kv.entries.get(&key).map_or(0, |v| key.len() + v.len());
-                    let bytes = kv.bytes - old + key.len() + value.len();
-                    if bytes > KV_MAX_BYTES {
-                        return Err(KvError::Other(format!(
-                            "store full: {KV_MAX_BYTES} bytes at most"
-                        )));
-                    }
-                    kv.bytes = bytes;
-                    kv.entries.insert(key, value);
-                    Ok(())
-                });
+                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                    KvStore::Memory(m) => memory(&m).and_then(|mut kv| {
+                        let old = kv.entries.get(&key).map_or(0, |v| key.len() + v.len());
+                        let bytes = kv.bytes - old + key.len() + value.len();
+                        if bytes > KV_MAX_BYTES {
+                            return Err(KvError::Other(format!(
+                                "store full: {KV_MAX_BYTES} bytes at most"
+                            )));
+                        }
+                        kv.bytes = bytes;
+                        kv.entries.insert(key, value);
+                        Ok(())
+                    }),
+                    KvStore::Shared(s) => s.set(key, value).await.map_err(KvError::Other),
+                };
                 Ok((result,))
             })
         },
@@ -212,13 +244,14 @@ pub(crate) fn add_to_linker<T: SpinView>(
         "[method]store.delete",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
-                let result = acc.with(|mut a| {
-                    let mut kv = a.data_mut().spin().0.kv()?;
-                    if let Some(v) = kv.entries.remove(&key) {
-                        kv.bytes -= key.len() + v.len();
-                    }
-                    Ok::<_, KvError>(())
-                });
+                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                    KvStore::Memory(m) => memory(&m).map(|mut kv| {
+                        if let Some(v) = kv.entries.remove(&key) {
+                            kv.bytes -= key.len() + v.len();
+                        }
+                    }),
+                    KvStore::Shared(s) => s.delete(key).await.map_err(KvError::Other),
+                };
                 Ok((result,))
             })
         },
@@ -227,10 +260,10 @@ pub(crate) fn add_to_linker<T: SpinView>(
         "[method]store.exists",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
             Box::pin(async move {
-                let result = acc.with(|mut a| {
-                    let kv = a.data_mut().spin().0.kv()?;
-                    Ok::<_, KvError>(kv.entries.contains_key(&key))
-                });
+                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.contains_key(&key)),
+                    KvStore::Shared(s) => s.exists(key).await.map_err(KvError::Other),
+                };
                 Ok((result,))
             })
         },
@@ -247,13 +280,19 @@ pub(crate) fn add_to_linker<T: SpinView>(
     Ok(())
 }
 
+/// A component's in-memory store, locked.
+fn memory(kv: &Mutex<Kv>) -> Result<std::sync::MutexGuard<'_, Kv>, KvError> {
+    kv.lock()
+        .map_err(|_| KvError::Other("store unavailable".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn variable_names_follow_spin_rules() {
-        let ctx = SpinCtx::new(HashMap::from([("greeting".into(), "hi".into())]));
+        let ctx = SpinCtx::new(HashMap::from([("greeting".into(), "hi".into())]), None);
         assert_eq!(ctx.variable("greeting").unwrap(), "hi");
         assert!(matches!(
             ctx.variable("missing"),

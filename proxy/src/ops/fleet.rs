@@ -262,3 +262,82 @@ async fn read_loop(
         }
     }
 }
+
+/// A handler's Spin key-value store in the fleet's Redis (`key_value: redis`): keys under
+/// `breakwater:kv:{component}:`, so every node sees one store per component. Connects on
+/// first use; each call fails after `fleet.timeout` rather than holding the request.
+#[derive(Clone)]
+pub struct RedisKv(Arc<KvInner>);
+
+struct KvInner {
+    client: Client,
+    connection: tokio::sync::OnceCell<ConnectionManager>,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl RedisKv {
+    pub fn new(settings: &FleetSettings, component: &str) -> redis::RedisResult<Self> {
+        if settings.redis.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        Ok(Self(Arc::new(KvInner {
+            client: Client::open(connection_info(&settings.redis)?)?,
+            connection: tokio::sync::OnceCell::new(),
+            prefix: format!("breakwater:kv:{component}:"),
+            timeout: settings.timeout,
+        })))
+    }
+}
+
+impl KvInner {
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let connect = || async {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1);
+            self.client
+                .get_connection_manager_with_config(config)
+                .await
+                .map_err(|e| format!("key-value store unavailable: {e}"))
+        };
+        self.connection.get_or_try_init(connect).await.cloned()
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+/// Run one command on the store's connection, as the guest's error when it fails.
+macro_rules! kv_call {
+    ($kv:expr, |$con:ident, $key:ident| $call:expr) => {{
+        let kv = $kv.clone();
+        Box::pin(async move {
+            let mut $con = kv.0.connection().await?;
+            let $key = kv.0.key(&$key);
+            $call
+                .await
+                .map_err(|e: redis::RedisError| format!("key-value store: {e}"))
+        })
+    }};
+}
+
+impl breakwater_isolate::SharedStore for RedisKv {
+    fn get(&self, key: String) -> breakwater_isolate::StoreFuture<Option<Vec<u8>>> {
+        kv_call!(self, |con, key| con.get::<_, Option<Vec<u8>>>(key))
+    }
+
+    fn set(&self, key: String, value: Vec<u8>) -> breakwater_isolate::StoreFuture<()> {
+        kv_call!(self, |con, key| con.set::<_, _, ()>(key, value))
+    }
+
+    fn delete(&self, key: String) -> breakwater_isolate::StoreFuture<()> {
+        kv_call!(self, |con, key| con.del::<_, ()>(key))
+    }
+
+    fn exists(&self, key: String) -> breakwater_isolate::StoreFuture<bool> {
+        kv_call!(self, |con, key| con.exists::<_, bool>(key))
+    }
+}

@@ -136,3 +136,44 @@ routes:
     );
     assert_eq!(metric(&m, "breakwater_fleet_redis_up"), 1.0, "{m}");
 }
+
+/// A Spin component (Spin Python SDK) with `key_value: redis` on two nodes sees one store:
+/// what one node's instance writes, the other's reads. With Redis gone, a key-value call
+/// fails that request at once as the component's error (500, fail-closed), and the node
+/// goes on serving the component's other paths.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spin_key_value_store_is_one_store_across_the_fleet() {
+    let mut redis = Redis::start();
+    let spin = support::wasm::guest("spin-hello.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+fleet: {{ redis: "{redis}", timeout: 500ms }}
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  spin: {{ path: "{spin}", kind: handler, warmup: off, key_value: redis, deadline: 20s }}
+routes:
+  - {{ handler: spin }}
+"#,
+        redis = redis.url(),
+        cache = spin.parent().unwrap().join("cache").display(),
+        spin = spin.display(),
+    );
+    let (a, b) = (Node::start(&yaml), Node::start(&yaml));
+    let put = http::Request::put(format!("http://{}/kv/shared", a.addr("web")))
+        .header("host", "a")
+        .body(Full::new(Bytes::from_static(b"written on a")))
+        .unwrap();
+    assert_eq!(Client::h1().send(put).await.unwrap().status, 201);
+    let r = Client::h1().get(b.addr("web"), "b", "/kv/shared").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "written on a"));
+    let r = Client::h1().get(b.addr("web"), "b", "/kv/absent").await;
+    assert_eq!(r.status, 404);
+
+    redis.stop();
+    let r = Client::h1().get(a.addr("web"), "a", "/kv/shared").await;
+    assert_eq!(r.status, 500, "the store's error, not the deadline's 504");
+    let r = Client::h1().get(a.addr("web"), "a", "/hello").await;
+    assert_eq!(r.status, 200);
+}
