@@ -283,6 +283,8 @@ pub struct RawRoute {
     pub allowed_pools: Vec<Spanned<String>>,
     #[serde(default)]
     pub body_access: bool,
+    /// A pool of parent Breakwater nodes the route's cache misses go to first.
+    pub shield: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -537,6 +537,10 @@ pub struct Route {
     pub body_access: bool,
     /// `None`: responses of this route are never cached.
     pub cache: Option<RouteCache>,
+    /// A shield tier (`shield:`): cache misses go to a parent node of this pool, chosen by
+    /// rendezvous hashing of the URL (so one parent fetches each object from the origin),
+    /// and to the route's own pool when no parent can take them.
+    pub shield: Option<PoolId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

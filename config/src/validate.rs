@@ -1110,8 +1110,27 @@ impl<'a> Validator<'a> {
                 Some(c) => Some(self.route_cache(c, names.control, &format!("{field}.cache"))?),
                 None => None,
             };
+            let shield = match &r.shield {
+                None => None,
+                Some(p) => {
+                    let field = format!("{field}.shield");
+                    let Some(id) = pool_ids.get(&p.value) else {
+                        return Err(self.err(p, field, format!("unknown pool \"{}\"", p.value)));
+                    };
+                    if cache.is_none() || !matches!(action, RouteAction::Forward(_)) {
+                        return Err(self.err(
+                            p,
+                            field,
+                            "a shield takes the cache misses of a route that forwards to a \
+                             pool and has a cache:",
+                        ));
+                    }
+                    Some(*id)
+                }
+            };
             out.push(Route {
                 cache,
+                shield,
                 filters,
                 on_filter_error,
                 allowed_pools,

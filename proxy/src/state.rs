@@ -336,6 +336,8 @@ pub struct Shared {
     pub cache: crate::pipeline::cache::EdgeCache,
     /// The fleet this node publishes purges to and reads them from (`fleet:`).
     pub fleet: Option<Arc<crate::ops::fleet::Fleet>>,
+    /// This node's `CDN-Loop` entry, added to every forwarded request.
+    pub cdn_loop: http::HeaderValue,
 }
 
 impl Shared {
@@ -365,6 +367,7 @@ impl Shared {
         Self {
             cache,
             fleet,
+            cdn_loop: crate::pipeline::headers::cdn_loop_token(),
             current: ArcSwap::from_pointee(first),
             source,
             resolver,

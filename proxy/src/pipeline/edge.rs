@@ -81,6 +81,10 @@ struct Attempts {
     endpoint: Option<Arc<Endpoint>>,
     /// An origin failed this request (connect or exchange), retried or not.
     failed: bool,
+    /// The latest attempt went to the route's shield (a parent node), not to its pool.
+    shielded: bool,
+    /// The shield was tried: a failure there falls back to the pool, once.
+    shield_tried: bool,
 }
 
 impl RequestCtx {
@@ -89,6 +93,14 @@ impl RequestCtx {
         match &self.plan.action {
             Action::Forward(own) => Some(self.filters.pool().unwrap_or(own)),
             _ => None,
+        }
+    }
+
+    /// The pool of the latest attempt: the shield's or the request's.
+    fn attempt_pool(&self) -> Option<&Arc<Pool>> {
+        match self.upstream.shielded {
+            true => self.plan.shield.as_ref(),
+            false => self.pool(),
         }
     }
 }
@@ -130,6 +142,12 @@ impl ProxyHttp for Edge {
             session.set_keepalive(None);
             let status = EdgeError::Refused(refusal).status();
             errors::respond(session, LocalResponse::error(status)).await?;
+            return Ok(true);
+        }
+        if headers::loops_through(session.req_header(), &self.shared.cdn_loop) {
+            // This node forwarded the request before (RFC 8586): a shield tier pointing back.
+            session.set_keepalive(None);
+            errors::respond(session, LocalResponse::error(508)).await?;
             return Ok(true);
         }
         self.route(session.req_header(), ctx);
@@ -279,10 +297,24 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        let req = session.req_header();
+        // A cache miss (or revalidation) of a shielded route asks the URL's parent first.
+        if let Some(shield) = ctx.plan.shield.clone() {
+            if session.cache.enabled() && !ctx.upstream.shield_tried {
+                ctx.upstream.shield_tried = true;
+                let key = [ctx.host.as_bytes(), req.uri.path().as_bytes()].concat();
+                if let Some(ep) = shield.select_hashed(&key) {
+                    ctx.upstream.shielded = true;
+                    let peer = shield.peer(&ep);
+                    ctx.upstream.endpoint = Some(ep);
+                    return Ok(Box::new(peer));
+                }
+            }
+        }
+        ctx.upstream.shielded = false;
         let Some(pool) = ctx.pool().cloned() else {
             return Error::e_explain(ErrorType::InternalError, "forwarding without a pool");
         };
-        let req = session.req_header();
         let header = |name: &http::HeaderName| req.headers.get(name).map(|v| v.as_bytes());
         let key = SelectKey {
             path: req.uri.path(),
@@ -308,7 +340,7 @@ impl ProxyHttp for Edge {
         _digest: Option<&Digest>,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.upstream.endpoint) {
+        if let (Some(pool), Some(ep)) = (ctx.attempt_pool(), &ctx.upstream.endpoint) {
             pool.report_success(ep);
         }
         Ok(())
@@ -324,9 +356,10 @@ impl ProxyHttp for Edge {
         mut e: Box<Error>,
     ) -> Box<Error> {
         ctx.upstream.failed = true;
-        if let (Some(pool), Some(ep)) = (ctx.pool(), &ctx.upstream.endpoint) {
+        if let (Some(pool), Some(ep)) = (ctx.attempt_pool(), &ctx.upstream.endpoint) {
             pool.report_failure(ep);
-            let retry = retry_allowed(pool, &ctx.upstream.tried);
+            // A parent that cannot be reached leaves the request to the route's pool.
+            let retry = ctx.upstream.shielded || retry_allowed(pool, &ctx.upstream.tried);
             e.set_retry(retry);
             let m = &self.shared.metrics;
             let name = pool.config.name.as_str();
@@ -359,17 +392,16 @@ impl ProxyHttp for Edge {
                 | ErrorType::WriteError
                 | ErrorType::H2Error
         );
-        let Some(pool) = ctx.pool() else {
+        let Some(pool) = ctx.attempt_pool() else {
             e.set_retry(false);
             return e;
         };
         let labels = [pool.config.name.as_str(), upstream_error_kind(e.etype())];
         let errors = &self.shared.metrics.upstream_errors;
         errors.with_label_values(&labels).inc();
+        let elsewhere = ctx.upstream.shielded || retry_allowed(pool, &ctx.upstream.tried);
         match safe {
-            true if connection_failure && retry_allowed(pool, &ctx.upstream.tried) => {
-                e.set_retry(true)
-            }
+            true if connection_failure && elsewhere => e.set_retry(true),
             true => e.retry.decide_reuse(client_reused),
             false => e.set_retry(false),
         }
@@ -395,6 +427,7 @@ impl ProxyHttp for Edge {
             host: &ctx.host,
         };
         headers::add_forwarding(upstream, &ctx.generation.config.forwarding, &client);
+        let _ = upstream.append_header(headers::CDN_LOOP, self.shared.cdn_loop.clone());
         headers::edit(upstream, &ctx.plan.request_headers);
         if ctx.filters.buffers_request_body() {
             // A body filter may change the body's length: send it chunked.

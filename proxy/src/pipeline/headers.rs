@@ -49,6 +49,30 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
 
 /// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
 /// which sees and produces end-to-end headers only.
+/// RFC 8586: every CDN node a request passes adds itself here.
+pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
+
+/// This node's entry in `CDN-Loop`: the CDN's name and the node, which a process picks at
+/// start (`breakwater; node=<16 hex digits>`), so the nodes of one tier pass each other's
+/// requests and only a request coming back to a node it passed is a loop.
+pub fn cdn_loop_token() -> HeaderValue {
+    let token = format!("breakwater; node={:016x}", rand::random::<u64>());
+    HeaderValue::from_str(&token).expect("ASCII")
+}
+
+/// Whether `req` passed this node before (its token is among the `CDN-Loop` entries).
+pub fn loops_through(req: &RequestHeader, token: &HeaderValue) -> bool {
+    let Ok(token) = token.to_str() else {
+        return false;
+    };
+    req.headers
+        .get_all(CDN_LOOP)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|entry| entry.trim().eq_ignore_ascii_case(token))
+}
+
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(&name.as_str())
 }

@@ -26,6 +26,8 @@ pub struct RoutePlan {
     pub response_headers: HeaderEdits,
     /// `None`: the route's responses are never cached.
     pub cache: Option<RouteCache>,
+    /// Parent nodes the route's cache misses go to first (`shield:`).
+    pub shield: Option<Arc<Pool>>,
     pub metrics: RouteMetrics,
 }
 
@@ -142,6 +144,7 @@ impl RoutePlan {
             request_headers: route.request_headers.clone(),
             response_headers: route.response_headers.clone(),
             cache: route.cache.clone(),
+            shield: route.shield.map(|id| inputs.pools[id.0].clone()),
         })
     }
 
@@ -162,6 +165,7 @@ impl RoutePlan {
             request_headers: HeaderEdits::default(),
             response_headers: HeaderEdits::default(),
             cache: None,
+            shield: None,
         }
     }
 }

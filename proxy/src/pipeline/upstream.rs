@@ -268,6 +268,21 @@ impl Pool {
         Some(candidates[i].clone())
     }
 
+    /// The available endpoint that rendezvous hashing gives `key` (a shield tier's parent
+    /// for one URL); `None` when no endpoint can take traffic.
+    pub fn select_hashed(&self, key: &[u8]) -> Option<Arc<Endpoint>> {
+        let all = self.endpoints.load();
+        let now = self.now_ms();
+        let candidates: Vec<&Arc<Endpoint>> =
+            all.iter().filter(|e| self.available(e, now)).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        Some(candidates[rendezvous(&candidates, h.finish())].clone())
+    }
+
     /// Whether an endpoint not in `tried` exists (a retry has somewhere to go).
     pub fn has_untried(&self, tried: &[SocketAddr]) -> bool {
         self.endpoints

@@ -177,3 +177,87 @@ routes:
     let r = Client::h1().get(a.addr("web"), "a", "/hello").await;
     assert_eq!(r.status, 200);
 }
+
+/// An origin that counts its requests per path; `max-age=600` on every answer.
+fn counting_origin() -> support::origin::Handler {
+    std::sync::Arc::new(|s: &Seen| Action::Respond {
+        status: 200,
+        headers: vec![("cache-control".into(), "max-age=600".into())],
+        body: Bytes::from(format!("origin {}", s.uri)),
+    })
+}
+
+fn edge_yaml(origin: SocketAddr, parent: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+pools:
+  origin: {{ endpoints: ["{origin}"], retries: 0 }}
+  parents: {{ endpoints: ["{parent}"], retries: 0 }}
+routes:
+  - {{ pool: origin, cache: {{}}, shield: parents }}
+"#
+    )
+}
+
+/// Two edge nodes shield through one parent: the second edge's miss is the parent's hit, so
+/// the origin sees one request per object, carrying both forwarders in `CDN-Loop`. With the
+/// parent gone, misses go to the origin.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
+    let origin = Origin::start(counting_origin()).await;
+    let parent = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+pools:
+  origin: {{ endpoints: ["{origin}"], retries: 0 }}
+routes:
+  - {{ pool: origin, cache: {{}} }}
+"#,
+        origin = origin.addr
+    ));
+    let edges = [
+        Node::start(&edge_yaml(origin.addr, parent.addr("web"))),
+        Node::start(&edge_yaml(origin.addr, parent.addr("web"))),
+    ];
+    for edge in &edges {
+        let r = get(edge, "/object").await;
+        assert_eq!((r.status, r.text().as_str()), (200, "origin /object"));
+    }
+    assert_eq!(origin.hits(), 1, "one fetch from the origin for both edges");
+    let seen = &origin.seen()[0];
+    let loop_entries: Vec<&str> = seen
+        .headers
+        .get_all("cdn-loop")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    let loop_entries = loop_entries.join(", ");
+    assert_eq!(
+        loop_entries.matches("breakwater; node=").count(),
+        2,
+        "the edge and the parent: {loop_entries}"
+    );
+    // The parent gone: a miss falls back to the origin.
+    drop(parent);
+    let r = get(&edges[0], "/other").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "origin /other"));
+    assert_eq!(origin.hits(), 2);
+}
+
+/// Two nodes misconfigured to shield through each other: the request that comes back to a
+/// node it passed is refused with 508 (RFC 8586), and the origin is never reached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shield_loop_between_two_nodes_ends_in_508() {
+    let origin = Origin::start(counting_origin()).await;
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let x = Node::start(&edge_yaml(origin.addr, unused.local_addr().unwrap()));
+    let y = Node::start(&edge_yaml(origin.addr, x.addr("web")));
+    let line = x.reload(&edge_yaml(origin.addr, y.addr("web")));
+    assert!(line.contains("config reloaded"), "{line}");
+    let r = get(&x, "/looping").await;
+    assert_eq!(r.status, 508);
+    assert_eq!(origin.hits(), 0);
+}
