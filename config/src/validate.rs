@@ -901,14 +901,31 @@ impl<'a> Validator<'a> {
         }
         let mut allowed_outbound_hosts = Vec::new();
         for (j, h) in raw.allowed_outbound_hosts.iter().enumerate() {
-            if h.value.parse::<http::uri::Authority>().is_err() || h.value.contains('@') {
+            // `host` or `host:port` for HTTP; `redis://host[:port]` for Spin's outbound Redis
+            // (kept as `redis://host:port`, the port defaulting to 6379).
+            let (redis, authority) = match h.value.strip_prefix("redis://") {
+                Some(rest) => (true, rest),
+                None => (false, h.value.as_str()),
+            };
+            let parsed = authority.parse::<http::uri::Authority>();
+            let Some(parsed) = parsed.ok().filter(|_| !authority.contains('@')) else {
                 return Err(self.err(
                     h,
                     format!("{field}.allowed_outbound_hosts[{j}]"),
-                    format!("invalid host \"{}\"; expected host or host:port", h.value),
+                    format!(
+                        "invalid host \"{}\"; expected host, host:port or redis://host:port",
+                        h.value
+                    ),
                 ));
-            }
-            allowed_outbound_hosts.push(h.value.to_ascii_lowercase());
+            };
+            allowed_outbound_hosts.push(match redis {
+                true => format!(
+                    "redis://{}:{}",
+                    parsed.host().to_ascii_lowercase(),
+                    parsed.port_u16().unwrap_or(6379)
+                ),
+                false => h.value.to_ascii_lowercase(),
+            });
         }
         let handler = kind == ComponentKind::Handler;
         let path = self.path(&raw.path.value);

@@ -260,14 +260,15 @@ impl Handler {
         let mut env: Vec<(String, String)> = settings.env.clone().into_iter().collect();
         env.sort();
         let ready = ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone());
+        let allowed: Arc<[String]> = settings.allowed_outbound_hosts.into();
         let inner = Arc::new(LoadedHandler {
             runtime,
             name: name.into(),
             path: path.to_path_buf(),
             pre,
-            spin: SpinCtx::new(settings.env, settings.key_value),
+            spin: SpinCtx::new(settings.env, settings.key_value, allowed.clone()),
             env,
-            allowed: settings.allowed_outbound_hosts.into(),
+            allowed,
             ready,
             limits,
         });

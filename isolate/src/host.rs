@@ -11,4 +11,5 @@
 pub(crate) mod filter_api;
 pub(crate) mod http;
 pub(crate) mod spin;
+pub(crate) mod spin_redis;
 pub(crate) mod wasi;

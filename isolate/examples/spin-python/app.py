@@ -11,7 +11,10 @@ component's `config:` map, spin:key-value as an in-memory store per component.
                       request starts from the same state: fresh, or a warm snapshot of GET /)
   GET /missing-var -> 500: reading an undefined variable is an error
   GET /boom        -> raises: the SDK answers 500
-  GET /redis       -> calls spin:redis, which Breakwater does not provide: the call traps
+  GET /redis       -> opens spin:redis at redis://127.0.0.1:6379, which the component's
+                      allowed_outbound_hosts does not list: the call fails (500)
+  GET /redis/incr  -> spin:redis at the `redis_address` variable: SET, INCR, GET, SADD,
+                      SMEMBERS, DEL through one connection; "HITS VALUE MEMBERS DELETED"
   GET /forever     -> never answers (the deadline ends it)
   GET /hog         -> allocates without bound (the memory limit ends it)
 """
@@ -65,6 +68,16 @@ class HttpHandler(http.Handler):
         if path == "/redis":
             await redis.open("redis://127.0.0.1:6379")
             return text(200, "unreachable\n")
+        if path == "/redis/incr":
+            address = await variables.get("redis_address")
+            with await redis.open(address) as db:
+                await db.set("greeting", b"hello")
+                hits = await db.incr("hits")
+                value = await db.get("greeting")
+                await db.sadd("members", ["a", "b"])
+                members = sorted(await db.smembers("members"))
+                deleted = await db.del_(["members"])
+                return text(200, f"{hits} {value.decode()} {','.join(members)} {deleted}\n")
         if path == "/forever":
             while True:
                 pass

@@ -9,7 +9,10 @@
 //!   size, or a [`SharedStore`] the embedder provides (the proxy's is Redis, shared by every
 //!   node of a fleet). `get-keys` (a stream) is not provided: it traps when called.
 //!
-//! Everything else Spin offers (Redis, MQTT, SQL, LLM, the 2.0 key-value) is stubbed by
+//! * `spin:redis/redis@3.0.0` (`spin_redis`): outbound Redis to the component's allowed
+//!   `redis://HOST:PORT` addresses.
+//!
+//! Everything else Spin offers (the 2.0 Redis, MQTT, SQL, LLM, the 2.0 key-value) is stubbed by
 //! [`crate::imports`]: it links, and traps when called.
 
 use std::collections::HashMap;
@@ -58,18 +61,29 @@ enum KvStore {
 pub(crate) struct SpinCtx {
     variables: Arc<HashMap<String, String>>,
     kv: KvStore,
+    /// `allowed_outbound_hosts`, for outbound Redis (`redis://HOST:PORT` entries).
+    allowed: Arc<[String]>,
 }
 
 impl SpinCtx {
     /// `shared`: the store kept elsewhere; `None`: one in memory for this component.
-    pub fn new(variables: HashMap<String, String>, shared: Option<SharedKv>) -> Self {
+    pub fn new(
+        variables: HashMap<String, String>,
+        shared: Option<SharedKv>,
+        allowed: Arc<[String]>,
+    ) -> Self {
         Self {
             variables: Arc::new(variables),
             kv: match shared {
                 Some(s) => KvStore::Shared(s.0),
                 None => KvStore::Memory(Arc::new(Mutex::new(Kv::default()))),
             },
+            allowed,
         }
+    }
+
+    pub fn allowed_outbound_hosts(&self) -> Arc<[String]> {
+        self.allowed.clone()
     }
 
     fn variable(&self, name: &str) -> Result<String, VariablesError> {
@@ -277,7 +291,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
             ))
         })
     })?;
-    Ok(())
+    super::spin_redis::add_to_linker(linker)
 }
 
 /// A component's in-memory store, locked.
@@ -292,7 +306,11 @@ mod tests {
 
     #[test]
     fn variable_names_follow_spin_rules() {
-        let ctx = SpinCtx::new(HashMap::from([("greeting".into(), "hi".into())]), None);
+        let ctx = SpinCtx::new(
+            HashMap::from([("greeting".into(), "hi".into())]),
+            None,
+            Arc::from([]),
+        );
         assert_eq!(ctx.variable("greeting").unwrap(), "hi");
         assert!(matches!(
             ctx.variable("missing"),

@@ -261,3 +261,40 @@ async fn a_shield_loop_between_two_nodes_ends_in_508() {
     assert_eq!(r.status, 508);
     assert_eq!(origin.hits(), 0);
 }
+
+/// Spin's outbound Redis (`spin:redis/redis@3.0.0`) from a Spin Python SDK component: to an
+/// address its `allowed_outbound_hosts` lists, commands reach the real Redis; to any other,
+/// opening the connection fails that request (500), for the same component bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_redis_reaches_only_the_allowed_addresses() {
+    let redis = Redis::start();
+    let spin = support::wasm::guest("spin-hello.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  allowed: {{ path: "{spin}", kind: handler, warmup: off, allowed_outbound_hosts: ["redis://{addr}"], config: {{ redis_address: "{url}" }} }}
+  denied: {{ path: "{spin}", kind: handler, warmup: off, config: {{ redis_address: "{url}" }} }}
+routes:
+  - {{ match: {{ hosts: [denied] }}, handler: denied }}
+  - {{ handler: allowed }}
+"#,
+        cache = spin.parent().unwrap().join("cache").display(),
+        spin = spin.display(),
+        addr = redis.addr,
+        url = redis.url(),
+    );
+    let node = Node::start(&yaml);
+    let web = node.addr("web");
+    for hits in 1..=2 {
+        let r = Client::h1().get(web, "a", "/redis/incr").await;
+        assert_eq!((r.status, r.text()), (200, format!("{hits} hello a,b 1\n")));
+    }
+    assert_eq!(
+        Client::h1().get(web, "denied", "/redis/incr").await.status,
+        500
+    );
+    // Port 6379 is not listed either.
+    assert_eq!(Client::h1().get(web, "a", "/redis").await.status, 500);
+}
