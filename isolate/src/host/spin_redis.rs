@@ -70,7 +70,7 @@ fn allowed(address: &str, allowed: &[String]) -> Option<bool> {
         _ => return Some(false),
     };
     let wanted = format!("redis://{}:{port}", host.to_ascii_lowercase());
-    Some(allowed.iter().any(|a| *a == wanted))
+    Some(allowed.contains(&wanted))
 }
 
 /// The flattened results of a reply, as `execute` returns them.
