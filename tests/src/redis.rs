@@ -9,11 +9,22 @@ use std::time::{Duration, Instant};
 pub struct Redis {
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// `requirepass`, when it has one.
+    password: Option<String>,
 }
 
 impl Redis {
     /// Start one on a port that was free a moment ago (another try if it was taken since).
     pub fn start() -> Redis {
+        Self::start_with(None)
+    }
+
+    /// Start one that requires `password` (Redis's `requirepass`).
+    pub fn start_with_password(password: &str) -> Redis {
+        Self::start_with(Some(password.to_string()))
+    }
+
+    fn start_with(password: Option<String>) -> Redis {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -22,6 +33,7 @@ impl Redis {
             let mut redis = Redis {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 child: None,
+                password: password.clone(),
             };
             if redis.restart() {
                 return redis;
@@ -41,9 +53,14 @@ impl Redis {
     /// Start it again on the same port, empty; whether it answers `PING`.
     pub fn restart(&mut self) -> bool {
         self.stop();
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        command
             .args(["--port", &self.addr.port().to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        if let Some(p) = &self.password {
+            command.args(["--requirepass", p]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -67,8 +84,12 @@ impl Redis {
             return false;
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        let (auth, expect): (String, &[u8]) = match &self.password {
+            Some(p) => (format!("AUTH {p}\r\nPING\r\n"), b"+OK\r\n+PONG\r\n"),
+            None => ("PING\r\n".into(), b"+PONG\r\n"),
+        };
+        let mut buf = vec![0u8; expect.len()];
+        s.write_all(auth.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && buf == expect
     }
 
     /// `redis://` address for a config.

@@ -137,6 +137,43 @@ routes:
     assert_eq!(metric(&m, "breakwater_fleet_redis_up"), 1.0, "{m}");
 }
 
+/// A Redis that requires a password: the nodes authenticate with the one in
+/// `fleet.password_file`, and a purge goes round as without one; the password appears in
+/// no log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_from_a_file_authenticates_and_stays_out_of_the_logs() {
+    let secret = "s3cret-Pa55";
+    let redis = Redis::start_with_password(secret);
+    let origin = Origin::start(counting_origin()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("redis-password");
+    std::fs::write(&password_file, format!("{secret}\n")).unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0, token: t0ken }}
+fleet: {{ redis: "{redis}", password_file: "{file}", timeout: 200ms }}
+pools:
+  o: {{ endpoints: ["{origin}"], retries: 0 }}
+routes:
+  - {{ pool: o, cache: {{}} }}
+"#,
+        redis = redis.url(),
+        file = password_file.display(),
+        origin = origin.addr
+    );
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&yaml)).collect();
+    cache_everywhere(&nodes, "/p").await;
+    assert_eq!(purge(&nodes[0], "url=example.com/p").await.status, 200);
+    eventually(10, "the purge reaches the other node", || async {
+        !hit(&get(&nodes[1], "/p").await)
+    })
+    .await;
+    for node in &nodes {
+        assert!(!node.stderr().contains(secret), "{}", node.stderr());
+    }
+}
+
 /// A Spin component (Spin Python SDK) with `key_value: redis` on two nodes sees one store:
 /// what one node's instance writes, the other's reads. With Redis gone, a key-value call
 /// fails that request at once as the component's error (500, fail-closed), and the node
