@@ -213,6 +213,28 @@ pub fn handler_component(core_wat: &str) -> Vec<u8> {
     encode(core_wat, &resolve, pkg, "handler")
 }
 
+/// A handler that also imports `breakwater:test-handler/absent` (`poke`), which no host
+/// provides, and calls it on every request before answering 200.
+pub fn handler_with_absent_import() -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
+        .unwrap();
+    let world = HANDLER_WORLD.replacen(
+        "world handler {",
+        "interface absent {\n  poke: func();\n}\nworld handler {\n  import absent;",
+        1,
+    );
+    let pkg = resolve.push_str("handler.wit", &world).unwrap();
+    let core = handler_module("(call $poke) (call $respond (local.get $out) (i32.const 200))")
+        .replacen(
+            "(module",
+            "(module\n  (import \"breakwater:test-handler/absent\" \"poke\" (func $poke))",
+            1,
+        );
+    encode(&core, &resolve, pkg, "handler")
+}
+
 /// A handler from `isolate/guests/wat/NAME.wat`.
 pub fn guest_handler(name: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

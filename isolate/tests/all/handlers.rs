@@ -243,6 +243,31 @@ async fn a_trap_fails_only_its_request() {
     assert!(h.handle(get("/")).await.is_err());
 }
 
+/// An import no host part provides (here a made-up interface; for real guests Spin's MQTT or
+/// SQL) is linked as a function that traps: the component loads, and only the request that
+/// calls it fails, naming the import.
+#[tokio::test]
+async fn an_import_the_host_does_not_provide_traps_only_when_called() {
+    let rt = runtime();
+    let h = load_handler(
+        &rt,
+        "absent",
+        &handler_with_absent_import(),
+        HandlerSettings::default(),
+    );
+    for _ in 0..2 {
+        match h.handle(get("/")).await {
+            Err(IsolateError::Trap { message, .. }) => {
+                assert!(
+                    message.contains("breakwater:test-handler/absent"),
+                    "{message}"
+                )
+            }
+            other => panic!("expected a trap, got {:?}", other.map(|r| r.status())),
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_endless_loop_is_stopped_at_the_deadline() {
     let rt = runtime();
