@@ -80,6 +80,15 @@ pub(crate) fn mark_proven(artifact: &Path, what: &str) {
     }
 }
 
+/// Write a marker holding `contents` (a filter's phases); as [`mark_proven`], a cache that
+/// cannot be written only costs a full load next time.
+pub(crate) fn mark_proven_with(artifact: &Path, what: &str, contents: &str) {
+    let marker = proven_marker(artifact, what);
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(contents) {
+        let _ = std::fs::write(marker, contents);
+    }
+}
+
 /// The compiled component at `artifact` (in the cache directory).
 pub(crate) fn load_artifact(engine: &Engine, artifact: &Path) -> Result<Component, String> {
     deserialize(engine, artifact).map_err(|e| format!("{e:#}"))

@@ -62,11 +62,10 @@ struct ReadyFilter {
 }
 
 /// A filter component, compiled and pre-linked.
-struct LoadedFilter {
+pub(crate) struct LoadedFilter {
     /// Keeps the engine and its epoch ticker alive as long as the filter is.
     runtime: Arc<Runtime>,
     name: Arc<str>,
-    path: PathBuf,
     pre: InstancePre<FilterState>,
     on_request: Option<ComponentExportIndex>,
     on_response: Option<ComponentExportIndex>,
@@ -78,12 +77,64 @@ struct LoadedFilter {
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
+///
+/// A filter proved before (see [`Runtime::load_filter_bytes`]) is loaded *deferred*: its
+/// phases are known from the proof's marker, and its compiled code is mapped, pre-linked
+/// and instantiated by its first request (concurrent first requests share one load).
 #[derive(Clone)]
 pub struct Filter {
-    inner: Arc<LoadedFilter>,
+    name: Arc<str>,
+    path: Arc<Path>,
+    phases: Phases,
+    loaded: Arc<std::sync::OnceLock<Arc<LoadedFilter>>>,
+    deferred: Option<Arc<DeferredFilter>>,
+}
+
+/// Which phases a filter exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Phases {
+    pub on_request: bool,
+    pub on_response: bool,
+    pub on_request_body: bool,
+    pub on_response_body: bool,
+}
+
+impl Phases {
+    /// As kept in a proof marker: four `0`/`1` digits.
+    pub(crate) fn encode(self) -> String {
+        [
+            self.on_request,
+            self.on_response,
+            self.on_request_body,
+            self.on_response_body,
+        ]
+        .iter()
+        .map(|&b| if b { '1' } else { '0' })
+        .collect()
+    }
+
+    pub(crate) fn decode(text: &str) -> Option<Phases> {
+        let b: Vec<bool> = text.trim().chars().map(|c| c == '1').collect();
+        let valid = text.trim().len() == 4 && text.trim().chars().all(|c| c == '0' || c == '1');
+        (valid && b.iter().any(|&x| x)).then(|| Phases {
+            on_request: b[0],
+            on_response: b[1],
+            on_request_body: b[2],
+            on_response_body: b[3],
+        })
+    }
+}
+
+/// What a deferred filter is loaded from on its first request.
+pub(crate) struct DeferredFilter {
+    pub runtime: Arc<Runtime>,
+    pub artifact: PathBuf,
+    pub settings: FilterSettings,
+    pub loading: std::sync::Mutex<()>,
 }
 
 impl Filter {
+    /// A filter loaded now.
     pub(crate) fn new(
         runtime: Arc<Runtime>,
         name: &str,
@@ -91,6 +142,72 @@ impl Filter {
         component: Component,
         settings: FilterSettings,
     ) -> Result<Self, IsolateError> {
+        let inner = LoadedFilter::build(runtime, name, path, component, settings)?;
+        Ok(Self {
+            name: name.into(),
+            path: path.into(),
+            phases: inner.phases(),
+            loaded: Arc::new(std::sync::OnceLock::from(inner)),
+            deferred: None,
+        })
+    }
+
+    /// A filter loaded by its first request.
+    pub(crate) fn deferred(
+        name: &str,
+        path: &Path,
+        phases: Phases,
+        deferred: DeferredFilter,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            path: path.into(),
+            phases,
+            loaded: Arc::new(std::sync::OnceLock::new()),
+            deferred: Some(Arc::new(deferred)),
+        }
+    }
+
+    /// Whether its compiled code is loaded (always, unless it is deferred and unused).
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.get().is_some()
+    }
+
+    /// The loaded filter, loading a deferred one now (blocking: it maps and pre-links its
+    /// compiled code, a fraction of a millisecond for a small filter).
+    fn loaded(&self) -> Result<&Arc<LoadedFilter>, IsolateError> {
+        if let Some(l) = self.loaded.get() {
+            return Ok(l);
+        }
+        let Some(d) = &self.deferred else {
+            unreachable!("a filter is loaded or deferred")
+        };
+        let _one = d.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(l) = self.loaded.get() {
+            return Ok(l);
+        }
+        let inner = d.runtime.load_deferred_filter(&self.name, &self.path, d)?;
+        Ok(self.loaded.get_or_init(|| inner))
+    }
+}
+
+impl LoadedFilter {
+    fn phases(&self) -> Phases {
+        Phases {
+            on_request: self.on_request.is_some(),
+            on_response: self.on_response.is_some(),
+            on_request_body: self.on_request_body.is_some(),
+            on_response_body: self.on_response_body.is_some(),
+        }
+    }
+
+    pub(crate) fn build(
+        runtime: Arc<Runtime>,
+        name: &str,
+        path: &Path,
+        component: Component,
+        settings: FilterSettings,
+    ) -> Result<Arc<Self>, IsolateError> {
         let linker = runtime.filter_linker(path)?;
         // Only what is granted is linked: any other import fails here, at load.
         let pre = linker
@@ -123,7 +240,6 @@ impl Filter {
         let inner = Arc::new(LoadedFilter {
             runtime: runtime.clone(),
             name: name.into(),
-            path: path.to_path_buf(),
             pre,
             on_request,
             on_response,
@@ -146,58 +262,63 @@ impl Filter {
             || |f: &LoadedFilter| f.instantiate(),
         )?;
         inner.limits.placement.seed(instantiation);
-        Ok(Self { inner })
+        Ok(inner)
     }
+}
 
+impl Filter {
     pub fn name(&self) -> &str {
-        &self.inner.name
+        &self.name
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.path
     }
 
-    /// Instances kept ready ahead of requests (the setting, or chosen at load).
+    /// Instances kept ready ahead of requests (the setting, or chosen at load; 0 until a
+    /// deferred filter is loaded).
     pub fn prewarm(&self) -> usize {
-        self.inner.ready.prewarm()
+        self.loaded.get().map_or(0, |l| l.ready.prewarm())
     }
 
     pub fn has_on_request(&self) -> bool {
-        self.inner.on_request.is_some()
+        self.phases.on_request
     }
 
     pub fn has_on_response(&self) -> bool {
-        self.inner.on_response.is_some()
+        self.phases.on_response
     }
 
     /// Whether the filter exports `on-request-body` (the host buffers request bodies for it).
     pub fn has_on_request_body(&self) -> bool {
-        self.inner.on_request_body.is_some()
+        self.phases.on_request_body
     }
 
     /// Whether the filter exports `on-response-body`.
     pub fn has_on_response_body(&self) -> bool {
-        self.inner.on_response_body.is_some()
+        self.phases.on_response_body
     }
 
     /// Instances ready now (none while the filter is scaled to zero).
     pub fn ready_now(&self) -> usize {
-        self.inner.ready.ready_now()
+        self.loaded.get().map_or(0, |l| l.ready.ready_now())
     }
 
     /// Requests using this filter right now.
     pub fn in_use(&self) -> usize {
-        self.inner.limits.gate.in_use()
+        self.loaded.get().map_or(0, |l| l.limits.gate.in_use())
     }
 
-    /// Take an instance for one request: a ready one, or a new one if none is ready.
+    /// Take an instance for one request: a ready one, or a new one if none is ready (a
+    /// deferred filter's first request loads it first, and counts that in its cold start).
     /// Fails at once with `LimitReached` when the concurrency limit is reached.
     pub fn instance(&self) -> Result<FilterInstance, IsolateError> {
-        let inner = &self.inner;
+        let loading = (!self.is_loaded()).then(std::time::Instant::now);
+        let inner = self.loaded()?;
         let permit = inner.limits.gate.enter(&inner.name)?;
         let taken = inner.ready.take();
         // Timed only for a cold start (rare): no clock read on the warm path.
-        let started = taken.cold.then(std::time::Instant::now);
+        let started = loading.or_else(|| taken.cold.then(std::time::Instant::now));
         let ready = match taken.ready {
             Some(r) => r,
             None => inner.instantiate()?,

@@ -259,14 +259,87 @@ impl Runtime {
         bytes: &[u8],
         settings: FilterSettings,
     ) -> Result<Filter, IsolateError> {
+        let proven = format!("filter-mem{}", settings.max_memory_bytes);
+        let artifact = self.cache.as_ref().map(|c| c.path_for(bytes));
+        if let Some(artifact) = &artifact {
+            if let Some(filter) = self.deferrable_filter(name, path, artifact, &proven, &settings) {
+                // As for handlers: the linker is built once per node now, not by a request.
+                let _ = self.filter_linker(path);
+                return Ok(filter);
+            }
+        }
         let mut component = self.compile(&self.engine, &self.cache, path, bytes)?;
-        if crate::init::wants_init(&component) {
+        let init = crate::init::wants_init(&component);
+        if init {
             let linker = self.filter_linker(path)?;
             let store = crate::filter::init_store(self, name, &settings, INIT_DEADLINE);
             let snapshot = crate::init::snapshot(path, bytes, linker, store)?;
             component = self.compile(&self.engine, &self.cache, path, &snapshot)?;
         }
-        Filter::new(self.clone(), name, path, component, settings)
+        let filter = Filter::new(self.clone(), name, path, component, settings)?;
+        if let (Some(artifact), false) = (&artifact, init) {
+            // Proved: its exported phases go in the marker, for a deferred load next time. A
+            // filter with an init function is not deferred (its snapshot is another artifact).
+            let phases = crate::filter::Phases {
+                on_request: filter.has_on_request(),
+                on_response: filter.has_on_response(),
+                on_request_body: filter.has_on_request_body(),
+                on_response_body: filter.has_on_response_body(),
+            };
+            crate::cache::mark_proven_with(artifact, &proven, &phases.encode());
+        }
+        Ok(filter)
+    }
+
+    /// A filter whose compiled form is in the cache directory, proved by an earlier load
+    /// with the same memory limit (its marker holds the phases it exports), and that has no
+    /// explicit `prewarm`: loaded by its first request.
+    fn deferrable_filter(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        artifact: &Path,
+        proven: &str,
+        settings: &FilterSettings,
+    ) -> Option<Filter> {
+        if settings.prewarm.is_some_and(|n| n > 0) || !artifact.exists() {
+            return None;
+        }
+        let marker = std::fs::read_to_string(crate::cache::proven_marker(artifact, proven)).ok()?;
+        let phases = crate::filter::Phases::decode(&marker)?;
+        let deferred = crate::filter::DeferredFilter {
+            runtime: self.clone(),
+            artifact: artifact.to_path_buf(),
+            settings: settings.clone(),
+            loading: std::sync::Mutex::new(()),
+        };
+        Some(Filter::deferred(name, path, phases, deferred))
+    }
+
+    /// Load a deferred filter (see [`Runtime::deferrable_filter`]); blocks.
+    pub(crate) fn load_deferred_filter(
+        self: &Arc<Self>,
+        name: &str,
+        path: &Path,
+        deferred: &crate::filter::DeferredFilter,
+    ) -> Result<Arc<crate::filter::LoadedFilter>, IsolateError> {
+        let component =
+            crate::cache::load_artifact(&self.engine, &deferred.artifact).map_err(|reason| {
+                IsolateError::Load {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
+        if let Some(o) = self.observer.get() {
+            o.cache_hit();
+        }
+        crate::filter::LoadedFilter::build(
+            self.clone(),
+            name,
+            path,
+            component,
+            deferred.settings.clone(),
+        )
     }
 
     /// Compile (or load from the cache) and pre-link a `wasi:http` handler component.

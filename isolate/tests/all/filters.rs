@@ -385,8 +385,9 @@ impl Compiles {
     }
 }
 
-/// The first runtime compiles and stores the component; a second one (a later process) loads
-/// it from the cache without compiling, and it works.
+/// The first runtime compiles and stores the component (and proves it); a second one (a
+/// later process) defers it: nothing is compiled or even mapped at load, and its first
+/// instance loads it from the cache, once, and works.
 #[test]
 fn compiled_components_are_cached_on_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,17 +410,36 @@ fn compiled_components_are_cached_on_disk() {
     let second = std::sync::Arc::new(Compiles::default());
     rt2.observe(second.clone());
     let f = load(&rt2, "c", &bytes, FilterSettings::default());
+    assert_eq!(second.counts(), (0, 0), "deferred: nothing loaded yet");
+    assert!(!f.is_loaded());
+    assert!(
+        f.has_on_request(),
+        "its phases come from the proof's marker"
+    );
+    for _ in 0..2 {
+        assert!(f
+            .instance()
+            .unwrap()
+            .on_request(&request(&[]))
+            .unwrap()
+            .is_ok());
+    }
     assert_eq!(
         second.counts(),
         (0, 1),
-        "loaded from the cache, nothing compiled"
+        "loaded from the cache by its first instance, once; nothing compiled"
     );
-    assert!(f
-        .instance()
-        .unwrap()
-        .on_request(&request(&[]))
-        .unwrap()
-        .is_ok());
+    // An explicit prewarm keeps instances from load: not deferred.
+    let pinned = load(
+        &rt2,
+        "p",
+        &bytes,
+        FilterSettings {
+            prewarm: Some(1),
+            ..FilterSettings::default()
+        },
+    );
+    assert!(pinned.is_loaded());
 }
 
 #[test]

@@ -42,7 +42,7 @@ fn check_accepts_valid_and_refuses_invalid_configs() {
 
 /// `check` compiles the config's components into `wasm.cache_dir`; `run` started after it
 /// (systemd's ExecStartPre, then ExecStart) compiles nothing and loads them from there, as its
-/// metrics report: the filter at start, the handler `check` proved on its first request.
+/// metrics report: each component `check` proved on its first request.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_compiles_into_the_cache_that_run_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -77,10 +77,12 @@ async fn check_compiles_into_the_cache_that_run_reads() {
             value("breakwater_wasm_cache_hits_total"),
         )
     };
-    // The filter is loaded at start; the handler, proved by `check`, on its first request.
-    assert_eq!(counts().await, (Some(0.0), Some(1.0)));
+    // Both were proved by `check`: each is loaded from the cache on its first request.
+    assert_eq!(counts().await, (Some(0.0), Some(0.0)));
     let web = node.addr("web");
     assert_eq!(Client::h1().get(web, "a", "/").await.status, 200);
+    assert_eq!(counts().await, (Some(0.0), Some(1.0)));
+    assert_eq!(Client::h1().get(web, "a", "/f").await.status, 200);
     assert_eq!(counts().await, (Some(0.0), Some(2.0)));
 }
 

@@ -118,16 +118,19 @@ routes:
     .await;
 }
 
-/// A handler that an earlier load proved (its compiled code in `wasm.cache_dir`, with the same
-/// memory limit) is loaded on its first request: a node restarting with a warm cache maps no
-/// compiled code and pre-links nothing at start, and the first request is its cold start.
+/// A handler or filter that an earlier load proved (its compiled code in `wasm.cache_dir`, with
+/// the same memory limit) is loaded on its first request: a node restarting with a warm cache
+/// maps no compiled code and pre-links nothing at start, and the first request is its cold
+/// start.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_handler_proved_before_is_loaded_on_its_first_request() {
+async fn a_component_proved_before_is_loaded_on_its_first_request() {
     let shared = tempfile::tempdir().unwrap();
     let wasm = shared.path().join("h.wasm");
     std::fs::write(&wasm, numbered_handler(11, 203)).unwrap();
     let pinned = shared.path().join("pinned.wasm");
     std::fs::write(&pinned, numbered_handler(12, 204)).unwrap();
+    let filter = shared.path().join("f.wasm");
+    std::fs::write(&filter, breakwater_tests::wasm::counter()).unwrap();
     let yaml = format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
@@ -136,13 +139,16 @@ wasm: {{ cache_dir: "{cache}" }}
 components:
   h: {{ path: "{wasm}", kind: handler }}
   pinned: {{ path: "{pinned}", kind: handler, prewarm: 2 }}
+  f: {{ path: "{filter}" }}
 routes:
   - {{ match: {{ path: /pinned }}, handler: pinned }}
+  - {{ match: {{ path: /filtered }}, respond: {{ body: hi }}, filters: [f] }}
   - {{ handler: h }}
 "#,
         cache = shared.path().join("cache").display(),
         wasm = wasm.display(),
-        pinned = pinned.display()
+        pinned = pinned.display(),
+        filter = filter.display()
     );
     let hits = |m: &str| metric(m, "breakwater_wasm_cache_hits_total", "");
     let compiles = |m: &str| metric(m, "breakwater_wasm_compiles_total", "");
@@ -150,7 +156,7 @@ routes:
     {
         let first = Node::start_in(tempfile::tempdir().unwrap(), &yaml, &[]);
         let m = metrics(first.addr("admin")).await;
-        assert_eq!((compiles(&m), hits(&m)), (2.0, 0.0), "loaded at start: {m}");
+        assert_eq!((compiles(&m), hits(&m)), (3.0, 0.0), "loaded at start: {m}");
         let r = Client::h1().get(first.addr("web"), "a", "/").await;
         assert_eq!(r.status, 203);
     }
@@ -183,6 +189,17 @@ routes:
         (compiles(&m), hits(&m), cold(&m)),
         (0.0, 2.0, 1.0),
         "one load, from the cache, on the first request: {m}"
+    );
+    // The filter too: its phases came from the proof, its code on its first request.
+    for _ in 0..2 {
+        let r = Client::h1().get(web, "a", "/filtered").await;
+        assert_eq!(r.status, 200);
+    }
+    let m = metrics(admin).await;
+    assert_eq!(
+        (compiles(&m), hits(&m), cold(&m)),
+        (0.0, 3.0, 2.0),
+        "the filter loaded once, from the cache, on its first request: {m}"
     );
 }
 
