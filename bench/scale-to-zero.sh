@@ -6,9 +6,10 @@
 # ready, then for up to 200 never-requested components the latency of the first request (a
 # cold start) and of the second (warm), over one keep-alive connection from CPU 1, and RSS
 # after them. The WAT hello handler (the demo's) for every N; the C hello handler (clang +
-# wasi-libc, isolate/guests) at N = 100.
+# wasi-libc, isolate/guests) at N = 100; the demo's WAT filter (each copy on a route that
+# answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone.
 #
-#   bench/scale-to-zero.sh [SIZES...]     (default: 1 100 1000 10000)
+#   bench/scale-to-zero.sh [SIZES...]     (default: 1 100 1000 10000; FILTER_SIZES="1000 10000")
 set -euo pipefail
 sizes=("$@")
 [ $# -gt 0 ] || sizes=(1 100 1000 10000)
@@ -64,8 +65,8 @@ PY
 
 rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
-run_case() { # run_case LABEL SRC N
-  local label="$1" src="$2" n="$3" d="$work/$1-$3"
+run_case() { # run_case LABEL SRC N [filter]
+  local label="$1" src="$2" n="$3" d="$work/$1-$3" kind="${4:-handler}"
   copies "$src" "$n" "$d/wasm"
   {
     echo "server: { threads: 1 }"
@@ -74,9 +75,13 @@ run_case() { # run_case LABEL SRC N
     echo "access_log: { format: off }"
     echo "wasm: { cache_dir: \"$d/cache\" }"
     echo "components:"
-    for i in $(seq 0 $((n - 1))); do echo "  h$i: { path: \"$d/wasm/h$i.wasm\", kind: handler }"; done
+    for i in $(seq 0 $((n - 1))); do echo "  h$i: { path: \"$d/wasm/h$i.wasm\", kind: $kind }"; done
     echo "routes:"
-    for i in $(seq 0 $((n - 1))); do echo "  - { match: { hosts: [h$i.example] }, handler: h$i }"; done
+    if [ "$kind" = filter ]; then
+      for i in $(seq 0 $((n - 1))); do echo "  - { match: { hosts: [h$i.example] }, respond: { body: hi }, filters: [h$i] }"; done
+    else
+      for i in $(seq 0 $((n - 1))); do echo "  - { match: { hosts: [h$i.example] }, handler: h$i }"; done
+    fi
   } > "$d/node.yaml"
   local t0 t1 check_ms ready_ms
   t0=$(date +%s%N)
@@ -96,12 +101,15 @@ run_case() { # run_case LABEL SRC N
 }
 
 {
-  echo "# Scale to zero: N handler components on one node"
+  echo "# Scale to zero: N components on one node"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD); node on CPU 0 (server.threads: 1), client on CPU 1; latencies over one keep-alive HTTP/1.1 connection (Python http.client, its own overhead included in both)."
   echo
-  echo "| handler | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
+  echo "| component | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
-  run_case c "$guests/c-handler.wasm" 100
+  if [ "${ONLY:-}" != filter ]; then
+    for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
+    run_case c "$guests/c-handler.wasm" 100
+  fi
+  for n in ${FILTER_SIZES:-1000 10000}; do run_case filter "$work/wasm/demo-filter.wasm" "$n" filter; done
 } | tee "$out/summary.md"

@@ -277,9 +277,11 @@ impl Runtime {
             component = self.compile(&self.engine, &self.cache, path, &snapshot)?;
         }
         let filter = Filter::new(self.clone(), name, path, component, settings)?;
-        if let (Some(artifact), false) = (&artifact, init) {
-            // Proved: its exported phases go in the marker, for a deferred load next time. A
-            // filter with an init function is not deferred (its snapshot is another artifact).
+        if let (Some(artifact), false, 0) = (&artifact, init, filter.prewarm()) {
+            // Proved: its exported phases go in the marker, for a deferred load next time. Not
+            // deferred: a filter with an init function (its snapshot is another artifact), and
+            // one dear to instantiate (an interpreter, made ahead by a filler thread), whose
+            // load, timing included, would take milliseconds inline on its first request.
             let phases = crate::filter::Phases {
                 on_request: filter.has_on_request(),
                 on_response: filter.has_on_response(),
