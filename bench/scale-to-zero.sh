@@ -7,7 +7,10 @@
 # cold start) and of the second (warm), over one keep-alive connection from CPU 1, and RSS
 # after them. The WAT hello handler (the demo's) for every N; the C hello handler (clang +
 # wasi-libc, isolate/guests) at N = 100; the demo's WAT filter (each copy on a route that
-# answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone.
+# answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone; ONLY=peer only
+# the peer: `wasmtime serve` (wasmtime-cli 48.0.8, installed with cargo when missing) on the
+# same WAT hello handler, precompiled, started 20 times: the time from its start to its first
+# answer (its cold start: it has no other) and a warm request after it.
 #
 #   bench/scale-to-zero.sh [SIZES...]     (default: 1 100 1000 10000; FILTER_SIZES="1000 10000")
 set -euo pipefail
@@ -100,6 +103,48 @@ run_case() { # run_case LABEL SRC N [filter]
   echo "| $label | $n | $check_ms | $ready_ms | $rss_ready | $k | $cold50 | $cold99 | $warm50 | $warm99 | $rss_after |"
 }
 
+# The peer's cold start (see the header).
+peer_case() {
+  local wasmtime_bin; wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
+  if ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
+    cargo install wasmtime-cli --version 48.0.8 --locked >&2
+    wasmtime_bin="$HOME/.cargo/bin/wasmtime"
+  fi
+  "$wasmtime_bin" compile "$work/wasm/hello-handler.wasm" -o "$work/hello.cwasm"
+  taskset -c 1 python3 - "$wasmtime_bin" "$work/hello.cwasm" <<'PY'
+import http.client, socket, subprocess, sys, time
+wasmtime, cwasm = sys.argv[1], sys.argv[2]
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+def pct(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(len(v) * p))]
+first, warm = [], []
+for _ in range(20):
+    port = free_port()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(["taskset", "-c", "0", wasmtime, "serve", "--addr", f"127.0.0.1:{port}",
+                             "--allow-precompiled", cwasm],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                c.request("GET", "/"); r = c.getresponse(); r.read()
+                break
+            except OSError:
+                assert time.perf_counter() - t0 < 10, "wasmtime serve did not answer"
+                time.sleep(0.0005)
+        first.append((time.perf_counter() - t0) * 1000)
+        assert r.status == 200, r.status
+        t = time.perf_counter()
+        c.request("GET", "/"); r = c.getresponse(); r.read()
+        warm.append((time.perf_counter() - t) * 1000)
+    finally:
+        proc.kill(); proc.wait()
+print(f"| wasmtime serve (peer) | 1 | - | - | - | 20 | {pct(first, .5):.3f} | {pct(first, .99):.3f} | {pct(warm, .5):.3f} | {pct(warm, .99):.3f} | - |")
+PY
+}
+
 {
   echo "# Scale to zero: N components on one node"
   echo
@@ -107,9 +152,19 @@ run_case() { # run_case LABEL SRC N [filter]
   echo
   echo "| component | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  if [ "${ONLY:-}" != filter ]; then
+  if [ -z "${ONLY:-}" ]; then
     for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
     run_case c "$guests/c-handler.wasm" 100
   fi
-  for n in ${FILTER_SIZES:-1000 10000}; do run_case filter "$work/wasm/demo-filter.wasm" "$n" filter; done
+  if [ -z "${ONLY:-}" ] || [ "$ONLY" = filter ]; then
+    for n in ${FILTER_SIZES:-1000 10000}; do run_case filter "$work/wasm/demo-filter.wasm" "$n" filter; done
+  fi
+  if [ -z "${ONLY:-}" ] || [ "$ONLY" = peer ]; then
+    echo
+    echo "For the peer, cold p50/p99 is the time from starting \`wasmtime serve\` to its first answer (20 starts); warm, the next request."
+    echo
+    echo "| component | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    peer_case
+  fi
 } | tee "$out/summary.md"
