@@ -259,9 +259,21 @@ routes:
         Node::start(&edge_yaml(origin.addr, parent.addr("web"))),
         Node::start(&edge_yaml(origin.addr, parent.addr("web"))),
     ];
-    for edge in &edges {
+    for (i, edge) in edges.iter().enumerate() {
         let r = get(edge, "/object").await;
         assert_eq!((r.status, r.text().as_str()), (200, "origin /object"));
+        // RFC 9211: the edge's entry, then the parent's (a miss for the first edge, a hit
+        // for the second).
+        let status = r.header("cache-status").unwrap();
+        let parent = if i == 0 {
+            "breakwater; fwd=miss"
+        } else {
+            "breakwater; hit"
+        };
+        assert!(
+            status.starts_with("breakwater; fwd=miss") && status.contains(&format!(", {parent}")),
+            "{status}"
+        );
     }
     assert_eq!(origin.hits(), 1, "one fetch from the origin for both edges");
     let seen = &origin.seen()[0];

@@ -160,7 +160,16 @@ impl Edge {
             CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
         );
         let meta = stale_or_hit.then(|| session.cache.cache_meta());
-        let _ = resp.insert_header("cache-status", cache::status(&phase, meta));
+        // RFC 9211: this cache's entry first, then those of the caches the response came
+        // through (a shield tier's parent, a CDN in front of the origin).
+        let mut status = cache::status(&phase, meta);
+        for upstream in resp.headers.get_all("cache-status") {
+            if let Ok(v) = upstream.to_str() {
+                status.push_str(", ");
+                status.push_str(v);
+            }
+        }
+        let _ = resp.insert_header("cache-status", status);
         if phase == CachePhase::Stale && ctx.upstream.failed {
             // A stale copy served because the origin failed (stale-if-error): pingora does not
             // reuse the client connection after it, so say so rather than let the client's
