@@ -236,13 +236,12 @@ impl<'a> Validator<'a> {
                  and fleet.password_file or fleet.password_env",
             ));
         }
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => (
-                h.trim_start_matches('[').trim_end_matches(']'),
-                p.parse::<u16>().map_err(|_| bad("invalid port"))?,
-            ),
-            _ => (authority, 6379),
-        };
+        // `host[:port]`, as `allowed_outbound_hosts` entries are read (IPv6 in brackets).
+        let parsed = authority
+            .parse::<http::uri::Authority>()
+            .map_err(|_| bad("invalid host or port"))?;
+        let host = parsed.host().trim_start_matches('[').trim_end_matches(']');
+        let port = parsed.port_u16().unwrap_or(6379);
         if host.is_empty() {
             return Err(bad("no host"));
         }

@@ -179,9 +179,11 @@ impl Filter {
         if let Some(l) = self.loaded.get() {
             return Ok(l);
         }
-        let Some(d) = &self.deferred else {
-            unreachable!("a filter is loaded or deferred")
-        };
+        // A filter is loaded at construction unless it is deferred.
+        let d = self.deferred.as_ref().ok_or_else(|| IsolateError::Load {
+            path: self.path.to_path_buf(),
+            reason: "neither loaded nor deferred".into(),
+        })?;
         let _one = d.loading.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(l) = self.loaded.get() {
             return Ok(l);

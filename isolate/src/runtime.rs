@@ -325,16 +325,7 @@ impl Runtime {
         path: &Path,
         deferred: &crate::filter::DeferredFilter,
     ) -> Result<Arc<crate::filter::LoadedFilter>, IsolateError> {
-        let component =
-            crate::cache::load_artifact(&self.engine, &deferred.artifact).map_err(|reason| {
-                IsolateError::Load {
-                    path: path.to_path_buf(),
-                    reason,
-                }
-            })?;
-        if let Some(o) = self.observer.get() {
-            o.cache_hit();
-        }
+        let component = self.load_proven(&self.engine, &deferred.artifact, path)?;
         crate::filter::LoadedFilter::build(
             self.clone(),
             name,
@@ -451,16 +442,7 @@ impl Runtime {
             true => &self.handler_engine,
             false => &self.engine,
         };
-        let component =
-            crate::cache::load_artifact(engine, &deferred.artifact).map_err(|reason| {
-                IsolateError::Load {
-                    path: path.to_path_buf(),
-                    reason,
-                }
-            })?;
-        if let Some(o) = self.observer.get() {
-            o.cache_hit();
-        }
+        let component = self.load_proven(engine, &deferred.artifact, path)?;
         Handler::new(
             self.clone(),
             name,
@@ -468,6 +450,24 @@ impl Runtime {
             component,
             deferred.settings.clone(),
         )
+    }
+
+    /// A deferred component's compiled code, mapped from the cache (counted as a cache hit).
+    fn load_proven(
+        &self,
+        engine: &Engine,
+        artifact: &Path,
+        path: &Path,
+    ) -> Result<wasmtime::component::Component, IsolateError> {
+        let component =
+            crate::cache::load_artifact(engine, artifact).map_err(|reason| IsolateError::Load {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        if let Some(o) = self.observer.get() {
+            o.cache_hit();
+        }
+        Ok(component)
     }
 
     fn handler_from(

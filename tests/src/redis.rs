@@ -1,10 +1,10 @@
 //! A real Redis (`redis-server` from Debian, which tests/run.sh installs) on a free loopback
 //! port, started and owned by one test: no persistence, killed when dropped.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Redis {
     pub addr: SocketAddr,
@@ -60,23 +60,22 @@ impl Redis {
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
-        let child = command
-            .stdout(Stdio::null())
+        let mut child = command
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs");
+        // Its log says when it accepts connections; it ends instead when the port is taken.
+        let log = BufReader::new(child.stdout.take().expect("piped"));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.ping() {
-                return true;
-            }
-            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
+        let mut lines = log.lines();
+        let ready = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|l| l.contains("Ready to accept connections"));
+        // The rest of its log is read and dropped, so that it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        ready && self.ping()
     }
 
     fn ping(&self) -> bool {

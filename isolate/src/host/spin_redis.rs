@@ -139,89 +139,47 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
             Ok((result,))
         })
     })?;
-    r.func_wrap_concurrent(
-        "[method]connection.publish",
-        |acc, (this, channel, payload): (Resource<RedisConnection>, String, Vec<u8>)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result = run(con, redis::cmd("PUBLISH").arg(channel).arg(payload))
-                    .await
-                    .map(|_: i64| ());
-                Ok((result,))
-            })
+    command::<T, _, ()>(
+        &mut r,
+        "publish",
+        |(this, channel, payload): (Handle, String, Vec<u8>)| {
+            (
+                this,
+                redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned(),
+            )
         },
     )?;
-    r.func_wrap_concurrent(
-        "[method]connection.get",
-        |acc, (this, key): (Resource<RedisConnection>, String)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<Option<Vec<u8>>, _> = run(con, redis::cmd("GET").arg(key)).await;
-                Ok((result,))
-            })
+    command::<T, _, Option<Vec<u8>>>(&mut r, "get", |(this, key): (Handle, String)| {
+        (this, redis::cmd("GET").arg(key).to_owned())
+    })?;
+    command::<T, _, ()>(
+        &mut r,
+        "set",
+        |(this, key, value): (Handle, String, Vec<u8>)| {
+            (this, redis::cmd("SET").arg(key).arg(value).to_owned())
         },
     )?;
-    r.func_wrap_concurrent(
-        "[method]connection.set",
-        |acc, (this, key, value): (Resource<RedisConnection>, String, Vec<u8>)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<(), _> = run(con, redis::cmd("SET").arg(key).arg(value)).await;
-                Ok((result,))
-            })
+    command::<T, _, i64>(&mut r, "incr", |(this, key): (Handle, String)| {
+        (this, redis::cmd("INCR").arg(key).to_owned())
+    })?;
+    command::<T, _, u32>(&mut r, "del", |(this, keys): (Handle, Vec<String>)| {
+        (this, redis::cmd("DEL").arg(keys).to_owned())
+    })?;
+    command::<T, _, u32>(
+        &mut r,
+        "sadd",
+        |(this, key, values): (Handle, String, Vec<String>)| {
+            (this, redis::cmd("SADD").arg(key).arg(values).to_owned())
         },
     )?;
-    r.func_wrap_concurrent(
-        "[method]connection.incr",
-        |acc, (this, key): (Resource<RedisConnection>, String)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<i64, _> = run(con, redis::cmd("INCR").arg(key)).await;
-                Ok((result,))
-            })
-        },
-    )?;
-    r.func_wrap_concurrent(
-        "[method]connection.del",
-        |acc, (this, keys): (Resource<RedisConnection>, Vec<String>)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<u32, _> = run(con, redis::cmd("DEL").arg(keys)).await;
-                Ok((result,))
-            })
-        },
-    )?;
-    r.func_wrap_concurrent(
-        "[method]connection.sadd",
-        |acc, (this, key, values): (Resource<RedisConnection>, String, Vec<String>)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<u32, _> =
-                    run(con, redis::cmd("SADD").arg(key).arg(values)).await;
-                Ok((result,))
-            })
-        },
-    )?;
-    r.func_wrap_concurrent(
-        "[method]connection.smembers",
-        |acc, (this, key): (Resource<RedisConnection>, String)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<Vec<String>, _> =
-                    run(con, redis::cmd("SMEMBERS").arg(key)).await;
-                Ok((result,))
-            })
-        },
-    )?;
-    r.func_wrap_concurrent(
-        "[method]connection.srem",
-        |acc, (this, key, values): (Resource<RedisConnection>, String, Vec<String>)| {
-            Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
-                let result: Result<u32, _> =
-                    run(con, redis::cmd("SREM").arg(key).arg(values)).await;
-                Ok((result,))
-            })
+    command::<T, _, Vec<String>>(&mut r, "smembers", |(this, key): (Handle, String)| {
+        (this, redis::cmd("SMEMBERS").arg(key).to_owned())
+    })?;
+    command::<T, _, u32>(
+        &mut r,
+        "srem",
+        |(this, key, values): (Handle, String, Vec<String>)| {
+            (this, redis::cmd("SREM").arg(key).arg(values).to_owned())
         },
     )?;
     r.func_wrap_concurrent(
@@ -253,6 +211,33 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
         },
     )?;
     Ok(())
+}
+
+/// The guest's handle on a connection, every method's first parameter.
+type Handle = Resource<RedisConnection>;
+
+/// Define `[method]connection.NAME`: one command built from the guest's arguments by `build`,
+/// on the connection it names, its reply converted to `R`.
+fn command<T, P, R>(
+    r: &mut wasmtime::component::LinkerInstance<'_, T>,
+    name: &str,
+    build: fn(P) -> (Handle, redis::Cmd),
+) -> wasmtime::Result<()>
+where
+    T: SpinView,
+    P: wasmtime::component::ComponentNamedList + Lift + Send + 'static,
+    R: redis::FromRedisValue + wasmtime::component::ComponentType + Lower + Send + Sync + 'static,
+{
+    r.func_wrap_concurrent(
+        &format!("[method]connection.{name}"),
+        move |acc, params: P| {
+            Box::pin(async move {
+                let (this, cmd) = build(params);
+                let con = acc.with(|mut a| connection(&mut a, &this));
+                Ok((run::<R>(con, &cmd).await,))
+            })
+        },
+    )
 }
 
 async fn open(address: &str) -> Result<RedisConnection, RedisError> {

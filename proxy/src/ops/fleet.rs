@@ -88,11 +88,7 @@ impl Fleet {
         storage: &'static MokaStorage,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Fleet>, redis::RedisError> {
-        if settings.redis.tls {
-            // redis-rs builds its TLS client config on the process default provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        let client = Client::open(connection_info(&settings.redis)?)?;
+        let client = client(&settings.redis)?;
         // Each node tells its own entries from others' by this id.
         let node = format!("{:016x}", rand::random::<u64>());
         let (publish, queue) = mpsc::channel(PENDING_LIMIT);
@@ -129,6 +125,15 @@ impl Fleet {
             Err(_) => self.metrics.fleet_purges_dropped.inc(),
         }
     }
+}
+
+/// A client for `target` (connecting lazily), its credentials set from the config.
+fn client(target: &RedisTarget) -> redis::RedisResult<Client> {
+    if target.tls {
+        // redis-rs builds its TLS client config on the process default provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    Client::open(connection_info(target)?)
 }
 
 fn connection_info(target: &RedisTarget) -> redis::RedisResult<ConnectionInfo> {
@@ -278,11 +283,8 @@ struct KvInner {
 
 impl RedisKv {
     pub fn new(settings: &FleetSettings, component: &str) -> redis::RedisResult<Self> {
-        if settings.redis.tls {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
         Ok(Self(Arc::new(KvInner {
-            client: Client::open(connection_info(&settings.redis)?)?,
+            client: client(&settings.redis)?,
             connection: tokio::sync::OnceCell::new(),
             prefix: format!("breakwater:kv:{component}:"),
             timeout: settings.timeout,

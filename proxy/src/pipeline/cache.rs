@@ -10,7 +10,7 @@ pub use freshness::RequestDirectives;
 pub use storage::{MokaStorage, Selector};
 
 use crate::ops::metrics::CacheOutcome;
-use crate::pipeline::Scheme;
+use crate::pipeline::{headers, Scheme};
 use breakwater_config::{CacheSettings, QueryKey, RouteCache, SetCookie};
 use http::header::{AUTHORIZATION, SET_COOKIE, VARY};
 use pingora::cache::cache_control::InterpretCacheControl;
@@ -198,19 +198,12 @@ pub fn cacheable(route: &RouteCache, req: &RequestHeader, resp: &ResponseHeader)
     RespCacheable::Cacheable(meta)
 }
 
-/// Header fields a 304 does not update in the stored response (RFC 9111 3.2): framing and
-/// connection fields, and `Vary`, which the stored variants are keyed on.
+/// Header fields a 304 does not update in the stored response (RFC 9111 3.2), besides the
+/// hop-by-hop ones: framing fields, and `Vary`, which the stored variants are keyed on.
 const NOT_UPDATED_BY_304: &[&str] = &[
     "content-length",
-    "transfer-encoding",
     "content-encoding",
     "content-range",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
     "vary",
 ];
 
@@ -223,7 +216,7 @@ pub fn update_from_304(merged: &ResponseHeader, not_modified: &http::HeaderMap) 
     updated.remove_header(&http::header::AGE);
     let mut replaced: Vec<&http::HeaderName> = Vec::new();
     for (name, value) in not_modified {
-        if NOT_UPDATED_BY_304.contains(&name.as_str()) {
+        if NOT_UPDATED_BY_304.contains(&name.as_str()) || headers::is_hop_by_hop(name) {
             continue;
         }
         if !replaced.contains(&name) {

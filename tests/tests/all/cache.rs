@@ -161,7 +161,8 @@ routes:
     }
 }
 
-fn get(
+/// A `GET` of `path` for host example.com with these extra headers.
+pub(crate) fn get(
     addr: std::net::SocketAddr,
     path: &str,
     headers: &[(&str, &str)],

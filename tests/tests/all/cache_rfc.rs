@@ -6,7 +6,6 @@
 use breakwater_tests as support;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -116,12 +115,7 @@ routes:
     }
 
     async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
-        let web = self.node.addr("web");
-        let mut b = http::Request::get(format!("http://{web}{path}")).header("host", "example.com");
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let req = b.body(Full::new(Bytes::new())).unwrap();
+        let req = super::cache::get(self.node.addr("web"), path, headers);
         Client::h1().send(req).await.unwrap()
     }
 
