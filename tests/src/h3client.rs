@@ -45,24 +45,25 @@ impl H3 {
     }
 
     /// Connect with `tls`, sending 0-RTT data when the server allowed it last time.
-    /// Returns the client and whether the connection started in 0-RTT.
+    /// Returns the client and, when the connection started in 0-RTT, the future that tells
+    /// whether the server accepted its early data (resolves once the handshake completes).
     pub async fn connect_early(
         addr: SocketAddr,
         sni: &str,
         tls: Arc<rustls::ClientConfig>,
-    ) -> Result<(H3, bool), String> {
+    ) -> Result<(H3, Option<quinn::ZeroRttAccepted>), String> {
         let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
         endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
         let connecting = endpoint.connect(addr, sni).map_err(|e| e.to_string())?;
         let (conn, early) = match connecting.into_0rtt() {
-            Ok((conn, _accepted)) => (conn, true),
+            Ok((conn, accepted)) => (conn, Some(accepted)),
             Err(connecting) => (
                 tokio::time::timeout(std::time::Duration::from_secs(10), connecting)
                     .await
                     .map_err(|_| "handshake timed out".to_string())?
                     .map_err(|e| e.to_string())?,
-                false,
+                None,
             ),
         };
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
@@ -241,4 +242,67 @@ impl H3 {
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
+}
+
+/// A UDP relay between one QUIC client and `server` that records every datagram the client
+/// sends, so that a test can replay the client's flight as an attacker on the path would.
+/// With `answers: false` nothing goes back to the client: its handshake never completes,
+/// while what it sent (a ClientHello and 0-RTT data) reaches the server.
+pub struct Relay {
+    pub addr: SocketAddr,
+    sent: Arc<std::sync::Mutex<Vec<Bytes>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(server: SocketAddr, answers: bool) -> Relay {
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        back.connect(server).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = sent.clone();
+        let task = tokio::spawn(async move {
+            let (mut up, mut down) = (vec![0u8; 65536], vec![0u8; 65536]);
+            let mut client = None;
+            loop {
+                tokio::select! {
+                    r = front.recv_from(&mut up) => {
+                        let Ok((n, from)) = r else { return };
+                        client = Some(from);
+                        recorded.lock().unwrap().push(Bytes::copy_from_slice(&up[..n]));
+                        let _ = back.send(&up[..n]).await;
+                    }
+                    r = back.recv(&mut down) => {
+                        let Ok(n) = r else { continue };
+                        if let (true, Some(client)) = (answers, client) {
+                            let _ = front.send_to(&down[..n], client).await;
+                        }
+                    }
+                }
+            }
+        });
+        Relay { addr, sent, task }
+    }
+
+    /// Every datagram the client has sent so far, in order.
+    pub fn sent(&self) -> Vec<Bytes> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Send `datagrams` to `server` from a new address, as an attacker replaying a captured
+/// flight would; the socket is returned so that the server's answers have somewhere to go.
+pub async fn replay(server: SocketAddr, datagrams: &[Bytes]) -> tokio::net::UdpSocket {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for d in datagrams {
+        socket.send_to(d, server).await.unwrap();
+    }
+    socket
 }

@@ -33,6 +33,22 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec
     Some(head)
 }
 
+/// The node's metrics, as its admin listener at `admin` exports them.
+pub async fn scrape(admin: std::net::SocketAddr) -> String {
+    Client::h1()
+        .get(admin, "localhost", "/metrics")
+        .await
+        .text()
+}
+
+/// The sum of the samples of metric `name` whose labels contain `labels` ("" for all).
+pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Poll `cond` every 50 ms until it holds, for at most `secs` seconds: waiting on a
 /// condition, never on a fixed delay.
 pub async fn eventually<F, Fut>(secs: u64, what: &str, mut cond: F)

@@ -133,12 +133,15 @@ impl H3Listener {
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move {
                     let remote = incoming.remote_address();
-                    let Some((conn, confirmed)) = establish(incoming, zero_rtt).await else {
+                    let handshakes = Outcomes::new(&metrics.h3_handshakes, "confirmed", "failed");
+                    let Some((conn, confirmed)) = establish(incoming, zero_rtt, handshakes).await
+                    else {
                         return;
                     };
                     let info = ConnectionInfo {
                         remote,
                         confirmed,
+                        early: Outcomes::new(&metrics.h3_early_requests, "released", "dropped"),
                         pipeline,
                     };
                     serve_connection(conn, info, metrics, shutdown).await
@@ -177,6 +180,26 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// A counter pair resolved once per connection: what went well, and what did not.
+#[derive(Clone)]
+struct Outcomes {
+    ok: prometheus::IntCounter,
+    failed: prometheus::IntCounter,
+}
+
+impl Outcomes {
+    fn new(counters: &prometheus::IntCounterVec, ok: &str, failed: &str) -> Self {
+        Self {
+            ok: counters.with_label_values(&[ok]),
+            failed: counters.with_label_values(&[failed]),
+        }
+    }
+
+    fn count(&self, ok: bool) {
+        if ok { &self.ok } else { &self.failed }.inc();
+    }
+}
+
 /// Whether a connection's handshake is confirmed: `true` at once without 0-RTT; with it,
 /// once the client has finished the handshake (closed, never `true`, if it does not).
 type Confirmed = tokio::sync::watch::Receiver<bool>;
@@ -186,6 +209,7 @@ type Confirmed = tokio::sync::watch::Receiver<bool>;
 async fn establish(
     incoming: quinn::Incoming,
     zero_rtt: bool,
+    handshakes: Outcomes,
 ) -> Option<(quinn::Connection, Confirmed)> {
     let remote = incoming.remote_address();
     let connecting = match incoming.accept() {
@@ -204,7 +228,9 @@ async fn establish(
                     // Resolves when the handshake completes or the connection ends first (its
                     // value means nothing on a server).
                     accepted.await;
-                    if watched.close_reason().is_none() {
+                    let confirmed = watched.close_reason().is_none();
+                    handshakes.count(confirmed);
+                    if confirmed {
                         let _ = tx.send(true);
                     }
                 });
@@ -215,7 +241,9 @@ async fn establish(
     } else {
         connecting
     };
-    match connecting.await {
+    let established = connecting.await;
+    handshakes.count(established.is_ok());
+    match established {
         Ok(conn) => Some((conn, tokio::sync::watch::channel(true).1)),
         Err(e) => {
             tracing::debug!(%remote, error = %e, "QUIC handshake failed");
@@ -230,6 +258,8 @@ struct ConnectionInfo {
     remote: SocketAddr,
     /// Unconfirmed while the handshake is (0-RTT): only safe methods are served then.
     confirmed: Confirmed,
+    /// Requests with side effects that came before the confirmation: released or dropped.
+    early: Outcomes,
     pipeline: Pipeline,
 }
 
@@ -393,9 +423,11 @@ async fn serve_request(
     // with side effects waits for the handshake to be confirmed (RFC 8470 section 3 lets a
     // server delay it so, rather than answer 425 and make the client retry) and is dropped
     // if the connection ends first.
-    if !req.method().is_safe() {
+    if !req.method().is_safe() && !*info.confirmed.borrow() {
         let mut confirmed = info.confirmed.clone();
-        if confirmed.wait_for(|c| *c).await.is_err() {
+        let released = confirmed.wait_for(|c| *c).await.is_ok();
+        info.early.count(released);
+        if !released {
             tracing::debug!(%remote, "early request on a connection never confirmed: dropped");
             return;
         }

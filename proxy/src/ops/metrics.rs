@@ -59,6 +59,12 @@ pub struct Metrics {
     /// Open client connections and request streams, by protocol (`h3` for now).
     pub active_connections: IntGaugeVec,
     pub active_streams: IntGaugeVec,
+    /// HTTP/3 handshakes by outcome: `confirmed`, or `failed` (the connection ended first, as
+    /// a replayed 0-RTT flight's always does).
+    pub h3_handshakes: IntCounterVec,
+    /// HTTP/3 requests with side effects that arrived in 0-RTT early data, by outcome:
+    /// `released` once the handshake was confirmed, `dropped` when the connection ended first.
+    pub h3_early_requests: IntCounterVec,
     /// Open TCP client connections by listener, and those closed by the client limits.
     pub client_connections: IntGaugeVec,
     pub client_connections_closed: IntCounterVec,
@@ -264,6 +270,16 @@ impl Metrics {
                 "active_streams",
                 "Requests in flight by protocol",
                 &["protocol"],
+            ),
+            h3_handshakes: counter(
+                "h3_handshakes_total",
+                "HTTP/3 handshakes by outcome (confirmed, failed)",
+                &["outcome"],
+            ),
+            h3_early_requests: counter(
+                "h3_early_requests_total",
+                "HTTP/3 requests with side effects received in 0-RTT data, by outcome (released after the handshake, dropped)",
+                &["outcome"],
             ),
             cache_purged: single("cache_purged_total", "Objects purged"),
             fleet_redis_up: single_gauge("fleet_redis_up", "1 while the fleet's Redis answers"),

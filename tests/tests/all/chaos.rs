@@ -8,6 +8,7 @@ use breakwater_tests::wasm;
 
 use support::certs::Ca;
 use support::client::tls_get;
+use support::metric;
 use support::{Client, Node, Origin};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -69,13 +70,6 @@ async fn misbehave(mut s: TcpStream) {
                 .await;
         }
     }
-}
-
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread")]

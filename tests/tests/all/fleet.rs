@@ -9,20 +9,11 @@ use http_body_util::Full;
 use std::net::SocketAddr;
 use support::origin::{Action, Seen};
 use support::redis::Redis;
-use support::{eventually, Client, Node, Origin, Reply};
+use support::{eventually, scrape as metrics, Client, Node, Origin, Reply};
 
+/// The sum of every sample of metric `name`.
 fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics(admin: SocketAddr) -> String {
-    Client::h1()
-        .get(admin, "localhost", "/metrics")
-        .await
-        .text()
+    support::metric(text, name, "")
 }
 
 async fn get(node: &Node, path: &str) -> Reply {

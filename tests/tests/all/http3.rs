@@ -492,14 +492,14 @@ async fn zero_rtt_is_off_by_default_and_serves_safe_requests_when_on() {
         let (first, early) = H3::connect_early(addr, "a.test", tls.clone())
             .await
             .unwrap();
-        assert!(!early, "no ticket yet");
+        assert!(early.is_none(), "no ticket yet");
         assert_eq!(first.get("a.test", "/").await.status, 200);
         first.conn.close(0u32.into(), b"done");
         first.endpoint.wait_idle().await;
         // The second offers early data: accepted only when the listener allows 0-RTT, and a
         // safe request sent in it is answered.
         let (second, early) = H3::connect_early(addr, "a.test", tls).await.unwrap();
-        assert_eq!(early, allowed, "0-RTT with http3: {setting}");
+        assert_eq!(early.is_some(), allowed, "0-RTT with http3: {setting}");
         // A request with side effects sent in early data waits for the handshake to be
         // confirmed (a replay never confirms it), then is served: no 425 and retry.
         let post = second
@@ -509,5 +509,105 @@ async fn zero_rtt_is_off_by_default_and_serves_safe_requests_when_on() {
         assert_eq!((post.status, post.text().as_str()), (200, "early"));
         let r = second.get("a.test", "/").await;
         assert_eq!((r.status, r.text().as_str()), (200, "early"));
+        if let Some(accepted) = early {
+            assert!(accepted.await, "the server took the early data");
+        }
     }
+}
+
+/// 0-RTT replay protection end to end (RFC 8470, RFC 9001 9.2): a POST sent in early data
+/// reaches the origin once when its connection completes; replaying the client's captured
+/// datagrams from another address never makes it reach the origin again; and a POST in
+/// early data on a connection whose handshake never completes (nothing comes back to the
+/// client, as for a replayed flight) is received by the node, held, and dropped unanswered.
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_rtt_requests_with_side_effects_reach_the_origin_once_and_only_when_confirmed() {
+    use support::h3client::{replay, Relay};
+    let origin = Origin::echo().await;
+    let (ca, dir) = certified();
+    let yaml = format!(
+        "{}admin: {{ address: 127.0.0.1:0 }}\npools: {{ p: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: p }}]\n",
+        tls_listener("127.0.0.1:0", "{ zero_rtt: true, idle_timeout: 1s }"),
+        origin.addr
+    );
+    let node = Node::start_in(dir, &yaml, &[]);
+    let (addr, admin) = (node.addr("tls"), node.addr("admin"));
+    let posts = |path: &str| {
+        origin
+            .seen()
+            .iter()
+            .filter(|s| s.method == "POST" && s.uri == path)
+            .count()
+    };
+    let tls = H3::resuming_tls(ca.roots());
+    let (first, _) = H3::connect_early(addr, "a.test", tls.clone())
+        .await
+        .unwrap();
+    assert_eq!(first.get("a.test", "/ticket").await.status, 200);
+    first.conn.close(0u32.into(), b"done");
+    first.endpoint.wait_idle().await;
+
+    // A POST in early data, through a relay that records the client's datagrams.
+    let relay = Relay::start(addr, true).await;
+    let (client, early) = H3::connect_early(relay.addr, "a.test", tls.clone())
+        .await
+        .unwrap();
+    let early = early.expect("0-RTT offered with the ticket");
+    let r = client
+        .request(
+            "POST",
+            "a.test",
+            "/once",
+            &[],
+            Some(Bytes::from_static(b"x")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(early.await, "the server took the early data");
+    client.conn.close(0u32.into(), b"done");
+    client.endpoint.wait_idle().await;
+    assert_eq!(posts("/once"), 1);
+
+    // An attacker replays the captured flight from another address: the node's handshake
+    // with it fails (the ticket was single-use, and the replay cannot finish a handshake).
+    let failed = |m: &str| support::metric(m, "breakwater_h3_handshakes_total", "\"failed\"");
+    let before = failed(&support::scrape(admin).await);
+    let _attacker = replay(addr, &relay.sent()).await;
+    support::eventually(15, "the replayed handshake fails", || async {
+        failed(&support::scrape(admin).await) > before
+    })
+    .await;
+    assert_eq!(posts("/once"), 1, "a replay reached the origin");
+
+    // A POST in early data whose handshake never completes: received, held, dropped.
+    let blackhole = Relay::start(addr, false).await;
+    let (client, early) = H3::connect_early(blackhole.addr, "a.test", tls)
+        .await
+        .unwrap();
+    assert!(early.is_some(), "0-RTT offered with the second ticket");
+    let post = tokio::spawn(async move {
+        let r = client
+            .request(
+                "POST",
+                "a.test",
+                "/never",
+                &[],
+                Some(Bytes::from_static(b"x")),
+            )
+            .await;
+        (r, client)
+    });
+    support::eventually(15, "the early POST is dropped unconfirmed", || async {
+        let m = support::scrape(admin).await;
+        support::metric(&m, "breakwater_h3_early_requests_total", "\"dropped\"") == 1.0
+    })
+    .await;
+    assert_eq!(
+        posts("/never"),
+        0,
+        "an unconfirmed request reached the origin"
+    );
+    post.abort();
+    drop(node);
 }

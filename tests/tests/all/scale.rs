@@ -5,6 +5,7 @@
 use breakwater_tests as support;
 
 use breakwater_tests::wasm::{handler_component, handler_module};
+use support::{metric, scrape as metrics};
 use support::{Client, Node};
 
 /// A handler answering `status`, with `id` in its code so that every copy has other bytes
@@ -15,20 +16,6 @@ fn numbered_handler(id: usize, status: u16) -> Vec<u8> {
          (call $drop_request (local.get $request))
          (call $respond (local.get $out) (i32.const {status}))"
     )))
-}
-
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics(admin: std::net::SocketAddr) -> String {
-    Client::h1()
-        .get(admin, "localhost", "/metrics")
-        .await
-        .text()
 }
 
 /// A handler left to the runtime holds no instance until its first request, which is its one

@@ -6,17 +6,11 @@ use breakwater_tests as support;
 
 use bytes::Bytes;
 use std::time::Duration;
+use support::metric;
 use support::origin::Action;
 use support::{eventually, read_head, Client, Node, Origin};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 async fn closed(admin: std::net::SocketAddr, reason: &str) -> f64 {
     let m = Client::h1()
