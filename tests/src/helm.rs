@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 thread_local! {
-    /// `define`d templates rendered against the root context, for `include`.
-    static DEFINES: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    /// The chart's `_helpers.tpl`, whose `define`s `include` renders.
+    static HELPERS: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 pub fn to_value(j: &serde_json::Value) -> Value {
@@ -114,12 +114,43 @@ fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::String(yaml.trim_end_matches('\n').to_string()))
 }
 
+/// Helm's `include NAME CONTEXT`: the `define`d template rendered against the context it is
+/// given (not a root context rendered ahead), its output untrimmed.
 fn include(args: &[Value]) -> Result<Value, FuncError> {
     let name = text(arg(args, 0, "include")?);
-    DEFINES
-        .with(|d| d.borrow().get(&name).cloned())
-        .map(Value::String)
-        .ok_or_else(|| FuncError::Generic(format!("no template named {name}")))
+    let ctx = arg(args, 1, "include")?;
+    let helpers = HELPERS.with(|h| h.borrow().clone());
+    let render = |src: &str| {
+        template(src)
+            .and_then(|t| {
+                t.render(&Context::from(ctx.clone()))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| FuncError::Generic(format!("include {name}: {e}")))
+    };
+    // The helpers' own text outside their defines (newlines) comes first: cut it off.
+    let outside = render(&helpers)?;
+    let out = render(&format!("{helpers}{{{{ template \"{name}\" . }}}}"))?;
+    Ok(Value::String(out[outside.len()..].to_string()))
+}
+
+/// Helm's values merge: maps merge key by key, at every depth; anything else replaces what
+/// it overrides, and `null` removes the key.
+fn merge(into: &mut serde_json::Value, over: &serde_json::Value) {
+    match (into, over) {
+        (serde_json::Value::Object(into), serde_json::Value::Object(over)) => {
+            for (k, v) in over {
+                if v.is_null() {
+                    into.remove(k);
+                } else if let Some(slot) = into.get_mut(k) {
+                    merge(slot, v);
+                } else {
+                    into.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        (into, over) => *into = over.clone(),
+    }
 }
 
 fn template(text: &str) -> Result<Template, String> {
@@ -134,8 +165,8 @@ fn template(text: &str) -> Result<Template, String> {
     Ok(t)
 }
 
-/// Render every template of `chart` with its values.yaml, overridden by `overrides` (a YAML
-/// map merged over the top-level keys), as release `release`. Returns each non-empty
+/// Render every template of `chart` with its values.yaml, overridden by `overrides` (YAML
+/// values merged as Helm merges `-f` files), as release `release`. Returns each non-empty
 /// document, parsed.
 pub fn render(chart: &Path, overrides: &str, release: &str) -> Vec<serde_json::Value> {
     let read = |p: &str| std::fs::read_to_string(chart.join(p)).unwrap();
@@ -143,9 +174,7 @@ pub fn render(chart: &Path, overrides: &str, release: &str) -> Vec<serde_json::V
     let mut values: serde_json::Value = serde_saphyr::from_str(&read("values.yaml")).unwrap();
     if !overrides.trim().is_empty() {
         let extra: serde_json::Value = serde_saphyr::from_str(overrides).unwrap();
-        for (k, v) in extra.as_object().unwrap() {
-            values[k] = v.clone();
-        }
+        merge(&mut values, &extra);
     }
     let root = serde_json::json!({
         "Values": values,
@@ -154,19 +183,7 @@ pub fn render(chart: &Path, overrides: &str, release: &str) -> Vec<serde_json::V
     });
     let ctx = Context::from(to_value(&root));
     let helpers = read("templates/_helpers.tpl");
-    // `include` needs each define rendered: they depend on the root context only here.
-    let names: Vec<String> = helpers
-        .split("define \"")
-        .skip(1)
-        .map(|s| s.split('"').next().unwrap().to_string())
-        .collect();
-    for name in names {
-        let t = template(&format!("{helpers}{{{{ template \"{name}\" . }}}}")).unwrap();
-        let out = t
-            .render(&ctx)
-            .unwrap_or_else(|e| panic!("define {name}: {e}"));
-        DEFINES.with(|d| d.borrow_mut().insert(name, out.trim().to_string()));
-    }
+    HELPERS.with(|h| *h.borrow_mut() = helpers.clone());
     let mut docs = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(chart.join("templates"))
         .unwrap()
@@ -191,4 +208,30 @@ pub fn render(chart: &Path, overrides: &str, release: &str) -> Vec<serde_json::V
         }
     }
     docs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_renders_against_the_context_it_is_given() {
+        HELPERS.with(|h| {
+            *h.borrow_mut() =
+                "{{/* x */}}\n{{- define \"who\" -}}\n{{ .name }}\n{{- end -}}\n".into()
+        });
+        let t = template(r#"{{ include "who" . }}/{{ include "who" .inner }}"#).unwrap();
+        let ctx = to_value(&serde_json::json!({ "name": "root", "inner": { "name": "inner" } }));
+        assert_eq!(t.render(&Context::from(ctx)).unwrap(), "root/inner");
+    }
+
+    #[test]
+    fn values_merge_at_every_depth_and_null_removes() {
+        let mut v = serde_json::json!({ "a": { "b": 1, "c": 2 }, "d": [1], "e": 1 });
+        merge(
+            &mut v,
+            &serde_json::json!({ "a": { "c": 3 }, "d": [2], "e": null }),
+        );
+        assert_eq!(v, serde_json::json!({ "a": { "b": 1, "c": 3 }, "d": [2] }));
+    }
 }

@@ -186,6 +186,15 @@ fn the_helm_chart_renders_valid_manifests() {
         checksum(&support::helm::render(&chart, "", "edge"))
     );
     let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    // An override of one nested value keeps its siblings (Helm merges values at every depth).
+    let docs = support::helm::render(&chart, "ports: { http: { hostPort: 8081 } }", "edge");
+    let ports = docs[2]["spec"]["template"]["spec"]["containers"][0]["ports"].clone();
+    let port = |name: &str| {
+        let p = ports.as_array().unwrap().iter().find(|p| p["name"] == name);
+        p.map(|p| (p["containerPort"].as_u64(), p["hostPort"].as_u64()))
+    };
+    assert_eq!(port("http"), Some((Some(8080), Some(8081))), "{ports}");
+    assert_eq!(port("https"), Some((Some(8443), Some(443))), "{ports}");
     assert!(service["spec"]["ports"]
         .as_array()
         .unwrap()
@@ -199,15 +208,18 @@ fn the_helm_chart_renders_valid_manifests() {
 #[test]
 fn the_installer_lays_out_a_working_node() {
     let root = tempfile::tempdir().unwrap();
-    let run = || {
-        let out = std::process::Command::new("bash")
+    let install = || {
+        std::process::Command::new("bash")
             .arg(repo().join("deploy/install.sh"))
             .args(["--binary"])
             .arg(support::node::binary())
             .arg("--root")
             .arg(root.path())
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let run = || {
+        let out = install();
         assert!(
             out.status.success(),
             "{}",
@@ -254,6 +266,23 @@ fn the_installer_lays_out_a_working_node() {
         std::fs::read_to_string(&config).unwrap(),
         edited,
         "config kept"
+    );
+
+    // A config the binary would refuse stops the installer before it replaces anything: the
+    // error names the file, line and column, and the installed binary is the one from before.
+    use std::os::unix::fs::MetadataExt;
+    let installed = r.join("usr/local/bin/breakwater");
+    let inode = std::fs::metadata(&installed).unwrap().ino();
+    let bad = "listeners: [{ name: web, address: \"127.0.0.1:0\" }]\nroutes:\n  - { respond: { status: 1000 } }\n";
+    std::fs::write(&config, bad).unwrap();
+    let out = install();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "installed over a bad config");
+    assert!(stderr.contains("breakwater.yaml:3:"), "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().ino(),
+        inode,
+        "binary replaced"
     );
 }
 
