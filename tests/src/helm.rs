@@ -7,7 +7,6 @@
 
 use gtmpl::{Context, FuncError, Template, Value};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::path::Path;
 
 thread_local! {
