@@ -54,40 +54,78 @@ pub(crate) fn snapshot<T: Send + 'static>(
         .map_err(|e| fail(INIT_EXPORT, &e))?;
     init.call(&mut store, ())
         .map_err(|e| fail("the init function failed", &e))?;
-    let mut state = State {
-        store: &mut store,
-        instance,
-    };
-    ready(wizer.snapshot_component(&cx, &mut state)).map_err(|e| fail("snapshot", &e))
+    let mut state = State::new(&mut store, instance);
+    let taken = ready(wizer.snapshot_component(&cx, &mut state));
+    state.outcome(taken).map_err(|e| fail("snapshot", &e))
 }
 
 /// Wizer reads the instance's state through accessor functions it added while instrumenting.
 /// Shared with the handlers' warm-up snapshot, whose stores are async: the accessors are
-/// called with `call_async`, which a synchronous store runs to its end at once.
+/// called with `call_async`, which a synchronous store runs to its end at once. Wizer's
+/// accessor interface cannot fail, but a guest can make its accessors fail (one left at its
+/// memory limit cannot lift its state): the first failure is kept in `failed`, later reads
+/// are skipped, and the caller refuses the snapshot.
 pub(crate) struct State<'a, T: 'static> {
-    pub store: &'a mut Store<T>,
-    pub instance: Instance,
+    store: &'a mut Store<T>,
+    instance: Instance,
+    failed: Option<String>,
 }
 
-impl<T: Send> State<'_, T> {
-    async fn call<R: Lift + Send + Sync + 'static>(&mut self, instance: &str, func: &str) -> R {
+impl<'a, T: Send> State<'a, T> {
+    pub fn new(store: &'a mut Store<T>, instance: Instance) -> Self {
+        Self {
+            store,
+            instance,
+            failed: None,
+        }
+    }
+
+    /// What the snapshot came to: `taken`, unless an accessor failed on the way.
+    pub fn outcome<E: std::fmt::Display>(
+        self,
+        taken: Result<Vec<u8>, E>,
+    ) -> Result<Vec<u8>, String> {
+        match self.failed {
+            Some(reason) => Err(format!("reading the instance's state: {reason}")),
+            None => taken.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn call<R: Lift + Send + Sync + 'static>(
+        &mut self,
+        instance: &str,
+        func: &str,
+    ) -> Option<R> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let called = self.try_call(instance, func).await;
+        called.map_err(|e| self.failed = Some(e)).ok()
+    }
+
+    async fn try_call<R: Lift + Send + Sync + 'static>(
+        &mut self,
+        instance: &str,
+        func: &str,
+    ) -> Result<R, String> {
+        let missing = |what: &str| format!("wizer's accessor {what} {instance}/{func} is missing");
         let (_, inst) = self
             .instance
             .get_export(&mut *self.store, None, instance)
-            .expect("wizer's accessor instance");
+            .ok_or_else(|| missing("instance"))?;
         let (_, f) = self
             .instance
             .get_export(&mut *self.store, Some(&inst), func)
-            .expect("wizer's accessor function");
+            .ok_or_else(|| missing("function"))?;
         let f = self
             .instance
             .get_typed_func::<(), (R,)>(&mut *self.store, f)
-            .expect("wizer's accessor type");
+            .map_err(|e| format!("{instance}/{func}: {e}"))?;
         let (r,) = f
             .call_async(&mut *self.store, ())
             .await
-            .expect("wizer's accessor call");
-        r
+            .map_err(|e| format!("{instance}/{func}: {e:#}"))?;
+        Ok(r)
     }
 }
 
@@ -98,24 +136,32 @@ impl<T: Send> ComponentInstanceState for State<'_, T> {
         func: &str,
         contents: impl FnOnce(&[u8]) + Send,
     ) {
-        let list: WasmList<u8> = self.call(instance, func).await;
-        contents(list.as_le_slice(&*self.store));
+        match self.call::<WasmList<u8>>(instance, func).await {
+            Some(list) => contents(list.as_le_slice(&*self.store)),
+            None => contents(&[]),
+        }
     }
 
     async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
-        self.call(instance, func).await
+        self.call(instance, func).await.unwrap_or(0)
     }
 
     async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
-        self.call(instance, func).await
+        self.call(instance, func).await.unwrap_or(0)
     }
 
     async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
-        self.call::<f32>(instance, func).await.to_bits()
+        self.call::<f32>(instance, func)
+            .await
+            .unwrap_or(0.0)
+            .to_bits()
     }
 
     async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
-        self.call::<f64>(instance, func).await.to_bits()
+        self.call::<f64>(instance, func)
+            .await
+            .unwrap_or(0.0)
+            .to_bits()
     }
 }
 

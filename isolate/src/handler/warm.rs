@@ -152,14 +152,11 @@ pub(crate) async fn snapshot(
     if !store.data().table.is_empty() {
         return Err(Refusal::HoldsResources);
     }
-    let mut state = crate::init::State {
-        store: &mut store,
-        instance,
-    };
-    wizer
-        .snapshot_component(cx, &mut state)
-        .await
-        .map_err(|e| failed(format!("snapshot: {e:#}")))
+    let mut state = crate::init::State::new(&mut store, instance);
+    let taken = wizer.snapshot_component(cx, &mut state).await;
+    state
+        .outcome(taken.map_err(|e| format!("{e:#}")))
+        .map_err(|e| failed(format!("snapshot: {e}")))
 }
 
 /// Serve `request` once through `handler` (made from a snapshot): the snapshot's proof.

@@ -558,11 +558,24 @@ fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
         t.join().unwrap();
     }
 
-    // An init that traps, and one that never ends (stopped at the init deadline, 10 s), fail
-    // the load with an error that says so.
-    for (name, body) in [
-        ("trapping-init", "(unreachable)"),
-        ("endless-init", "(loop $l (br $l))"),
+    // An init that traps, one that never ends (stopped at the init deadline, 10 s), and one
+    // that grows its memory without end (stopped at the filter's memory limit, where a grow
+    // traps rather than fails) fail the load with an error that says so.
+    for (name, body, says) in [
+        ("trapping-init", "(unreachable)", "unreachable"),
+        ("endless-init", "(loop $l (br $l))", "interrupt"),
+        (
+            "hungry-init",
+            "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))",
+            "memory limit",
+        ),
+        (
+            // Stops at the limit: reading its state back for the snapshot then needs memory
+            // it cannot have (this panicked the loader before).
+            "full-init",
+            "(drop (memory.grow (i32.sub (i32.const 256) (memory.size))))",
+            "memory limit",
+        ),
     ] {
         let bytes = component(
             "filter-with-init",
@@ -581,8 +594,11 @@ fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
             )
             .err()
             .unwrap_or_else(|| panic!("{name} loaded"));
+        let text = err.to_string();
         assert!(
-            matches!(err, IsolateError::Load { .. }) && err.to_string().contains("init"),
+            matches!(err, IsolateError::Load { .. })
+                && text.contains("init")
+                && text.contains(says),
             "{name}: {err}"
         );
     }
