@@ -62,6 +62,7 @@ components:
 routes:
   - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
   - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
+  - { match: { path_prefix: /cache/ }, pool: origin, cache: { default_ttl: 1h } }
   - { pool: origin }
 EOF
 }

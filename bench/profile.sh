@@ -2,9 +2,10 @@
 # CPU profiles of the request path, as flamegraphs: the release node (`server.threads: 1`,
 # access log off) and an nginx origin on CPU 0, wrk -t1 -c64 on CPU 1, `perf record` (DWARF
 # call graphs) of the node while wrk runs, one case at a time (pass-through, one trivial
-# filter, three):
+# filter, three; a cache hit with CASES):
 #
 #   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
+#   CASES="cache-hit|/cache/1k pass-through|/1k" bench/profile.sh   # other cases (NAME|PATH)
 #
 # Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded (the
 # collapsed stacks; on a machine without hardware counters perf samples the cpu-clock event,
@@ -50,7 +51,8 @@ wait_routes $BW
   echo "| case | req/s under perf | CPU µs per request | Wasm (wasmtime, isolate) share | epoch ticker share |"
   echo "|---|---|---|---|---|"
 } > "$out/summary.md"
-for c in "pass-through|/1k" "one-filter|/filter1/1k" "three-filters|/filter3/1k"; do
+cases=(${CASES:-pass-through|/1k one-filter|/filter1/1k three-filters|/filter3/1k})
+for c in "${cases[@]}"; do
   name="${c%%|*}"; path="${c##*|}"
   profile_under_load "$name" "http://127.0.0.1:$BW$path" 64 499 "$node"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
@@ -66,6 +68,7 @@ self_per_request() {
   awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
     END { for (l in s) printf "%s\t%.3f\n", l, s[l] / 1000 / (r * t) }' "$out/$name.folded"
 }
+[ -f "$out/wrk-one-filter.txt" ] || { cat "$out/summary.md"; exit 0; }
 self_per_request pass-through | sort > "$work/pass.tsv"
 self_per_request one-filter | sort > "$work/filter.tsv"
 {
