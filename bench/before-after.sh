@@ -8,8 +8,8 @@
 # Both nodes and the nginx origin (static 1 KiB file) run pinned to CPU 0 with
 # `server.threads: 1` and the access log off; wrk -t1 -c64 runs pinned to CPU 1. Rounds
 # alternate which revision goes first. Cases: pass-through, one trivial filter (the demo
-# filter: `on-response` sets one header), three filters. The raw wrk output and a summary
-# (medians, ratio B/A) go to bench/results/before-after-DATE/.
+# filter: `on-response` sets one header), three filters; or those CASES lists. The raw wrk
+# output and a summary (medians, ratio B/A) go to bench/results/before-after-DATE/.
 #
 # Variants of one build: BIN_A / BIN_B run that binary instead of building the revision (the
 # revision then only labels it), ENV_A / ENV_B set the node's environment (`RUST_LOG=warn`),
@@ -87,6 +87,8 @@ wait_routes $B
 
 # --- rounds -------------------------------------------------------------------------------
 cases=("pass-through|/1k" "one filter|/filter1/1k" "three filters|/filter3/1k")
+# CASES="cache hit|/cache/1k;pass-through|/1k": other cases (NAME|PATH, separated by `;`).
+[ -n "${CASES:-}" ] && IFS=';' read -ra cases <<< "$CASES"
 raw="$out/wrk-raw.txt"
 : > "$raw"
 results="$work/results.tsv"

@@ -2,19 +2,26 @@
 //! and key), TinyLFU admission and eviction, and per-entry expiry once an object can no
 //! longer be served even stale. Objects are stored whole when their body ends; concurrent
 //! misses for one key are collapsed before they get here, by pingora's cache lock.
+//!
+//! A hit must hand pingora a `CacheMeta` of its own. Decoding the stored one from pingora's
+//! serialized form (its response head zstd-compressed, then parsed) was 12% of a 1 KiB hit's
+//! CPU (`bench/results/profile-20261206-184500`): an object keeps its head parsed, and a hit
+//! decodes only the small internal part (freshness, variance, epoch, provenance) with a bare
+//! head, then puts a copy of the stored head in. Entries are keyed by the binary hash.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use moka::sync::Cache;
-use pingora::cache::key::{CacheHashKey, CacheKey};
+use pingora::cache::key::{CacheHashKey, CacheKey, HashBinary};
 use pingora::cache::storage::{
     HandleHit, HandleMiss, MissFinishType, PurgeOutcome, PurgeTarget, PurgeType,
 };
 use pingora::cache::trace::SpanHandle;
 use pingora::cache::{CacheMeta, HitHandler, MissHandler, Storage};
+use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// How long an object is kept after it can no longer be served stale, for revalidation
@@ -34,7 +41,10 @@ pub enum Selector<'a> {
 
 /// One stored response.
 pub(super) struct Object {
-    meta: (Bytes, Bytes),
+    /// pingora's serialized internal metadata (without the head).
+    internal: Bytes,
+    /// The response head, parsed once when stored.
+    head: ResponseHeader,
     body: Bytes,
     /// The URL it was stored for, for purges (`host` + path and query).
     url: Arc<str>,
@@ -44,20 +54,63 @@ pub(super) struct Object {
 
 impl Object {
     fn weight(&self) -> u32 {
-        let bytes = self.body.len() + self.meta.0.len() + self.meta.1.len() + self.url.len();
-        // Plus the bookkeeping of the entry itself: measured at about 1.6 KiB of RSS per
-        // 1 KB object beyond its body, of which about 0.45 KiB are the headers and key
-        // counted above (20 000 objects, release build; see bench/README.md).
+        // A parsed head holds each name and value, in the map and in the case-preserving
+        // name map, with an entry's overhead: about twice its wire size.
+        let head: usize = self
+            .head
+            .headers
+            .iter()
+            .map(|(n, v)| 2 * (n.as_str().len() + v.len()) + 64)
+            .sum();
+        let bytes = self.body.len() + self.internal.len() + head + self.url.len();
+        // Plus the bookkeeping of the entry itself.
         u32::try_from(bytes + 1024).unwrap_or(u32::MAX)
     }
+
+    /// A `CacheMeta` of this object's own, as pingora's decoding of the stored one would give.
+    fn meta(&self) -> Result<CacheMeta> {
+        let mut meta = CacheMeta::deserialize(&self.internal, bare_head()?)?;
+        *meta.response_header_mut() = self.head.clone();
+        Ok(meta)
+    }
+
+    fn new(
+        meta: &CacheMeta,
+        body: Bytes,
+        url: Arc<str>,
+        surrogate_keys: Vec<String>,
+    ) -> Result<Self> {
+        let (internal, _) = meta.serialize()?;
+        Ok(Object {
+            internal: Bytes::from(internal),
+            head: meta.response_header_copy(),
+            body,
+            url,
+            surrogate_keys,
+            keep_until: keep_until(meta),
+        })
+    }
+}
+
+/// pingora's serialized form of a bare response head (`200`, no fields), decoded in place of
+/// an object's head: the cheapest head `CacheMeta::deserialize` accepts.
+fn bare_head() -> Result<&'static [u8]> {
+    static BARE: OnceLock<Vec<u8>> = OnceLock::new();
+    if let Some(bare) = BARE.get() {
+        return Ok(bare);
+    }
+    let now = SystemTime::now();
+    let head = ResponseHeader::build(200, Some(0))?;
+    let (_, serialized) = CacheMeta::new(now, now, 0, 0, head).serialize()?;
+    Ok(BARE.get_or_init(|| serialized))
 }
 
 struct Expiry;
 
-impl moka::Expiry<String, Arc<Object>> for Expiry {
+impl moka::Expiry<HashBinary, Arc<Object>> for Expiry {
     fn expire_after_create(
         &self,
-        _key: &String,
+        _key: &HashBinary,
         value: &Arc<Object>,
         _now: std::time::Instant,
     ) -> Option<Duration> {
@@ -71,7 +124,7 @@ impl moka::Expiry<String, Arc<Object>> for Expiry {
 
     fn expire_after_update(
         &self,
-        key: &String,
+        key: &HashBinary,
         value: &Arc<Object>,
         now: std::time::Instant,
         _current: Option<Duration>,
@@ -82,7 +135,7 @@ impl moka::Expiry<String, Arc<Object>> for Expiry {
 
 /// The moka-backed store; one per process, shared by every route and config generation.
 pub struct MokaStorage {
-    objects: Cache<String, Arc<Object>>,
+    objects: Cache<HashBinary, Arc<Object>>,
     evictions: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -92,7 +145,7 @@ impl MokaStorage {
         let counted = evictions.clone();
         let objects = Cache::builder()
             .max_capacity(memory_bytes)
-            .weigher(|_k: &String, v: &Arc<Object>| v.weight())
+            .weigher(|_k: &HashBinary, v: &Arc<Object>| v.weight())
             .expire_after(Expiry)
             .eviction_listener(move |_k, _v, cause| {
                 if cause == moka::notification::RemovalCause::Size {
@@ -116,7 +169,7 @@ impl MokaStorage {
 
     /// Remove what `selector` selects; returns how many objects went.
     pub fn purge_matching(&self, selector: &Selector<'_>) -> usize {
-        let keys: Vec<Arc<String>> = self
+        let keys: Vec<Arc<HashBinary>> = self
             .objects
             .iter()
             .filter(|(_, o)| match selector {
@@ -128,7 +181,7 @@ impl MokaStorage {
             .map(|(k, _)| k)
             .collect();
         for k in &keys {
-            self.objects.invalidate(k.as_str());
+            self.objects.invalidate(&**k);
         }
         keys.len()
     }
@@ -151,11 +204,6 @@ fn surrogate_keys(meta: &CacheMeta) -> Vec<String> {
         .collect()
 }
 
-fn serialize(meta: &CacheMeta) -> Result<(Bytes, Bytes)> {
-    let (a, b) = meta.serialize()?;
-    Ok((Bytes::from(a), Bytes::from(b)))
-}
-
 #[async_trait]
 impl Storage for MokaStorage {
     async fn lookup(
@@ -163,10 +211,10 @@ impl Storage for MokaStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(obj) = self.objects.get(&key.combined()) else {
+        let Some(obj) = self.objects.get(&key.combined_bin()) else {
             return Ok(None);
         };
-        let meta = CacheMeta::deserialize(&obj.meta.0, &obj.meta.1)?;
+        let meta = obj.meta()?;
         let len = obj.body.len();
         Ok(Some((
             meta,
@@ -184,18 +232,12 @@ impl Storage for MokaStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<MissHandler> {
+        let url = String::from_utf8_lossy(key.primary_key());
+        let url = Arc::from(url.split('\n').next().unwrap_or(""));
         Ok(Box::new(Miss {
             storage: self,
-            key: key.combined(),
-            url: Arc::from(
-                String::from_utf8_lossy(key.primary_key())
-                    .split('\n')
-                    .next()
-                    .unwrap_or(""),
-            ),
-            meta: serialize(meta)?,
-            keep_until: keep_until(meta),
-            surrogate_keys: surrogate_keys(meta),
+            key: key.combined_bin(),
+            object: Object::new(meta, Bytes::new(), url, surrogate_keys(meta))?,
             body: BytesMut::new(),
         }))
     }
@@ -206,7 +248,7 @@ impl Storage for MokaStorage {
         _purge_type: PurgeType,
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
-        let key = target.key().combined();
+        let key = target.key().combined_bin();
         Ok(match self.objects.remove(&key) {
             Some(_) => PurgeOutcome::Purged(None),
             None => PurgeOutcome::NotFound,
@@ -220,17 +262,16 @@ impl Storage for MokaStorage {
         meta: &CacheMeta,
         _trace: &SpanHandle,
     ) -> Result<bool> {
-        let key = key.combined();
+        let key = key.combined_bin();
         let Some(old) = self.objects.get(&key) else {
             return Ok(false);
         };
-        let new = Object {
-            meta: serialize(meta)?,
-            body: old.body.clone(),
-            url: old.url.clone(),
-            surrogate_keys: surrogate_keys(meta),
-            keep_until: keep_until(meta),
-        };
+        let new = Object::new(
+            meta,
+            old.body.clone(),
+            old.url.clone(),
+            surrogate_keys(meta),
+        )?;
         self.objects.insert(key, Arc::new(new));
         Ok(true)
     }
@@ -293,11 +334,9 @@ impl HandleHit for Hit {
 /// Buffers a response body; stores the object when the body ends.
 struct Miss {
     storage: &'static MokaStorage,
-    key: String,
-    url: Arc<str>,
-    meta: (Bytes, Bytes),
-    keep_until: SystemTime,
-    surrogate_keys: Vec<String>,
+    key: HashBinary,
+    /// The object to store, its body still empty.
+    object: Object,
     body: BytesMut,
 }
 
@@ -310,14 +349,47 @@ impl HandleMiss for Miss {
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
         let size = self.body.len();
-        let obj = Object {
-            meta: self.meta,
+        let object = Object {
             body: self.body.freeze(),
-            url: self.url,
-            surrogate_keys: self.surrogate_keys,
-            keep_until: self.keep_until,
+            ..self.object
         };
-        self.storage.objects.insert(self.key, Arc::new(obj));
+        self.storage.objects.insert(self.key, Arc::new(object));
         Ok(MissFinishType::Created(size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hit hands pingora is what decoding pingora's own serialized form gives: every
+    /// internal field (freshness, stale windows, variance, epoch override, provenance) and
+    /// the head with its fields, their order and their case.
+    #[test]
+    fn a_hit_gets_the_meta_that_was_stored() {
+        let created = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut head = ResponseHeader::build(203, None).unwrap();
+        head.append_header("X-Custom-Case", "a").unwrap();
+        head.append_header("cache-control", "max-age=60").unwrap();
+        head.append_header("X-Custom-Case", "b").unwrap();
+        let mut stored = CacheMeta::new(created + Duration::from_secs(60), created, 5, 7, head);
+        stored.set_variance([7; 16]);
+        stored.set_epoch_override(created - Duration::from_secs(3));
+        let object = Object::new(&stored, Bytes::new(), Arc::from("a.test/x"), vec![]).unwrap();
+        let hit = object.meta().unwrap();
+        let decoded = {
+            let (internal, head) = stored.serialize().unwrap();
+            CacheMeta::deserialize(&internal, &head).unwrap()
+        };
+        assert_eq!(hit.serialize().unwrap(), decoded.serialize().unwrap());
+        let wire = |m: &CacheMeta| {
+            let mut buf = Vec::new();
+            m.response_header().header_to_h1_wire(&mut buf);
+            buf
+        };
+        assert_eq!(wire(&hit), wire(&decoded));
+        assert_eq!(hit.variance(), Some([7; 16]));
+        assert_eq!(hit.epoch_override(), decoded.epoch_override());
+        assert_eq!(hit.response_header().status.as_u16(), 203);
     }
 }
