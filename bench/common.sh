@@ -25,9 +25,9 @@ need_tools() {
 # and /filter3/1k; ORIGIN_CONNECTIONS (default 4096) is its worker_connections.
 start_origin() {
   chmod 755 "$work"   # nginx's workers read the files as their own user
-  mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/logs"
+  mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/www/cache" "$work/logs"
   head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
-  cp "$work/www/1k" "$work/www/filter1/"; cp "$work/www/1k" "$work/www/filter3/"
+  for d in filter1 filter3 cache; do cp "$work/www/1k" "$work/www/$d/"; done
   cat > "$work/origin.conf" <<EOF
 worker_processes 1;
 daemon off;
