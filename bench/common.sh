@@ -27,7 +27,8 @@ start_origin() {
   chmod 755 "$work"   # nginx's workers read the files as their own user
   mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/www/cache" "$work/logs"
   head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
-  for d in filter1 filter3 cache; do cp "$work/www/1k" "$work/www/$d/"; done
+  head -c 76800 /dev/urandom | base64 -w0 > "$work/www/100k"
+  for d in filter1 filter3 cache; do cp "$work/www/1k" "$work/www/100k" "$work/www/$d/"; done
   cat > "$work/origin.conf" <<EOF
 worker_processes 1;
 daemon off;
