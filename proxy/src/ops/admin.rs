@@ -102,8 +102,11 @@ impl Admin {
     }
 
     /// `POST /cache/purge?url=HOST/PATH` (every variant of one URL), `?prefix=HOST/PATH`,
-    /// `?key=SURROGATE-KEY` or `?all=true`, with `Authorization: Bearer TOKEN`.
-    fn purge(&self, session: &ServerSession) -> (StatusCode, String) {
+    /// `?key=SURROGATE-KEY` or `?all=true`, with `Authorization: Bearer TOKEN`. Answers
+    /// `{"purged": N}`, with `"fleet": true` once the fleet's Redis stored the purge for the
+    /// other nodes, `false` when it did not within `fleet.timeout` (it is queued and goes
+    /// out when Redis is back; this node purged all the same).
+    async fn purge(&self, session: &ServerSession) -> (StatusCode, String) {
         if let Err(refused) = self.authorize(session) {
             return refused;
         }
@@ -132,10 +135,14 @@ impl Admin {
         let purged = self.shared.cache.storage.purge_matching(&purge.selector());
         self.shared.metrics.cache_purged.inc_by(purged as u64);
         // The other nodes of the fleet purge it too.
-        if let Some(fleet) = &self.shared.fleet {
-            fleet.publish(purge);
-        }
-        (StatusCode::OK, format!("{{\"purged\":{purged}}}\n"))
+        let body = match &self.shared.fleet {
+            Some(fleet) => {
+                let stored = fleet.publish(purge).await;
+                format!("{{\"purged\":{purged},\"fleet\":{stored}}}\n")
+            }
+            None => format!("{{\"purged\":{purged}}}\n"),
+        };
+        (StatusCode::OK, body)
     }
 
     /// Ready when every pool has at least one endpoint able to take traffic.
@@ -181,7 +188,7 @@ impl ServeHttp for Admin {
                 (status, body.into_bytes(), "application/json")
             }
             "/cache/purge" => {
-                let (status, body) = self.purge(session);
+                let (status, body) = self.purge(session).await;
                 (status, body.into_bytes(), "application/json")
             }
             _ => (

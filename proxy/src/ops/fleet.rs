@@ -73,9 +73,17 @@ impl Purge {
     }
 }
 
+/// A purge waiting to be published, and who waits to hear that it was.
+struct Queued {
+    purge: Purge,
+    stored: tokio::sync::oneshot::Sender<()>,
+}
+
 /// This node's membership: the queue of purges to publish.
 pub struct Fleet {
-    publish: mpsc::Sender<Purge>,
+    publish: mpsc::Sender<Queued>,
+    /// How long a purge's answer waits for Redis to store it (`fleet.timeout`).
+    timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -94,6 +102,7 @@ impl Fleet {
         let (publish, queue) = mpsc::channel(PENDING_LIMIT);
         let fleet = Arc::new(Fleet {
             publish,
+            timeout: settings.timeout,
             metrics: metrics.clone(),
         });
         let _guard = control.enter();
@@ -117,13 +126,19 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Publish a purge already applied here. Never waits: with the queue full (Redis down
-    /// for long), the purge is counted as not published.
-    pub fn publish(&self, purge: Purge) {
-        match self.publish.try_send(purge) {
+    /// Publish a purge already applied here; `true` once Redis has stored it, `false` when
+    /// it did not within `fleet.timeout` (it stays queued and is published when Redis takes
+    /// it) or the queue is full (Redis down for long: counted as dropped).
+    pub async fn publish(&self, purge: Purge) -> bool {
+        let (stored, heard) = tokio::sync::oneshot::channel();
+        match self.publish.try_send(Queued { purge, stored }) {
             Ok(()) => self.metrics.fleet_purges_pending.inc(),
-            Err(_) => self.metrics.fleet_purges_dropped.inc(),
+            Err(_) => {
+                self.metrics.fleet_purges_dropped.inc();
+                return false;
+            }
         }
+        matches!(tokio::time::timeout(self.timeout, heard).await, Ok(Ok(())))
     }
 }
 
@@ -160,14 +175,14 @@ fn connection_info(target: &RedisTarget) -> redis::RedisResult<ConnectionInfo> {
 /// timeout) until Redis takes it.
 async fn publish_loop(
     mut redis: ConnectionManager,
-    mut queue: mpsc::Receiver<Purge>,
+    mut queue: mpsc::Receiver<Queued>,
     node: String,
     history: u64,
     timeout: Duration,
     metrics: Arc<Metrics>,
 ) {
     let trim = redis::streams::StreamMaxlen::Approx(history as usize);
-    while let Some(purge) = queue.recv().await {
+    while let Some(Queued { purge, stored }) = queue.recv().await {
         let (kind, value) = purge.fields();
         loop {
             let added: redis::RedisResult<String> = redis
@@ -183,6 +198,8 @@ async fn publish_loop(
                     metrics.fleet_redis_up.set(1);
                     metrics.fleet_purges_pending.dec();
                     metrics.fleet_purges_published.inc();
+                    // The answer may have stopped waiting already.
+                    let _ = stored.send(());
                     break;
                 }
                 Err(e) => {

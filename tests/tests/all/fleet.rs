@@ -70,8 +70,12 @@ routes:
     let nodes: Vec<Node> = (0..3).map(|_| Node::start(&yaml)).collect();
     cache_everywhere(&nodes, "/a").await;
 
+    // The answer comes once Redis has stored the purge for the others.
     let r = purge(&nodes[0], "url=example.com/a").await;
-    assert_eq!((r.status, r.text().as_str()), (200, "{\"purged\":1}\n"));
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "{\"purged\":1,\"fleet\":true}\n")
+    );
     assert!(
         !hit(&get(&nodes[0], "/a").await),
         "purged where it was sent"
@@ -94,7 +98,11 @@ routes:
     cache_everywhere(&nodes, "/b").await;
     redis.stop();
     let r = purge(&nodes[0], "prefix=example.com/b").await;
-    assert_eq!(r.status, 200);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "{\"purged\":1,\"fleet\":false}\n"),
+        "purged here, not stored for the others"
+    );
     assert!(!hit(&get(&nodes[0], "/b").await));
     let admin = nodes[0].addr("admin");
     let m = metrics(admin).await;
@@ -126,6 +134,34 @@ routes:
         "{m}"
     );
     assert_eq!(metric(&m, "breakwater_fleet_redis_up"), 1.0, "{m}");
+}
+
+/// A node restarted while purges go round replays, once up, those sent while it was down (it
+/// reads the stream from shortly before its start): the restarted node counts the purge sent
+/// in between.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_node_replays_the_purges_sent_while_it_was_down() {
+    let redis = Redis::start();
+    let origin = Origin::echo().await;
+    let yaml = format!(
+        "listeners: [{{ name: web, address: 127.0.0.1:0 }}]\nadmin: {{ address: 127.0.0.1:0, token: t0ken }}\nfleet: {{ redis: \"{}\" }}\npools: {{ o: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: o, cache: {{ default_ttl: 600s }} }}]\n",
+        redis.url(),
+        origin.addr
+    );
+    let a = Node::start(&yaml);
+    let b = Node::start(&yaml);
+    drop(b);
+    let r = purge(&a, "key=k1").await;
+    assert_eq!(r.text(), "{\"purged\":0,\"fleet\":true}\n");
+    let b = Node::start(&yaml);
+    let admin = b.addr("admin");
+    eventually(10, "the restarted node replays the purge", || async {
+        metric(
+            &metrics(admin).await,
+            "breakwater_fleet_purges_received_total",
+        ) == 1.0
+    })
+    .await;
 }
 
 /// A Redis that requires a password: the nodes authenticate with the one in
