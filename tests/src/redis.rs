@@ -11,20 +11,27 @@ pub struct Redis {
     child: Option<Child>,
     /// `requirepass`, when it has one.
     password: Option<String>,
+    /// More `redis-server` arguments (`--stream-node-max-entries 1`).
+    extra: Vec<String>,
 }
 
 impl Redis {
     /// Start one on a port that was free a moment ago (another try if it was taken since).
     pub fn start() -> Redis {
-        Self::start_with(None)
+        Self::start_with(None, &[])
     }
 
     /// Start one that requires `password` (Redis's `requirepass`).
     pub fn start_with_password(password: &str) -> Redis {
-        Self::start_with(Some(password.to_string()))
+        Self::start_with(Some(password.to_string()), &[])
     }
 
-    fn start_with(password: Option<String>) -> Redis {
+    /// Start one with more `redis-server` arguments.
+    pub fn start_with_args(args: &[&str]) -> Redis {
+        Self::start_with(None, args)
+    }
+
+    fn start_with(password: Option<String>, args: &[&str]) -> Redis {
         for _ in 0..5 {
             let port = TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -34,6 +41,7 @@ impl Redis {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 child: None,
                 password: password.clone(),
+                extra: args.iter().map(|a| a.to_string()).collect(),
             };
             if redis.restart() {
                 return redis;
@@ -60,6 +68,7 @@ impl Redis {
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
+        command.args(&self.extra);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -89,6 +98,17 @@ impl Redis {
         };
         let mut buf = vec![0u8; expect.len()];
         s.write_all(auth.as_bytes()).is_ok() && s.read_exact(&mut buf).is_ok() && buf == expect
+    }
+
+    /// Run one command with `redis-cli` (from Debian's redis-tools); its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.addr.port().to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `redis://` address for a config.

@@ -4,7 +4,9 @@
 //! applies what other nodes appended. Redis is never on the serving path: when it is
 //! unreachable, purges apply locally and wait in a bounded queue to be published, and a node
 //! that was cut off reads on from the last entry it saw, so it replays what it missed (as far
-//! as the trimmed history reaches).
+//! as the trimmed history reaches). When it cannot tell what it missed (the history was
+//! trimmed past the last entry it saw, or the stream it was reading is gone: a Redis that
+//! restarted without its data), it purges its whole cache.
 
 use crate::ops::metrics::Metrics;
 use crate::pipeline::cache::{MokaStorage, Selector};
@@ -171,8 +173,9 @@ fn connection_info(target: &RedisTarget) -> redis::RedisResult<ConnectionInfo> {
     Ok(addr.into_connection_info()?.set_redis_settings(redis))
 }
 
-/// Append queued purges to the stream, in order; a failed append is retried (after the
-/// timeout) until Redis takes it.
+/// Append queued purges to the stream, in order; a failed append is retried at once (the
+/// connection manager reconnects: a connection Redis dropped costs no wait), then after each
+/// timeout until Redis takes it.
 async fn publish_loop(
     mut redis: ConnectionManager,
     mut queue: mpsc::Receiver<Queued>,
@@ -184,6 +187,7 @@ async fn publish_loop(
     let trim = redis::streams::StreamMaxlen::Approx(history as usize);
     while let Some(Queued { purge, stored }) = queue.recv().await {
         let (kind, value) = purge.fields();
+        let mut failed = false;
         loop {
             let added: redis::RedisResult<String> = redis
                 .xadd_maxlen(
@@ -201,6 +205,10 @@ async fn publish_loop(
                     // The answer may have stopped waiting already.
                     let _ = stored.send(());
                     break;
+                }
+                Err(e) if !failed => {
+                    tracing::debug!(error = %e, "fleet: publishing a purge failed; retrying");
+                    failed = true;
                 }
                 Err(e) => {
                     metrics.fleet_redis_up.set(0);
@@ -236,6 +244,10 @@ async fn read_loop(
         .block(READ_BLOCK.as_millis() as usize)
         .count(READ_BATCH);
     let mut connection: Option<MultiplexedConnection> = None;
+    // Whether this node has read any entry of the stream (so a missing stream was lost).
+    let mut read_any = false;
+    // Gaps matter after a lost connection; at start, the cache is empty anyway.
+    let mut connected_before = false;
     loop {
         let con = match &mut connection {
             Some(c) => c,
@@ -243,7 +255,33 @@ async fn read_loop(
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
             {
-                Ok(c) => connection.insert(c),
+                Ok(mut c) => match gap(&mut c, &last, read_any).await {
+                    Ok(gap) => {
+                        let gap = if connected_before { gap } else { Gap::None };
+                        connected_before = true;
+                        if gap != Gap::None {
+                            tracing::warn!(
+                                ?gap,
+                                "fleet: purges were missed and cannot be told; purging the whole cache"
+                            );
+                            let purged = storage.purge_matching(&Selector::All);
+                            metrics.cache_purged.inc_by(purged as u64);
+                            metrics.fleet_full_purges.inc();
+                        }
+                        if gap == Gap::Vanished {
+                            // A new stream: all of it is new to this node.
+                            last = "0-0".into();
+                            read_any = false;
+                        }
+                        connection.insert(c)
+                    }
+                    Err(e) => {
+                        metrics.fleet_redis_up.set(0);
+                        tracing::warn!(error = %e, "fleet: cannot read the purge stream; retrying");
+                        tokio::time::sleep(timeout).await;
+                        continue;
+                    }
+                },
                 Err(e) => {
                     metrics.fleet_redis_up.set(0);
                     tracing::warn!(error = %e, "fleet: cannot reach Redis; retrying");
@@ -268,6 +306,7 @@ async fn read_loop(
         metrics.fleet_redis_up.set(1);
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for entry in entries {
+            read_any = true;
             last.clone_from(&entry.id);
             let from: Option<String> = entry.get("node");
             if from.as_deref() == Some(node.as_str()) {
@@ -283,6 +322,65 @@ async fn read_loop(
             metrics.fleet_purges_received.inc();
         }
     }
+}
+
+/// What a reader that (re)connects finds between the last entry it read and the stream.
+#[derive(Debug, PartialEq, Eq)]
+enum Gap {
+    /// Every entry after the last one read is still there.
+    None,
+    /// Entries after the last one read were trimmed away (`purge_history` passed it).
+    Trimmed,
+    /// The stream this node was reading is gone (Redis restarted without its data).
+    Vanished,
+}
+
+/// Look for a [`Gap`] after `last`: the stream's oldest entry newer than `last` means `last`
+/// was trimmed, and perhaps entries after it (trimming keeps at least `purge_history` of the
+/// newest, in whole stream nodes, so it may also have stopped just after `last`: then the
+/// whole-cache purge was not needed, and is what caution costs).
+async fn gap(
+    con: &mut MultiplexedConnection,
+    last: &str,
+    read_any: bool,
+) -> redis::RedisResult<Gap> {
+    if !con.exists::<_, bool>(PURGE_STREAM).await? {
+        return Ok(if read_any { Gap::Vanished } else { Gap::None });
+    }
+    let info: redis::Value = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(PURGE_STREAM)
+        .query_async(con)
+        .await?;
+    // XINFO STREAM: field names and values, flat (RESP2) or as a map (RESP3).
+    let pairs: Vec<(redis::Value, redis::Value)> = match info {
+        redis::Value::Map(pairs) => pairs,
+        redis::Value::Array(flat) => {
+            let mut it = flat.into_iter();
+            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
+        }
+        _ => Vec::new(),
+    };
+    let first = pairs.into_iter().find_map(|(k, v)| {
+        if redis::from_redis_value::<String>(k).ok()? != "first-entry" {
+            return None;
+        }
+        let redis::Value::Array(entry) = v else {
+            return None;
+        };
+        stream_id(&redis::from_redis_value::<String>(entry.into_iter().next()?).ok()?)
+    });
+    let trimmed = match (first, stream_id(last)) {
+        (Some(first), Some(last)) => first > last,
+        _ => false,
+    };
+    Ok(if trimmed { Gap::Trimmed } else { Gap::None })
+}
+
+/// A stream entry id (`MS-SEQ`) in the order Redis gives them.
+fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// A handler's Spin key-value store in the fleet's Redis (`key_value: redis`): keys under

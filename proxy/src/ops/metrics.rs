@@ -51,6 +51,8 @@ pub struct Metrics {
     pub fleet_purges_received: IntCounter,
     pub fleet_purges_pending: IntGauge,
     pub fleet_purges_dropped: IntCounter,
+    /// Whole-cache purges of a node that could not tell which purges it missed.
+    pub fleet_full_purges: IntCounter,
     /// Objects and bytes in the cache (set at scrape time).
     pub cache_objects: IntGauge,
     pub cache_bytes: IntGauge,
@@ -298,6 +300,10 @@ impl Metrics {
             fleet_purges_dropped: single(
                 "fleet_purges_dropped_total",
                 "Purges applied here but not published (the queue was full)",
+            ),
+            fleet_full_purges: single(
+                "fleet_full_purges_total",
+                "Whole-cache purges after missing purges that could not be told (trimmed history, lost stream)",
             ),
             cache_evictions: single_gauge(
                 "cache_evictions",

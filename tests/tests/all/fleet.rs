@@ -164,6 +164,57 @@ async fn a_restarted_node_replays_the_purges_sent_while_it_was_down() {
     .await;
 }
 
+/// A node that missed purges it cannot replay (the stream's history, 2 entries here, was
+/// trimmed past the last entry it read while it was cut off) purges its whole cache rather
+/// than serve what may have been purged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_that_cannot_tell_what_it_missed_purges_everything() {
+    // One entry per stream node, so that `MAXLEN ~ 2` trims to about 2 entries.
+    let redis = Redis::start_with_args(&["--stream-node-max-entries", "1"]);
+    let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::Respond {
+        status: 200,
+        headers: vec![("cache-control".into(), "max-age=600".into())],
+        body: Bytes::from(format!("origin {}", s.uri)),
+    }))
+    .await;
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0, token: t0ken }}
+fleet: {{ redis: "{redis}", timeout: 2s, purge_history: 2 }}
+pools: {{ o: {{ endpoints: ["{origin}"] }} }}
+routes: [{{ pool: o, cache: {{}} }}]
+"#,
+        redis = redis.url(),
+        origin = origin.addr
+    );
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&yaml)).collect();
+    cache_everywhere(&nodes, "/kept").await;
+    // Both nodes read from the stream once, so each has a position in it.
+    assert_eq!(purge(&nodes[0], "key=first").await.status, 200);
+    let admin = nodes[1].addr("admin");
+    eventually(10, "the first purge reaches the other node", || async {
+        metric(
+            &metrics(admin).await,
+            "breakwater_fleet_purges_received_total",
+        ) == 1.0
+    })
+    .await;
+    // Cut every client off; the readers come back after `timeout` (2 s), by which time six
+    // more purges have been stored and the history trimmed past what node 1 read (node 0's
+    // reader is in the same place: it cannot tell either whether others published).
+    redis.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+    for i in 0..6 {
+        let r = purge(&nodes[0], &format!("key=k{i}")).await;
+        assert!(r.text().ends_with("\"fleet\":true}\n"), "{}", r.text());
+    }
+    eventually(15, "node 1 purges everything", || async {
+        metric(&metrics(admin).await, "breakwater_fleet_full_purges_total") == 1.0
+    })
+    .await;
+    assert!(!hit(&get(&nodes[1], "/kept").await), "purged with the rest");
+}
+
 /// A Redis that requires a password: the nodes authenticate with the one in
 /// `fleet.password_file`, and a purge goes round as without one; the password appears in
 /// no log line.
