@@ -60,7 +60,9 @@ components:
   f1: { path: "$work/wasm/demo-filter.wasm" }
   f2: { path: "$work/wasm/demo-filter.wasm" }
   f3: { path: "$work/wasm/demo-filter.wasm" }
+  hello: { path: "$work/wasm/hello-handler.wasm", kind: handler }
 routes:
+  - { match: { path: /hello }, handler: hello }
   - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
   - { match: { path_prefix: /filter3/ }, pool: origin, filters: [f1, f2, f3] }
   - { match: { path_prefix: /cache/ }, pool: origin, cache: { default_ttl: 1h } }

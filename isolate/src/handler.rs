@@ -394,12 +394,9 @@ impl Handler {
         let (inner, loading) = self.load().await?;
         // Held by the request's task: the slot is given back when the guest is done.
         let permit = inner.limits.gate.enter(&inner.name)?;
-        let started = std::time::Instant::now();
         let ready = inner.take_instance_since(loading).await?;
-        let response = inner.serve(ready, permit, request, None).await;
-        // What a request costs up to its response head: the guest's work, mostly.
-        inner.limits.placement.record(started.elapsed());
-        response
+        // What the guest's work costs is recorded by its task (`Metered`).
+        inner.serve(ready, permit, request, None).await
     }
 }
 
@@ -515,14 +512,19 @@ impl LoadedHandler {
     /// Start the request's deadline on `store`. The guest is interrupted at each epoch tick it
     /// runs across: it yields to the executor there, so a guest computing for long (or for
     /// ever) on a listener's event loop lets that loop's other connections through every
-    /// tick, and the handler is marked dear, so its next requests run off the loop. Past the
-    /// deadline the call traps (`Deadline`).
+    /// tick, and from its second tick (it has run a whole tick: far past any budget; a cheap
+    /// call that merely straddles a tick is not dear) the handler is marked dear, so it moves
+    /// off the loop. Past the deadline the call traps (`Deadline`).
     fn start_deadline(self: &Arc<Self>, store: &mut Store<HandlerState>) {
         let mut left = self.limits.deadline_ticks;
+        let mut crossed = 0u32;
         let this = self.clone();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            this.limits.placement.mark_dear();
+            crossed += 1;
+            if crossed > 1 {
+                this.limits.placement.mark_dear();
+            }
             left = left.saturating_sub(1);
             Ok(if left == 0 {
                 wasmtime::UpdateDeadline::Interrupt
@@ -543,12 +545,17 @@ impl LoadedHandler {
     where
         F: std::future::Future<Output = Result<(), IsolateError>> + Send + 'static,
     {
+        let task = Metered {
+            handler: self.clone(),
+            task: Box::pin(task),
+            spent: std::time::Duration::ZERO,
+        };
         if self.limits.placement.off_loop() {
             return self.runtime.guest_threads().spawn(task);
         }
         tokio::spawn(Migrating {
             handler: self.clone(),
-            here: Some(Box::pin(task)),
+            here: Some(task),
             moved: None,
         })
     }
@@ -569,10 +576,40 @@ impl LoadedHandler {
     }
 }
 
+/// A guest task that adds up the time its polls take, the guest's own work (not the time it
+/// waits to be scheduled behind the event loop's other connections, or for I/O), and records
+/// it as the handler's cost when it ends. Timing the request from start to response head
+/// counted the wait too: under load every call of a microsecond guest looked dear and moved
+/// it off the loop, where each request then paid two thread hand-offs.
+struct Metered<F> {
+    handler: Arc<LoadedHandler>,
+    task: std::pin::Pin<Box<F>>,
+    spent: std::time::Duration,
+}
+
+impl<F: std::future::Future<Output = Result<(), IsolateError>>> std::future::Future
+    for Metered<F>
+{
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let started = std::time::Instant::now();
+        let polled = self.task.as_mut().poll(cx);
+        self.spent += started.elapsed();
+        if polled.is_ready() {
+            self.handler.limits.placement.record(self.spent);
+        }
+        polled
+    }
+}
+
 /// A guest task polled on the caller's runtime until it turns dear, then on the guest threads.
 struct Migrating<F> {
     handler: Arc<LoadedHandler>,
-    here: Option<std::pin::Pin<Box<F>>>,
+    here: Option<Metered<F>>,
     moved: Option<tokio::task::JoinHandle<Result<(), IsolateError>>>,
 }
 
@@ -589,14 +626,14 @@ where
         use std::task::Poll;
         let this = &mut *self;
         if let Some(task) = &mut this.here {
-            if let Poll::Ready(done) = task.as_mut().poll(cx) {
+            if let Poll::Ready(done) = std::pin::Pin::new(task).poll(cx) {
                 return Poll::Ready(done);
             }
             if !this.handler.limits.placement.off_loop() {
                 return Poll::Pending;
             }
         }
-        // Dear now: a boxed future moves as a pointer, the guest resumes where it yielded.
+        // Dear now: the boxed guest future moves as a pointer, and resumes where it yielded.
         if let Some(task) = this.here.take() {
             this.moved = Some(this.handler.runtime.guest_threads().spawn(task));
         }
