@@ -587,9 +587,7 @@ struct Metered<F> {
     spent: std::time::Duration,
 }
 
-impl<F: std::future::Future<Output = Result<(), IsolateError>>> std::future::Future
-    for Metered<F>
-{
+impl<F: std::future::Future<Output = Result<(), IsolateError>>> std::future::Future for Metered<F> {
     type Output = F::Output;
 
     fn poll(

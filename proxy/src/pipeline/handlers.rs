@@ -3,7 +3,8 @@
 //! The request body streams into the guest while it works on its answer; once the response
 //! head is set, the rest of the request body (bounded by the component's `max_body_bytes`)
 //! is handed over without waiting on the guest, and the response body streams back to the
-//! client chunk by chunk.
+//! client chunk by chunk. A body the guest has already finished when its head arrives (the
+//! common small answer) goes out with its head, framed by a `Content-Length`, in one write.
 
 use crate::pipeline::errors::EdgeError;
 use crate::pipeline::{Protocol, Scheme};
@@ -132,6 +133,7 @@ impl BodyForwarder {
 pub fn response_head(
     parts: &http::response::Parts,
     protocol: Protocol,
+    length: Option<usize>,
 ) -> pingora::Result<ResponseHeader> {
     let mut head = ResponseHeader::build(parts.status, Some(parts.headers.len() + 1))?;
     for (name, value) in parts.headers.iter() {
@@ -140,16 +142,67 @@ pub fn response_head(
         }
         head.append_header(name.clone(), value.clone())?;
     }
-    // No length given: HTTP/1.1 streams it chunked (HTTP/2 frames it by itself).
-    if !protocol.frames_bodies() && !head.headers.contains_key(CONTENT_LENGTH) {
-        head.insert_header(TRANSFER_ENCODING, "chunked")?;
+    if !head.headers.contains_key(CONTENT_LENGTH) {
+        match length {
+            Some(length) => head.insert_header(CONTENT_LENGTH, length)?,
+            // No length known: HTTP/1.1 streams it chunked (HTTP/2 frames it by itself).
+            None if !protocol.frames_bodies() => {
+                head.insert_header(TRANSFER_ENCODING, "chunked")?
+            }
+            None => {}
+        }
     }
     Ok(head)
 }
 
-/// Stream the guest's body to the client; returns the bytes sent.
-pub async fn stream_body(session: &mut Session, mut body: ResponseBody) -> pingora::Result<usize> {
+/// The most of a finished body sent with its head in one write.
+const WHOLE_BODY_MAX: usize = 64 * 1024;
+
+/// A response body as far as the guest has written it when its head arrives.
+pub enum Ready {
+    /// All of it (at most [`WHOLE_BODY_MAX`]).
+    Whole(Bytes),
+    /// The chunks read so far, and the rest to stream.
+    Partial(Vec<Bytes>, ResponseBody),
+}
+
+/// Take what the guest has already written of `body`, without waiting for more.
+pub fn ready_body(mut body: ResponseBody) -> Result<Ready, EdgeError> {
+    use futures::FutureExt;
+    let mut read: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while size <= WHOLE_BODY_MAX {
+        match body.chunk().now_or_never() {
+            Some(Some(chunk)) => {
+                let chunk = chunk.map_err(EdgeError::Component)?;
+                size += chunk.len();
+                read.push(chunk);
+            }
+            Some(None) => {
+                return Ok(Ready::Whole(match read.len() {
+                    0 => Bytes::new(),
+                    1 => read.pop().unwrap_or_default(),
+                    _ => Bytes::from(read.concat()),
+                }))
+            }
+            None => break,
+        }
+    }
+    Ok(Ready::Partial(read, body))
+}
+
+/// Stream the guest's body to the client, after the chunks already `read`; returns the
+/// bytes sent.
+pub async fn stream_body(
+    session: &mut Session,
+    read: Vec<Bytes>,
+    mut body: ResponseBody,
+) -> pingora::Result<usize> {
     let mut sent = 0;
+    for chunk in read {
+        sent += chunk.len();
+        session.write_response_body(Some(chunk), false).await?;
+    }
     while let Some(chunk) = body.chunk().await {
         let chunk: Bytes = chunk.map_err(|e| {
             pingora::Error::because(pingora::ErrorType::InternalError, "handler body", e)

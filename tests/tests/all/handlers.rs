@@ -81,6 +81,9 @@ async fn hello_through(client: Client) {
         assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(r.header("x-route"), Some("hello"), "route edits apply");
         assert_eq!(r.header("x-tag"), Some("yes"), "response filters run");
+        // Finished before its head was sent: framed by its length, not chunked.
+        assert_eq!(r.header("content-length"), Some("46"));
+        assert_eq!(r.header("transfer-encoding"), None);
     }
 }
 
@@ -106,11 +109,15 @@ async fn request_bodies_stream_into_the_handler_and_back() {
     let node = start();
     let web = node.addr("web");
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    for client in [Client::h1(), Client::h2c()] {
+    for (client, h1) in [(Client::h1(), true), (Client::h2c(), false)] {
         let r = client.send(post(web, "/echo", body.clone())).await.unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), body.len());
         assert!(r.body[..] == body[..], "echoed body differs");
+        if h1 {
+            // Too big to hold whole: streamed, chunked.
+            assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+        }
     }
     // Over the component's limit: 413, and the node keeps serving.
     let r = Client::h1()

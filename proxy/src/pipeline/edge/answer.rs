@@ -6,7 +6,7 @@ use super::{Edge, RequestCtx};
 use crate::ops::metrics::ComponentPhase;
 use crate::pipeline::errors::{self, EdgeError, LocalResponse};
 use crate::pipeline::filters::Client;
-use crate::pipeline::handlers::{self, Target};
+use crate::pipeline::handlers::{self, Ready, Target};
 use crate::pipeline::plan::PlannedHandler;
 use crate::pipeline::router::request_host;
 use crate::pipeline::{cache, headers, Protocol};
@@ -120,10 +120,29 @@ impl Edge {
             Err(e) => return self.handler_failed(session, ctx, planned, e).await,
         };
         let (parts, body) = response.into_parts();
-        let head = handlers::response_head(&parts, Protocol::of(session))?;
         let head_only = session.req_header().method == http::Method::HEAD;
-        if self.send_head(session, ctx, head, head_only).await? && !head_only {
-            handlers::stream_body(session, body).await?;
+        let ready = match handlers::ready_body(body) {
+            Ok(ready) => ready,
+            Err(e) => return self.handler_failed(session, ctx, planned, e).await,
+        };
+        // No Content-Length where none may be sent (RFC 9110 8.6: 1xx, 204; 304 says the
+        // stored length).
+        let bodyless =
+            parts.status.is_informational() || matches!(parts.status.as_u16(), 204 | 304);
+        let length = match &ready {
+            Ready::Whole(body) if !head_only && !bodyless => Some(body.len()),
+            _ => None,
+        };
+        let head = handlers::response_head(&parts, Protocol::of(session), length)?;
+        let empty = head_only || length == Some(0);
+        if !self.send_head(session, ctx, head, empty).await? || empty {
+            return Ok(());
+        }
+        match ready {
+            Ready::Whole(body) => session.write_response_body(Some(body), true).await?,
+            Ready::Partial(read, rest) => {
+                handlers::stream_body(session, read, rest).await?;
+            }
         }
         Ok(())
     }
