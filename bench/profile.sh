@@ -68,7 +68,7 @@ self_per_request() {
   awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
     END { for (l in s) printf "%s\t%.3f\n", l, s[l] / 1000 / (r * t) }' "$out/$name.folded"
 }
-[ -f "$out/wrk-one-filter.txt" ] || { cat "$out/summary.md"; exit 0; }
+[ -f "$out/wrk-one-filter.txt" ] && [ -f "$out/wrk-pass-through.txt" ] || { cat "$out/summary.md"; exit 0; }
 self_per_request pass-through | sort > "$work/pass.tsv"
 self_per_request one-filter | sort > "$work/filter.tsv"
 {
