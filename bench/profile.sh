@@ -7,7 +7,7 @@
 #   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
 #   CASES="cache-hit|/cache/1k pass-through|/1k" bench/profile.sh   # other cases (NAME|PATH)
 #
-# Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded (the
+# Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded.gz (the
 # collapsed stacks; on a machine without hardware counters perf samples the cpu-clock event,
 # and each stack's count is CPU nanoseconds), wrk-CASE.txt, and summary.md: CPU per request, the
 # share of Wasm work and of the epoch ticker per case, and the functions whose self time grows
@@ -68,17 +68,22 @@ self_per_request() {
   awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
     END { for (l in s) printf "%s\t%.3f\n", l, s[l] / 1000 / (r * t) }' "$out/$name.folded"
 }
-[ -f "$out/wrk-one-filter.txt" ] && [ -f "$out/wrk-pass-through.txt" ] || { cat "$out/summary.md"; exit 0; }
-self_per_request pass-through | sort > "$work/pass.tsv"
-self_per_request one-filter | sort > "$work/filter.tsv"
-{
-  echo
-  echo "Self CPU µs per request that grows most from pass-through to one filter:"
-  echo
-  echo "| function | pass-through | one filter | growth |"
-  echo "|---|---|---|---|"
-  join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
-    | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | awk 'NR <= 40' \
-    | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s | %s | %s |\n", $1, $2, $3, $4 }'
-} >> "$out/summary.md"
+# Only when both of its cases ran (CASES may pick others).
+if [ -f "$out/wrk-one-filter.txt" ] && [ -f "$out/wrk-pass-through.txt" ]; then
+  self_per_request pass-through | sort > "$work/pass.tsv"
+  self_per_request one-filter | sort > "$work/filter.tsv"
+  {
+    echo
+    echo "Self CPU µs per request that grows most from pass-through to one filter:"
+    echo
+    echo "| function | pass-through | one filter | growth |"
+    echo "|---|---|---|---|"
+    join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
+      | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | awk 'NR <= 40' \
+      | awk -F'\t' '{ gsub(/\|/, "\\|", $1); printf "| `%s` | %s | %s | %s |\n", $1, $2, $3, $4 }'
+  } >> "$out/summary.md"
+fi
 cat "$out/summary.md"
+# The collapsed stacks are the raw output kept beside the figures: compressed (a megabyte
+# of text each otherwise).
+gzip -9 "$out"/*.folded

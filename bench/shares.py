@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Where a profile's time goes, by the parts of the request path: the share of all samples
 whose stack contains each part (inclusive, so parts overlap), from a collapsed-stack file
-(`CASE.folded`, written by bench/profile.sh).
+(`CASE.folded.gz` as bench/profile.sh commits it, or a plain `CASE.folded`).
 
     bench/shares.py bench/results/profile-DATE/pass-through.folded > .../pass-through-shares.md
 """
+import gzip
 import re
 import sys
 
@@ -37,7 +38,7 @@ PARTS = [
 
 def main(path):
     rows = []
-    for line in open(path):
+    for line in (gzip.open(path, "rt") if path.endswith(".gz") else open(path)):
         line = line.rstrip("\n")
         i = line.rfind(" ")
         rows.append((line[:i], int(line[i + 1:])))
