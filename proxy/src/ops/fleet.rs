@@ -12,7 +12,7 @@ use crate::ops::metrics::Metrics;
 use crate::pipeline::cache::{MokaStorage, Selector};
 use breakwater_config::{Fleet as FleetSettings, RedisTarget};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo};
 use redis::{IntoConnectionInfo, RedisConnectionInfo};
 use std::sync::Arc;
@@ -220,8 +220,17 @@ async fn publish_loop(
     }
 }
 
+/// Where this node is in the purge stream.
+struct Position {
+    /// The last entry read; at start, just before this node started.
+    last: String,
+    /// Whether any entry has been read (so a stream that is gone was lost, not never made).
+    read_any: bool,
+}
+
 /// Read the stream from just before this node started, apply what other nodes appended, and
-/// after a lost connection read on from the last entry seen.
+/// after a lost connection read on from the last entry seen (or, when the entries after it
+/// are gone, purge the whole cache: see [`Gap`]).
 async fn read_loop(
     client: Client,
     node: String,
@@ -236,7 +245,10 @@ async fn read_loop(
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis();
-    let mut last = format!("{ms}-0");
+    let mut position = Position {
+        last: format!("{ms}-0"),
+        read_any: false,
+    };
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(READ_BLOCK + timeout));
@@ -244,10 +256,13 @@ async fn read_loop(
         .block(READ_BLOCK.as_millis() as usize)
         .count(READ_BATCH);
     let mut connection: Option<MultiplexedConnection> = None;
-    // Whether this node has read any entry of the stream (so a missing stream was lost).
-    let mut read_any = false;
     // Gaps matter after a lost connection; at start, the cache is empty anyway.
-    let mut connected_before = false;
+    let mut reconnecting = false;
+    let retry_later = |e: redis::RedisError| {
+        metrics.fleet_redis_up.set(0);
+        tracing::warn!(error = %e, "fleet: cannot read the purge stream; retrying");
+        tokio::time::sleep(timeout)
+    };
     loop {
         let con = match &mut connection {
             Some(c) => c,
@@ -255,59 +270,38 @@ async fn read_loop(
                 .get_multiplexed_async_connection_with_config(&config)
                 .await
             {
-                Ok(mut c) => match gap(&mut c, &last, read_any).await {
-                    Ok(gap) => {
-                        let gap = if connected_before { gap } else { Gap::None };
-                        connected_before = true;
-                        if gap != Gap::None {
-                            tracing::warn!(
-                                ?gap,
-                                "fleet: purges were missed and cannot be told; purging the whole cache"
-                            );
-                            let purged = storage.purge_matching(&Selector::All);
-                            metrics.cache_purged.inc_by(purged as u64);
-                            metrics.fleet_full_purges.inc();
+                Ok(mut c) => {
+                    if reconnecting {
+                        if let Err(e) = catch_up(&mut c, &mut position, storage, &metrics).await {
+                            retry_later(e).await;
+                            continue;
                         }
-                        if gap == Gap::Vanished {
-                            // A new stream: all of it is new to this node.
-                            last = "0-0".into();
-                            read_any = false;
-                        }
-                        connection.insert(c)
                     }
-                    Err(e) => {
-                        metrics.fleet_redis_up.set(0);
-                        tracing::warn!(error = %e, "fleet: cannot read the purge stream; retrying");
-                        tokio::time::sleep(timeout).await;
-                        continue;
-                    }
-                },
+                    reconnecting = true;
+                    connection.insert(c)
+                }
                 Err(e) => {
-                    metrics.fleet_redis_up.set(0);
-                    tracing::warn!(error = %e, "fleet: cannot reach Redis; retrying");
-                    tokio::time::sleep(timeout).await;
+                    retry_later(e).await;
                     continue;
                 }
             },
         };
         let read: redis::RedisResult<Option<StreamReadReply>> = con
-            .xread_options(&[PURGE_STREAM], &[last.as_str()], &options)
+            .xread_options(&[PURGE_STREAM], &[position.last.as_str()], &options)
             .await;
         let reply = match read {
             Ok(reply) => reply,
             Err(e) => {
-                metrics.fleet_redis_up.set(0);
-                tracing::warn!(error = %e, "fleet: reading purges failed; reconnecting");
                 connection = None;
-                tokio::time::sleep(timeout).await;
+                retry_later(e).await;
                 continue;
             }
         };
         metrics.fleet_redis_up.set(1);
         let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
         for entry in entries {
-            read_any = true;
-            last.clone_from(&entry.id);
+            position.read_any = true;
+            position.last.clone_from(&entry.id);
             let from: Option<String> = entry.get("node");
             if from.as_deref() == Some(node.as_str()) {
                 continue;
@@ -324,57 +318,61 @@ async fn read_loop(
     }
 }
 
-/// What a reader that (re)connects finds between the last entry it read and the stream.
+/// What a reader that reconnects finds between the last entry it read and the stream.
 #[derive(Debug, PartialEq, Eq)]
 enum Gap {
     /// Every entry after the last one read is still there.
     None,
-    /// Entries after the last one read were trimmed away (`purge_history` passed it).
+    /// The stream's oldest entry is newer than the last one read: `purge_history` trimmed
+    /// past it, and perhaps entries after it (trimming keeps at least `purge_history` of the
+    /// newest, in whole stream nodes, so it may also have stopped just after it: then the
+    /// whole-cache purge was not needed, and is what caution costs).
     Trimmed,
     /// The stream this node was reading is gone (Redis restarted without its data).
     Vanished,
 }
 
-/// Look for a [`Gap`] after `last`: the stream's oldest entry newer than `last` means `last`
-/// was trimmed, and perhaps entries after it (trimming keeps at least `purge_history` of the
-/// newest, in whole stream nodes, so it may also have stopped just after `last`: then the
-/// whole-cache purge was not needed, and is what caution costs).
-async fn gap(
+/// After a lost connection: when purges may have been missed that cannot be replayed, purge
+/// the whole cache rather than serve what may have been purged, and read a new stream from
+/// its start.
+async fn catch_up(
     con: &mut MultiplexedConnection,
-    last: &str,
-    read_any: bool,
-) -> redis::RedisResult<Gap> {
-    if !con.exists::<_, bool>(PURGE_STREAM).await? {
-        return Ok(if read_any { Gap::Vanished } else { Gap::None });
+    position: &mut Position,
+    storage: &MokaStorage,
+    metrics: &Metrics,
+) -> redis::RedisResult<()> {
+    let gap = if !con.exists::<_, bool>(PURGE_STREAM).await? {
+        if position.read_any {
+            Gap::Vanished
+        } else {
+            Gap::None
+        }
+    } else {
+        let oldest: StreamRangeReply = con.xrange_count(PURGE_STREAM, "-", "+", 1).await?;
+        let oldest = oldest.ids.first().and_then(|e| stream_id(&e.id));
+        match (oldest, stream_id(&position.last)) {
+            (Some(oldest), Some(last)) if oldest > last => Gap::Trimmed,
+            _ => Gap::None,
+        }
+    };
+    if gap == Gap::None {
+        return Ok(());
     }
-    let info: redis::Value = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(PURGE_STREAM)
-        .query_async(con)
-        .await?;
-    // XINFO STREAM: field names and values, flat (RESP2) or as a map (RESP3).
-    let pairs: Vec<(redis::Value, redis::Value)> = match info {
-        redis::Value::Map(pairs) => pairs,
-        redis::Value::Array(flat) => {
-            let mut it = flat.into_iter();
-            std::iter::from_fn(|| Some((it.next()?, it.next()?))).collect()
-        }
-        _ => Vec::new(),
-    };
-    let first = pairs.into_iter().find_map(|(k, v)| {
-        if redis::from_redis_value::<String>(k).ok()? != "first-entry" {
-            return None;
-        }
-        let redis::Value::Array(entry) = v else {
-            return None;
+    tracing::warn!(
+        ?gap,
+        "fleet: purges were missed and cannot be told; purging the whole cache"
+    );
+    let purged = storage.purge_matching(&Selector::All);
+    metrics.cache_purged.inc_by(purged as u64);
+    metrics.fleet_full_purges.inc();
+    if gap == Gap::Vanished {
+        // A new stream: all of it is new to this node.
+        *position = Position {
+            last: "0-0".into(),
+            read_any: false,
         };
-        stream_id(&redis::from_redis_value::<String>(entry.into_iter().next()?).ok()?)
-    });
-    let trimmed = match (first, stream_id(last)) {
-        (Some(first), Some(last)) => first > last,
-        _ => false,
-    };
-    Ok(if trimmed { Gap::Trimmed } else { Gap::None })
+    }
+    Ok(())
 }
 
 /// A stream entry id (`MS-SEQ`) in the order Redis gives them.
