@@ -302,8 +302,7 @@ impl ProxyHttp for Edge {
         if let Some(shield) = ctx.plan.shield.clone() {
             if session.cache.enabled() && !ctx.upstream.shield_tried {
                 ctx.upstream.shield_tried = true;
-                let key = [ctx.host.as_bytes(), req.uri.path().as_bytes()].concat();
-                if let Some(ep) = shield.select_hashed(&key) {
+                if let Some(ep) = shield.select_hashed((&ctx.host, req.uri.path())) {
                     ctx.upstream.shielded = true;
                     let peer = shield.peer(&ep);
                     ctx.upstream.endpoint = Some(ep);

@@ -47,8 +47,6 @@ fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
     names
 }
 
-/// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
-/// which sees and produces end-to-end headers only.
 /// RFC 8586: every CDN node a request passes adds itself here.
 pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 
@@ -73,6 +71,8 @@ pub fn loops_through(req: &RequestHeader, token: &HeaderValue) -> bool {
         .any(|entry| entry.trim().eq_ignore_ascii_case(token))
 }
 
+/// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
+/// which sees and produces end-to-end headers only.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(&name.as_str())
 }

@@ -244,18 +244,24 @@ impl Pool {
         self.endpoints.load().iter().any(|e| self.available(e, now))
     }
 
+    /// The endpoints of `all` not in `tried` that can take traffic now.
+    fn candidates<'a>(
+        &self,
+        all: &'a [Arc<Endpoint>],
+        tried: &[SocketAddr],
+    ) -> Vec<&'a Arc<Endpoint>> {
+        let now = self.now_ms();
+        all.iter()
+            .filter(|e| !tried.contains(&e.addr) && self.available(e, now))
+            .collect()
+    }
+
     /// Choose an endpoint for a request, skipping those in `tried`.
     pub fn select(&self, key: &SelectKey<'_>, tried: &[SocketAddr]) -> Option<Arc<Endpoint>> {
         let all = self.endpoints.load();
-        let now = self.now_ms();
-        let untried = |e: &&Arc<Endpoint>| !tried.contains(&e.addr);
-        let mut candidates: Vec<&Arc<Endpoint>> = all
-            .iter()
-            .filter(untried)
-            .filter(|e| self.available(e, now))
-            .collect();
+        let mut candidates = self.candidates(&all, tried);
         if candidates.is_empty() {
-            candidates = all.iter().filter(untried).collect();
+            candidates = all.iter().filter(|e| !tried.contains(&e.addr)).collect();
         }
         if candidates.is_empty() {
             return None;
@@ -270,11 +276,9 @@ impl Pool {
 
     /// The available endpoint that rendezvous hashing gives `key` (a shield tier's parent
     /// for one URL); `None` when no endpoint can take traffic.
-    pub fn select_hashed(&self, key: &[u8]) -> Option<Arc<Endpoint>> {
+    pub fn select_hashed(&self, key: impl Hash) -> Option<Arc<Endpoint>> {
         let all = self.endpoints.load();
-        let now = self.now_ms();
-        let candidates: Vec<&Arc<Endpoint>> =
-            all.iter().filter(|e| self.available(e, now)).collect();
+        let candidates = self.candidates(&all, &[]);
         if candidates.is_empty() {
             return None;
         }
