@@ -87,7 +87,7 @@ impl<'a, T: Send> State<'a, T> {
     ) -> Result<Vec<u8>, String> {
         match self.failed {
             Some(reason) => Err(format!("reading the instance's state: {reason}")),
-            None => taken.map_err(|e| e.to_string()),
+            None => taken.map_err(|e| format!("{e:#}")),
         }
     }
 

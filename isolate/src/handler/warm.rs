@@ -155,7 +155,7 @@ pub(crate) async fn snapshot(
     let mut state = crate::init::State::new(&mut store, instance);
     let taken = wizer.snapshot_component(cx, &mut state).await;
     state
-        .outcome(taken.map_err(|e| format!("{e:#}")))
+        .outcome(taken)
         .map_err(|e| failed(format!("snapshot: {e}")))
 }
 

@@ -76,34 +76,29 @@ fn mutate(rng: &mut StdRng, input: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// Send, half-close, read until the server closes. `Err` when it neither answers nor closes.
-async fn exchange(addr: std::net::SocketAddr, input: Vec<u8>) -> Result<Vec<u8>, String> {
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = s.write_all(&input).await;
-    let _ = s.shutdown().await;
-    let mut out = Vec::new();
-    match tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await {
-        Ok(_) => Ok(out),
-        Err(_) => Err(format!(
-            "no answer and no close in 10 s for {:?}",
-            String::from_utf8_lossy(&input)
-        )),
-    }
+/// How a client sends an input: then half-closes its side (it will send nothing more), or
+/// keeps the connection open as a client waiting for its answer does.
+#[derive(Clone, Copy)]
+enum Then {
+    HalfClose,
+    KeepOpen,
 }
 
-/// Send and keep the connection open, as a client waiting for its answer does: read until
-/// the server closes, within `limit`. `Err` when the connection is still open by then.
-async fn exchange_open(
+/// Send `input` on a new connection, then read until the server closes, within `limit`.
+/// `Err` when the connection is still open by then.
+async fn exchange(
     addr: std::net::SocketAddr,
     input: Vec<u8>,
+    then: Then,
     limit: Duration,
 ) -> Result<Vec<u8>, String> {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| e.to_string())?;
     let _ = s.write_all(&input).await;
+    if let Then::HalfClose = then {
+        let _ = s.shutdown().await;
+    }
     let mut out = Vec::new();
     match tokio::time::timeout(limit, s.read_to_end(&mut out)).await {
         Ok(_) => Ok(out),
@@ -126,31 +121,35 @@ fn inputs(seed: u64, iterations: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The same inputs on connections the client keeps open: nothing may leave a client waiting.
-/// Whatever the input (a head cut short, a body shorter than declared, a request the node
-/// answers and then keeps alive), the node answers and closes or closes, within its client
-/// timeouts (`header_timeout` 1 s, `idle_timeout` 2 s) and a margin: never a connection left
-/// open until pingora's 60 s read timeout.
-#[tokio::test(flavor = "multi_thread")]
-async fn arbitrary_request_heads_on_open_connections_never_leave_the_client_waiting() {
+/// Fuzz a node (listener `clients` settings and pool `timeouts` as given) with a run's
+/// inputs, `batch` connections at a time, each sent as `then` says: every one must be
+/// answered or closed within `limit`, some answered, and the node must serve afterwards.
+/// A new seed every run, printed; FUZZ_SEED=N replays one; FUZZ_ITERATIONS raises the count.
+async fn fuzz(
+    clients: &str,
+    timeouts: &str,
+    iterations: usize,
+    batch: usize,
+    then: Then,
+    limit: Duration,
+) {
     let origin = Origin::echo().await;
     let node = Node::start(&format!(
-        "listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true, clients: {{ header_timeout: 1s, idle_timeout: 2s }} }}]\nserver: {{ grace_period: 0s }}\npools: {{ p: {{ endpoints: [\"{}\"], timeouts: {{ read: 2s }} }} }}\nroutes: [{{ pool: p }}]\n",
+        "listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true, clients: {clients} }}]\nserver: {{ grace_period: 0s }}\npools: {{ p: {{ endpoints: [\"{}\"], timeouts: {timeouts} }} }}\nroutes: [{{ pool: p }}]\n",
         origin.addr
     ));
     let addr = node.addr("web");
     let iterations: usize = std::env::var("FUZZ_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(iterations);
     let seed = support::fuzz_seed();
-    let limit = Duration::from_secs(8);
     let mut answered = 0;
-    for batch in inputs(seed, iterations).chunks(50) {
+    for batch in inputs(seed, iterations).chunks(batch) {
         let tasks: Vec<_> = batch
             .iter()
             .cloned()
-            .map(|input| tokio::spawn(exchange_open(addr, input, limit)))
+            .map(|input| tokio::spawn(exchange(addr, input, then, limit)))
             .collect();
         for t in tasks {
             let out = t
@@ -163,41 +162,37 @@ async fn arbitrary_request_heads_on_open_connections_never_leave_the_client_wait
     assert!(answered > 0, "FUZZ_SEED={seed}: nothing was ever answered");
     let r = Client::h1().get(addr, "a", "/still-serving").await;
     assert_eq!(r.status, 200, "the node survives");
+    eprintln!("{iterations} inputs, {answered} answered, the rest closed");
+}
+
+/// The same inputs on connections the client keeps open: nothing may leave a client waiting.
+/// Whatever the input (a head cut short, a body shorter than declared, a request the node
+/// answers and then keeps alive), the node answers and closes or closes, within its client
+/// timeouts (`header_timeout` 1 s, `idle_timeout` 2 s) and a margin: never a connection left
+/// open until pingora's 60 s read timeout.
+#[tokio::test(flavor = "multi_thread")]
+async fn arbitrary_request_heads_on_open_connections_never_leave_the_client_waiting() {
+    let clients = "{ header_timeout: 1s, idle_timeout: 2s }";
+    fuzz(
+        clients,
+        "{ read: 2s }",
+        200,
+        50,
+        Then::KeepOpen,
+        Duration::from_secs(8),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn arbitrary_request_heads_get_a_response_or_a_close_and_the_node_survives() {
-    let origin = Origin::echo().await;
-    let node = Node::start(&format!(
-        "listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]\nserver: {{ grace_period: 0s }}\npools: {{ p: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: p }}]\n",
-        origin.addr
-    ));
-    let addr = node.addr("web");
-    let iterations: usize = std::env::var("FUZZ_ITERATIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
-    // A new seed every run, printed; FUZZ_SEED=N replays one.
-    let seed = support::fuzz_seed();
-    let mut answered = 0;
-    for batch in inputs(seed, iterations).chunks(16) {
-        let tasks: Vec<_> = batch
-            .iter()
-            .cloned()
-            .map(|input| tokio::spawn(exchange(addr, input)))
-            .collect();
-        for t in tasks {
-            let out = t
-                .await
-                .unwrap()
-                .unwrap_or_else(|e| panic!("FUZZ_SEED={seed}: {e}"));
-            if out.starts_with(b"HTTP/1.") {
-                answered += 1;
-            }
-        }
-    }
-    assert!(answered > 0, "FUZZ_SEED={seed}: nothing was ever answered");
-    let r = Client::h1().get(addr, "a", "/still-serving").await;
-    assert_eq!(r.status, 200, "the node survives");
-    eprintln!("{iterations} inputs, {answered} answered, the rest closed");
+    fuzz(
+        "{}",
+        "{}",
+        400,
+        16,
+        Then::HalfClose,
+        Duration::from_secs(10),
+    )
+    .await;
 }
