@@ -16,6 +16,21 @@ fn metric(text: &str, name: &str) -> f64 {
     support::metric(text, name, "")
 }
 
+/// A node of the fleet on `redis` with `fleet` settings besides the address, caching what
+/// `origin` answers; purges need the token `t0ken`.
+fn fleet_yaml(redis: &Redis, fleet: &str, origin: SocketAddr) -> String {
+    format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0, token: t0ken }}
+fleet: {{ redis: "{redis}", {fleet} }}
+pools: {{ o: {{ endpoints: ["{origin}"], retries: 0 }} }}
+routes: [{{ pool: o, cache: {{}} }}]
+"#,
+        redis = redis.url()
+    )
+}
+
 async fn get(node: &Node, path: &str) -> Reply {
     Client::h1()
         .get(node.addr("web"), "example.com", path)
@@ -48,25 +63,8 @@ async fn cache_everywhere(nodes: &[Node], path: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purge_on_one_node_reaches_every_node_and_outlasts_a_redis_outage() {
     let mut redis = Redis::start();
-    let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::Respond {
-        status: 200,
-        headers: vec![("cache-control".into(), "max-age=600".into())],
-        body: Bytes::from(format!("origin {}", s.uri)),
-    }))
-    .await;
-    let yaml = format!(
-        r#"
-listeners: [{{ name: web, address: 127.0.0.1:0 }}]
-admin: {{ address: 127.0.0.1:0, token: t0ken }}
-fleet: {{ redis: "{redis}", timeout: 200ms }}
-pools:
-  o: {{ endpoints: ["{origin}"], retries: 0 }}
-routes:
-  - {{ pool: o, cache: {{}} }}
-"#,
-        redis = redis.url(),
-        origin = origin.addr
-    );
+    let origin = Origin::start(cacheable_origin()).await;
+    let yaml = fleet_yaml(&redis, "timeout: 200ms", origin.addr);
     let nodes: Vec<Node> = (0..3).map(|_| Node::start(&yaml)).collect();
     cache_everywhere(&nodes, "/a").await;
 
@@ -142,12 +140,8 @@ routes:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_node_replays_the_purges_sent_while_it_was_down() {
     let redis = Redis::start();
-    let origin = Origin::echo().await;
-    let yaml = format!(
-        "listeners: [{{ name: web, address: 127.0.0.1:0 }}]\nadmin: {{ address: 127.0.0.1:0, token: t0ken }}\nfleet: {{ redis: \"{}\" }}\npools: {{ o: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: o, cache: {{ default_ttl: 600s }} }}]\n",
-        redis.url(),
-        origin.addr
-    );
+    let origin = Origin::start(cacheable_origin()).await;
+    let yaml = fleet_yaml(&redis, "timeout: 1s", origin.addr);
     let a = Node::start(&yaml);
     let b = Node::start(&yaml);
     drop(b);
@@ -171,23 +165,8 @@ async fn a_restarted_node_replays_the_purges_sent_while_it_was_down() {
 async fn a_node_that_cannot_tell_what_it_missed_purges_everything() {
     // One entry per stream node, so that `MAXLEN ~ 2` trims to about 2 entries.
     let redis = Redis::start_with_args(&["--stream-node-max-entries", "1"]);
-    let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::Respond {
-        status: 200,
-        headers: vec![("cache-control".into(), "max-age=600".into())],
-        body: Bytes::from(format!("origin {}", s.uri)),
-    }))
-    .await;
-    let yaml = format!(
-        r#"
-listeners: [{{ name: web, address: 127.0.0.1:0 }}]
-admin: {{ address: 127.0.0.1:0, token: t0ken }}
-fleet: {{ redis: "{redis}", timeout: 2s, purge_history: 2 }}
-pools: {{ o: {{ endpoints: ["{origin}"] }} }}
-routes: [{{ pool: o, cache: {{}} }}]
-"#,
-        redis = redis.url(),
-        origin = origin.addr
-    );
+    let origin = Origin::start(cacheable_origin()).await;
+    let yaml = fleet_yaml(&redis, "timeout: 2s, purge_history: 2", origin.addr);
     let nodes: Vec<Node> = (0..2).map(|_| Node::start(&yaml)).collect();
     cache_everywhere(&nodes, "/kept").await;
     // Both nodes read from the stream once, so each has a position in it.
@@ -222,24 +201,15 @@ routes: [{{ pool: o, cache: {{}} }}]
 async fn a_password_from_a_file_authenticates_and_stays_out_of_the_logs() {
     let secret = "s3cret-Pa55";
     let redis = Redis::start_with_password(secret);
-    let origin = Origin::start(counting_origin()).await;
+    let origin = Origin::start(cacheable_origin()).await;
     let dir = tempfile::tempdir().unwrap();
     let password_file = dir.path().join("redis-password");
     std::fs::write(&password_file, format!("{secret}\n")).unwrap();
-    let yaml = format!(
-        r#"
-listeners: [{{ name: web, address: 127.0.0.1:0 }}]
-admin: {{ address: 127.0.0.1:0, token: t0ken }}
-fleet: {{ redis: "{redis}", password_file: "{file}", timeout: 200ms }}
-pools:
-  o: {{ endpoints: ["{origin}"], retries: 0 }}
-routes:
-  - {{ pool: o, cache: {{}} }}
-"#,
-        redis = redis.url(),
-        file = password_file.display(),
-        origin = origin.addr
+    let fleet = format!(
+        "password_file: \"{}\", timeout: 200ms",
+        password_file.display()
     );
+    let yaml = fleet_yaml(&redis, &fleet, origin.addr);
     let nodes: Vec<Node> = (0..2).map(|_| Node::start(&yaml)).collect();
     cache_everywhere(&nodes, "/p").await;
     assert_eq!(purge(&nodes[0], "url=example.com/p").await.status, 200);
@@ -293,8 +263,8 @@ routes:
     assert_eq!(r.status, 200);
 }
 
-/// An origin that counts its requests per path; `max-age=600` on every answer.
-fn counting_origin() -> support::origin::Handler {
+/// An origin whose every answer may be cached for 600 s (it says which URL it is for).
+fn cacheable_origin() -> support::origin::Handler {
     std::sync::Arc::new(|s: &Seen| Action::Respond {
         status: 200,
         headers: vec![("cache-control".into(), "max-age=600".into())],
@@ -321,7 +291,7 @@ routes:
 /// parent gone, misses go to the origin.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
-    let origin = Origin::start(counting_origin()).await;
+    let origin = Origin::start(cacheable_origin()).await;
     let parent = Node::start(&format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
@@ -378,7 +348,7 @@ routes:
 /// node it passed is refused with 508 (RFC 8586), and the origin is never reached.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shield_loop_between_two_nodes_ends_in_508() {
-    let origin = Origin::start(counting_origin()).await;
+    let origin = Origin::start(cacheable_origin()).await;
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let x = Node::start(&edge_yaml(origin.addr, unused.local_addr().unwrap()));
     let y = Node::start(&edge_yaml(origin.addr, x.addr("web")));
