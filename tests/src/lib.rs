@@ -84,3 +84,37 @@ pub fn fuzz_seed() -> u64 {
     eprintln!("FUZZ_SEED={seed} (set it to replay this run)");
     seed
 }
+
+/// A loopback port, free for TCP and UDP, that no other test of this process is given and that
+/// the kernel never hands out meanwhile: for a node that must bind a port known in advance (a
+/// graceful upgrade hands its listeners over by address; a restarted Redis comes back on its
+/// port). Such a port cannot be taken with a port-0 bind and then released, as the kernel may
+/// give it to anyone in between; it is taken below the kernel's ephemeral range
+/// (`ip_local_port_range`), which port-0 binds and outgoing connections draw from, each port
+/// at most once per process.
+pub fn reserved_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Spread processes (the test binaries of one run, runs side by side) over the range.
+    let span = low.saturating_sub(10_000).max(1_000);
+    let base = low - span;
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(span)) as u16,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            return port;
+        }
+    }
+    panic!("no free port below {low}");
+}

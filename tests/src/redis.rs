@@ -2,7 +2,7 @@
 //! port, started and owned by one test: no persistence, killed when dropped.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -33,10 +33,8 @@ impl Redis {
 
     fn start_with(password: Option<String>, args: &[&str]) -> Redis {
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            // Known in advance and kept: a restarted server comes back on it.
+            let port = crate::reserved_port();
             let mut redis = Redis {
                 addr: SocketAddr::from(([127, 0, 0, 1], port)),
                 child: None,

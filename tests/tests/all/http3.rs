@@ -430,14 +430,9 @@ async fn origin_trailers_reach_http3_clients() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_graceful_upgrade_keeps_http3_served_on_the_same_port() {
     let (ca, dir) = certified();
-    // A port free for both TCP and UDP.
-    let port = loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            break port;
-        }
-    };
+    // A port known in advance (the new process takes the listener over by its address), free
+    // for both TCP and UDP.
+    let port = support::reserved_port();
     let yaml = |body: &str| {
         format!(
             "{}routes: [{{ respond: {{ body: {body} }} }}]\n",

@@ -150,11 +150,8 @@ impl Drop for ShowOnPanic {
 #[tokio::test(flavor = "multi_thread")]
 async fn graceful_upgrade_hands_over_the_sockets_without_failing_a_request() {
     let origin = Origin::echo().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port known in advance: the new process takes the listener over by its address.
+    let port = support::reserved_port();
     let listen = format!("127.0.0.1:{port}");
     let old = Node::start(&routed_to(&origin, &listen));
     let web = old.addr("web");
