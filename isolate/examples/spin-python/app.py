@@ -6,6 +6,7 @@ component's `config:` map, spin:key-value as an in-memory store per component.
   GET /            -> "Hello from Spin on Breakwater!" (+ the greeting variable when set)
   GET /kv/NAME     -> the value stored under NAME (404 when absent)
   PUT /kv/NAME     -> stores the request body under NAME
+  GET /kv-keys     -> every key of the store (get-keys), sorted, comma-separated
   GET /counter     -> increments and returns the in-memory counter (shared per component)
   GET /global      -> increments and returns a module global (1 on every request when each
                       request starts from the same state: fresh, or a warm snapshot of GET /)
@@ -19,7 +20,7 @@ component's `config:` map, spin:key-value as an in-memory store per component.
   GET /hog         -> allocates without bound (the memory limit ends it)
 """
 
-from spin_sdk import http, key_value, redis, variables
+from spin_sdk import http, key_value, redis, util, variables
 from spin_sdk.http import Request, Response
 
 
@@ -55,6 +56,10 @@ class HttpHandler(http.Handler):
                 if value is None:
                     return text(404, "no such key\n")
                 return Response(200, {"content-type": "application/octet-stream"}, value)
+        if path == "/kv-keys":
+            with await key_value.open_default() as store:
+                keys = await util.collect(await store.get_keys())
+                return text(200, ",".join(sorted(keys)) + "\n")
         if path == "/global":
             global requests_seen
             requests_seen += 1

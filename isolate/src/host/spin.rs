@@ -7,7 +7,7 @@
 //! * `spin:key-value/key-value@3.0.0`: the store `default`, shared by the instances of one
 //!   component (as Spin's default store is shared by its instances): in memory and bounded in
 //!   size, or a [`SharedStore`] the embedder provides (the proxy's is Redis, shared by every
-//!   node of a fleet). `get-keys` (a stream) is not provided: it traps when called.
+//!   node of a fleet). `get-keys` streams the keys as they were when it was called.
 //!
 //! * `spin:redis/redis@3.0.0` (`spin_redis`): outbound Redis to the component's allowed
 //!   `redis://HOST:PORT` addresses.
@@ -20,7 +20,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{
-    ComponentType, Lift, Linker, Lower, Resource, ResourceTable, ResourceType,
+    ComponentType, FutureReader, Lift, Linker, Lower, Resource, ResourceTable, ResourceType,
+    StreamReader,
 };
 
 /// Largest total size (keys and values) of one component's key-value store.
@@ -34,6 +35,8 @@ pub trait SharedStore: Send + Sync + 'static {
     fn set(&self, key: String, value: Vec<u8>) -> StoreFuture<()>;
     fn delete(&self, key: String) -> StoreFuture<()>;
     fn exists(&self, key: String) -> StoreFuture<bool>;
+    /// Every key of the store, in no particular order.
+    fn keys(&self) -> StoreFuture<Vec<String>>;
 }
 
 /// What a [`SharedStore`] call returns.
@@ -282,13 +285,25 @@ pub(crate) fn add_to_linker<T: SpinView>(
             })
         },
     )?;
-    // A stream of keys: not provided yet.
-    kv.func_new_concurrent("[method]store.get-keys", |_, _, _, _| {
-        Box::pin(async {
-            Err(wasmtime::format_err!(
-                "`spin:key-value/key-value@3.0.0#[method]store.get-keys` is not provided by \
-                 this host (it traps when called)"
-            ))
+    // The keys as a stream, read whole first (the memory store is bounded, a shared one is
+    // scanned once), and the outcome as a future.
+    kv.func_wrap_concurrent("[method]store.get-keys", |acc, (_this,): (Resource<KvHandle>,)| {
+        Box::pin(async move {
+            let keys = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.keys().cloned().collect()),
+                KvStore::Shared(s) => s.keys().await.map_err(KvError::Other),
+            };
+            let (keys, outcome) = match keys {
+                Ok(keys) => (keys, Ok(())),
+                Err(e) => (Vec::new(), Err(e)),
+            };
+            acc.with(|mut a| -> wasmtime::Result<_> {
+                let stream = StreamReader::<String>::new(&mut a, keys)?;
+                let done = FutureReader::new(&mut a, async move {
+                    Ok::<_, wasmtime::Error>(outcome)
+                })?;
+                Ok(((stream, done),))
+            })
         })
     })?;
     super::spin_redis::add_to_linker(linker)

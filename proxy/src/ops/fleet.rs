@@ -455,4 +455,35 @@ impl breakwater_isolate::SharedStore for RedisKv {
     fn exists(&self, key: String) -> breakwater_isolate::StoreFuture<bool> {
         kv_call!(self, |con, key| con.exists::<_, bool>(key))
     }
+
+    /// One `SCAN MATCH prefix*` walk (not `KEYS`, which blocks the server while it runs).
+    fn keys(&self) -> breakwater_isolate::StoreFuture<Vec<String>> {
+        let kv = self.clone();
+        Box::pin(async move {
+            let fail = |e: redis::RedisError| format!("key-value store: {e}");
+            let mut con = kv.0.connection().await?;
+            let prefix = &kv.0.prefix;
+            let pattern = format!("{}*", glob_escape(prefix));
+            let mut scan = con.scan_match::<_, String>(pattern).await.map_err(fail)?;
+            let mut keys = Vec::new();
+            while let Some(key) = scan.next_item().await {
+                if let Some(key) = key.map_err(fail)?.strip_prefix(prefix.as_str()) {
+                    keys.push(key.to_string());
+                }
+            }
+            Ok(keys)
+        })
+    }
+}
+
+/// `text` as a Redis glob pattern that matches only itself.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

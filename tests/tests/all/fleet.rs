@@ -223,7 +223,7 @@ async fn a_password_from_a_file_authenticates_and_stays_out_of_the_logs() {
 }
 
 /// A Spin component (Spin Python SDK) with `key_value: redis` on two nodes sees one store:
-/// what one node's instance writes, the other's reads. With Redis gone, a key-value call
+/// what one node's instance writes, the other's reads, and its keys are listed. With Redis gone, a key-value call
 /// fails that request at once as the component's error (500, fail-closed), and the node
 /// goes on serving the component's other paths.
 #[tokio::test(flavor = "multi_thread")]
@@ -255,6 +255,11 @@ routes:
     assert_eq!((r.status, r.text().as_str()), (200, "written on a"));
     let r = Client::h1().get(b.addr("web"), "b", "/kv/absent").await;
     assert_eq!(r.status, 404);
+    // `get-keys` lists this component's keys, not those of a component named alike.
+    redis.cli(&["SET", "breakwater:kv:spin2:other", "x"]);
+    redis.cli(&["SET", "breakwater:kv:spin:b", "written by hand"]);
+    let r = Client::h1().get(b.addr("web"), "b", "/kv-keys").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "b,shared\n"));
 
     redis.stop();
     let r = Client::h1().get(a.addr("web"), "a", "/kv/shared").await;

@@ -304,7 +304,7 @@ routes:
 
 /// A component built with the Spin Python SDK, served unchanged through the node over
 /// HTTP/1.1 and HTTP/2: its variables come from the component's `config:`, its key-value
-/// store lives as long as the component, an import the node does not provide fails only the
+/// store lives as long as the component (and lists its keys), an import the node does not provide fails only the
 /// request that calls it (500 by the fail-closed policy), and `warmup:` chooses the request
 /// its instances' snapshot is taken after.
 #[tokio::test(flavor = "multi_thread")]
@@ -348,6 +348,9 @@ routes:
         }
         assert_eq!(client.get(web, "a", "/").await.status, 200);
     }
+    // `get-keys`: a stream of the keys, and its outcome as a future.
+    let r = Client::h1().get(web, "a", "/kv-keys").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "k0,k1\n"));
 }
 
 /// A guest computing for ever on a node with one listener thread: while it runs (the node
