@@ -43,6 +43,8 @@ pub struct RawFleet {
     /// A file holding the password (its first line), or an environment variable.
     pub password_file: Option<Spanned<String>>,
     pub password_env: Option<Spanned<String>>,
+    /// PEM certificates of the CA that signed a `rediss://` server's certificate.
+    pub ca_file: Option<Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub purge_history: Option<Spanned<u64>>,
 }

@@ -79,7 +79,8 @@ pub struct Fleet {
 /// A Redis server, parsed from `fleet.redis` and the credential fields.
 #[derive(Clone, PartialEq)]
 pub struct RedisTarget {
-    pub tls: bool,
+    /// `rediss://`: TLS, and whom to trust for the server's certificate.
+    pub tls: Option<RedisTrust>,
     pub host: String,
     pub port: u16,
     pub db: i64,
@@ -96,9 +97,22 @@ impl std::fmt::Debug for RedisTarget {
 /// Shown without credentials, for logs and errors.
 impl std::fmt::Display for RedisTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "rediss" } else { "redis" };
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
         write!(f, "{scheme}://{}:{}/{}", self.host, self.port, self.db)
     }
+}
+
+/// Whom a `rediss://` connection trusts for the server's certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RedisTrust {
+    /// The system's trust store.
+    System,
+    /// `fleet.ca_file`: the PEM certificates of a private CA, and only those.
+    Ca(Vec<u8>),
 }
 
 /// A credential: never printed.

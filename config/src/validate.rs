@@ -254,14 +254,8 @@ impl<'a> Validator<'a> {
                 ))
             }
             (Some(file), None) => {
-                let path = self.path(&file.value);
-                let text = std::fs::read_to_string(&path).map_err(|e| {
-                    self.err(
-                        file,
-                        "fleet.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                })?;
+                let (_, bytes) = self.read(file, "fleet.password_file")?;
+                let text = String::from_utf8_lossy(&bytes);
                 Some(Secret(text.lines().next().unwrap_or("").to_string()))
             }
             (None, Some(var)) => Some(Secret(std::env::var(&var.value).map_err(|_| {
@@ -272,6 +266,29 @@ impl<'a> Validator<'a> {
                 )
             })?)),
             (None, None) => None,
+        };
+        let tls = match (tls, &raw.ca_file) {
+            (false, None) => None,
+            (true, None) => Some(RedisTrust::System),
+            (false, Some(file)) => {
+                return Err(self.err(
+                    file,
+                    "fleet.ca_file",
+                    "a CA applies to TLS only: the address is redis://, use rediss://",
+                ))
+            }
+            (true, Some(file)) => {
+                let (path, pem) = self.read(file, "fleet.ca_file")?;
+                let marker = b"-----BEGIN CERTIFICATE-----";
+                if !pem.windows(marker.len()).any(|w| w == marker) {
+                    return Err(self.err(
+                        file,
+                        "fleet.ca_file",
+                        format!("no PEM certificate in {}", path.display()),
+                    ));
+                }
+                Some(RedisTrust::Ca(pem))
+            }
         };
         let timeout = match &raw.timeout {
             Some(t) => self.duration(t, "fleet.timeout")?,
@@ -296,6 +313,15 @@ impl<'a> Validator<'a> {
             timeout,
             purge_history,
         })
+    }
+
+    /// The file `field` names (relative to the config's directory): its path and contents.
+    fn read(&self, file: &Spanned<String>, field: &str) -> Result<(PathBuf, Vec<u8>)> {
+        let path = self.path(&file.value);
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(e) => Err(self.err(file, field, format!("cannot read {}: {e}", path.display()))),
+        }
     }
 
     fn duration(&self, s: &Spanned<String>, field: &str) -> Result<Duration> {

@@ -13,6 +13,8 @@ pub struct Redis {
     password: Option<String>,
     /// More `redis-server` arguments (`--stream-node-max-entries 1`).
     extra: Vec<String>,
+    /// TLS only (`rediss://`): the directory of its certificate, key and CA.
+    tls: Option<std::path::PathBuf>,
 }
 
 impl Redis {
@@ -31,7 +33,19 @@ impl Redis {
         Self::start_with(None, args)
     }
 
+    /// Start one that speaks TLS only, with a certificate for 127.0.0.1 that `ca` signs
+    /// (written to `dir`, beside `ca.pem`).
+    pub fn start_tls(ca: &crate::certs::Ca, dir: &std::path::Path) -> Redis {
+        ca.leaf(dir, "redis", &["127.0.0.1"]);
+        std::fs::write(dir.join("ca.pem"), &ca.pem).unwrap();
+        Self::start_on(None, &[], Some(dir.to_path_buf()))
+    }
+
     fn start_with(password: Option<String>, args: &[&str]) -> Redis {
+        Self::start_on(password, args, None)
+    }
+
+    fn start_on(password: Option<String>, args: &[&str], tls: Option<std::path::PathBuf>) -> Redis {
         for _ in 0..5 {
             // Known in advance and kept: a restarted server comes back on it.
             let port = crate::reserved_port();
@@ -40,6 +54,7 @@ impl Redis {
                 child: None,
                 password: password.clone(),
                 extra: args.iter().map(|a| a.to_string()).collect(),
+                tls: tls.clone(),
             };
             if redis.restart() {
                 return redis;
@@ -60,9 +75,26 @@ impl Redis {
     pub fn restart(&mut self) -> bool {
         self.stop();
         let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &self.addr.port().to_string()])
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        let port = self.addr.port().to_string();
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(dir) => command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(dir.join("redis.pem"))
+                .arg("--tls-key-file")
+                .arg(dir.join("redis.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(dir.join("ca.pem")),
+        };
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
         if let Some(p) = &self.password {
             command.args(["--requirepass", p]);
         }
@@ -86,6 +118,9 @@ impl Redis {
     }
 
     fn ping(&self) -> bool {
+        if self.tls.is_some() {
+            return self.command(&["PING"]).is_ok_and(|o| o.trim() == "PONG");
+        }
         let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) else {
             return false;
         };
@@ -100,18 +135,31 @@ impl Redis {
 
     /// Run one command with `redis-cli` (from Debian's redis-tools); its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.addr.port().to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        assert!(out.status.success(), "redis-cli {args:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        self.command(args)
+            .unwrap_or_else(|e| panic!("redis-cli {args:?}: {e}"))
     }
 
-    /// `redis://` address for a config.
+    fn command(&self, args: &[&str]) -> Result<String, String> {
+        let mut cli = Command::new("redis-cli");
+        cli.args(["-p", &self.addr.port().to_string()]);
+        if let Some(dir) = &self.tls {
+            cli.arg("--tls").arg("--cacert").arg(dir.join("ca.pem"));
+        }
+        let out = cli.args(args).output().map_err(|e| e.to_string())?;
+        match out.status.success() {
+            true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    }
+
+    /// `redis://` (or `rediss://`) address for a config.
     pub fn url(&self) -> String {
-        format!("redis://{}/0", self.addr)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://{}/0", self.addr)
     }
 }
 

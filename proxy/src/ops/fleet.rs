@@ -10,7 +10,7 @@
 
 use crate::ops::metrics::Metrics;
 use crate::pipeline::cache::{MokaStorage, Selector};
-use breakwater_config::{Fleet as FleetSettings, RedisTarget};
+use breakwater_config::{Fleet as FleetSettings, RedisTarget, RedisTrust};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo};
@@ -146,17 +146,30 @@ impl Fleet {
 
 /// A client for `target` (connecting lazily), its credentials set from the config.
 fn client(target: &RedisTarget) -> redis::RedisResult<Client> {
-    if target.tls {
-        // redis-rs builds its TLS client config on the process default provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+    let info = connection_info(target)?;
+    match &target.tls {
+        None => Client::open(info),
+        Some(trust) => {
+            // redis-rs builds its TLS client config on the process default provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match trust {
+                RedisTrust::System => Client::open(info),
+                RedisTrust::Ca(pem) => Client::build_with_tls(
+                    info,
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(pem.clone()),
+                    },
+                ),
+            }
+        }
     }
-    Client::open(connection_info(target)?)
 }
 
 fn connection_info(target: &RedisTarget) -> redis::RedisResult<ConnectionInfo> {
     let addr = match target.tls {
-        false => ConnectionAddr::Tcp(target.host.clone(), target.port),
-        true => ConnectionAddr::TcpTls {
+        None => ConnectionAddr::Tcp(target.host.clone(), target.port),
+        Some(_) => ConnectionAddr::TcpTls {
             host: target.host.clone(),
             port: target.port,
             insecure: false,

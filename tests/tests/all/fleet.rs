@@ -222,6 +222,42 @@ async fn a_password_from_a_file_authenticates_and_stays_out_of_the_logs() {
     }
 }
 
+/// A Redis that speaks TLS only (`rediss://`), its certificate signed by a private CA: nodes
+/// that trust that CA (`fleet.ca_file`) pass a purge round as over plain TCP; a node that
+/// trusts only the system's store refuses the server's certificate, so its purge applies
+/// locally and says it did not reach the fleet.
+#[tokio::test(flavor = "multi_thread")]
+async fn purges_go_round_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Redis::start_tls(&support::certs::Ca::new(), dir.path());
+    let origin = Origin::start(cacheable_origin()).await;
+    let ca = dir.path().join("ca.pem");
+    let yaml = fleet_yaml(
+        &redis,
+        &format!("ca_file: \"{}\", timeout: 500ms", ca.display()),
+        origin.addr,
+    );
+    let nodes: Vec<Node> = (0..2).map(|_| Node::start(&yaml)).collect();
+    cache_everywhere(&nodes, "/p").await;
+    let r = purge(&nodes[0], "url=example.com/p").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "{\"purged\":1,\"fleet\":true}\n")
+    );
+    eventually(10, "the purge reaches the other node", || async {
+        !hit(&get(&nodes[1], "/p").await)
+    })
+    .await;
+
+    let untrusting = Node::start(&fleet_yaml(&redis, "timeout: 500ms", origin.addr));
+    cache_everywhere(std::slice::from_ref(&untrusting), "/q").await;
+    let r = purge(&untrusting, "url=example.com/q").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "{\"purged\":1,\"fleet\":false}\n")
+    );
+}
+
 /// A Spin component (Spin Python SDK) with `key_value: redis` on two nodes sees one store:
 /// what one node's instance writes, the other's reads, and its keys are listed. With Redis gone, a key-value call
 /// fails that request at once as the component's error (500, fail-closed), and the node
