@@ -284,6 +284,51 @@ async fn a_304_updates_every_stored_field_but_the_framing_ones() {
     assert_eq!(s.script.hits("/reval"), 2);
 }
 
+/// RFC 9111 4.3.5: a HEAD that reaches the origin updates the stored response. The node
+/// sends it as a (conditional) GET, as nginx does by default (`proxy_cache_convert_head`),
+/// so the origin's answer replaces the stored one whole, body included: the HEAD's client
+/// gets the new header fields and no body, the next GET is a hit on the new response.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_that_reaches_the_origin_updates_the_stored_response() {
+    let s = Setup::start().await;
+    s.script.set(
+        "/head",
+        &[
+            (
+                200,
+                &[
+                    ("cache-control", "max-age=10"),
+                    ("age", "10"),
+                    ("etag", "\"v1\""),
+                    ("x-test-header", "A"),
+                ],
+            ),
+            (
+                200,
+                &[
+                    ("cache-control", "max-age=3600"),
+                    ("etag", "\"v2\""),
+                    ("x-test-header", "B"),
+                ],
+            ),
+        ],
+    );
+    assert_eq!(s.get("/head", &[]).await.text(), "/head 1");
+    let mut head = super::cache::get(s.node.addr("web"), "/head", &[]);
+    *head.method_mut() = http::Method::HEAD;
+    let r = Client::h1().send(head).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, ""));
+    assert_eq!(r.header("x-test-header"), Some("B"));
+    let seen = s.origin.seen();
+    assert_eq!(seen[1].method, "GET", "the HEAD went as a GET");
+    assert_eq!(seen[1].header("if-none-match").as_deref(), Some("\"v1\""));
+    let r = s.get("/head", &[]).await;
+    assert!(hit(&r), "{:?}", r.header("cache-status"));
+    assert_eq!(r.text(), "/head 2");
+    assert_eq!(r.header("x-test-header"), Some("B"));
+    assert_eq!(s.script.hits("/head"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn what_forbids_serving_stale_is_obeyed_and_an_unreachable_origin_gets_504() {
     let mut s = Setup::start().await;
