@@ -10,7 +10,10 @@
 # answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone; ONLY=peer only
 # the peer: `wasmtime serve` (wasmtime-cli 48.0.8, installed with cargo when missing) on the
 # same WAT hello handler, precompiled, started 20 times: the time from its start to its first
-# answer (its cold start: it has no other) and a warm request after it.
+# answer (its cold start: it has no other) and a warm request after it. ONLY=interpreted: the
+# Python (componentize-py) and JavaScript (componentize-js) hello handlers of isolate/guests,
+# INTERPRETED copies of each (default 5: each copy is compiled with its warm snapshot, tens
+# of MiB of code and data).
 #
 #   bench/scale-to-zero.sh [SIZES...]     (default: 1 100 1000 10000; FILTER_SIZES="1000 10000")
 set -euo pipefail
@@ -155,6 +158,10 @@ PY
   if [ -z "${ONLY:-}" ]; then
     for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
     run_case c "$guests/c-handler.wasm" 100
+  fi
+  if [ "${ONLY:-}" = interpreted ]; then
+    run_case python "$guests/py-handler.wasm" "${INTERPRETED:-5}"
+    run_case javascript "$guests/js-handler.wasm" "${INTERPRETED:-5}"
   fi
   if [ -z "${ONLY:-}" ] || [ "$ONLY" = filter ]; then
     for n in ${FILTER_SIZES:-1000 10000}; do run_case filter "$work/wasm/demo-filter.wasm" "$n" filter; done
