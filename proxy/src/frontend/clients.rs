@@ -253,7 +253,7 @@ pub(crate) struct Guarded {
     stash: Vec<u8>,
     /// How much of `stash` the reads have taken.
     stashed: usize,
-    /// The current request line as read off the wire, before pingora's parser percent-encodes
+    /// The current request line as read off the wire, before pingora's parser normalises
     /// what it finds illegal in the target.
     line: RequestLine,
     read_deadline: Pin<Box<Sleep>>,
@@ -386,10 +386,12 @@ impl AsyncRead for Guarded {
 }
 
 /// What the guard checks of a request line (RFC 9112 3): exactly `method SP target SP
-/// version`, no control character, CR only before the LF that ends it. pingora's parser
-/// percent-encodes a space or a control character in the target and passes the request on;
-/// RFC 9112 3.2 makes such a target invalid, and two parsers that read it differently are a
-/// desync, so it is refused (400) from what was read.
+/// version`, no control character, CR only before the LF that ends it, as read off the
+/// wire: pingora's parser is lenient on some of it (two spaces before the target), and RFC
+/// 9112 3.2 makes such a line invalid (two parsers that read it differently are a desync),
+/// so it is refused (400). A space or a control character in the target is refused by
+/// pingora's parser too (patched in `proxy/vendor/pingora-core`; it used to percent-encode
+/// them), also in requests pipelined behind another, which the guard does not follow.
 #[derive(Clone, Copy, Default)]
 struct RequestLine {
     spaces: u8,

@@ -111,9 +111,9 @@ fn check_host(req: &pingora::http::RequestHeader) -> Result<(), Refusal> {
 }
 
 /// Whether the request line's target is empty or holds a space or control character (RFC
-/// 3986 allows none). pingora percent-encodes such bytes when its strict parse fails (a NUL
-/// reaches the origin as `%00`, one well-formed request); this catches what its lenient parse
-/// lets through, such as two spaces before the target.
+/// 3986 allows none). pingora's strict parse refuses such bytes (patched in
+/// `proxy/vendor/pingora-core`: it used to percent-encode them); this catches what its
+/// lenient parse lets through, such as two spaces before the target.
 fn has_control_in_target(raw: &[u8]) -> bool {
     let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
