@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Side-by-side comparison of Breakwater with nginx (reverse proxy), HAProxy, Varnish (cache)
-# and `wasmtime serve` (the same wasi:http component), all in front of the same nginx origin
+# and `wasmtime serve` (the same wasi:http components: the WAT hello handler and, when the guests
+# are built, the C one), all in front of the same nginx origin
 # serving static 1 KiB and 100 KiB files, on loopback. One command:
 #
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per run)
@@ -42,7 +43,7 @@ plot="$target/breakwater-plot"
 wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
 # `wasmtime serve` is only needed by the handler scenario.
 want_wasmtime=1
-[[ -n "${ONLY:-}" && ! "handler hello" =~ $ONLY ]] && want_wasmtime=0
+[[ -n "${ONLY:-}" && ! "handler hello C handler hello" =~ $ONLY ]] && want_wasmtime=0
 if [ "$want_wasmtime" = 1 ] && ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
   cargo install wasmtime-cli --version 48.0.8 --locked
   wasmtime_bin="$HOME/.cargo/bin/wasmtime"
@@ -62,6 +63,7 @@ trap cleanup EXIT
 
 # Ports (loopback only).
 ORIGIN=18001 BW=18002 BWADMIN=18012 NGINX=18003 HAPROXY=18004 VARNISH=18005 WASMTIME=18006
+WASMTIME_C=18007
 BWTLS=18443 NGINXTLS=18444 HAPROXYTLS=18445
 
 # --- the origin: nginx serving static files -------------------------------------------
@@ -128,6 +130,12 @@ if [ -f "$spin_wasm" ]; then
   sed -i "s|^components:|components:\n  spin: { path: \"$spin_wasm\", kind: handler }|; s|^routes:|routes:\n  - { match: { hosts: [spin.test] }, handler: spin }|" \
     "$work/breakwater.yaml"
 fi
+# The C hello handler (clang + wasi-libc, isolate/guests/build.sh), when built: /c-hello.
+c_wasm="${BREAKWATER_GUESTS:-${CARGO_TARGET_DIR:-$root/target}/guests}/c-handler.wasm"
+if [ -f "$c_wasm" ]; then
+  sed -i "s|^components:|components:\n  chello: { path: \"$c_wasm\", kind: handler }|; s|^routes:|routes:\n  - { match: { path: /c-hello }, handler: chello }|" \
+    "$work/breakwater.yaml"
+fi
 # Routes forward their path as is: the origin has the files under each prefix too.
 for p in cache filter1 filter3 mixed mixed-origin; do mkdir -p "$work/www/$p"; cp "$work/www/1k" "$work/www/100k" "$work/www/$p/"; done
 RUST_LOG=warn taskset -c 0 "$bw" run --config "$work/breakwater.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
@@ -192,6 +200,12 @@ if [ "$want_wasmtime" = 1 ]; then
   taskset -c 0 "$wasmtime_bin" serve --addr "127.0.0.1:$WASMTIME" "$work/wasm/hello-handler.wasm" \
     > "$work/logs/wasmtime.out" 2>&1 &
   pids+=($!); wasmtime_pid=$!
+  wasmtime_c_pid=""
+  if [ -f "$c_wasm" ]; then
+    taskset -c 0 "$wasmtime_bin" serve --addr "127.0.0.1:$WASMTIME_C" "$c_wasm" \
+      > "$work/logs/wasmtime-c.out" 2>&1 &
+    pids+=($!); wasmtime_c_pid=$!
+  fi
 fi
 
 wait_port() {
@@ -203,6 +217,7 @@ wait_port() {
 }
 ports=($ORIGIN $BW $BWTLS $NGINX $NGINXTLS $HAPROXY $HAPROXYTLS $VARNISH)
 [ "$want_wasmtime" = 1 ] && ports+=($WASMTIME)
+[ "$want_wasmtime" = 1 ] && [ -f "$c_wasm" ] && ports+=($WASMTIME_C)
 for p in "${ports[@]}"; do wait_port "$p"; done
 
 # Process CPU seconds (user + system) and peak RSS (MiB) of a pid and its children.
@@ -240,6 +255,8 @@ scenarios=(
   "three filters 1k|breakwater|http://127.0.0.1:$BW/filter3/1k|h1|$bw_pid"
   "handler hello|breakwater|http://127.0.0.1:$BW/hello|h1|$bw_pid"
   "handler hello|wasmtime serve|http://127.0.0.1:$WASMTIME/hello|h1|$wasmtime_pid"
+  "C handler hello|breakwater|http://127.0.0.1:$BW/c-hello|h1|$bw_pid"
+  "C handler hello|wasmtime serve|http://127.0.0.1:$WASMTIME_C/c-hello|h1|${wasmtime_c_pid:-}"
   "Spin SDK Python hello|breakwater|http://127.0.0.1:$BW/|h1|$bw_pid"
   "cache hit + filter 1k|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
   "mixed 80% hit 20% origin, filter|breakwater|http://127.0.0.1:$BW/mixed/1k|h1|$bw_pid"
@@ -268,6 +285,7 @@ for round in $(seq 1 "$rounds"); do
     case "$scenario" in
       mixed*) extra+=(--mix /mixed/1k --mix /mixed/1k --mix /mixed/1k --mix /mixed-origin/1k) ;;
       Spin*) [ -f "$spin_wasm" ] || continue; extra+=(--host spin.test) ;;
+      C\ *) [ -f "$c_wasm" ] || continue ;;
     esac
     taskset -c 1 "$load" "$url" --proto "$proto" -c "$conns" --streams "$streams" "${extra[@]}" \
       --warmup 1s -d "${secs}s" --label "$contender" --json "$out/$name.json" \
