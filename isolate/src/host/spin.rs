@@ -287,25 +287,30 @@ pub(crate) fn add_to_linker<T: SpinView>(
     )?;
     // The keys as a stream, read whole first (the memory store is bounded, a shared one is
     // scanned once), and the outcome as a future.
-    kv.func_wrap_concurrent("[method]store.get-keys", |acc, (_this,): (Resource<KvHandle>,)| {
-        Box::pin(async move {
-            let keys = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.keys().cloned().collect()),
-                KvStore::Shared(s) => s.keys().await.map_err(KvError::Other),
-            };
-            let (keys, outcome) = match keys {
-                Ok(keys) => (keys, Ok(())),
-                Err(e) => (Vec::new(), Err(e)),
-            };
-            acc.with(|mut a| -> wasmtime::Result<_> {
-                let stream = StreamReader::<String>::new(&mut a, keys)?;
-                let done = FutureReader::new(&mut a, async move {
-                    Ok::<_, wasmtime::Error>(outcome)
-                })?;
-                Ok(((stream, done),))
+    kv.func_wrap_concurrent(
+        "[method]store.get-keys",
+        |acc, (_this,): (Resource<KvHandle>,)| {
+            Box::pin(async move {
+                let keys = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
+                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.keys().cloned().collect()),
+                    KvStore::Shared(s) => s.keys().await.map_err(KvError::Other),
+                };
+                let (keys, outcome) = match keys {
+                    Ok(keys) => (keys, Ok(())),
+                    Err(e) => (Vec::new(), Err(e)),
+                };
+                acc.with(|mut a| -> wasmtime::Result<_> {
+                    let stream = StreamReader::<String>::new(&mut a, keys)?;
+                    let done =
+                        FutureReader::new(
+                            &mut a,
+                            async move { Ok::<_, wasmtime::Error>(outcome) },
+                        )?;
+                    Ok(((stream, done),))
+                })
             })
-        })
-    })?;
+        },
+    )?;
     super::spin_redis::add_to_linker(linker)
 }
 

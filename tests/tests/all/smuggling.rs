@@ -322,7 +322,10 @@ async fn an_invalid_target_pipelined_behind_a_request_is_refused() {
         let started = std::time::Instant::now();
         let out = raw(node.addr("web"), &request).await;
         // `raw` reads until the server closes (or 5 s).
-        assert!(started.elapsed() < Duration::from_secs(4), "{bad:?}: left open");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{bad:?}: left open"
+        );
         let statuses: Vec<&str> = out
             .match_indices("HTTP/1.1 ")
             .map(|(i, _)| &out[i + 9..i + 12])
