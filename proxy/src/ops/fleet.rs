@@ -147,22 +147,19 @@ impl Fleet {
 /// A client for `target` (connecting lazily), its credentials set from the config.
 fn client(target: &RedisTarget) -> redis::RedisResult<Client> {
     let info = connection_info(target)?;
+    if target.tls.is_some() {
+        // redis-rs builds its TLS client config on the process default provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     match &target.tls {
-        None => Client::open(info),
-        Some(trust) => {
-            // redis-rs builds its TLS client config on the process default provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            match trust {
-                RedisTrust::System => Client::open(info),
-                RedisTrust::Ca(pem) => Client::build_with_tls(
-                    info,
-                    redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(pem.clone()),
-                    },
-                ),
-            }
-        }
+        Some(RedisTrust::Ca(pem)) => Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        Some(RedisTrust::System) | None => Client::open(info),
     }
 }
 
@@ -499,4 +496,15 @@ fn glob_escape(text: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn a_prefix_is_matched_literally() {
+        assert_eq!(glob_escape("breakwater:kv:a:"), "breakwater:kv:a:");
+        assert_eq!(glob_escape(r"kv:w*ld?[x]\:"), r"kv:w\*ld\?\[x\]\\:");
+    }
 }
