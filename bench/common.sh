@@ -22,7 +22,9 @@ need_tools() {
 }
 
 # An nginx origin on CPU 0 at 127.0.0.1:$1 serving a static 1 KiB file as /1k, /filter1/1k
-# and /filter3/1k; ORIGIN_CONNECTIONS (default 4096) is its worker_connections.
+# and /filter3/1k; ORIGIN_CONNECTIONS (default 4096) is its worker_connections,
+# ORIGIN_WORKERS (default 1) its worker_processes, ORIGIN_CPUS (default 0) the CPUs it is
+# pinned to ("all": not pinned).
 start_origin() {
   chmod 755 "$work"   # nginx's workers read the files as their own user
   mkdir -p "$work/www/filter1" "$work/www/filter3" "$work/www/cache" "$work/logs"
@@ -30,7 +32,7 @@ start_origin() {
   head -c 76800 /dev/urandom | base64 -w0 > "$work/www/100k"
   for d in filter1 filter3 cache; do cp "$work/www/1k" "$work/www/100k" "$work/www/$d/"; done
   cat > "$work/origin.conf" <<EOF
-worker_processes 1;
+worker_processes ${ORIGIN_WORKERS:-1};
 daemon off;
 pid $work/origin.pid;
 error_log $work/logs/origin.err;
@@ -42,8 +44,42 @@ http {
   server { listen 127.0.0.1:$1; root $work/www; }
 }
 EOF
-  taskset -c 0 nginx -c "$work/origin.conf" &
+  case "${ORIGIN_CPUS:-0}" in
+    all) nginx -c "$work/origin.conf" & ;;
+    *) taskset -c "${ORIGIN_CPUS:-0}" nginx -c "$work/origin.conf" & ;;
+  esac
   pids+=($!)
+}
+
+# nginx_proxy_conf PORT WORKERS [CONNECTIONS] [LINES]: the config of nginx as a reverse proxy
+# on 127.0.0.1:PORT to the origin at $ORIGIN through an upstream keep-alive pool (nginx at
+# its best for this), CONNECTIONS (default 4096) per worker; LINES go into its server block
+# (more listeners, TLS).
+nginx_proxy_conf() {
+  local port="$1" workers="$2" connections="${3:-4096}" lines="${4:-}"
+  cat <<EOF
+worker_processes $workers;
+worker_rlimit_nofile $((connections + 1000));
+daemon off;
+pid $work/nginx-proxy.pid;
+error_log $work/logs/nginx-proxy.err;
+events { worker_connections $connections; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 300s;
+  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
+  server {
+    listen 127.0.0.1:$port;
+$lines
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
 }
 
 # A node config: listener at port $1, admin at $2, origin at $3, the demo filter (written to

@@ -20,9 +20,7 @@
 set -euo pipefail
 rounds="${1:-3}"
 secs="${2:-5}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 need=()
 command -v nginx >/dev/null || need+=(nginx-light)
@@ -141,29 +139,9 @@ for p in cache filter1 filter3 mixed mixed-origin; do mkdir -p "$work/www/$p"; c
 RUST_LOG=warn taskset -c 0 "$bw" run --config "$work/breakwater.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
 pids+=($!); bw_pid=$!
 
-cat > "$work/nginx-proxy.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log $work/logs/nginx-proxy.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX;
-    listen 127.0.0.1:$NGINXTLS ssl http2;
+nginx_proxy_conf $NGINX 1 4096 "    listen 127.0.0.1:$NGINXTLS ssl http2;
     ssl_certificate $work/cert.pem;
-    ssl_certificate_key $work/key.pem;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
+    ssl_certificate_key $work/key.pem;" > "$work/nginx-proxy.conf"
 taskset -c 0 nginx -c "$work/nginx-proxy.conf" -p "$work" &
 pids+=($!); nginx_pid=$!
 

@@ -37,29 +37,7 @@ pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
 routes: [{ pool: origin }]
 EOF
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 20000;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log $work/logs/nginx-proxy.err;
-events { worker_connections 19000; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 300s;
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX;
-    listen 127.0.0.1:$((NGINX + 10)) http2;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
+nginx_proxy_conf $NGINX 1 19000 "    listen 127.0.0.1:$((NGINX + 10)) http2;" > "$work/nginx.conf"
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 

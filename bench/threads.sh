@@ -18,49 +18,10 @@ need_tools
 release_and_guests > /dev/null
 scratch
 out="$root/bench/results/threads-$(date -u +%Y%m%d-%H%M%S)"
-mkdir -p "$out" "$work/www" "$work/logs"
-chmod 755 "$work"
-head -c 768 /dev/urandom | base64 -w0 > "$work/www/1k"
+mkdir -p "$out"
 
 ORIGIN=18601 BW=18602 ADMIN=18612 NGINX=18603
-cat > "$work/origin.conf" <<EOF
-worker_processes 2;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN; root $work/www; }
-}
-EOF
-nginx -c "$work/origin.conf" &
-pids+=($!)
-
-# proxy_conf WORKERS: nginx as a reverse proxy on $NGINX.
-proxy_conf() {
-  cat <<EOF
-worker_processes $1;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log $work/logs/nginx-proxy.err;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream origin { server 127.0.0.1:$ORIGIN; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX;
-    location / {
-      proxy_pass http://origin;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-EOF
-}
+ORIGIN_WORKERS=2 ORIGIN_CPUS=all start_origin $ORIGIN
 
 # node_conf THREADS: Breakwater on $BW.
 node_conf() {
@@ -93,7 +54,7 @@ measure() {
       RUST_LOG=warn "$bw" run --config "$work/$name.yaml" > "$work/logs/$name.out" 2>&1 &
       pid=$!; port=$BW ;;
     nginx*)
-      proxy_conf "$n" > "$work/$name.conf"
+      nginx_proxy_conf $NGINX "$n" > "$work/$name.conf"
       nginx -c "$work/$name.conf" &
       pid=$!; port=$NGINX ;;
   esac
