@@ -401,15 +401,19 @@ struct KvInner {
     client: Client,
     connection: tokio::sync::OnceCell<ConnectionManager>,
     prefix: String,
+    /// `SCAN MATCH` pattern for every key under `prefix`.
+    pattern: String,
     timeout: Duration,
 }
 
 impl RedisKv {
     pub fn new(settings: &FleetSettings, component: &str) -> redis::RedisResult<Self> {
+        let prefix = format!("breakwater:kv:{component}:");
         Ok(Self(Arc::new(KvInner {
             client: client(&settings.redis)?,
             connection: tokio::sync::OnceCell::new(),
-            prefix: format!("breakwater:kv:{component}:"),
+            pattern: format!("{}*", glob_escape(&prefix)),
+            prefix,
             timeout: settings.timeout,
         })))
     }
@@ -473,8 +477,10 @@ impl breakwater_isolate::SharedStore for RedisKv {
             let fail = |e: redis::RedisError| format!("key-value store: {e}");
             let mut con = kv.0.connection().await?;
             let prefix = &kv.0.prefix;
-            let pattern = format!("{}*", glob_escape(prefix));
-            let mut scan = con.scan_match::<_, String>(pattern).await.map_err(fail)?;
+            let mut scan = con
+                .scan_match::<_, String>(&kv.0.pattern)
+                .await
+                .map_err(fail)?;
             let mut keys = Vec::new();
             while let Some(key) = scan.next_item().await {
                 if let Some(key) = key.map_err(fail)?.strip_prefix(prefix.as_str()) {
