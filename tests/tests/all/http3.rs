@@ -571,7 +571,7 @@ async fn zero_rtt_requests_with_side_effects_reach_the_origin_once_and_only_when
     let flight = relay.sent();
     // Replayed at every check until the node counts a failed handshake: while the relayed
     // connection is still draining on the node, packets with its connection IDs go to it
-    // and are ignored (a single replay was lost so once in a full run); once it is gone, a
+    // and are ignored (a single replay was lost this way once in a full run); once it is gone, a
     // replay starts a handshake that fails (its answers go to an attacker who cannot finish
     // it) within the 1 s idle timeout.
     support::eventually(20, "a replayed handshake fails", || {
