@@ -5,6 +5,8 @@
 #   js-handler.wasm  wasi:http handler in JavaScript (componentize-js, npm)
 #   spin-hello.wasm  Spin HTTP component written with the Spin Python SDK (spin-sdk, PyPI),
 #                    built unchanged as `spin build` would (WASI 0.3, spin:* imports)
+#   spin2-hello.wasm Spin 2 HTTP component written with the Spin Python SDK 3 (WASI 0.2,
+#                    fermyon:spin@2.0.0 imports), built with the toolchain that SDK names
 #   c-*.wasm         the C filters and the C wasi:http handler of isolate/examples (clang + wasi-libc from Debian,
 #                    wit-bindgen's C generator and the preview1 adapter via guest-tool)
 # Usage: isolate/guests/build.sh [OUT_DIR]   (default: $CARGO_TARGET_DIR or target, + /guests)
@@ -41,6 +43,21 @@ fi
 if stale "$out/spin-hello.wasm" "$root/isolate/examples/spin-python" "$here/build.sh"; then
   componentize-py -w spin:up/http-trigger@4.1.0 componentize app \
     -p "$root/isolate/examples/spin-python" -o "$out/spin-hello.wasm"
+fi
+# The Spin Python SDK 3 (the SDK of Spin 2 and 3 apps) with the componentize-py it names, in a
+# virtual environment of their own: componentize-py finds the SDK's WIT through the `python3`
+# on PATH, which must not see spin-sdk 5.
+SPIN2_VENV="$out/spin2-venv"
+if [ ! -x "$SPIN2_VENV/bin/componentize-py" ] \
+  || ! "$SPIN2_VENV/bin/python3" -m pip show spin-sdk 2>/dev/null | grep -q "^Version: 3.4.1$"; then
+  python3 -m venv "$SPIN2_VENV"
+  "$SPIN2_VENV/bin/python3" -m pip install --quiet --disable-pip-version-check \
+    componentize-py==0.17.2 spin-sdk==3.4.1
+fi
+if stale "$out/spin2-hello.wasm" "$root/isolate/examples/spin-python-v2" "$here/build.sh"; then
+  (cd "$out" && PATH="$SPIN2_VENV/bin:$PATH" VIRTUAL_ENV="$SPIN2_VENV" componentize-py \
+    -w spin-http componentize app -p "$root/isolate/examples/spin-python-v2" \
+    -o "$out/spin2-hello.wasm")
 fi
 if stale "$out/py-filter.wasm" "$here/python-filter" "$root/isolate/wit" "$here/build.sh"; then
   componentize-py -d "$root/isolate/wit" -w breakwater:filter/filter@0.1.0 componentize app \

@@ -4,15 +4,15 @@
 //! * `spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0` and
 //!   `wasi:config/store@0.2.0-draft-2024-09-27`: the component's `config:` map (the values
 //!   Spin takes from `[variables]`).
-//! * `spin:key-value/key-value@3.0.0`: the store `default`, shared by the instances of one
+//! * `spin:key-value/key-value@3.0.0` and `fermyon:spin/key-value@2.0.0`: the store `default`, shared by the instances of one
 //!   component (as Spin's default store is shared by its instances): in memory and bounded in
 //!   size, or a [`SharedStore`] the embedder provides (the proxy's is Redis, shared by every
 //!   node of a fleet). `get-keys` streams the keys as they were when it was called.
 //!
-//! * `spin:redis/redis@3.0.0` (`spin_redis`): outbound Redis to the component's allowed
-//!   `redis://HOST:PORT` addresses.
+//! * `spin:redis/redis@3.0.0` and `fermyon:spin/redis@2.0.0` (`spin_redis`): outbound Redis
+//!   to the component's allowed `redis://HOST:PORT` addresses.
 //!
-//! Everything else Spin offers (the 2.0 Redis, MQTT, SQL, LLM, the 2.0 key-value) is stubbed by
+//! Everything else Spin offers (MQTT, SQL, LLM) is stubbed by
 //! [`crate::imports`]: it links, and traps when called.
 
 use std::collections::HashMap;
@@ -116,8 +116,12 @@ struct Kv {
     bytes: usize,
 }
 
-/// An open handle on the key-value store (the resource `store`).
+/// An open handle on the key-value store (the resource `store` of the 3.0 interface).
 pub(crate) struct KvHandle;
+
+/// The same for the 2.0 interface: a type of its own, so that a component importing both
+/// versions gets two distinct resource types, as it declared them.
+pub(crate) struct KvHandle2;
 
 #[derive(ComponentType, Lift, Lower, Clone, Debug)]
 #[component(variant)]
@@ -188,6 +192,8 @@ pub(crate) fn add_to_linker<T: SpinView>(
         all.sort();
         Ok((Ok::<_, ConfigError>(all),))
     })?;
+    add_key_value_2(linker)?;
+    super::spin_redis::add_to_linker_2(linker)?;
     if !concurrent {
         return Ok(());
     }
@@ -225,64 +231,25 @@ pub(crate) fn add_to_linker<T: SpinView>(
     kv.func_wrap_concurrent(
         "[method]store.get",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
-            Box::pin(async move {
-                let value = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.get(&key).cloned()),
-                    KvStore::Shared(s) => s.get(key).await.map_err(KvError::Other),
-                };
-                Ok((value,))
-            })
+            Box::pin(async move { Ok((kv_of(acc).get(key).await,)) })
         },
     )?;
     kv.func_wrap_concurrent(
         "[method]store.set",
         |acc, (_this, key, value): (Resource<KvHandle>, String, Vec<u8>)| {
-            Box::pin(async move {
-                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                    KvStore::Memory(m) => memory(&m).and_then(|mut kv| {
-                        let old = kv.entries.get(&key).map_or(0, |v| key.len() + v.len());
-                        let bytes = kv.bytes - old + key.len() + value.len();
-                        if bytes > KV_MAX_BYTES {
-                            return Err(KvError::Other(format!(
-                                "store full: {KV_MAX_BYTES} bytes at most"
-                            )));
-                        }
-                        kv.bytes = bytes;
-                        kv.entries.insert(key, value);
-                        Ok(())
-                    }),
-                    KvStore::Shared(s) => s.set(key, value).await.map_err(KvError::Other),
-                };
-                Ok((result,))
-            })
+            Box::pin(async move { Ok((kv_of(acc).set(key, value).await,)) })
         },
     )?;
     kv.func_wrap_concurrent(
         "[method]store.delete",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
-            Box::pin(async move {
-                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                    KvStore::Memory(m) => memory(&m).map(|mut kv| {
-                        if let Some(v) = kv.entries.remove(&key) {
-                            kv.bytes -= key.len() + v.len();
-                        }
-                    }),
-                    KvStore::Shared(s) => s.delete(key).await.map_err(KvError::Other),
-                };
-                Ok((result,))
-            })
+            Box::pin(async move { Ok((kv_of(acc).delete(key).await,)) })
         },
     )?;
     kv.func_wrap_concurrent(
         "[method]store.exists",
         |acc, (_this, key): (Resource<KvHandle>, String)| {
-            Box::pin(async move {
-                let result = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.contains_key(&key)),
-                    KvStore::Shared(s) => s.exists(key).await.map_err(KvError::Other),
-                };
-                Ok((result,))
-            })
+            Box::pin(async move { Ok((kv_of(acc).exists(key).await,)) })
         },
     )?;
     // The keys as a stream, read whole first (the memory store is bounded, a shared one is
@@ -291,11 +258,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
         "[method]store.get-keys",
         |acc, (_this,): (Resource<KvHandle>,)| {
             Box::pin(async move {
-                let keys = match acc.with(|mut a| a.data_mut().spin().0.kv.clone()) {
-                    KvStore::Memory(m) => memory(&m).map(|kv| kv.entries.keys().cloned().collect()),
-                    KvStore::Shared(s) => s.keys().await.map_err(KvError::Other),
-                };
-                let (keys, outcome) = match keys {
+                let (keys, outcome) = match kv_of(acc).keys().await {
                     Ok(keys) => (keys, Ok(())),
                     Err(e) => (Vec::new(), Err(e)),
                 };
@@ -312,6 +275,127 @@ pub(crate) fn add_to_linker<T: SpinView>(
         },
     )?;
     super::spin_redis::add_to_linker(linker)
+}
+
+/// The component's store, taken from the instance's context (a cheap clone) so that the call
+/// does not hold the store while it waits.
+fn kv_of<T: SpinView>(acc: &wasmtime::component::Accessor<T>) -> KvStore {
+    acc.with(|mut a| a.data_mut().spin().0.kv.clone())
+}
+
+/// `fermyon:spin/key-value@2.0.0`, the key-value interface of Spin 2 components (Spin SDKs
+/// before WASI 0.3): the same `default` store as the 3.0 interface, with blocking calls (the
+/// host side still waits without blocking the thread).
+fn add_key_value_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut kv = linker.instance("fermyon:spin/key-value@2.0.0")?;
+    kv.resource(
+        "store",
+        ResourceType::host::<KvHandle2>(),
+        |mut store, rep| {
+            store
+                .data_mut()
+                .spin()
+                .1
+                .delete(Resource::<KvHandle2>::new_own(rep))?;
+            Ok(())
+        },
+    )?;
+    kv.func_wrap("[static]store.open", |mut store, (label,): (String,)| {
+        if label != "default" {
+            return Ok((Err(KvError::NoSuchStore),));
+        }
+        Ok((Ok(store.data_mut().spin().1.push(KvHandle2)?),))
+    })?;
+    kv.func_wrap_async(
+        "[method]store.get",
+        |mut store, (_this, key): (Resource<KvHandle2>, String)| {
+            let kv = store.data_mut().spin().0.kv.clone();
+            Box::new(async move { Ok((kv.get(key).await,)) })
+        },
+    )?;
+    kv.func_wrap_async(
+        "[method]store.set",
+        |mut store, (_this, key, value): (Resource<KvHandle2>, String, Vec<u8>)| {
+            let kv = store.data_mut().spin().0.kv.clone();
+            Box::new(async move { Ok((kv.set(key, value).await,)) })
+        },
+    )?;
+    kv.func_wrap_async(
+        "[method]store.delete",
+        |mut store, (_this, key): (Resource<KvHandle2>, String)| {
+            let kv = store.data_mut().spin().0.kv.clone();
+            Box::new(async move { Ok((kv.delete(key).await,)) })
+        },
+    )?;
+    kv.func_wrap_async(
+        "[method]store.exists",
+        |mut store, (_this, key): (Resource<KvHandle2>, String)| {
+            let kv = store.data_mut().spin().0.kv.clone();
+            Box::new(async move { Ok((kv.exists(key).await,)) })
+        },
+    )?;
+    kv.func_wrap_async(
+        "[method]store.get-keys",
+        |mut store, (_this,): (Resource<KvHandle2>,)| {
+            let kv = store.data_mut().spin().0.kv.clone();
+            Box::new(async move { Ok((kv.keys().await,)) })
+        },
+    )?;
+    Ok(())
+}
+
+impl KvStore {
+    async fn get(&self, key: String) -> Result<Option<Vec<u8>>, KvError> {
+        match self {
+            KvStore::Memory(m) => memory(m).map(|kv| kv.entries.get(&key).cloned()),
+            KvStore::Shared(s) => s.get(key).await.map_err(KvError::Other),
+        }
+    }
+
+    /// Store `value` under `key`; the memory store refuses to grow past [`KV_MAX_BYTES`].
+    async fn set(&self, key: String, value: Vec<u8>) -> Result<(), KvError> {
+        match self {
+            KvStore::Memory(m) => memory(m).and_then(|mut kv| {
+                let old = kv.entries.get(&key).map_or(0, |v| key.len() + v.len());
+                let bytes = kv.bytes - old + key.len() + value.len();
+                if bytes > KV_MAX_BYTES {
+                    return Err(KvError::Other(format!(
+                        "store full: {KV_MAX_BYTES} bytes at most"
+                    )));
+                }
+                kv.bytes = bytes;
+                kv.entries.insert(key, value);
+                Ok(())
+            }),
+            KvStore::Shared(s) => s.set(key, value).await.map_err(KvError::Other),
+        }
+    }
+
+    async fn delete(&self, key: String) -> Result<(), KvError> {
+        match self {
+            KvStore::Memory(m) => memory(m).map(|mut kv| {
+                if let Some(v) = kv.entries.remove(&key) {
+                    kv.bytes -= key.len() + v.len();
+                }
+            }),
+            KvStore::Shared(s) => s.delete(key).await.map_err(KvError::Other),
+        }
+    }
+
+    async fn exists(&self, key: String) -> Result<bool, KvError> {
+        match self {
+            KvStore::Memory(m) => memory(m).map(|kv| kv.entries.contains_key(&key)),
+            KvStore::Shared(s) => s.exists(key).await.map_err(KvError::Other),
+        }
+    }
+
+    /// Every key, read whole (the memory store is bounded; a shared one is scanned once).
+    async fn keys(&self) -> Result<Vec<String>, KvError> {
+        match self {
+            KvStore::Memory(m) => memory(m).map(|kv| kv.entries.keys().cloned().collect()),
+            KvStore::Shared(s) => s.keys().await.map_err(KvError::Other),
+        }
+    }
 }
 
 /// A component's in-memory store, locked.

@@ -1,5 +1,7 @@
-//! `spin:redis/redis@3.0.0` for handlers: outbound Redis as Spin provides it, only to the
-//! addresses the component's `allowed_outbound_hosts` lists as `redis://HOST:PORT`. Every
+//! `spin:redis/redis@3.0.0` and `fermyon:spin/redis@2.0.0` (Spin 2 components; the same
+//! functions and types, called without the component model's async) for handlers: outbound
+//! Redis as Spin provides it, only to the addresses the component's `allowed_outbound_hosts`
+//! lists as `redis://HOST:PORT`. Every
 //! command is bounded by [`COMMAND_TIMEOUT`] (and the request by its deadline), so an
 //! unreachable Redis fails the call, not the node.
 
@@ -12,8 +14,12 @@ use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, Resource
 /// How long connecting or one command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// An open connection (the resource `connection`).
+/// An open connection (the resource `connection` of the 3.0 interface).
 pub(crate) struct RedisConnection(MultiplexedConnection);
+
+/// The same for the 2.0 interface: a type of its own, so that a component importing both
+/// versions gets two distinct resource types, as it declared them.
+pub(crate) struct RedisConnection2(MultiplexedConnection);
 
 #[derive(ComponentType, Lift, Lower, Clone, Debug)]
 #[component(variant)]
@@ -104,6 +110,89 @@ fn connection<T: SpinView>(
         .map_err(|e| RedisError::Other(e.to_string()))
 }
 
+/// Whether the component may open `address`, and the connection when it may.
+async fn open_allowed(
+    address: &str,
+    hosts: &[String],
+) -> Result<MultiplexedConnection, RedisError> {
+    match allowed(address, hosts) {
+        None => Err(RedisError::InvalidAddress),
+        Some(false) => Err(RedisError::Other(format!(
+            "{address} is not in the component's allowed_outbound_hosts"
+        ))),
+        Some(true) => open(address).await,
+    }
+}
+
+/// `execute`: any command, its reply flattened into results.
+async fn execute(
+    con: Result<MultiplexedConnection, RedisError>,
+    command: &str,
+    arguments: Vec<RedisParameter>,
+) -> Result<Vec<RedisResult>, RedisError> {
+    let mut cmd = redis::cmd(command);
+    for a in arguments {
+        match a {
+            RedisParameter::Int64(i) => cmd.arg(i),
+            RedisParameter::Binary(b) => cmd.arg(b),
+        };
+    }
+    let value = run::<Value>(con, &cmd).await?;
+    let mut out = Vec::new();
+    results(value, &mut out)?;
+    Ok(out)
+}
+
+/// The interface's typed commands (every method but `open` and `execute`), each defined by
+/// `$define` ([`command`] or [`command_2`]) on connections of handle type `$handle`.
+macro_rules! typed_commands {
+    ($r:expr, $define:ident, $handle:ty) => {
+        $define::<T, _, ()>(
+            $r,
+            "publish",
+            |(this, channel, payload): ($handle, String, Vec<u8>)| {
+                (
+                    this,
+                    redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned(),
+                )
+            },
+        )?;
+        $define::<T, _, Option<Vec<u8>>>($r, "get", |(this, key): ($handle, String)| {
+            (this, redis::cmd("GET").arg(key).to_owned())
+        })?;
+        $define::<T, _, ()>(
+            $r,
+            "set",
+            |(this, key, value): ($handle, String, Vec<u8>)| {
+                (this, redis::cmd("SET").arg(key).arg(value).to_owned())
+            },
+        )?;
+        $define::<T, _, i64>($r, "incr", |(this, key): ($handle, String)| {
+            (this, redis::cmd("INCR").arg(key).to_owned())
+        })?;
+        $define::<T, _, u32>($r, "del", |(this, keys): ($handle, Vec<String>)| {
+            (this, redis::cmd("DEL").arg(keys).to_owned())
+        })?;
+        $define::<T, _, u32>(
+            $r,
+            "sadd",
+            |(this, key, values): ($handle, String, Vec<String>)| {
+                (this, redis::cmd("SADD").arg(key).arg(values).to_owned())
+            },
+        )?;
+        $define::<T, _, Vec<String>>($r, "smembers", |(this, key): ($handle, String)| {
+            (this, redis::cmd("SMEMBERS").arg(key).to_owned())
+        })?;
+        $define::<T, _, u32>(
+            $r,
+            "srem",
+            |(this, key, values): ($handle, String, Vec<String>)| {
+                (this, redis::cmd("SREM").arg(key).arg(values).to_owned())
+            },
+        )?;
+    };
+}
+
 /// Add `spin:redis/redis@3.0.0` (on the engine with concurrency support).
 pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let mut r = linker.instance("spin:redis/redis@3.0.0")?;
@@ -121,67 +210,15 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
     )?;
     r.func_wrap_concurrent("[static]connection.open", |acc, (address,): (String,)| {
         Box::pin(async move {
-            let permitted = acc.with(|mut a| {
-                let hosts = a.data_mut().spin().0.allowed_outbound_hosts();
-                allowed(&address, &hosts)
-            });
-            let opened = match permitted {
-                None => Err(RedisError::InvalidAddress),
-                Some(false) => Err(RedisError::Other(format!(
-                    "{address} is not in the component's allowed_outbound_hosts"
-                ))),
-                Some(true) => open(&address).await,
-            };
-            let result = match opened {
-                Ok(con) => Ok(acc.with(|mut a| a.data_mut().spin().1.push(con))?),
+            let hosts = acc.with(|mut a| a.data_mut().spin().0.allowed_outbound_hosts());
+            let result = match open_allowed(&address, &hosts).await {
+                Ok(con) => Ok(acc.with(|mut a| a.data_mut().spin().1.push(RedisConnection(con)))?),
                 Err(e) => Err(e),
             };
             Ok((result,))
         })
     })?;
-    command::<T, _, ()>(
-        &mut r,
-        "publish",
-        |(this, channel, payload): (Handle, String, Vec<u8>)| {
-            (
-                this,
-                redis::cmd("PUBLISH").arg(channel).arg(payload).to_owned(),
-            )
-        },
-    )?;
-    command::<T, _, Option<Vec<u8>>>(&mut r, "get", |(this, key): (Handle, String)| {
-        (this, redis::cmd("GET").arg(key).to_owned())
-    })?;
-    command::<T, _, ()>(
-        &mut r,
-        "set",
-        |(this, key, value): (Handle, String, Vec<u8>)| {
-            (this, redis::cmd("SET").arg(key).arg(value).to_owned())
-        },
-    )?;
-    command::<T, _, i64>(&mut r, "incr", |(this, key): (Handle, String)| {
-        (this, redis::cmd("INCR").arg(key).to_owned())
-    })?;
-    command::<T, _, u32>(&mut r, "del", |(this, keys): (Handle, Vec<String>)| {
-        (this, redis::cmd("DEL").arg(keys).to_owned())
-    })?;
-    command::<T, _, u32>(
-        &mut r,
-        "sadd",
-        |(this, key, values): (Handle, String, Vec<String>)| {
-            (this, redis::cmd("SADD").arg(key).arg(values).to_owned())
-        },
-    )?;
-    command::<T, _, Vec<String>>(&mut r, "smembers", |(this, key): (Handle, String)| {
-        (this, redis::cmd("SMEMBERS").arg(key).to_owned())
-    })?;
-    command::<T, _, u32>(
-        &mut r,
-        "srem",
-        |(this, key, values): (Handle, String, Vec<String>)| {
-            (this, redis::cmd("SREM").arg(key).arg(values).to_owned())
-        },
-    )?;
+    typed_commands!(&mut r, command, Handle);
     r.func_wrap_concurrent(
         "[method]connection.execute",
         |acc,
@@ -192,25 +229,91 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
         )| {
             Box::pin(async move {
                 let con = acc.with(|mut a| connection(&mut a, &this));
-                let mut cmd = redis::cmd(&command);
-                for a in arguments {
-                    match a {
-                        RedisParameter::Int64(i) => cmd.arg(i),
-                        RedisParameter::Binary(b) => cmd.arg(b),
-                    };
-                }
-                let result = match run::<Value>(con, &cmd).await {
-                    Ok(v) => {
-                        let mut out = Vec::new();
-                        results(v, &mut out).map(|()| out)
-                    }
+                Ok((execute(con, &command, arguments).await,))
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Add `fermyon:spin/redis@2.0.0` (on either engine: its functions are synchronous for the
+/// guest, asynchronous on the host).
+pub(crate) fn add_to_linker_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    let mut r = linker.instance("fermyon:spin/redis@2.0.0")?;
+    r.resource(
+        "connection",
+        ResourceType::host::<RedisConnection2>(),
+        |mut store, rep| {
+            store
+                .data_mut()
+                .spin()
+                .1
+                .delete(Resource::<RedisConnection2>::new_own(rep))?;
+            Ok(())
+        },
+    )?;
+    r.func_wrap_async(
+        "[static]connection.open",
+        |mut store, (address,): (String,)| {
+            let hosts = store.data_mut().spin().0.allowed_outbound_hosts();
+            Box::new(async move {
+                let result = match open_allowed(&address, &hosts).await {
+                    Ok(con) => Ok(store.data_mut().spin().1.push(RedisConnection2(con))?),
                     Err(e) => Err(e),
                 };
                 Ok((result,))
             })
         },
     )?;
+    typed_commands!(&mut r, command_2, Handle2);
+    r.func_wrap_async(
+        "[method]connection.execute",
+        |mut store,
+         (this, command, arguments): (
+            Resource<RedisConnection2>,
+            String,
+            Vec<RedisParameter>,
+        )| {
+            let con = connection_2(store.data_mut().spin().1, &this);
+            Box::new(async move { Ok((execute(con, &command, arguments).await,)) })
+        },
+    )?;
     Ok(())
+}
+
+/// The guest's handle on a 2.0 connection.
+type Handle2 = Resource<RedisConnection2>;
+
+/// The connection behind a guest's 2.0 handle.
+fn connection_2(
+    table: &mut wasmtime::component::ResourceTable,
+    this: &Handle2,
+) -> Result<MultiplexedConnection, RedisError> {
+    table
+        .get(this)
+        .map(|c| c.0.clone())
+        .map_err(|e| RedisError::Other(e.to_string()))
+}
+
+/// [`command`] for the 2.0 interface.
+fn command_2<T, P, R>(
+    r: &mut wasmtime::component::LinkerInstance<'_, T>,
+    name: &str,
+    build: fn(P) -> (Handle2, redis::Cmd),
+) -> wasmtime::Result<()>
+where
+    T: SpinView,
+    P: wasmtime::component::ComponentNamedList + Lift + Send + 'static,
+    R: redis::FromRedisValue + wasmtime::component::ComponentType + Lower + Send + Sync + 'static,
+{
+    r.func_wrap_async(
+        &format!("[method]connection.{name}"),
+        move |mut store, params: P| {
+            let (this, cmd) = build(params);
+            let con = connection_2(store.data_mut().spin().1, &this);
+            Box::new(async move { Ok((run::<R>(con, &cmd).await,)) })
+        },
+    )
 }
 
 /// The guest's handle on a connection, every method's first parameter.
@@ -240,7 +343,7 @@ where
     )
 }
 
-async fn open(address: &str) -> Result<RedisConnection, RedisError> {
+async fn open(address: &str) -> Result<MultiplexedConnection, RedisError> {
     let client = redis::Client::open(address).map_err(|_| RedisError::InvalidAddress)?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
@@ -248,7 +351,7 @@ async fn open(address: &str) -> Result<RedisConnection, RedisError> {
     let con = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    Ok(RedisConnection(con))
+    Ok(con)
 }
 
 async fn run<V: redis::FromRedisValue>(

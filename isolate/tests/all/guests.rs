@@ -244,6 +244,89 @@ async fn spin_sdk_component_is_served_with_variables_and_key_value() {
     );
 }
 
+/// A Spin 2 component, written with the Spin Python SDK 3 (isolate/examples/spin-python-v2):
+/// WASI 0.2 and `fermyon:spin@2.0.0`, the interfaces of every Spin 2 app. Its variables, its
+/// `default` key-value store (the 2.0 interface: blocking calls, `get-keys` as a list) and the
+/// errors the SDK raises as `Err(...)` reach it as Spin gives them.
+#[tokio::test(flavor = "multi_thread")]
+async fn spin_2_sdk_component_is_served_with_variables_and_key_value() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        env: [("greeting".to_string(), "hi from config".to_string())].into(),
+        ..HandlerSettings::default()
+    };
+    let h = rt
+        .load_handler("spin2", &guest("spin2-hello.wasm"), settings)
+        .unwrap_or_else(|e| panic!("{e}"));
+    async fn reply(
+        r: Result<
+            http::Response<breakwater_isolate::ResponseBody>,
+            breakwater_isolate::IsolateError,
+        >,
+    ) -> (u16, String) {
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        let status = r.status().as_u16();
+        let body = r.into_body().collect(1 << 20).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+    let get = |path: &'static str| h.handle(request("GET", path, b""));
+    assert_eq!(
+        reply(get("/").await).await,
+        (200, "Hello from Spin 2 on Breakwater!\n".into())
+    );
+    assert_eq!(
+        reply(get("/var/greeting").await).await,
+        (200, "hi from config\n".into())
+    );
+    assert_eq!(
+        reply(get("/var/no_such_variable").await).await,
+        (500, "Error_Undefined\n".into())
+    );
+
+    assert_eq!(reply(get("/kv/colour").await).await.0, 404);
+    assert_eq!(
+        reply(h.handle(request("PUT", "/kv/colour", b"blue")).await)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        reply(h.handle(request("PUT", "/kv/size", b"large")).await)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(reply(get("/kv/colour").await).await, (200, "blue".into()));
+    assert_eq!(
+        reply(get("/kv-exists/colour").await).await,
+        (200, "true\n".into())
+    );
+    assert_eq!(
+        reply(get("/kv-keys").await).await,
+        (200, "colour,size\n".into())
+    );
+    assert_eq!(
+        reply(h.handle(request("DELETE", "/kv/colour", b"")).await)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        reply(get("/kv-exists/colour").await).await,
+        (200, "false\n".into())
+    );
+    assert_eq!(reply(get("/kv-keys").await).await, (200, "size\n".into()));
+    // Only the `default` store exists; outbound Redis only to allowed addresses (none here).
+    assert_eq!(
+        reply(get("/kv-store/other").await).await,
+        (404, "Error_NoSuchStore\n".into())
+    );
+    assert_eq!(
+        reply(get("/redis").await).await,
+        (403, "Error_Other\n".into())
+    );
+}
+
 /// A Spin component that loops or hoards memory fails only its own request.
 #[tokio::test(flavor = "multi_thread")]
 async fn spin_sdk_component_is_bounded_by_deadline_and_memory_limit() {

@@ -7,7 +7,7 @@
 //! access log are one code path for HTTP/1.1, HTTP/2 and HTTP/3, with no second hop.
 //! Request and response bodies stream with flow control (h3/quinn windows toward the
 //! client, pingora's toward the origin); response trailers are passed on from an HTTP/2
-//! origin, request trailers are not (pingora reads request bodies only, for every protocol).
+//! origin, and request trailers to the origin (chunked HTTP/1.1 or HTTP/2).
 
 mod session;
 

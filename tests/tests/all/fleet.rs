@@ -436,3 +436,62 @@ routes:
     // Port 6379 is not listed either.
     assert_eq!(Client::h1().get(web, "a", "/redis").await.status, 500);
 }
+
+/// A Spin 2 component (Spin Python SDK 3: `fermyon:spin/key-value@2.0.0` and
+/// `fermyon:spin/redis@2.0.0`) on two nodes: with `key_value: redis` what one node writes the
+/// other reads and lists; its outbound Redis reaches an allowed address (every command of the
+/// interface, `execute` among them) and is refused for one that is not listed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spin_2_component_shares_its_store_and_reaches_only_allowed_redis() {
+    let redis = Redis::start();
+    let spin = support::wasm::guest("spin2-hello.wasm");
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+fleet: {{ redis: "{url}", timeout: 500ms }}
+wasm: {{ cache_dir: "{cache}" }}
+components:
+  spin: {{ path: "{spin}", kind: handler, warmup: off, key_value: redis, deadline: 20s, allowed_outbound_hosts: ["redis://{addr}"], config: {{ redis_address: "{url}" }} }}
+routes:
+  - {{ handler: spin }}
+"#,
+        cache = spin.parent().unwrap().join("cache").display(),
+        spin = spin.display(),
+        addr = redis.addr,
+        url = redis.url(),
+    );
+    let (a, b) = (Node::start(&yaml), Node::start(&yaml));
+    let put = http::Request::put(format!("http://{}/kv/shared", a.addr("web")))
+        .header("host", "a")
+        .body(Full::new(Bytes::from_static(b"written on a")))
+        .unwrap();
+    assert_eq!(Client::h1().send(put).await.unwrap().status, 201);
+    let r = Client::h1().get(b.addr("web"), "b", "/kv/shared").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "written on a"));
+    assert_eq!(
+        redis.cli(&["GET", "breakwater:kv:spin:shared"]).trim(),
+        "written on a"
+    );
+    let r = Client::h1().get(b.addr("web"), "b", "/kv-keys").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "shared\n"));
+
+    // SET, INCR, GET, SADD, SREM, SMEMBERS, DEL, then `execute` with INCRBY, GET, SET and a
+    // GET of a missing key (integer, binary, status and nil results).
+    for (node, hits) in [(&a, 1), (&b, 12)] {
+        let r = Client::h1().get(node.addr("web"), "a", "/redis/incr").await;
+        assert_eq!(
+            (r.status, r.text()),
+            (
+                200,
+                format!(
+                    "{hits} hello a,b 1 1 int64:{},binary:hello,status:OK,nil\n",
+                    hits + 10
+                )
+            )
+        );
+    }
+    assert_eq!(redis.cli(&["GET", "hits2"]).trim(), "22");
+    // redis://127.0.0.1:6379 is not in allowed_outbound_hosts: `open` returns the error.
+    let r = Client::h1().get(a.addr("web"), "a", "/redis").await;
+    assert_eq!((r.status, r.text().as_str()), (403, "Error_Other\n"));
+}

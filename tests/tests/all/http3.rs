@@ -396,7 +396,7 @@ async fn a_reload_keeps_quic_connections_and_applies_to_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn origin_trailers_reach_http3_clients() {
+async fn trailers_go_both_ways_between_http3_clients_and_origins() {
     use support::origin::{Action, Seen};
     let origin = Origin::start(std::sync::Arc::new(|s: &Seen| Action::WithTrailers {
         body: Bytes::from(format!("got {} bytes", s.body.len())),
@@ -422,9 +422,14 @@ async fn origin_trailers_reach_http3_clients() {
     assert_eq!((reply.status, reply.text().as_str()), (200, "got 5 bytes"));
     let trailers = trailers.expect("response trailers");
     assert_eq!(trailers.get("grpc-status").unwrap(), "0");
-    // The request body arrived whole. (Request trailers stop at pingora, whose proxy
-    // forwards response trailers only; see the README's limits.)
-    assert_eq!(&origin.seen()[0].body[..], b"hello");
+    // The request body arrived whole, and its trailers after it.
+    let seen = &origin.seen()[0];
+    assert_eq!(&seen.body[..], b"hello");
+    let sent = seen
+        .trailers
+        .as_ref()
+        .expect("request trailers at the origin");
+    assert_eq!(sent.get("x-checksum").unwrap(), "abc");
 }
 
 #[tokio::test(flavor = "multi_thread")]

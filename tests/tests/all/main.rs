@@ -21,3 +21,4 @@ mod slow_clients;
 mod smuggling;
 mod soak;
 mod tls;
+mod trailers;

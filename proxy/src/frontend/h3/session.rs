@@ -49,6 +49,8 @@ pub(super) struct H3Session {
     /// `Content-Length`, checked against the body that arrives (RFC 9114 section 4.1.2).
     declared: Option<u64>,
     body_done: bool,
+    /// The request's trailers, read once its body is over; forwarded to the origin.
+    trailers: Option<Box<HeaderMap>>,
     body_read: usize,
     body_sent: usize,
     retry: Option<FixedBuffer>,
@@ -72,7 +74,7 @@ impl H3Session {
         client: std::net::SocketAddr,
         declared: Option<u64>,
     ) -> std::result::Result<Self, h3::error::StreamError> {
-        let (mut first, mut body_done) = (None, false);
+        let (mut first, mut body_done, mut trailers) = (None, false, None);
         if declared.is_none() {
             let read = match stream.recv_data().now_or_never() {
                 Some(read) => Some(read),
@@ -81,7 +83,10 @@ impl H3Session {
             };
             match read.transpose()? {
                 Some(Some(mut chunk)) => first = Some(chunk.copy_to_bytes(chunk.remaining())),
-                Some(None) => body_done = true,
+                Some(None) => {
+                    body_done = true;
+                    trailers = stream.recv_trailers().await?.map(Box::new);
+                }
                 None => {}
             }
         }
@@ -94,6 +99,7 @@ impl H3Session {
             first,
             declared,
             body_done,
+            trailers,
             body_read: 0,
             body_sent: 0,
             retry: None,
@@ -118,6 +124,15 @@ impl H3Session {
         let chunk = within(limit, read, ErrorType::ReadTimedout, CONTEXT)
             .await?
             .or_err(ErrorType::ReadError, CONTEXT)?;
+        if chunk.is_none() {
+            // A HEADERS frame after the data carries the request's trailers.
+            const TRAILERS: &str = "while reading the HTTP/3 request trailers";
+            let read = self.stream.get_mut().recv_trailers();
+            let trailers = within(limit, read, ErrorType::ReadTimedout, TRAILERS)
+                .await?
+                .or_err(ErrorType::ReadError, TRAILERS)?;
+            self.trailers = trailers.map(Box::new);
+        }
         Ok(chunk.map(|mut c| c.copy_to_bytes(c.remaining())))
     }
 
@@ -372,6 +387,10 @@ impl CustomSession for H3Session {
 
     async fn shutdown(&mut self, _code: u32, _ctx: &str) {
         self.reset();
+    }
+
+    fn take_request_trailers(&mut self) -> Option<Box<HeaderMap>> {
+        self.trailers.take()
     }
 
     fn is_body_done(&mut self) -> bool {

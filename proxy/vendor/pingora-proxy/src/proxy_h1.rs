@@ -498,6 +498,7 @@ where
                 buffer,
                 downstream_state.is_done(),
                 send_permit,
+                &tx,
                 ctx,
             )
             .await?;
@@ -604,6 +605,7 @@ where
                         body,
                         is_body_done,
                         send_permit.unwrap(), // safe because we checked is_ok()
+                        &tx,
                         ctx,
                     )
                     .await?;
@@ -1028,6 +1030,7 @@ where
         mut data: Option<Bytes>,
         end_of_body: bool,
         tx: mpsc::Permit<'_, HttpTask>,
+        pipe: &mpsc::Sender<HttpTask>,
         ctx: &mut SV::CTX,
     ) -> Result<bool>
     where
@@ -1069,6 +1072,26 @@ where
         // upgraded body needs to be marked
         if session.was_upgraded() {
             tx.send(HttpTask::UpgradedBody(data, upstream_end_of_body));
+        } else if let Some(trailers) = upstream_end_of_body
+            .then(|| session.downstream_session.take_request_trailers())
+            .flatten()
+        {
+            // Breakwater patch: the request's trailers go upstream after its body, as the
+            // task that ends it. The body's last bytes, if any, take this permit and the
+            // trailers the pipe's next slot (this loop is the pipe's only sender). With no
+            // slot free the trailers are dropped (RFC 9110 6.5.1): waiting for one here could
+            // deadlock against the response side.
+            match data.filter(|d| !d.is_empty()) {
+                None => tx.send(HttpTask::Trailer(Some(trailers))),
+                Some(data) if pipe.capacity() > 0 => {
+                    tx.send(HttpTask::Body(Some(data), false));
+                    let _ = pipe.try_send(HttpTask::Trailer(Some(trailers)));
+                }
+                Some(data) => {
+                    warn!("request trailers dropped: the body pipe is full");
+                    tx.send(HttpTask::Body(Some(data), true));
+                }
+            }
         } else {
             tx.send(HttpTask::Body(data, upstream_end_of_body));
         }
@@ -1082,9 +1105,15 @@ pub(crate) async fn send_body_to1(
     recv_task: Option<HttpTask>,
 ) -> Result<bool> {
     let body_done;
+    // Breakwater patch: the request's trailers, which end its body.
+    let mut trailers = None;
 
     if let Some(task) = recv_task {
         match task {
+            HttpTask::Trailer(t) => {
+                body_done = true;
+                trailers = t;
+            }
             HttpTask::Body(data, end) => {
                 body_done = end;
                 if let Some(d) = data {
@@ -1150,7 +1179,11 @@ pub(crate) async fn send_body_to1(
     }
 
     if body_done {
-        match client_session.finish_body().await {
+        let finished = match trailers {
+            Some(t) => client_session.finish_body_with_trailers(&t).await,
+            None => client_session.finish_body().await,
+        };
+        match finished {
             Ok(_) => {
                 debug!("finish sending body to upstream");
                 Ok(true)

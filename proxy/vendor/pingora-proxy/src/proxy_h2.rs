@@ -1077,6 +1077,12 @@ where
                 (Bytes::new(), true)
             }
         };
+        // Breakwater patch: a request with trailers ends with them (a HEADERS frame carrying
+        // END_STREAM) instead of with its last DATA frame.
+        let trailers = end
+            .then(|| session.downstream_session.take_request_trailers())
+            .flatten();
+        let end = end && trailers.is_none();
 
         /* For H2 downstreams, race the upstream write against downstream stream
          * closure. A write blocked on upstream flow control would otherwise keep the
@@ -1103,6 +1109,12 @@ where
         } else {
             write_body(client_body, data, end, write_timeout)
                 .await
+                .map_err(|e| e.into_up())?;
+        }
+        if let Some(trailers) = trailers {
+            client_body
+                .send_trailers(*trailers)
+                .or_err(WriteError, "while writing h2 request trailers to upstream")
                 .map_err(|e| e.into_up())?;
         }
 

@@ -578,6 +578,49 @@ impl Session {
         }
     }
 
+    /// Breakwater patch: the request's trailer fields, once its body has been read whole
+    /// (chunked HTTP/1.1, HTTP/2, custom sessions that carry them), taken once, without the
+    /// fields no trailer may carry: message framing, routing, connection management and
+    /// pseudo-headers (RFC 9110 6.5.1, RFC 9113 8.1), which a proxy must not forward as
+    /// trailers.
+    pub fn take_request_trailers(&mut self) -> Option<Box<HeaderMap>> {
+        let mut trailers = match self {
+            Self::H1(s) => s.take_request_trailers(),
+            Self::H2(s) => s.take_request_trailers(),
+            Self::Subrequest(_) => None,
+            Self::Custom(s) => s.take_request_trailers(),
+        }?;
+        for name in [
+            http::header::CONNECTION,
+            http::header::CONTENT_LENGTH,
+            http::header::CONTENT_TYPE,
+            http::header::CONTENT_ENCODING,
+            http::header::CONTENT_RANGE,
+            http::header::HOST,
+            http::header::TE,
+            http::header::TRAILER,
+            http::header::TRANSFER_ENCODING,
+            http::header::UPGRADE,
+            http::header::AUTHORIZATION,
+            http::header::PROXY_AUTHORIZATION,
+            http::header::EXPECT,
+            http::header::RANGE,
+            http::header::IF_MATCH,
+            http::header::IF_NONE_MATCH,
+            http::header::IF_MODIFIED_SINCE,
+            http::header::IF_UNMODIFIED_SINCE,
+            http::header::IF_RANGE,
+            http::header::CACHE_CONTROL,
+            http::header::MAX_FORWARDS,
+            http::header::COOKIE,
+        ] {
+            trailers.remove(name);
+        }
+        trailers.remove("keep-alive");
+        trailers.remove("proxy-connection");
+        (!trailers.is_empty()).then_some(trailers)
+    }
+
     /// Notify the client that the entire body is sent
     /// for H1 chunked encoding, this will end the last empty chunk
     /// for H1 content-length, this has no effect.

@@ -112,6 +112,12 @@ pub trait Session: Send + Sync + Unpin + 'static {
 
     fn is_body_done(&mut self) -> bool;
 
+    /// Breakwater patch: the request's trailers, once its body has been read whole; taken
+    /// once. Sessions whose protocol carries no trailers keep the default.
+    fn take_request_trailers(&mut self) -> Option<Box<http::HeaderMap>> {
+        None
+    }
+
     async fn finish(&mut self) -> Result<()>;
 
     fn is_body_empty(&mut self) -> bool;

@@ -151,6 +151,10 @@ pub struct BodyReader {
     rewind_buf_len: usize,
     upstream: bool,
     body_buf_overread: Option<BytesMut>,
+    // Breakwater patch: the trailer section of a chunked body, kept instead of discarded:
+    // its bytes as they arrive, then the fields once the section is complete.
+    trailer_buf: Vec<u8>,
+    trailers: Option<Box<http::HeaderMap>>,
 }
 
 impl BodyReader {
@@ -162,6 +166,39 @@ impl BodyReader {
             rewind_buf_len: 0,
             upstream,
             body_buf_overread: None,
+            trailer_buf: Vec::new(),
+            trailers: None,
+        }
+    }
+
+    /// Breakwater patch: the trailer fields of a chunked body whose trailer section has been
+    /// read whole (`None` when there were none, or they did not parse as fields), taken once.
+    pub fn take_trailers(&mut self) -> Option<Box<http::HeaderMap>> {
+        self.trailers.take()
+    }
+
+    /// Breakwater patch: parse the trailer section read so far (`trailer_buf`: the fields,
+    /// then the empty line) into `trailers`. Fields that do not parse are dropped, as
+    /// RFC 9110 6.5.1 lets a recipient discard trailers; the message itself stays valid.
+    fn parse_trailers(&mut self) {
+        let section = std::mem::take(&mut self.trailer_buf);
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        match httparse::parse_headers(&section, &mut fields) {
+            Ok(httparse::Status::Complete((_, fields))) if !fields.is_empty() => {
+                let mut map = http::HeaderMap::with_capacity(fields.len());
+                for f in fields.iter() {
+                    let (Ok(name), Ok(value)) = (
+                        http::HeaderName::from_bytes(f.name.as_bytes()),
+                        http::HeaderValue::from_bytes(f.value),
+                    ) else {
+                        continue;
+                    };
+                    map.append(name, value);
+                }
+                self.trailers = (!map.is_empty()).then(|| Box::new(map));
+            }
+            Ok(_) => {}
+            Err(e) => debug!("discarding a trailer section that does not parse: {e}"),
         }
     }
 
@@ -221,6 +258,8 @@ impl BodyReader {
 
     pub fn init_chunked(&mut self, buf_to_rewind: &[u8]) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.trailer_buf.clear();
+        self.trailers = None;
         self.prepare_buf(buf_to_rewind);
     }
 
@@ -231,6 +270,8 @@ impl BodyReader {
     /// possibly of following pipelined requests) keep their original allocation.
     pub fn init_chunked_owned(&mut self, buf_to_rewind: BytesMut) {
         self.body_state = PS::Chunked(0, 0, 0, 0);
+        self.trailer_buf.clear();
+        self.trailers = None;
         self.prepare_owned_buf(buf_to_rewind);
     }
 
@@ -913,11 +954,20 @@ impl BodyReader {
                                 String::from_utf8_lossy(buf).escape_default(),
                             );
 
+                            // Breakwater patch: keep the trailer section (the size limit
+                            // above bounds it).
+                            let section =
+                                &self.body_buf.as_deref().expect("read above")[..start + end_idx];
+                            self.trailer_buf.extend_from_slice(section);
+                            self.parse_trailers();
                             self.finish_body_buf(start + end_idx, n);
                             return Ok(None);
                         }
                     }
                 }
+                // Breakwater patch: all `n` bytes belong to the trailer section so far.
+                let section = &self.body_buf.as_deref().expect("read above")[..n];
+                self.trailer_buf.extend_from_slice(section);
             }
             _ => panic!("wrong body state: {:?}", self.body_state),
         }
@@ -1436,6 +1486,35 @@ impl BodyWriter {
             BM::ChunkedEncoding(_) => self.do_finish_chunked_body(stream).await,
             BM::UntilClose(_) => self.do_finish_until_close_body(stream),
             BM::ToSelect => Ok(None),
+        }
+    }
+
+    /// Breakwater patch: [`Self::finish`], ending a chunked body with `trailers` in its
+    /// trailer section. Other framings cannot carry trailers: they are dropped (RFC 9110 6.5.1).
+    pub async fn finish_with_trailers<S>(
+        &mut self,
+        stream: &mut S,
+        trailers: &http::HeaderMap,
+    ) -> Result<Option<usize>>
+    where
+        S: AsyncWrite + Unpin + Send,
+    {
+        let BM::ChunkedEncoding(written) = self.body_mode else {
+            return self.finish(stream).await;
+        };
+        let mut last = BytesMut::from(&b"0\r\n"[..]);
+        for (name, value) in trailers {
+            last.put_slice(name.as_str().as_bytes());
+            last.put_slice(b": ");
+            last.put_slice(value.as_bytes());
+            last.put_slice(b"\r\n");
+        }
+        last.put_slice(b"\r\n");
+        let res = stream.write_all(&last).await;
+        self.body_mode = BM::Complete(written);
+        match res {
+            Ok(()) => Ok(Some(written)),
+            Err(e) => Error::e_because(WriteError, "while writing body", e),
         }
     }
 

@@ -188,6 +188,25 @@ impl HttpSession {
         }
     }
 
+    /// Breakwater patch: [`Self::finish_body`] with request trailers, sent in the trailer
+    /// section when the body is chunked (dropped otherwise: no other framing carries them).
+    pub async fn finish_body_with_trailers(
+        &mut self,
+        trailers: &http::HeaderMap,
+    ) -> Result<Option<usize>> {
+        let res = self
+            .body_writer
+            .finish_with_trailers(&mut self.underlying_stream, trailers)
+            .await?;
+        self.underlying_stream
+            .flush()
+            .await
+            .or_err(WriteError, "flushing body")?;
+
+        self.maybe_force_close_body_reader();
+        Ok(res)
+    }
+
     /// Flush local buffer and notify the server by sending the last chunk if chunked encoding is
     /// used.
     pub async fn finish_body(&mut self) -> Result<Option<usize>> {

@@ -637,6 +637,12 @@ impl HttpSession {
         }
     }
 
+    /// Breakwater patch: the trailer fields of a chunked request body, once it has been read
+    /// whole; taken once.
+    pub fn take_request_trailers(&mut self) -> Option<Box<http::HeaderMap>> {
+        self.body_reader.take_trailers()
+    }
+
     /// Whether there is no (more) body to be read.
     pub fn is_body_done(&mut self) -> bool {
         self.init_body_reader();

@@ -291,6 +291,8 @@ pub struct HttpSession {
     pub write_timeout: Option<Duration>,
     // How long to wait when draining (discarding) request body
     total_drain_timeout: Option<Duration>,
+    // Breakwater patch: the request's trailers, read after the end of its body.
+    request_trailers: Option<Box<HeaderMap>>,
 }
 
 /// The outcome of accepting the next event on an HTTP/2 downstream connection.
@@ -499,6 +501,7 @@ impl HttpSession {
             digest,
             write_timeout: None,
             total_drain_timeout: None,
+            request_trailers: None,
         })))
     }
 
@@ -525,6 +528,15 @@ impl HttpSession {
             ErrorType::ReadError,
             "while reading downstream request body",
         )?;
+        // Breakwater patch: a body that ends in a HEADERS frame ends with trailers; they are
+        // there as soon as the data is over.
+        if data.is_none() && self.request_trailers.is_none() {
+            let trailers = self.request_body_reader.trailers().await.or_err(
+                ErrorType::ReadError,
+                "while reading downstream request trailers",
+            )?;
+            self.request_trailers = trailers.map(Box::new);
+        }
         if let Some(data) = data.as_ref() {
             self.body_read += data.len();
             if let Some(buffer) = self.retry_buffer.as_mut() {
@@ -696,6 +708,11 @@ impl HttpSession {
         self.body_sent += data_len;
         self.ended = self.ended || end;
         Ok(())
+    }
+
+    /// Breakwater patch: the request's trailers, once its body has been read whole; taken once.
+    pub fn take_request_trailers(&mut self) -> Option<Box<HeaderMap>> {
+        self.request_trailers.take()
     }
 
     /// Write response trailers to the client, this also closes the stream.
