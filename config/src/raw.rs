@@ -54,9 +54,20 @@ pub struct RawFleet {
 pub struct RawCache {
     pub memory_mb: Option<Spanned<u64>>,
     pub max_object_mb: Option<Spanned<u64>>,
+    /// The disk tier under the memory tier.
+    pub disk: Option<Spanned<RawCacheDisk>>,
     /// This cache's own targeted field (RFC 9213), e.g. `Breakwater-Cache-Control`.
     pub targeted_field: Option<Spanned<String>>,
     pub forward_targeted: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheDisk {
+    pub path: Option<Spanned<String>>,
+    pub size_gb: Option<Spanned<u64>>,
+    /// The size in MiB instead (small tiers, tests).
+    pub size_mb: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

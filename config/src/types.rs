@@ -52,6 +52,16 @@ pub struct CacheSettings {
     pub memory_bytes: u64,
     /// Largest object stored; larger responses are served but not stored. Default 8 MiB.
     pub max_object_bytes: usize,
+    /// The disk tier under the memory tier, if any.
+    pub disk: Option<CacheDisk>,
+}
+
+/// A disk tier: objects written through to files in `path`, at most `bytes` of them, kept
+/// across restarts and upgrades.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheDisk {
+    pub path: PathBuf,
+    pub bytes: u64,
 }
 
 /// Where a handler's Spin key-value store (`default`) lives.

@@ -50,6 +50,44 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `cache.disk`: a directory and a size (`size_gb`, or `size_mb` for small tiers).
+    fn cache_disk(&self, d: &Spanned<RawCacheDisk>) -> Result<CacheDisk> {
+        let Some(path) = &d.value.path else {
+            return Err(self.err(
+                d,
+                "cache.disk.path",
+                "a directory for the disk tier is required",
+            ));
+        };
+        if path.value.trim().is_empty() {
+            return Err(self.err(path, "cache.disk.path", "expected a directory"));
+        }
+        let bytes = match (&d.value.size_gb, &d.value.size_mb) {
+            (Some(_), Some(mb)) => {
+                return Err(self.err(
+                    mb,
+                    "cache.disk.size_mb",
+                    "give size_gb or size_mb, not both",
+                ))
+            }
+            (Some(gb), None) if (1..=1 << 20).contains(&gb.value) => gb.value << 30,
+            (Some(gb), None) => {
+                return Err(self.err(gb, "cache.disk.size_gb", "expected 1 to 1048576 (GiB)"))
+            }
+            (None, Some(mb)) if (64..=1 << 30).contains(&mb.value) => mb.value << 20,
+            (None, Some(mb)) => {
+                return Err(self.err(mb, "cache.disk.size_mb", "expected 64 to 1073741824 (MiB)"))
+            }
+            (None, None) => {
+                return Err(self.err(d, "cache.disk.size_gb", "the disk tier's size is required"))
+            }
+        };
+        Ok(CacheDisk {
+            path: self.path(&path.value),
+            bytes,
+        })
+    }
+
     pub(crate) fn config(&self, raw: RawConfig) -> Result<Config> {
         let server = self.server(&raw.server)?;
         let resolver = self.resolver(&raw.resolver)?;
@@ -148,6 +186,10 @@ impl<'a> Validator<'a> {
         let cache = CacheSettings {
             memory_bytes: mb(&raw.cache.memory_mb, "cache.memory_mb", 256)?,
             max_object_bytes: mb(&raw.cache.max_object_mb, "cache.max_object_mb", 8)? as usize,
+            disk: match &raw.cache.disk {
+                Some(d) => Some(self.cache_disk(d)?),
+                None => None,
+            },
         };
         let access_log = AccessLog {
             format: match raw

@@ -49,6 +49,13 @@ impl Admin {
         m.cache_bytes.set(bytes as i64);
         m.cache_evictions
             .set(self.shared.cache.storage.evictions() as i64);
+        if let Some(disk) = self.shared.cache.storage.disk() {
+            let (hits, errors, written) = disk.counters();
+            m.cache_disk_up.set(i64::from(disk.up()));
+            m.cache_disk_hits.set(hits as i64);
+            m.cache_disk_errors.set(errors as i64);
+            m.cache_disk_written_bytes.set(written as i64);
+        }
         m.render()
     }
 

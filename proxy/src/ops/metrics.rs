@@ -58,6 +58,12 @@ pub struct Metrics {
     pub cache_bytes: IntGauge,
     /// Objects evicted to stay within the memory budget (set at scrape time).
     pub cache_evictions: IntGauge,
+    /// The disk tier (set at scrape time): open or not, objects served from it, reads that
+    /// failed, bytes written.
+    pub cache_disk_up: IntGauge,
+    pub cache_disk_hits: IntGauge,
+    pub cache_disk_errors: IntGauge,
+    pub cache_disk_written_bytes: IntGauge,
     /// Open client connections and request streams, by protocol (`h3` for now).
     pub active_connections: IntGaugeVec,
     pub active_streams: IntGaugeVec,
@@ -308,6 +314,22 @@ impl Metrics {
             cache_evictions: single_gauge(
                 "cache_evictions",
                 "Objects evicted for room, since start",
+            ),
+            cache_disk_up: single_gauge(
+                "cache_disk_up",
+                "1 when the cache's disk tier is open, 0 when it is not (none, or it failed)",
+            ),
+            cache_disk_hits: single_gauge(
+                "cache_disk_hits",
+                "Objects read back from the disk tier, since start",
+            ),
+            cache_disk_errors: single_gauge(
+                "cache_disk_errors",
+                "Disk tier failures (opening, reads, records that do not decode), since start",
+            ),
+            cache_disk_written_bytes: single_gauge(
+                "cache_disk_written_bytes",
+                "Bytes written to the disk tier's device, since start",
             ),
             cache_objects: single_gauge("cache_objects", "Objects in the cache"),
             cache_bytes: single_gauge("cache_bytes", "Bytes held by the cache"),

@@ -3,9 +3,11 @@
 //! collapsing through its cache lock), stored in moka (`storage`). This module decides what
 //! is cached under which key, and says what happened in a `Cache-Status` header (RFC 9211).
 
+mod disk;
 mod freshness;
 mod storage;
 
+pub use disk::DiskTier;
 pub use freshness::RequestDirectives;
 pub use storage::{MokaStorage, Selector};
 
@@ -37,7 +39,16 @@ pub struct EdgeCache {
 impl EdgeCache {
     pub fn new(settings: &CacheSettings) -> Self {
         Self {
-            storage: Box::leak(Box::new(MokaStorage::new(settings.memory_bytes))),
+            storage: Box::leak(Box::new(MokaStorage::new(
+                settings.memory_bytes,
+                settings.disk.as_ref().map(|d| {
+                    DiskTier::start(disk::DiskSettings {
+                        path: &d.path,
+                        bytes: d.bytes,
+                        max_object_bytes: settings.max_object_bytes,
+                    })
+                }),
+            ))),
             lock: Box::leak(CacheLock::new_boxed(LOCK_WAIT)),
             max_object_bytes: settings.max_object_bytes,
         }

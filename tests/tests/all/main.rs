@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cache;
+mod cache_disk;
 mod cache_rfc;
 mod chaos;
 mod deploy;

@@ -8,6 +8,9 @@
 //! CPU (`bench/results/profile-20261206-184500`): an object keeps its head parsed, and a hit
 //! decodes only the small internal part (freshness, variance, epoch, provenance) with a bare
 //! head, then puts a copy of the stored head in. Entries are keyed by the binary hash.
+//!
+//! With a disk tier ([`DiskTier`]) every stored object is also written through to disk, a
+//! memory miss is looked up there (and a disk hit put back in memory), and purges reach both.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -23,6 +26,8 @@ use pingora::{Error, ErrorType, Result};
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
+
+use super::disk::{Ban, DiskTier, Record};
 
 /// How long an object is kept after it can no longer be served stale, for revalidation
 /// with its validators (`ETag`, `Last-Modified`) instead of a full fetch.
@@ -137,10 +142,66 @@ impl moka::Expiry<HashBinary, Arc<Object>> for Expiry {
 pub struct MokaStorage {
     objects: Cache<HashBinary, Arc<Object>>,
     evictions: Arc<std::sync::atomic::AtomicU64>,
+    disk: Option<&'static DiskTier>,
+}
+
+/// The disk tier's key for a hash.
+fn disk_key(key: &HashBinary) -> u128 {
+    u128::from_le_bytes(*key)
+}
+
+impl Object {
+    /// The object as the disk tier stores it.
+    fn record(&self) -> Result<Record> {
+        let (internal, head) = self.meta()?.serialize()?;
+        Ok(Record {
+            stored_at: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            keep_until: super::disk::unix_secs(self.keep_until),
+            internal: Bytes::from(internal),
+            head: Bytes::from(head),
+            url: self.url.to_string(),
+            surrogate_keys: self.surrogate_keys.clone(),
+            body: self.body.clone(),
+        })
+    }
+
+    /// The object a disk record holds; an error when its body is not the length its head
+    /// declares (the record is then dropped, never served).
+    fn from_record(r: Record) -> Result<Self> {
+        let meta = CacheMeta::deserialize(&r.internal, &r.head)?;
+        let declared = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|n| n != r.body.len()) {
+            return Error::e_explain(ErrorType::InternalError, "stored body length mismatch");
+        }
+        let mut object = Object::new(&meta, r.body, Arc::from(r.url), r.surrogate_keys)?;
+        object.keep_until = SystemTime::UNIX_EPOCH + Duration::from_secs(r.keep_until);
+        Ok(object)
+    }
 }
 
 impl MokaStorage {
-    pub fn new(memory_bytes: u64) -> Self {
+    /// The disk tier, if the config has one.
+    pub fn disk(&self) -> Option<&'static DiskTier> {
+        self.disk
+    }
+
+    /// Write `object` through to the disk tier, if there is one.
+    fn write_through(&self, key: &HashBinary, object: &Object) {
+        let Some(disk) = self.disk else {
+            return;
+        };
+        match object.record() {
+            Ok(record) => disk.store(disk_key(key), &record),
+            Err(e) => tracing::warn!("cache object not written to disk: {e}"),
+        }
+    }
+
+    pub fn new(memory_bytes: u64, disk: Option<&'static DiskTier>) -> Self {
         let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let counted = evictions.clone();
         let objects = Cache::builder()
@@ -153,7 +214,11 @@ impl MokaStorage {
                 }
             })
             .build();
-        Self { objects, evictions }
+        Self {
+            objects,
+            evictions,
+            disk,
+        }
     }
 
     /// Objects evicted to stay within the memory budget, since start.
@@ -183,6 +248,14 @@ impl MokaStorage {
         for k in &keys {
             self.objects.invalidate(&**k);
         }
+        if let Some(disk) = self.disk {
+            disk.ban(match selector {
+                Selector::Url(u) => Ban::Url(u.to_string()),
+                Selector::Prefix(p) => Ban::Prefix(p.to_string()),
+                Selector::SurrogateKey(k) => Ban::SurrogateKey(k.to_string()),
+                Selector::All => Ban::All,
+            });
+        }
         keys.len()
     }
 }
@@ -211,8 +284,28 @@ impl Storage for MokaStorage {
         key: &CacheKey,
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
-        let Some(obj) = self.objects.get(&key.combined_bin()) else {
-            return Ok(None);
+        let hash = key.combined_bin();
+        let obj = match self.objects.get(&hash) {
+            Some(obj) => obj,
+            None => {
+                let Some(disk) = self.disk else {
+                    return Ok(None);
+                };
+                let Some(record) = disk.load(disk_key(&hash)).await else {
+                    return Ok(None);
+                };
+                let obj = match Object::from_record(record) {
+                    Ok(obj) => Arc::new(obj),
+                    Err(e) => {
+                        tracing::warn!("cache object on disk does not decode: {e}");
+                        disk.reject(disk_key(&hash));
+                        return Ok(None);
+                    }
+                };
+                disk.served();
+                self.objects.insert(hash, obj.clone());
+                obj
+            }
         };
         let meta = obj.meta()?;
         let len = obj.body.len();
@@ -249,6 +342,9 @@ impl Storage for MokaStorage {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let key = target.key().combined_bin();
+        if let Some(disk) = self.disk {
+            disk.delete(disk_key(&key));
+        }
         Ok(match self.objects.remove(&key) {
             Some(_) => PurgeOutcome::Purged(None),
             None => PurgeOutcome::NotFound,
@@ -272,6 +368,7 @@ impl Storage for MokaStorage {
             old.url.clone(),
             surrogate_keys(meta),
         )?;
+        self.write_through(&key, &new);
         self.objects.insert(key, Arc::new(new));
         Ok(true)
     }
@@ -353,6 +450,7 @@ impl HandleMiss for Miss {
             body: self.body.freeze(),
             ..self.object
         };
+        self.storage.write_through(&self.key, &object);
         self.storage.objects.insert(self.key, Arc::new(object));
         Ok(MissFinishType::Created(size))
     }

@@ -1,0 +1,461 @@
+//! The cache's disk tier, under the memory tier: objects are written through to a directory
+//! by foyer's block engine (a hybrid memory + disk cache library made for this: entries
+//! checksummed, its index recovered from the device at start, space reclaimed block by
+//! block), read back when the memory tier misses, and kept across restarts and upgrades.
+//!
+//! * **One process owns the directory** (an exclusive lock on its `lock` file). The tier is
+//!   opened by a thread of its own that waits for that lock, so during a graceful upgrade the
+//!   new process serves from memory until the old one has exited, then opens the tier and
+//!   serves what the old one stored.
+//! * **Purges reach objects on disk through bans**, as Varnish's do: a purge by URL, prefix,
+//!   surrogate key or everything is recorded with its time, in memory and appended to the
+//!   directory's `bans` file (synced before the purge answers), and an object read from disk
+//!   that a ban newer than the object selects is deleted instead of served. A purge of one
+//!   key deletes it. Past [`MAX_BANS`] the tier is emptied and the bans with it.
+//! * **Failures never fail a request:** a tier that cannot open (a read-only directory, a
+//!   file in the way, no space) leaves the node memory-only with a warning and
+//!   `breakwater_cache_disk_up 0`; a read that fails or does not decode is a miss, counted in
+//!   `breakwater_cache_disk_errors_total`.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, Load,
+    RecoverMode,
+};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Bans kept before the tier is emptied instead (each one is checked by every disk read).
+const MAX_BANS: usize = 10_000;
+
+/// The record format's tag and version, first in every stored value.
+const MAGIC: &[u8; 4] = b"BWD1";
+
+/// What a purge selected, as a ban records it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ban {
+    Url(String),
+    Prefix(String),
+    SurrogateKey(String),
+    All,
+}
+
+impl Ban {
+    fn selects(&self, record: &Record) -> bool {
+        match self {
+            Ban::Url(u) => record.url == *u,
+            Ban::Prefix(p) => record.url.starts_with(p.as_str()),
+            Ban::SurrogateKey(k) => record.surrogate_keys.iter().any(|s| s == k),
+            Ban::All => true,
+        }
+    }
+
+    /// One line of the `bans` file: `MILLIS KIND VALUE`.
+    fn line(&self, at: u64) -> String {
+        match self {
+            Ban::Url(u) => format!("{at} url {u}\n"),
+            Ban::Prefix(p) => format!("{at} prefix {p}\n"),
+            Ban::SurrogateKey(k) => format!("{at} key {k}\n"),
+            Ban::All => format!("{at} all\n"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<(u64, Ban)> {
+        let mut parts = line.splitn(3, ' ');
+        let at = parts.next()?.parse().ok()?;
+        let ban = match (parts.next()?, parts.next()) {
+            ("url", Some(u)) => Ban::Url(u.to_string()),
+            ("prefix", Some(p)) => Ban::Prefix(p.to_string()),
+            ("key", Some(k)) => Ban::SurrogateKey(k.to_string()),
+            ("all", None) => Ban::All,
+            _ => return None,
+        };
+        Some((at, ban))
+    }
+}
+
+/// One object as stored on disk: what the memory tier's object is made from.
+#[derive(Debug, PartialEq)]
+pub struct Record {
+    /// When it was written (milliseconds since the epoch), for bans.
+    pub stored_at: u64,
+    /// Until when it may be kept (seconds since the epoch).
+    pub keep_until: u64,
+    /// pingora's serialized metadata: internal part and head.
+    pub internal: Bytes,
+    pub head: Bytes,
+    pub url: String,
+    pub surrogate_keys: Vec<String>,
+    pub body: Bytes,
+}
+
+impl Record {
+    fn encode(&self) -> Bytes {
+        let keys: usize = self.surrogate_keys.iter().map(|k| 4 + k.len()).sum();
+        let mut out = BytesMut::with_capacity(
+            4 + 16
+                + 12
+                + self.internal.len()
+                + self.head.len()
+                + self.url.len()
+                + 4
+                + keys
+                + self.body.len(),
+        );
+        out.put_slice(MAGIC);
+        out.put_u64_le(self.stored_at);
+        out.put_u64_le(self.keep_until);
+        for part in [&self.internal[..], &self.head[..], self.url.as_bytes()] {
+            out.put_u32_le(part.len() as u32);
+            out.put_slice(part);
+        }
+        out.put_u32_le(self.surrogate_keys.len() as u32);
+        for k in &self.surrogate_keys {
+            out.put_u32_le(k.len() as u32);
+            out.put_slice(k.as_bytes());
+        }
+        out.put_slice(&self.body);
+        out.freeze()
+    }
+
+    /// `None` when `bytes` is not a whole record of this format.
+    fn decode(mut bytes: Bytes) -> Option<Record> {
+        fn part(b: &mut Bytes) -> Option<Bytes> {
+            if b.remaining() < 4 {
+                return None;
+            }
+            let len = b.get_u32_le() as usize;
+            (b.remaining() >= len).then(|| b.split_to(len))
+        }
+        if bytes.remaining() < 20 || &bytes[..4] != MAGIC {
+            return None;
+        }
+        bytes.advance(4);
+        let stored_at = bytes.get_u64_le();
+        let keep_until = bytes.get_u64_le();
+        let internal = part(&mut bytes)?;
+        let head = part(&mut bytes)?;
+        let url = String::from_utf8(part(&mut bytes)?.to_vec()).ok()?;
+        if bytes.remaining() < 4 {
+            return None;
+        }
+        let count = bytes.get_u32_le() as usize;
+        let mut surrogate_keys = Vec::with_capacity(count.min(64));
+        for _ in 0..count {
+            surrogate_keys.push(String::from_utf8(part(&mut bytes)?.to_vec()).ok()?);
+        }
+        Some(Record {
+            stored_at,
+            keep_until,
+            internal,
+            head,
+            url,
+            surrogate_keys,
+            body: bytes,
+        })
+    }
+}
+
+/// The tier once open.
+struct Open {
+    cache: HybridCache<u128, Bytes>,
+    bans: Mutex<Bans>,
+    /// Held for the process's life: the directory's owner.
+    _lock: File,
+}
+
+struct Bans {
+    list: Vec<(u64, Ban)>,
+    log: File,
+}
+
+/// The disk tier: opened in the background, then shared by every request.
+pub struct DiskTier {
+    path: PathBuf,
+    open: OnceLock<Open>,
+    hits: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Settings for [`DiskTier::start`].
+pub struct DiskSettings<'a> {
+    pub path: &'a Path,
+    pub bytes: u64,
+    /// The largest object stored: a block must hold it.
+    pub max_object_bytes: usize,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+pub fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl DiskTier {
+    /// The tier for `settings`, opening in the background (see the module's notes).
+    pub fn start(settings: DiskSettings<'_>) -> &'static DiskTier {
+        let tier: &'static DiskTier = Box::leak(Box::new(DiskTier {
+            path: settings.path.to_path_buf(),
+            open: OnceLock::new(),
+            hits: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }));
+        let (bytes, max_object) = (settings.bytes, settings.max_object_bytes);
+        let spawned = std::thread::Builder::new()
+            .name("cache-disk-open".into())
+            .spawn(move || match tier.open(bytes, max_object) {
+                Ok(open) => {
+                    let _ = tier.open.set(open);
+                    tracing::info!(path = %tier.path.display(), "cache disk tier open");
+                }
+                Err(e) => {
+                    tier.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        path = %tier.path.display(),
+                        "cache disk tier unavailable, serving from memory only: {e}"
+                    );
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cache disk tier not started: {e}");
+        }
+        tier
+    }
+
+    fn open(&self, bytes: u64, max_object: usize) -> Result<Open, String> {
+        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
+        std::fs::create_dir_all(&self.path).map_err(|e| fail("creating the directory", &e))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.path.join("lock"))
+            .map_err(|e| fail("opening its lock file", &e))?;
+        // Waits while another process (the one this one upgrades) owns the directory.
+        lock.lock().map_err(|e| fail("locking it", &e))?;
+        let bans = load_bans(&self.path.join("bans")).map_err(|e| fail("reading bans", &e))?;
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path.join("bans"))
+            .map_err(|e| fail("opening bans", &e))?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name("cache-disk")
+            .enable_all()
+            .build()
+            .map_err(|e| fail("starting its I/O runtime", &e))?;
+        let handle = runtime.handle().clone();
+        let device = FsDeviceBuilder::new(self.path.join("objects"))
+            .with_capacity(bytes as usize)
+            .build()
+            .map_err(|e| fail("opening the device", &e))?;
+        // A block holds whole objects: at least 16 MiB, more for larger objects.
+        let block = (max_object + (1 << 20)).next_power_of_two().max(16 << 20);
+        let builder = HybridCacheBuilder::new()
+            .with_name("breakwater-cache-disk")
+            // The memory tier is moka's: foyer's own holds only what is being read back.
+            .memory(8 << 20)
+            .with_weighter(|_k: &u128, v: &Bytes| v.len())
+            .storage()
+            .with_engine_config(BlockEngineConfig::new(device).with_block_size(block))
+            .with_recover_mode(RecoverMode::Quiet)
+            .with_spawner(runtime.into());
+        let cache = handle
+            .block_on(builder.build())
+            .map_err(|e| fail("opening the store", &e))?;
+        Ok(Open {
+            cache,
+            bans: Mutex::new(Bans { list: bans, log }),
+            _lock: lock,
+        })
+    }
+
+    /// Whether the tier is open (`breakwater_cache_disk_up`).
+    pub fn up(&self) -> bool {
+        self.open.get().is_some()
+    }
+
+    /// Objects served from disk, reads that failed, and bytes written, since start.
+    pub fn counters(&self) -> (u64, u64, u64) {
+        let written = self.open.get().map_or(0, |o| {
+            o.cache.storage().statistics().disk_write_bytes() as u64
+        });
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+            written,
+        )
+    }
+
+    /// Write `record` under `key` (in the background; a full write queue drops it).
+    pub fn store(&self, key: u128, record: &Record) {
+        if let Some(open) = self.open.get() {
+            open.cache
+                .storage_writer(key)
+                .force()
+                .insert(record.encode());
+        }
+    }
+
+    /// The object stored under `key`, unless it is gone, expired, does not decode, or a ban
+    /// newer than it selects it (then it is deleted).
+    pub async fn load(&self, key: u128) -> Option<Record> {
+        let open = self.open.get()?;
+        let value = match open.cache.storage().load(&key).await {
+            Ok(Load::Entry { value, .. }) => value,
+            Ok(Load::Piece { piece, .. }) => piece.value().clone(),
+            Ok(_) => return None,
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("cache disk read failed: {e}");
+                return None;
+            }
+        };
+        let Some(record) = Record::decode(value) else {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            open.cache.storage().delete(&key);
+            return None;
+        };
+        let banned = {
+            let bans = open.bans.lock().unwrap_or_else(|p| p.into_inner());
+            bans.list
+                .iter()
+                .any(|(at, ban)| *at >= record.stored_at && ban.selects(&record))
+        };
+        if banned || record.keep_until <= unix_secs(SystemTime::now()) {
+            open.cache.storage().delete(&key);
+            return None;
+        }
+        Some(record)
+    }
+
+    /// Count an object served from disk (its record was whole).
+    pub fn served(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drop the record under `key`, which did not make an object: count it as an error.
+    pub fn reject(&self, key: u128) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        self.delete(key);
+    }
+
+    /// Delete the object stored under `key`.
+    pub fn delete(&self, key: u128) {
+        if let Some(open) = self.open.get() {
+            open.cache.storage().delete(&key);
+        }
+    }
+
+    /// Record `ban` for the objects on disk (synced to the `bans` file before it returns).
+    pub fn ban(&self, ban: Ban) {
+        let Some(open) = self.open.get() else {
+            return;
+        };
+        let at = now_ms();
+        let mut bans = open.bans.lock().unwrap_or_else(|p| p.into_inner());
+        // Past the limit, everything stored so far is banned instead.
+        let ban = match bans.list.len() >= MAX_BANS {
+            true => Ban::All,
+            false => ban,
+        };
+        let written = match ban {
+            // Everything stored until now is banned: the older bans say nothing more.
+            Ban::All => {
+                bans.list.clear();
+                bans.list.push((at, Ban::All));
+                let path = self.path.join("bans");
+                rewrite_bans(&path, &bans.list).and_then(|()| {
+                    bans.log = OpenOptions::new().append(true).open(&path)?;
+                    Ok(())
+                })
+            }
+            ban => {
+                let line = ban.line(at);
+                bans.list.push((at, ban));
+                let log = &mut bans.log;
+                log.write_all(line.as_bytes())
+                    .and_then(|()| log.sync_data())
+            }
+        };
+        if let Err(e) = written {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("cache disk ban not persisted: {e}");
+        }
+    }
+}
+
+fn load_bans(path: &Path) -> std::io::Result<Vec<(u64, Ban)>> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut bans = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        // A line cut by a crash is the last one: its purge never answered.
+        if let Some(ban) = Ban::parse(line?.trim_end()) {
+            bans.push(ban);
+        }
+    }
+    Ok(bans)
+}
+
+fn rewrite_bans(path: &Path, bans: &[(u64, Ban)]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    for (at, ban) in bans {
+        f.write_all(ban.line(*at).as_bytes())?;
+    }
+    f.sync_data()?;
+    std::fs::rename(tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_and_bans_round_trip() {
+        let r = Record {
+            stored_at: 1_700_000_000_123,
+            keep_until: 1_700_000_600,
+            internal: Bytes::from_static(b"internal"),
+            head: Bytes::from_static(b"head"),
+            url: "a.test/x?y=1".into(),
+            surrogate_keys: vec!["k1".into(), "k2".into()],
+            body: Bytes::from(vec![7u8; 1000]),
+        };
+        assert_eq!(Record::decode(r.encode()).as_ref(), Some(&r));
+        let cut = r.encode().slice(..30);
+        assert_eq!(Record::decode(cut), None);
+        assert_eq!(
+            Record::decode(Bytes::from_static(b"XXXX0000000000000000")),
+            None
+        );
+        for ban in [
+            Ban::Url("a.test/x".into()),
+            Ban::Prefix("a.test/".into()),
+            Ban::SurrogateKey("k1".into()),
+            Ban::All,
+        ] {
+            let line = ban.line(42);
+            assert_eq!(Ban::parse(line.trim_end()), Some((42, ban)));
+        }
+        assert!(Ban::Prefix("a.test/".into()).selects(&r));
+        assert!(Ban::SurrogateKey("k2".into()).selects(&r));
+        assert!(!Ban::Url("a.test/x".into()).selects(&r));
+        assert_eq!(Ban::parse("12 url"), None);
+    }
+}
