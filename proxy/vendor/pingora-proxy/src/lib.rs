@@ -80,6 +80,10 @@ use pingora_error::{Error, ErrorSource, ErrorType::*, OrErr, Result};
 
 const TASK_BUFFER_SIZE: usize = 4;
 
+/// Breakwater patch: how long a connection waiting for a request when shutdown begins may
+/// still receive one (see `handle_new_request`).
+const SHUTDOWN_READ_GRACE: Duration = Duration::from_millis(500);
+
 /// Caps per-proxy padding and one-time shutdown fan-out on very large hosts.
 const MAX_SHUTDOWN_NOTIFY_SHARDS: usize = 256;
 
@@ -333,8 +337,15 @@ where
             biased; // biased select is cheaper, and we don't want to drop already buffered requests
             res = downstream_session.read_request() => { res }
             _ = self.await_shutdown() => {
-                // service shutting down, dropping the connection to stop more req from coming in
-                return None;
+                // Breakwater patch: a request already on its way when shutdown began (on a
+                // connection the listener had just accepted, or a keep-alive one the client
+                // reused at that moment) is read and served instead of being cut off with a
+                // reset; a connection that stays idle is closed after the grace.
+                match time::timeout(SHUTDOWN_READ_GRACE, downstream_session.read_request()).await {
+                    Ok(res) => res,
+                    // service shutting down, dropping the connection to stop more req from coming in
+                    Err(_) => return None,
+                }
             }
         };
         match res {
