@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The cache's disk tier against nginx's proxy_cache on disk, same run, same origin (nginx
-# serving one 100 KiB body under KEYS distinct URLs). The working set is KEYS x 100 KiB,
+# serving one 100 KiB body under KEYS distinct URLs, `Cache-Control: max-age=3600`). The working set is KEYS x 100 KiB,
 # four times the memory tier (Breakwater: `cache.memory_mb` = MEMORY_MB, disk tier 2 GiB;
 # nginx: `proxy_cache_path` with a 2 GiB max_size, its memory being the kernel's page cache
 # as nginx users run it). wrk (CPU 1) asks for the URLs in Zipf order (s = 1); the proxies
@@ -39,7 +39,7 @@ http {
   keepalive_requests 1000000;
   server {
     listen 127.0.0.1:$origin_port; root $work/www;
-    location / { try_files /object =404; }
+    location / { add_header Cache-Control "max-age=3600"; try_files /object =404; }
   }
 }
 EOF
@@ -85,6 +85,15 @@ routes:
   - { pool: origin, cache: { default_ttl: 1h } }
 EOF
 start_node bw "$bw_port"
+# wait_disk: until Breakwater's disk tier is open (it opens in the background).
+wait_disk() {
+  for _ in $(seq 1 300); do
+    curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -q '^breakwater_cache_disk_up 1' && return
+    sleep 0.1
+  done
+  echo "the disk tier did not open" >&2; exit 1
+}
+wait_disk
 
 # wrk's Lua: URLs /obj/1 .. /obj/KEYS drawn from a Zipf(1) distribution (a CDF searched by
 # bisection), each thread seeded apart.
@@ -130,15 +139,13 @@ run() {
   rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$node_pid/status")
   echo
   echo "Breakwater RSS after the runs: $rss MiB (memory tier ${memory_mb} MiB)."
-  disk_bytes=$(curl -s "http://127.0.0.1:$bw_admin/metrics" | awk '/^breakwater_cache_disk_written_bytes / { print $2 }')
-  echo "Bytes written to its disk tier: $disk_bytes."
+  echo "Its cache metrics:"
+  echo
+  curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -E '^breakwater_cache_(disk|objects|bytes|evictions)' | sed 's/^/    /' 
   # Restart: the disk tier is recovered, the memory tier starts empty.
   kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
   start_node bw "$bw_port"
-  for _ in $(seq 1 300); do
-    curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -q '^breakwater_cache_disk_up 1' && break
-    sleep 0.1
-  done
+  wait_disk
   echo
   echo "After a restart of Breakwater (same disk tier), no fill:"
   echo

@@ -460,6 +460,31 @@ impl HandleMiss for Miss {
 mod tests {
     use super::*;
 
+    /// An object read back from its disk record is the object that was written: the same
+    /// metadata (freshness above all), head, body, URL and surrogate keys.
+    #[test]
+    fn an_object_read_back_from_disk_is_the_one_written() {
+        let created = SystemTime::now() - Duration::from_secs(5);
+        let mut head = ResponseHeader::build(200, None).unwrap();
+        head.append_header("content-length", "3").unwrap();
+        head.append_header("surrogate-key", "k1 k2").unwrap();
+        let meta = CacheMeta::new(created + Duration::from_secs(3600), created, 5, 7, head);
+        let url: Arc<str> = Arc::from("a.test/x");
+        let object = Object::new(&meta, Bytes::from_static(b"abc"), url, surrogate_keys(&meta))
+            .unwrap();
+        let back = Object::from_record(object.record().unwrap()).unwrap();
+        let (a, b) = (object.meta().unwrap(), back.meta().unwrap());
+        assert_eq!(a.fresh_until(), b.fresh_until());
+        assert_eq!(a.created(), b.created());
+        assert!(b.is_fresh(SystemTime::now()));
+        assert_eq!(a.serialize().unwrap(), b.serialize().unwrap());
+        assert_eq!((&back.body[..], &*back.url), (&b"abc"[..], "a.test/x"));
+        assert_eq!(back.surrogate_keys, ["k1", "k2"]);
+        assert_eq!(back.keep_until, object.keep_until - Duration::from_nanos(
+            object.keep_until.duration_since(SystemTime::UNIX_EPOCH).unwrap().subsec_nanos() as u64,
+        ));
+    }
+
     /// What a hit hands pingora is what decoding pingora's own serialized form gives: every
     /// internal field (freshness, stale windows, variance, epoch override, provenance) and
     /// the head with its fields, their order and their case.
