@@ -268,7 +268,13 @@ impl DiskTier {
             .memory(8 << 20)
             .with_weighter(|_k: &u128, v: &Bytes| v.len())
             .storage()
-            .with_engine_config(BlockEngineConfig::new(device).with_block_size(block))
+            // Deletions (a purged key, a banned object read back) are logged, so that a
+            // deleted object does not come back when the index is recovered.
+            .with_engine_config(
+                BlockEngineConfig::new(device)
+                    .with_block_size(block)
+                    .with_tombstone_log(true),
+            )
             .with_recover_mode(RecoverMode::Quiet)
             .with_spawner(runtime.into());
         let cache = handle
