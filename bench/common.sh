@@ -51,6 +51,34 @@ EOF
   pids+=($!)
 }
 
+# A free loopback TCP port (bound and released: for the benches only, never the tests).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_object_origin PORT BYTES MAX_AGE [ACCESS_LOG]: an nginx origin at 127.0.0.1:PORT
+# answering every path with one random body of about BYTES (base64 of 3/4 as many) and
+# `Cache-Control: max-age=MAX_AGE`, its requests logged to ACCESS_LOG (default: not logged).
+start_object_origin() {
+  chmod 755 "$work"; mkdir -p "$work/www" "$work/logs"
+  head -c $(($2 * 3 / 4)) /dev/urandom | base64 -w0 > "$work/www/object"
+  cat > "$work/origin.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/origin.pid;
+error_log $work/logs/origin.err;
+events { worker_connections 1024; }
+http {
+  access_log ${4:-off};
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$1; root $work/www;
+    location / { add_header Cache-Control "max-age=$3"; try_files /object =404; }
+  }
+}
+EOF
+  nginx -c "$work/origin.conf" &
+  pids+=($!)
+}
+
 # nginx_proxy_conf PORT WORKERS [CONNECTIONS] [LINES]: the config of nginx as a reverse proxy
 # on 127.0.0.1:PORT to the origin at $ORIGIN through an upstream keep-alive pool (nginx at
 # its best for this), CONNECTIONS (default 4096) per worker; LINES go into its server block

@@ -23,28 +23,10 @@ release_and_guests
 out="$root/bench/results/disk-cache-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 origin_port=$(free_port); bw_port=$(free_port); bw_admin=$(free_port); ngx_port=$(free_port)
 
-chmod 755 "$work"; mkdir -p "$work/www" "$work/logs" "$work/ngx-cache"
-head -c 76800 /dev/urandom | base64 -w0 > "$work/www/object"   # 100 KiB
-cat > "$work/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 1024; }
-http {
-  access_log $work/logs/origin.access;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$origin_port; root $work/www;
-    location / { add_header Cache-Control "max-age=3600"; try_files /object =404; }
-  }
-}
-EOF
-nginx -c "$work/origin.conf" &
-pids+=($!)
+start_object_origin "$origin_port" $((100 * 1024)) 3600 "$work/logs/origin.access"
+mkdir -p "$work/ngx-cache"
 
 cat > "$work/nginx-cache.conf" <<EOF
 worker_processes 1;

@@ -20,30 +20,12 @@ release_and_guests
 out="$root/bench/results/fleet-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 redis_port=$(free_port); origin_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 
-chmod 755 "$work"; mkdir -p "$work/www" "$work/logs"
-head -c 1024 /dev/urandom | base64 -w0 > "$work/www/object"
-cat > "$work/origin.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$origin_port; root $work/www;
-    location / { add_header Cache-Control "max-age=600"; try_files /object =404; }
-  }
-}
-EOF
-nginx -c "$work/origin.conf" &
-pids+=($!)
+start_object_origin "$origin_port" 1024 600
 
 # node NAME WEB ADMIN [COMPONENTS]: a fleet member's config.
 node_config() {

@@ -4,8 +4,8 @@
 //! * `spin:variables/variables@3.0.0`, `fermyon:spin/variables@2.0.0` and
 //!   `wasi:config/store@0.2.0-draft-2024-09-27`: the component's `config:` map (the values
 //!   Spin takes from `[variables]`).
-//! * `spin:key-value/key-value@3.0.0` and `fermyon:spin/key-value@2.0.0`: the store `default`, shared by the instances of one
-//!   component (as Spin's default store is shared by its instances): in memory and bounded in
+//! * `spin:key-value/key-value@3.0.0` and `fermyon:spin/key-value@2.0.0`: the store
+//!   `default`, shared by the instances of one component (as Spin's default store is shared by its instances): in memory and bounded in
 //!   size, or a [`SharedStore`] the embedder provides (the proxy's is Redis, shared by every
 //!   node of a fleet). `get-keys` streams the keys as they were when it was called.
 //!
@@ -20,8 +20,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use wasmtime::component::{
-    ComponentType, FutureReader, Lift, Linker, Lower, Resource, ResourceTable, ResourceType,
-    StreamReader,
+    ComponentType, FutureReader, Lift, Linker, LinkerInstance, Lower, Resource, ResourceTable,
+    ResourceType, StreamReader,
 };
 
 /// Largest total size (keys and values) of one component's key-value store.
@@ -204,18 +204,7 @@ pub(crate) fn add_to_linker<T: SpinView>(
     })?;
 
     let mut kv = linker.instance("spin:key-value/key-value@3.0.0")?;
-    kv.resource(
-        "store",
-        ResourceType::host::<KvHandle>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .spin()
-                .1
-                .delete(Resource::<KvHandle>::new_own(rep))?;
-            Ok(())
-        },
-    )?;
+    define_resource::<T, KvHandle>(&mut kv, "store")?;
     kv.func_wrap_concurrent("[static]store.open", |acc, (label,): (String,)| {
         Box::pin(async move {
             let result = acc.with(|mut a| -> wasmtime::Result<_> {
@@ -277,6 +266,22 @@ pub(crate) fn add_to_linker<T: SpinView>(
     super::spin_redis::add_to_linker(linker)
 }
 
+/// Define the host resource `name` (of Rust type `R`) in `instance`: its guest handles live in
+/// the instance's resource table and leave it when the guest drops them.
+pub(crate) fn define_resource<T: SpinView, R: Send + 'static>(
+    instance: &mut LinkerInstance<'_, T>,
+    name: &str,
+) -> wasmtime::Result<()> {
+    instance.resource(name, ResourceType::host::<R>(), |mut store, rep| {
+        store
+            .data_mut()
+            .spin()
+            .1
+            .delete(Resource::<R>::new_own(rep))?;
+        Ok(())
+    })
+}
+
 /// The component's store, taken from the instance's context (a cheap clone) so that the call
 /// does not hold the store while it waits.
 fn kv_of<T: SpinView>(acc: &wasmtime::component::Accessor<T>) -> KvStore {
@@ -288,18 +293,7 @@ fn kv_of<T: SpinView>(acc: &wasmtime::component::Accessor<T>) -> KvStore {
 /// host side still waits without blocking the thread).
 fn add_key_value_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let mut kv = linker.instance("fermyon:spin/key-value@2.0.0")?;
-    kv.resource(
-        "store",
-        ResourceType::host::<KvHandle2>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .spin()
-                .1
-                .delete(Resource::<KvHandle2>::new_own(rep))?;
-            Ok(())
-        },
-    )?;
+    define_resource::<T, KvHandle2>(&mut kv, "store")?;
     kv.func_wrap("[static]store.open", |mut store, (label,): (String,)| {
         if label != "default" {
             return Ok((Err(KvError::NoSuchStore),));

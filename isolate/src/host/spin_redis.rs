@@ -5,11 +5,11 @@
 //! command is bounded by [`COMMAND_TIMEOUT`] (and the request by its deadline), so an
 //! unreachable Redis fails the call, not the node.
 
-use super::spin::SpinView;
+use super::spin::{define_resource, SpinView};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, IntoConnectionInfo, Value};
 use std::time::Duration;
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceTable};
 
 /// How long connecting or one command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,6 +20,18 @@ pub(crate) struct RedisConnection(MultiplexedConnection);
 /// The same for the 2.0 interface: a type of its own, so that a component importing both
 /// versions gets two distinct resource types, as it declared them.
 pub(crate) struct RedisConnection2(MultiplexedConnection);
+
+impl AsRef<MultiplexedConnection> for RedisConnection {
+    fn as_ref(&self) -> &MultiplexedConnection {
+        &self.0
+    }
+}
+
+impl AsRef<MultiplexedConnection> for RedisConnection2 {
+    fn as_ref(&self) -> &MultiplexedConnection {
+        &self.0
+    }
+}
 
 #[derive(ComponentType, Lift, Lower, Clone, Debug)]
 #[component(variant)]
@@ -98,15 +110,14 @@ fn results(value: Value, out: &mut Vec<RedisResult>) -> Result<(), RedisError> {
     Ok(())
 }
 
-/// The connection behind a guest's handle.
-fn connection<T: SpinView>(
-    a: &mut wasmtime::component::Access<'_, T>,
-    this: &Resource<RedisConnection>,
+/// The connection behind a guest's handle (on either version's resource).
+fn connection<C: AsRef<MultiplexedConnection> + 'static>(
+    table: &mut ResourceTable,
+    this: &Resource<C>,
 ) -> Result<MultiplexedConnection, RedisError> {
-    let table = a.data_mut().spin().1;
     table
         .get(this)
-        .map(|c| c.0.clone())
+        .map(|c| c.as_ref().clone())
         .map_err(|e| RedisError::Other(e.to_string()))
 }
 
@@ -196,18 +207,7 @@ macro_rules! typed_commands {
 /// Add `spin:redis/redis@3.0.0` (on the engine with concurrency support).
 pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let mut r = linker.instance("spin:redis/redis@3.0.0")?;
-    r.resource(
-        "connection",
-        ResourceType::host::<RedisConnection>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .spin()
-                .1
-                .delete(Resource::<RedisConnection>::new_own(rep))?;
-            Ok(())
-        },
-    )?;
+    define_resource::<T, RedisConnection>(&mut r, "connection")?;
     r.func_wrap_concurrent("[static]connection.open", |acc, (address,): (String,)| {
         Box::pin(async move {
             let hosts = acc.with(|mut a| a.data_mut().spin().0.allowed_outbound_hosts());
@@ -228,7 +228,7 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
             Vec<RedisParameter>,
         )| {
             Box::pin(async move {
-                let con = acc.with(|mut a| connection(&mut a, &this));
+                let con = acc.with(|mut a| connection(a.data_mut().spin().1, &this));
                 Ok((execute(con, &command, arguments).await,))
             })
         },
@@ -240,18 +240,7 @@ pub(crate) fn add_to_linker<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Re
 /// guest, asynchronous on the host).
 pub(crate) fn add_to_linker_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     let mut r = linker.instance("fermyon:spin/redis@2.0.0")?;
-    r.resource(
-        "connection",
-        ResourceType::host::<RedisConnection2>(),
-        |mut store, rep| {
-            store
-                .data_mut()
-                .spin()
-                .1
-                .delete(Resource::<RedisConnection2>::new_own(rep))?;
-            Ok(())
-        },
-    )?;
+    define_resource::<T, RedisConnection2>(&mut r, "connection")?;
     r.func_wrap_async(
         "[static]connection.open",
         |mut store, (address,): (String,)| {
@@ -274,7 +263,7 @@ pub(crate) fn add_to_linker_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::
             String,
             Vec<RedisParameter>,
         )| {
-            let con = connection_2(store.data_mut().spin().1, &this);
+            let con = connection(store.data_mut().spin().1, &this);
             Box::new(async move { Ok((execute(con, &command, arguments).await,)) })
         },
     )?;
@@ -283,17 +272,6 @@ pub(crate) fn add_to_linker_2<T: SpinView>(linker: &mut Linker<T>) -> wasmtime::
 
 /// The guest's handle on a 2.0 connection.
 type Handle2 = Resource<RedisConnection2>;
-
-/// The connection behind a guest's 2.0 handle.
-fn connection_2(
-    table: &mut wasmtime::component::ResourceTable,
-    this: &Handle2,
-) -> Result<MultiplexedConnection, RedisError> {
-    table
-        .get(this)
-        .map(|c| c.0.clone())
-        .map_err(|e| RedisError::Other(e.to_string()))
-}
 
 /// [`command`] for the 2.0 interface.
 fn command_2<T, P, R>(
@@ -310,7 +288,7 @@ where
         &format!("[method]connection.{name}"),
         move |mut store, params: P| {
             let (this, cmd) = build(params);
-            let con = connection_2(store.data_mut().spin().1, &this);
+            let con = connection(store.data_mut().spin().1, &this);
             Box::new(async move { Ok((run::<R>(con, &cmd).await,)) })
         },
     )
@@ -336,7 +314,7 @@ where
         move |acc, params: P| {
             Box::pin(async move {
                 let (this, cmd) = build(params);
-                let con = acc.with(|mut a| connection(&mut a, &this));
+                let con = acc.with(|mut a| connection(a.data_mut().spin().1, &this));
                 Ok((run::<R>(con, &cmd).await,))
             })
         },

@@ -189,12 +189,14 @@ pub struct DiskSettings<'a> {
     pub max_object_bytes: usize,
 }
 
-fn now_ms() -> u64 {
+/// Now, in milliseconds since the epoch (a record's `stored_at`, a ban's time).
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `t` in whole seconds since the epoch.
 pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

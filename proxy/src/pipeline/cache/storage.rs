@@ -155,9 +155,7 @@ impl Object {
     fn record(&self) -> Result<Record> {
         let (internal, head) = self.meta()?.serialize()?;
         Ok(Record {
-            stored_at: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            stored_at: super::disk::now_ms(),
             keep_until: super::disk::unix_secs(self.keep_until),
             internal: Bytes::from(internal),
             head: Bytes::from(head),
