@@ -160,6 +160,15 @@ impl Record {
     }
 }
 
+/// Why the tier could not open (the node then serves from memory only).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+    #[error("{0}: {1}")]
+    Store(&'static str, foyer::Error),
+}
+
 /// The tier once open.
 struct Open {
     cache: HybridCache<u128, Bytes>,
@@ -232,23 +241,23 @@ impl DiskTier {
         tier
     }
 
-    fn open(&self, bytes: u64, max_object: usize) -> Result<Open, String> {
-        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-        std::fs::create_dir_all(&self.path).map_err(|e| fail("creating the directory", &e))?;
+    fn open(&self, bytes: u64, max_object: usize) -> Result<Open, OpenError> {
+        use OpenError::{Io, Store};
+        std::fs::create_dir_all(&self.path).map_err(|e| Io("creating the directory", e))?;
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(self.path.join("lock"))
-            .map_err(|e| fail("opening its lock file", &e))?;
+            .map_err(|e| Io("opening its lock file", e))?;
         // Waits while another process (the one this one upgrades) owns the directory.
-        lock.lock().map_err(|e| fail("locking it", &e))?;
-        let bans = load_bans(&self.path.join("bans")).map_err(|e| fail("reading bans", &e))?;
+        lock.lock().map_err(|e| Io("locking it", e))?;
+        let bans = load_bans(&self.path.join("bans")).map_err(|e| Io("reading bans", e))?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path.join("bans"))
-            .map_err(|e| fail("opening bans", &e))?;
+            .map_err(|e| Io("opening bans", e))?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -256,12 +265,12 @@ impl DiskTier {
             .thread_name("cache-disk")
             .enable_all()
             .build()
-            .map_err(|e| fail("starting its I/O runtime", &e))?;
+            .map_err(|e| Io("starting its I/O runtime", e))?;
         let handle = runtime.handle().clone();
         let device = FsDeviceBuilder::new(self.path.join("objects"))
             .with_capacity(bytes as usize)
             .build()
-            .map_err(|e| fail("opening the device", &e))?;
+            .map_err(|e| Store("opening the device", e))?;
         // A block holds whole objects: at least 16 MiB, more for larger objects.
         let block = (max_object + (1 << 20)).next_power_of_two().max(16 << 20);
         let builder = HybridCacheBuilder::new()
@@ -281,7 +290,7 @@ impl DiskTier {
             .with_spawner(runtime.into());
         let cache = handle
             .block_on(builder.build())
-            .map_err(|e| fail("opening the store", &e))?;
+            .map_err(|e| Store("opening the store", e))?;
         Ok(Open {
             cache,
             bans: Mutex::new(Bans { list: bans, log }),
