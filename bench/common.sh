@@ -213,3 +213,12 @@ cpu_us_per_request() {
 wrk_p99_ms() {
   awk '$1 == "99%" { v = $2; f = 1; if (v ~ /us$/) f = 0.001; else if (v ~ /ms$/) f = 1; else if (v ~ /s$/) f = 1000; gsub(/[a-z]+$/, "", v); printf "%.2f", v * f }'
 }
+
+# wait_disk ADMIN_PORT: until the node's cache disk tier is open (it opens in the background).
+wait_disk() {
+  for _ in $(seq 1 300); do
+    curl -s "http://127.0.0.1:$1/metrics" | grep -q '^breakwater_cache_disk_up 1' && return
+    sleep 0.1
+  done
+  echo "the disk tier did not open" >&2; exit 1
+}

@@ -11,10 +11,14 @@
 #   then Breakwater's RSS, and the same hit rate after a restart of Breakwater (the disk
 #   tier is recovered; its memory tier starts empty).
 #
+# DISK_MB (default 2048) sizes both disk caches alike: below the working set, it shows the
+# tiers evicting to stay within it (their directories' sizes are reported).
+#
 #   bench/disk-cache.sh [MEMORY_MB] [DURATION]     (default 64 15)
 set -euo pipefail
 memory_mb="${1:-64}"
 duration="${2:-15}"
+disk_mb="${DISK_MB:-2048}"
 keys=$((memory_mb * 4 * 10))   # 100 KiB objects: 10 per MiB
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
@@ -37,7 +41,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  proxy_cache_path $work/ngx-cache levels=1:2 keys_zone=objects:32m max_size=2g inactive=1h use_temp_path=off;
+  proxy_cache_path $work/ngx-cache levels=1:2 keys_zone=objects:32m max_size=${disk_mb}m inactive=1h use_temp_path=off;
   upstream origin { server 127.0.0.1:$origin_port; keepalive 64; }
   server {
     listen 127.0.0.1:$ngx_port;
@@ -60,22 +64,14 @@ server: { threads: 1 }
 listeners: [{ name: web, address: "127.0.0.1:$bw_port" }]
 admin: { address: "127.0.0.1:$bw_admin" }
 access_log: { format: off }
-cache: { memory_mb: $memory_mb, disk: { path: "$work/bw-disk", size_gb: 2 } }
+cache: { memory_mb: $memory_mb, disk: { path: "$work/bw-disk", size_mb: $disk_mb } }
 pools:
   origin: { endpoints: ["127.0.0.1:$origin_port"] }
 routes:
   - { pool: origin, cache: { default_ttl: 1h } }
 EOF
 start_node bw "$bw_port"
-# wait_disk: until Breakwater's disk tier is open (it opens in the background).
-wait_disk() {
-  for _ in $(seq 1 300); do
-    curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -q '^breakwater_cache_disk_up 1' && return
-    sleep 0.1
-  done
-  echo "the disk tier did not open" >&2; exit 1
-}
-wait_disk
+wait_disk "$bw_admin"
 
 # wrk's Lua: URLs /obj/1 .. /obj/KEYS drawn from a Zipf(1) distribution (a CDF searched by
 # bisection), each thread seeded apart.
@@ -112,7 +108,7 @@ run() {
 }
 
 {
-  echo "# Disk tier: working set ${keys} x 100 KiB ($((keys / 10)) MiB), memory tier ${memory_mb} MiB, Zipf(1), wrk -t1 -c32, ${duration} s fill + ${duration} s measured"
+  echo "# Disk tier: working set ${keys} x 100 KiB ($((keys / 10)) MiB), memory tier ${memory_mb} MiB, disk caches ${disk_mb} MiB, Zipf(1), wrk -t1 -c32, ${duration} s fill + ${duration} s measured"
   echo
   echo "| proxy | req/s | p99 ms | hit rate | origin requests |"
   echo "|---|---|---|---|---|"
@@ -121,13 +117,14 @@ run() {
   rss=$(awk '/VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$node_pid/status")
   echo
   echo "Breakwater RSS after the runs: $rss MiB (memory tier ${memory_mb} MiB)."
+  echo "On disk: Breakwater $(du -sm "$work/bw-disk" | cut -f1) MiB, nginx $(du -sm "$work/ngx-cache" | cut -f1) MiB (du)."
   echo "Its cache metrics:"
   echo
   curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -E '^breakwater_cache_(disk|objects|bytes|evictions)' | sed 's/^/    /' 
   # Restart: the disk tier is recovered, the memory tier starts empty.
   kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
   start_node bw "$bw_port"
-  wait_disk
+  wait_disk "$bw_admin"
   echo
   echo "After a restart of Breakwater (same disk tier), no fill:"
   echo

@@ -59,9 +59,23 @@ impl Node {
     }
 
     pub fn start_in(dir: tempfile::TempDir, yaml: &str, extra_args: &[&str]) -> Node {
+        Self::start_with_env(dir, yaml, extra_args, &[])
+    }
+
+    /// [`Node::start_in`] with these environment variables set for the process.
+    pub fn start_with_env(
+        dir: tempfile::TempDir,
+        yaml: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let config = dir.path().join("edge.yaml");
         std::fs::write(&config, with_defaults(yaml, dir.path())).unwrap();
-        let mut node = Self::spawn(dir, config, extra_args);
+        let mut args = vec!["run", "--config"];
+        let path = config.display().to_string();
+        args.push(&path);
+        args.extend_from_slice(extra_args);
+        let mut node = Self::spawn_env(dir, config.clone(), &args, env);
         node.wait_ready();
         node
     }
@@ -98,9 +112,19 @@ impl Node {
     }
 
     fn spawn_args(dir: tempfile::TempDir, config: PathBuf, args: &[&str]) -> Node {
+        Self::spawn_env(dir, config, args, &[])
+    }
+
+    fn spawn_env(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut child = Command::new(binary())
             .args(args)
             .env("RUST_LOG", "info,pingora_core=warn,pingora_proxy=warn")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -43,6 +43,14 @@ pub enum Action {
     Delay(Duration, Box<Action>),
     /// Send headers promising `Content-Length: 100000`, one chunk, then drop the connection.
     DieMidBody,
+    /// 200 with `headers`, the first `split` bytes of `body`, then, once `gate` grants a
+    /// permit, the rest.
+    Gated {
+        headers: Vec<(String, String)>,
+        body: Bytes,
+        split: usize,
+        gate: Arc<tokio::sync::Semaphore>,
+    },
     /// 200 with `body` in one chunk, then these trailers.
     WithTrailers {
         body: Bytes,
@@ -265,6 +273,26 @@ fn run(
                         frames,
                     ))))
                     .unwrap()
+            }
+            Action::Gated {
+                headers,
+                body,
+                split,
+                gate,
+            } => {
+                let (first, rest) = (body.slice(..split), body.slice(split..));
+                let stream = futures_util::StreamExt::chain(
+                    futures_util::stream::iter([Ok(Frame::data(first))]),
+                    futures_util::stream::once(async move {
+                        let _permit = gate.acquire().await;
+                        Ok(Frame::data(rest))
+                    }),
+                );
+                let mut b = Response::builder().status(200);
+                for (n, v) in headers {
+                    b = b.header(n, v);
+                }
+                b.body(BodyExt::boxed(StreamBody::new(stream))).unwrap()
             }
             Action::DieMidBody => {
                 // One chunk goes out with the headers; the connection dies a moment later.

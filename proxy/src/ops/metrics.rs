@@ -325,7 +325,7 @@ impl Metrics {
             ),
             cache_disk_errors: single_gauge(
                 "cache_disk_errors",
-                "Disk tier failures (opening, reads, records that do not decode), since start",
+                "Disk tier failures (opening, reads, writes that did not reach the disk, records that do not decode), since start",
             ),
             cache_disk_written_bytes: single_gauge(
                 "cache_disk_written_bytes",

@@ -239,3 +239,186 @@ async fn a_disk_tier_that_cannot_open_leaves_the_node_serving_from_memory() {
     assert_eq!(fetch(web, "/a", None).await, 1);
     assert_eq!(fetch(web, "/a", None).await, 1);
 }
+
+/// A body over the streaming threshold (4 MiB) is written to disk while it is still
+/// arriving, in pieces, and never takes the memory tier's room; it is served back from disk
+/// whole, by ranges across and inside its pieces, after a crash, and not after a purge.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_is_streamed_to_disk_and_served_back_in_pieces() {
+    const BIG: usize = 12 * 1024 * 1024 + 12_345;
+    const SPLIT: usize = 8 * 1024 * 1024;
+    let big: Bytes = (0..BIG)
+        .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+        .collect();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let fetches = Arc::new(Mutex::new(0usize));
+    let origin = {
+        let (big, gate, fetches) = (big.clone(), gate.clone(), fetches.clone());
+        Origin::start(Arc::new(move |_s: &Seen| {
+            *fetches.lock().unwrap() += 1;
+            Action::Gated {
+                headers: vec![("cache-control".into(), "max-age=600".into())],
+                body: big.clone(),
+                split: SPLIT,
+                gate: gate.clone(),
+            }
+        }))
+        .await
+    };
+    let disk = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0", token: t0ken }}
+cache: {{ memory_mb: 16, max_object_mb: 64, disk: {{ path: "{disk}", size_mb: 256 }} }}
+pools: {{ o: {{ endpoints: ["{origin}"] }} }}
+routes: [{{ pool: o, cache: {{}} }}]
+"#,
+        disk = disk.path().display(),
+        origin = origin.addr,
+    );
+    let node = Node::start(&yaml);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    let get = move |range: Option<&'static str>| async move {
+        let mut b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
+        if let Some(r) = range {
+            b = b.header("range", r);
+        }
+        Client::h1()
+            .send(b.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap()
+    };
+
+    let first = tokio::spawn(get(None));
+    // The origin holds back everything after 8 MiB: what reaches the disk before it is let
+    // go was written while the body was still arriving.
+    disk_written(admin, 6 * 1024 * 1024).await;
+    assert!(!first.is_finished());
+    gate.add_permits(1);
+    let first = first.await.unwrap();
+    assert_eq!(first.status, 200);
+    assert!(first.body == big, "the first answer is the origin's body");
+
+    let hit = get(None).await;
+    assert_eq!((hit.status, *fetches.lock().unwrap()), (200, 1));
+    assert!(
+        hit.body == big,
+        "the body read back from disk is the one stored"
+    );
+    let m = metrics(admin).await;
+    assert!(metric(&m, "breakwater_cache_disk_hits", "") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "breakwater_cache_bytes", "") < 1024.0 * 1024.0,
+        "a streamed body stays out of the memory tier: {m}"
+    );
+    // Ranges: across the first piece boundary, and inside the last piece.
+    for (range, from, to) in [
+        ("bytes=1048570-1048589", 1_048_570, 1_048_590),
+        ("bytes=12582912-12582999", 12_582_912, 12_583_000),
+    ] {
+        let r = get(Some(range)).await;
+        assert_eq!(r.status, 206, "{range}");
+        assert!(r.body == big.slice(from..to), "{range}");
+    }
+
+    // Killed at once: what the hit came from was on disk, whole.
+    drop(node);
+    let node = Node::start(&yaml);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    let get = move || async move {
+        let b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
+        Client::h1()
+            .send(b.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap()
+    };
+    let after = get().await;
+    assert_eq!((after.status, *fetches.lock().unwrap()), (200, 1));
+    assert!(
+        after.body == big,
+        "the body after a crash is the one stored"
+    );
+    purge(admin, "url=a.test/big").await;
+    gate.add_permits(1);
+    let refetched = get().await;
+    assert_eq!((refetched.status, *fetches.lock().unwrap()), (200, 2));
+    assert!(refetched.body == big);
+}
+
+/// The shim that makes writes under a directory fail with ENOSPC (tests/fault/full-disk.c),
+/// built with the machine's C compiler into `dir`.
+fn full_disk_shim(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fault/full-disk.c");
+    let out = dir.join("full-disk.so");
+    let status = std::process::Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .arg("-ldl")
+        .status()
+        .expect("cc (the C compiler) runs");
+    assert!(status.success(), "the full-disk shim builds");
+    out
+}
+
+/// A disk that refuses writes (every write under the tier's directory fails with ENOSPC, as
+/// on a full disk, while a marker file exists) fails no request: the tier switches itself
+/// off (its metric and a log line say so) and objects are served from memory; a purge made
+/// meanwhile still holds for what is on disk; after a restart on a disk that takes writes
+/// again, what was written before is served from disk and nothing refused comes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_fails_no_request_and_leaves_the_node_on_memory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let shim = full_disk_shim(scratch.path());
+    let marker = scratch.path().join("full");
+    let (origin, _counts) = origin().await;
+    let disk = tempfile::tempdir().unwrap();
+    let disk_path = std::fs::canonicalize(disk.path()).unwrap();
+    let env = [
+        ("LD_PRELOAD", shim.to_str().unwrap()),
+        ("BREAKWATER_FAULT_DIR", disk_path.to_str().unwrap()),
+        ("BREAKWATER_FAULT_FULL", marker.to_str().unwrap()),
+    ];
+    let yaml = yaml(&origin, &disk_path, None);
+    let node = Node::start_with_env(tempfile::tempdir().unwrap(), &yaml, &[], &env);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    for p in ["/a", "/f"] {
+        assert_eq!(fetch(web, p, None).await, 1);
+    }
+    disk_written(admin, 2 * SIZE).await;
+
+    std::fs::write(&marker, b"").unwrap();
+    for p in ["/b", "/c", "/d"] {
+        assert_eq!(fetch(web, p, None).await, 1);
+    }
+    eventually(30, "the tier switches itself off", || async move {
+        let m = metrics(admin).await;
+        metric(&m, "breakwater_cache_disk_up", "") == 0.0
+            && metric(&m, "breakwater_cache_disk_errors", "") >= 1.0
+    })
+    .await;
+    node.wait_log("serving from memory only until restart");
+    // Served from memory meanwhile, stored or not.
+    for p in ["/b", "/f"] {
+        assert_eq!(fetch(web, p, None).await, 1);
+    }
+    assert_eq!(fetch(web, "/g", None).await, 1);
+    // Purged while the tier is off: the ban is kept for what is on disk.
+    purge(admin, "url=a.test/a").await;
+
+    std::fs::remove_file(&marker).unwrap();
+    drop(node);
+    let node = Node::start(&yaml);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    // Written before the disk filled: from disk. Purged meanwhile, or refused: the origin.
+    assert_eq!(fetch(web, "/f", None).await, 1);
+    assert_eq!(fetch(web, "/a", None).await, 2);
+    assert_eq!(fetch(web, "/b", None).await, 2);
+    let m = metrics(admin).await;
+    assert_eq!(metric(&m, "breakwater_cache_disk_hits", ""), 1.0, "{m}");
+}

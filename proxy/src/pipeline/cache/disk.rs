@@ -12,6 +12,13 @@
 //!   directory's `bans` file (synced before the purge answers), and an object read from disk
 //!   that a ban newer than the object selects is deleted instead of served. A purge of one
 //!   key deletes it. Past [`MAX_BANS`] the tier is emptied and the bans with it.
+//! * **Large objects are streamed to disk in pieces:** a body over [`STREAM_ABOVE`] is not
+//!   buffered whole but written to the tier [`PIECE`] bytes at a time as it arrives (each
+//!   piece an entry of its own, the writer waiting for each to be flushed, so one download
+//!   holds about one piece in memory), then its head as a record that names the pieces; a
+//!   hit reads it back a piece at a time. A record is written only once every piece is on
+//!   disk, so a crash or a dropped piece leaves no object; one whose piece was reclaimed
+//!   since is a miss.
 //! * **Failures never fail a request:** a tier that cannot open (a read-only directory, a
 //!   file in the way, no space) leaves the node memory-only with a warning and
 //!   `breakwater_cache_disk_up 0`; a read that fails or does not decode is a miss, counted in
@@ -25,15 +32,60 @@ use foyer::{
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Bans kept before the tier is emptied instead (each one is checked by every disk read).
 const MAX_BANS: usize = 10_000;
 
-/// The record format's tag and version, first in every stored value.
-const MAGIC: &[u8; 4] = b"BWD1";
+/// The record format's tag and version, first in every stored value: `BWD2` records may
+/// name pieces; `BWD1` ones (written before pieces existed) are still read.
+const MAGIC: &[u8; 4] = b"BWD2";
+const MAGIC_1: &[u8; 4] = b"BWD1";
+
+/// Bodies larger than this are kept on disk only, streamed there in pieces (when the tier is
+/// open; otherwise they are buffered whole in memory, up to `cache.max_object_mb`).
+pub const STREAM_ABOVE: usize = 4 << 20;
+
+/// The size of each piece of a streamed body (the last one may be shorter).
+pub const PIECE: usize = 1 << 20;
+
+/// Where a streamed body's pieces are: `count` entries of [`PIECE`] bytes (the last one
+/// shorter), `len` bytes in all, under keys derived from the object's key and `id` (one per
+/// write, so the pieces of an earlier version of an object are never mixed in).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pieces {
+    pub id: u64,
+    pub count: u32,
+    pub len: u64,
+}
+
+impl Pieces {
+    /// The key of piece `index` of the object stored under `key`.
+    fn key(&self, key: u128, index: u32) -> u128 {
+        piece_key(key, self.id, index)
+    }
+
+    /// How long piece `index` is.
+    pub fn piece_len(&self, index: u32) -> usize {
+        let start = u64::from(index) * PIECE as u64;
+        (self.len.saturating_sub(start)).min(PIECE as u64) as usize
+    }
+}
+
+fn piece_key(key: u128, id: u64, index: u32) -> u128 {
+    // Object keys are uniform hashes: a fixed mix with the write's id and the index gives
+    // keys that collide with no object's and no other piece's but by chance (2^-128).
+    key.rotate_left(17) ^ ((u128::from(id) << 64) | (u128::from(index) + 1))
+}
+
+/// A fresh id for the pieces of one write: unique across writes and restarts.
+pub fn pieces_id() -> u64 {
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    NEXT.get_or_init(|| AtomicU64::new(now_ms() << 20))
+        .fetch_add(1, Ordering::Relaxed)
+}
 
 /// What a purge selected, as a ban records it.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,12 +93,15 @@ pub enum Ban {
     Url(String),
     Prefix(String),
     SurrogateKey(String),
+    /// One object, by its key: a purge of one key while the tier is off.
+    Object(u128),
     All,
 }
 
 impl Ban {
-    fn selects(&self, record: &Record) -> bool {
+    fn selects(&self, key: u128, record: &Record) -> bool {
         match self {
+            Ban::Object(k) => *k == key,
             Ban::Url(u) => record.url == *u,
             Ban::Prefix(p) => record.url.starts_with(p.as_str()),
             Ban::SurrogateKey(k) => record.surrogate_keys.iter().any(|s| s == k),
@@ -60,6 +115,7 @@ impl Ban {
             Ban::Url(u) => format!("{at} url {u}\n"),
             Ban::Prefix(p) => format!("{at} prefix {p}\n"),
             Ban::SurrogateKey(k) => format!("{at} key {k}\n"),
+            Ban::Object(k) => format!("{at} object {k:032x}\n"),
             Ban::All => format!("{at} all\n"),
         }
     }
@@ -71,6 +127,7 @@ impl Ban {
             ("url", Some(u)) => Ban::Url(u.to_string()),
             ("prefix", Some(p)) => Ban::Prefix(p.to_string()),
             ("key", Some(k)) => Ban::SurrogateKey(k.to_string()),
+            ("object", Some(k)) => Ban::Object(u128::from_str_radix(k, 16).ok()?),
             ("all", None) => Ban::All,
             _ => return None,
         };
@@ -90,7 +147,17 @@ pub struct Record {
     pub head: Bytes,
     pub url: String,
     pub surrogate_keys: Vec<String>,
+    /// The body, when stored whole (`pieces` is then `None`).
     pub body: Bytes,
+    /// Where the body is, when it was streamed in pieces.
+    pub pieces: Option<Pieces>,
+}
+
+impl Record {
+    /// The body's length, whole or in pieces.
+    pub fn body_len(&self) -> u64 {
+        self.pieces.map_or(self.body.len() as u64, |p| p.len)
+    }
 }
 
 impl Record {
@@ -98,6 +165,7 @@ impl Record {
         let keys: usize = self.surrogate_keys.iter().map(|k| 4 + k.len()).sum();
         let mut out = BytesMut::with_capacity(
             4 + 16
+                + 20
                 + 12
                 + self.internal.len()
                 + self.head.len()
@@ -109,6 +177,14 @@ impl Record {
         out.put_slice(MAGIC);
         out.put_u64_le(self.stored_at);
         out.put_u64_le(self.keep_until);
+        let pieces = self.pieces.unwrap_or(Pieces {
+            id: 0,
+            count: 0,
+            len: 0,
+        });
+        out.put_u64_le(pieces.id);
+        out.put_u32_le(pieces.count);
+        out.put_u64_le(pieces.len);
         for part in [&self.internal[..], &self.head[..], self.url.as_bytes()] {
             out.put_u32_le(part.len() as u32);
             out.put_slice(part);
@@ -131,12 +207,27 @@ impl Record {
             let len = b.get_u32_le() as usize;
             (b.remaining() >= len).then(|| b.split_to(len))
         }
-        if bytes.remaining() < 20 || &bytes[..4] != MAGIC {
+        if bytes.remaining() < 20 {
             return None;
         }
+        let version = match &bytes[..4] {
+            m if m == MAGIC => 2,
+            m if m == MAGIC_1 => 1,
+            _ => return None,
+        };
         bytes.advance(4);
         let stored_at = bytes.get_u64_le();
         let keep_until = bytes.get_u64_le();
+        let pieces = match version {
+            2 if bytes.remaining() >= 20 => {
+                let id = bytes.get_u64_le();
+                let count = bytes.get_u32_le();
+                let len = bytes.get_u64_le();
+                (count > 0).then_some(Pieces { id, count, len })
+            }
+            2 => return None,
+            _ => None,
+        };
         let internal = part(&mut bytes)?;
         let head = part(&mut bytes)?;
         let url = String::from_utf8(part(&mut bytes)?.to_vec()).ok()?;
@@ -156,6 +247,7 @@ impl Record {
             url,
             surrogate_keys,
             body: bytes,
+            pieces,
         })
     }
 }
@@ -172,6 +264,8 @@ enum OpenError {
 /// The tier once open.
 struct Open {
     cache: HybridCache<u128, Bytes>,
+    /// The tier's own I/O runtime (foyer's tasks run there, and the checks of writes).
+    runtime: tokio::runtime::Handle,
     bans: Mutex<Bans>,
     /// Held for the process's life: the directory's owner.
     _lock: File,
@@ -188,6 +282,11 @@ pub struct DiskTier {
     open: OnceLock<Open>,
     hits: AtomicU64,
     errors: AtomicU64,
+    /// The disk refused a write: the tier is off until the process restarts (see
+    /// [`DiskTier::live`]).
+    failed: AtomicBool,
+    /// A probe of the disk is running.
+    probing: AtomicBool,
 }
 
 /// Settings for [`DiskTier::start`].
@@ -218,6 +317,8 @@ impl DiskTier {
             open: OnceLock::new(),
             hits: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
+            probing: AtomicBool::new(false),
         }));
         let (bytes, max_object) = (settings.bytes, settings.max_object_bytes);
         let spawned = std::thread::Builder::new()
@@ -271,8 +372,11 @@ impl DiskTier {
             .with_capacity(bytes as usize)
             .build()
             .map_err(|e| Store("opening the device", e))?;
-        // A block holds whole objects: at least 16 MiB, more for larger objects.
-        let block = (max_object + (1 << 20)).next_power_of_two().max(16 << 20);
+        // A block holds whole records: at least 16 MiB, more for larger objects (larger
+        // than STREAM_ABOVE, they are stored in pieces).
+        let block = (max_object.min(STREAM_ABOVE) + (1 << 20))
+            .next_power_of_two()
+            .max(16 << 20);
         let builder = HybridCacheBuilder::new()
             .with_name("breakwater-cache-disk")
             // The memory tier is moka's: foyer's own holds only what is being read back.
@@ -293,14 +397,25 @@ impl DiskTier {
             .map_err(|e| Store("opening the store", e))?;
         Ok(Open {
             cache,
+            runtime: handle,
             bans: Mutex::new(Bans { list: bans, log }),
             _lock: lock,
         })
     }
 
-    /// Whether the tier is open (`breakwater_cache_disk_up`).
+    /// Whether the tier is open and has not failed a write (`breakwater_cache_disk_up`).
     pub fn up(&self) -> bool {
-        self.open.get().is_some()
+        self.live().is_some()
+    }
+
+    /// The tier, while it serves: open, and no write has failed. After a failed write foyer's
+    /// block engine cannot be trusted with more (0.22 loses its current block and its
+    /// tombstone log's page: later flushes panic in their tasks), so the node goes on from
+    /// memory; a restart recovers what the device holds.
+    fn live(&self) -> Option<&Open> {
+        self.open
+            .get()
+            .filter(|_| !self.failed.load(Ordering::Relaxed))
     }
 
     /// Objects served from disk, reads that failed, and bytes written, since start.
@@ -315,30 +430,117 @@ impl DiskTier {
         )
     }
 
-    /// Write `record` under `key` (in the background; a full write queue drops it).
-    pub fn store(&self, key: u128, record: &Record) {
-        if let Some(open) = self.open.get() {
+    /// Write `record` under `key`, in the background: once flushed, a record that is not on
+    /// disk (a write that failed, a full write queue that dropped it) is counted and logged.
+    pub fn store(&'static self, key: u128, record: &Record) {
+        if let Some(open) = self.live() {
             open.cache
                 .storage_writer(key)
                 .force()
                 .insert(record.encode());
+            let cache = open.cache.clone();
+            open.runtime.spawn(async move {
+                cache.storage().wait().await;
+                if !cache.storage().may_contains(&key) {
+                    self.write_failed();
+                }
+            });
+        }
+    }
+
+    /// Write `record` under `key` and wait until it is flushed (a streamed body's record:
+    /// its object is on disk, whole, when this returns).
+    pub async fn store_flushed(&'static self, key: u128, record: &Record) {
+        if let Some(open) = self.live() {
+            open.cache
+                .storage_writer(key)
+                .force()
+                .insert(record.encode());
+            open.cache.storage().wait().await;
+            if !open.cache.storage().may_contains(&key) {
+                self.write_failed();
+            }
+        }
+    }
+
+    /// Count a write that did not reach the disk, and find out why: foyer drops writes when
+    /// its write queue is full (the object then stays in memory only), but when the disk
+    /// itself refuses a write of a page in the directory (full, read-only, failing), the
+    /// tier is switched off, once, with a warning.
+    fn write_failed(&'static self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        let Some(open) = self.open.get() else {
+            return;
+        };
+        if self.failed.load(Ordering::Relaxed) || self.probing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        open.runtime.spawn_blocking(move || {
+            if let Err(e) = probe(&self.path) {
+                self.failed.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "cache disk write failed ({e}): serving from memory only until restart"
+                );
+            }
+            self.probing.store(false, Ordering::Relaxed);
+        });
+    }
+
+    /// Write piece `index` of a streamed body and wait until it is flushed: `false` when it
+    /// did not make it (the tier is closed, or its write queue was full and dropped it).
+    pub async fn store_piece(
+        &'static self,
+        key: u128,
+        pieces: &Pieces,
+        index: u32,
+        bytes: Bytes,
+    ) -> bool {
+        let Some(open) = self.live() else {
+            return false;
+        };
+        let piece = pieces.key(key, index);
+        open.cache.storage_writer(piece).force().insert(bytes);
+        open.cache.storage().wait().await;
+        let stored = open.cache.storage().may_contains(&piece);
+        if !stored {
+            self.write_failed();
+        }
+        stored
+    }
+
+    /// Whether every piece `pieces` names is still on disk (by the index: no read).
+    pub fn has_pieces(&self, key: u128, pieces: &Pieces) -> bool {
+        self.live().is_some_and(|open| {
+            (0..pieces.count).all(|i| open.cache.storage().may_contains(&pieces.key(key, i)))
+        })
+    }
+
+    /// Piece `index` of the streamed body stored under `key`, if it is there and whole.
+    pub async fn load_piece(&self, key: u128, pieces: &Pieces, index: u32) -> Option<Bytes> {
+        let value = self.read(self.live()?, pieces.key(key, index)).await?;
+        (value.len() == pieces.piece_len(index)).then_some(value)
+    }
+
+    /// The value stored under `key` (a read that fails is counted and is a miss).
+    async fn read(&self, open: &Open, key: u128) -> Option<Bytes> {
+        match open.cache.storage().load(&key).await {
+            Ok(Load::Entry { value, .. }) => Some(value),
+            Ok(Load::Piece { piece, .. }) => Some(piece.value().clone()),
+            Ok(_) => None,
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("cache disk read failed: {e}");
+                None
+            }
         }
     }
 
     /// The object stored under `key`, unless it is gone, expired, does not decode, or a ban
     /// newer than it selects it (then it is deleted).
     pub async fn load(&self, key: u128) -> Option<Record> {
-        let open = self.open.get()?;
-        let value = match open.cache.storage().load(&key).await {
-            Ok(Load::Entry { value, .. }) => value,
-            Ok(Load::Piece { piece, .. }) => piece.value().clone(),
-            Ok(_) => return None,
-            Err(e) => {
-                self.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("cache disk read failed: {e}");
-                return None;
-            }
-        };
+        let open = self.live()?;
+        let value = self.read(open, key).await?;
         let Some(record) = Record::decode(value) else {
             self.errors.fetch_add(1, Ordering::Relaxed);
             open.cache.storage().delete(&key);
@@ -348,7 +550,7 @@ impl DiskTier {
             let bans = open.bans.lock().unwrap_or_else(|p| p.into_inner());
             bans.list
                 .iter()
-                .any(|(at, ban)| *at >= record.stored_at && ban.selects(&record))
+                .any(|(at, ban)| *at >= record.stored_at && ban.selects(key, &record))
         };
         if banned || record.keep_until <= unix_secs(SystemTime::now()) {
             open.cache.storage().delete(&key);
@@ -368,10 +570,13 @@ impl DiskTier {
         self.delete(key);
     }
 
-    /// Delete the object stored under `key`.
+    /// Delete the object stored under `key` (with the tier off, ban it, so that it does not
+    /// come back after a restart).
     pub fn delete(&self, key: u128) {
-        if let Some(open) = self.open.get() {
-            open.cache.storage().delete(&key);
+        match self.live() {
+            Some(open) => open.cache.storage().delete(&key),
+            None if self.open.get().is_some() => self.ban(Ban::Object(key)),
+            None => {}
         }
     }
 
@@ -411,6 +616,23 @@ impl DiskTier {
             tracing::warn!("cache disk ban not persisted: {e}");
         }
     }
+}
+
+/// Write a page to a new file in `dir`, sync and remove it: whether the disk takes writes.
+fn probe(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("probe");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
+    let written = file
+        .write_all_at(&[0; 4096], 0)
+        .and_then(|()| file.sync_data());
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    written
 }
 
 fn load_bans(path: &Path) -> std::io::Result<Vec<(u64, Ban)>> {
@@ -453,8 +675,31 @@ mod tests {
             url: "a.test/x?y=1".into(),
             surrogate_keys: vec!["k1".into(), "k2".into()],
             body: Bytes::from(vec![7u8; 1000]),
+            pieces: None,
         };
         assert_eq!(Record::decode(r.encode()).as_ref(), Some(&r));
+        let streamed = Record {
+            body: Bytes::new(),
+            pieces: Some(Pieces {
+                id: 9,
+                count: 3,
+                len: 2 * PIECE as u64 + 5,
+            }),
+            ..Record::decode(r.encode()).unwrap()
+        };
+        assert_eq!(Record::decode(streamed.encode()).as_ref(), Some(&streamed));
+        assert_eq!(streamed.body_len(), 2 * PIECE as u64 + 5);
+        let p = streamed.pieces.unwrap();
+        assert_eq!(
+            (p.piece_len(0), p.piece_len(2), p.piece_len(3)),
+            (PIECE, 5, 0)
+        );
+        assert_ne!(p.key(1, 0), p.key(1, 1));
+        // A record of the first version (no pieces) is still read.
+        let mut v1 = BytesMut::from(&r.encode()[..]);
+        v1[..4].copy_from_slice(MAGIC_1);
+        let v1 = [&v1[..20], &v1[40..]].concat();
+        assert_eq!(Record::decode(Bytes::from(v1)).as_ref(), Some(&r));
         let cut = r.encode().slice(..30);
         assert_eq!(Record::decode(cut), None);
         assert_eq!(
@@ -465,14 +710,16 @@ mod tests {
             Ban::Url("a.test/x".into()),
             Ban::Prefix("a.test/".into()),
             Ban::SurrogateKey("k1".into()),
+            Ban::Object(u128::MAX - 5),
             Ban::All,
         ] {
             let line = ban.line(42);
             assert_eq!(Ban::parse(line.trim_end()), Some((42, ban)));
         }
-        assert!(Ban::Prefix("a.test/".into()).selects(&r));
-        assert!(Ban::SurrogateKey("k2".into()).selects(&r));
-        assert!(!Ban::Url("a.test/x".into()).selects(&r));
+        assert!(Ban::Prefix("a.test/".into()).selects(1, &r));
+        assert!(Ban::SurrogateKey("k2".into()).selects(1, &r));
+        assert!(!Ban::Url("a.test/x".into()).selects(1, &r));
+        assert!(Ban::Object(7).selects(7, &r) && !Ban::Object(7).selects(8, &r));
         assert_eq!(Ban::parse("12 url"), None);
     }
 }

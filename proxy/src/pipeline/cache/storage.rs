@@ -11,6 +11,8 @@
 //!
 //! With a disk tier ([`DiskTier`]) every stored object is also written through to disk, a
 //! memory miss is looked up there (and a disk hit put back in memory), and purges reach both.
+//! A body over [`STREAM_ABOVE`] goes to disk only, streamed there in pieces as it arrives
+//! and read back a piece at a time: such objects never take the memory tier's room.
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -27,7 +29,7 @@ use std::any::Any;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use super::disk::{Ban, DiskTier, Record};
+use super::disk::{Ban, DiskTier, Pieces, Record, PIECE, STREAM_ABOVE};
 
 /// How long an object is kept after it can no longer be served stale, for revalidation
 /// with its validators (`ETag`, `Last-Modified`) instead of a full fetch.
@@ -141,6 +143,8 @@ impl moka::Expiry<HashBinary, Arc<Object>> for Expiry {
 /// The moka-backed store; one per process, shared by every route and config generation.
 pub struct MokaStorage {
     objects: Cache<HashBinary, Arc<Object>>,
+    /// The memory tier's size: a body larger than this is never buffered to be stored in it.
+    memory_bytes: u64,
     evictions: Arc<std::sync::atomic::AtomicU64>,
     disk: Option<&'static DiskTier>,
 }
@@ -151,8 +155,30 @@ fn disk_key(key: &HashBinary) -> u128 {
 }
 
 impl Object {
-    /// The object as the disk tier stores it.
-    fn record(&self) -> Result<Record> {
+    /// The body is whole and `len` bytes long: a head without `Content-Length` (a chunked
+    /// response) gets one, as Varnish does, so hits are sent with their length and can be
+    /// answered by ranges.
+    fn declare_length(&mut self, len: usize) {
+        let status = self.head.status;
+        // These never carry one (RFC 9110 8.6).
+        if status.is_informational() || status == 204 || status == 304 {
+            return;
+        }
+        if self
+            .head
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_none()
+        {
+            self.head.remove_header(&http::header::TRANSFER_ENCODING);
+            // A number is always a valid value.
+            let _ = self.head.insert_header(http::header::CONTENT_LENGTH, len);
+        }
+    }
+
+    /// The object as the disk tier stores it: its body whole, or `pieces` naming where a
+    /// streamed body is (this object's body is then empty).
+    fn record(&self, pieces: Option<Pieces>) -> Result<Record> {
         let (internal, head) = self.meta()?.serialize()?;
         Ok(Record {
             stored_at: super::disk::now_ms(),
@@ -162,20 +188,27 @@ impl Object {
             url: self.url.to_string(),
             surrogate_keys: self.surrogate_keys.clone(),
             body: self.body.clone(),
+            pieces,
         })
     }
 
-    /// The object a disk record holds; an error when its body is not the length its head
+    /// The metadata of a disk record; an error when its body is not the length its head
     /// declares (the record is then dropped, never served).
-    fn from_record(r: Record) -> Result<Self> {
+    fn meta_of(r: &Record) -> Result<CacheMeta> {
         let meta = CacheMeta::deserialize(&r.internal, &r.head)?;
         let declared = meta
             .headers()
             .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|n| n != r.body.len()) {
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n != r.body_len()) {
             return Error::e_explain(ErrorType::InternalError, "stored body length mismatch");
         }
+        Ok(meta)
+    }
+
+    /// The object a disk record holds (for a streamed body: its head, with an empty body).
+    fn from_record(r: Record) -> Result<Self> {
+        let meta = Self::meta_of(&r)?;
         let mut object = Object::new(&meta, r.body, Arc::from(r.url), r.surrogate_keys)?;
         object.keep_until = SystemTime::UNIX_EPOCH + Duration::from_secs(r.keep_until);
         Ok(object)
@@ -193,7 +226,7 @@ impl MokaStorage {
         let Some(disk) = self.disk else {
             return;
         };
-        match object.record() {
+        match object.record(None) {
             Ok(record) => disk.store(disk_key(key), &record),
             Err(e) => tracing::warn!("cache object not written to disk: {e}"),
         }
@@ -214,9 +247,45 @@ impl MokaStorage {
             .build();
         Self {
             objects,
+            memory_bytes,
             evictions,
             disk,
         }
+    }
+
+    /// A hit on a body stored in pieces (read from disk as it is sent, never put in memory);
+    /// `None` (and the record dropped) when a piece has gone or the record does not decode.
+    fn streamed_hit(
+        &self,
+        disk: &'static DiskTier,
+        key: u128,
+        record: &Record,
+        pieces: Pieces,
+    ) -> Option<(CacheMeta, HitHandler)> {
+        if !disk.has_pieces(key, &pieces) {
+            // Reclaimed since: the object is gone.
+            disk.delete(key);
+            return None;
+        }
+        let meta = match Object::meta_of(record) {
+            Ok(meta) => meta,
+            Err(e) => {
+                tracing::warn!("cache object on disk does not decode: {e}");
+                disk.reject(key);
+                return None;
+            }
+        };
+        disk.served();
+        Some((
+            meta,
+            Box::new(StreamedHit {
+                disk,
+                key,
+                pieces,
+                at: 0,
+                end: pieces.len,
+            }),
+        ))
     }
 
     /// Objects evicted to stay within the memory budget, since start.
@@ -292,6 +361,9 @@ impl Storage for MokaStorage {
                 let Some(record) = disk.load(disk_key(&hash)).await else {
                     return Ok(None);
                 };
+                if let Some(pieces) = record.pieces {
+                    return Ok(self.streamed_hit(disk, disk_key(&hash), &record, pieces));
+                }
                 let obj = match Object::from_record(record) {
                     Ok(obj) => Arc::new(obj),
                     Err(e) => {
@@ -330,6 +402,8 @@ impl Storage for MokaStorage {
             key: key.combined_bin(),
             object: Object::new(meta, Bytes::new(), url, surrogate_keys(meta))?,
             body: BytesMut::new(),
+            stream: None,
+            abandoned: false,
         }))
     }
 
@@ -358,7 +432,7 @@ impl Storage for MokaStorage {
     ) -> Result<bool> {
         let key = key.combined_bin();
         let Some(old) = self.objects.get(&key) else {
-            return Ok(false);
+            return Ok(self.update_meta_on_disk(key, meta).await);
         };
         let new = Object::new(
             meta,
@@ -373,6 +447,39 @@ impl Storage for MokaStorage {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
         self
+    }
+}
+
+impl MokaStorage {
+    /// A 304 refreshed an object that is on disk only: store it again with the new headers
+    /// and freshness (a streamed body keeps its pieces). `false` when it is not there.
+    async fn update_meta_on_disk(&self, key: HashBinary, meta: &CacheMeta) -> bool {
+        let Some(disk) = self.disk else {
+            return false;
+        };
+        let Some(record) = disk.load(disk_key(&key)).await else {
+            return false;
+        };
+        let pieces = record.pieces;
+        let new = match Object::from_record(record) {
+            Ok(old) => Object::new(meta, old.body, old.url, surrogate_keys(meta)),
+            Err(e) => Err(e),
+        };
+        let Ok(new) = new else {
+            disk.reject(disk_key(&key));
+            return false;
+        };
+        match pieces {
+            Some(pieces) => match new.record(Some(pieces)) {
+                Ok(record) => disk.store(disk_key(&key), &record),
+                Err(_) => return false,
+            },
+            None => {
+                self.write_through(&key, &new);
+                self.objects.insert(key, Arc::new(new));
+            }
+        }
+        true
     }
 }
 
@@ -426,31 +533,172 @@ impl HandleHit for Hit {
     }
 }
 
-/// Buffers a response body; stores the object when the body ends.
+/// Reads a body stored in pieces on disk, a piece at a time, whole or a range of it.
+struct StreamedHit {
+    disk: &'static DiskTier,
+    key: u128,
+    pieces: Pieces,
+    /// The next byte to send, and the end of what is sent.
+    at: u64,
+    end: u64,
+}
+
+#[async_trait]
+impl HandleHit for StreamedHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.at >= self.end {
+            return Ok(None);
+        }
+        let index = (self.at / PIECE as u64) as u32;
+        let Some(piece) = self.disk.load_piece(self.key, &self.pieces, index).await else {
+            // Gone or unreadable since the lookup: the response is cut here (its head is
+            // out) and the object dropped, so the next request fetches it again.
+            self.disk.reject(self.key);
+            return Error::e_explain(ErrorType::InternalError, "cache piece missing on disk");
+        };
+        let from = (self.at % PIECE as u64) as usize;
+        let to = piece.len().min(from + (self.end - self.at) as usize);
+        self.at += (to - from) as u64;
+        Ok(Some(piece.slice(from..to)))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let (start, end) = (start as u64, end.map_or(self.pieces.len, |e| e as u64));
+        if start > end || end > self.pieces.len {
+            return Error::e_explain(ErrorType::InternalError, "seek out of range");
+        }
+        (self.at, self.end) = (start, end);
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Buffers a response body and stores the object when the body ends; past
+/// [`STREAM_ABOVE`], with a disk tier open, streams it to disk in pieces instead.
 struct Miss {
     storage: &'static MokaStorage,
     key: HashBinary,
     /// The object to store, its body still empty.
     object: Object,
+    /// What has arrived and is not yet stored.
     body: BytesMut,
+    stream: Option<Stream>,
+    /// Nothing will be stored: a piece did not reach the disk, or the body outgrew the
+    /// memory tier with no disk tier to stream it to. The rest of the body is not kept.
+    abandoned: bool,
+}
+
+/// A body being streamed to disk.
+struct Stream {
+    disk: &'static DiskTier,
+    pieces: Pieces,
+}
+
+impl Stream {
+    /// Store the next piece; `false` when it did not reach the disk.
+    async fn write(&mut self, key: &HashBinary, piece: Bytes) -> bool {
+        self.pieces.len += piece.len() as u64;
+        let index = self.pieces.count;
+        self.pieces.count += 1;
+        self.disk
+            .store_piece(disk_key(key), &self.pieces, index, piece)
+            .await
+    }
+}
+
+impl Miss {
+    fn abandon(&mut self, why: &str) {
+        tracing::warn!(url = %self.object.url, "cache object not stored: {why}");
+        self.abandoned = true;
+        self.body = BytesMut::new();
+    }
 }
 
 #[async_trait]
 impl HandleMiss for Miss {
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if self.abandoned {
+            return Ok(());
+        }
         self.body.extend_from_slice(&data);
+        if self.stream.is_none() && self.body.len() > STREAM_ABOVE {
+            self.stream = self.storage.disk.filter(|d| d.up()).map(|disk| Stream {
+                disk,
+                pieces: Pieces {
+                    id: super::disk::pieces_id(),
+                    count: 0,
+                    len: 0,
+                },
+            });
+            if self.stream.is_none() && self.body.len() as u64 > self.storage.memory_bytes {
+                self.abandon("larger than the memory tier, and no disk tier open");
+            }
+        }
+        if let Some(stream) = &mut self.stream {
+            while self.body.len() >= PIECE {
+                let piece = self.body.split_to(PIECE).freeze();
+                if !stream.write(&self.key, piece).await {
+                    self.abandon("a piece of its body did not reach the disk");
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 
     async fn finish(self: Box<Self>) -> Result<MissFinishType> {
-        let size = self.body.len();
-        let object = Object {
-            body: self.body.freeze(),
-            ..self.object
+        if self.abandoned {
+            return Ok(MissFinishType::Created(0));
+        }
+        let Miss {
+            storage,
+            key,
+            mut object,
+            body,
+            stream,
+            ..
+        } = *self;
+        let len = stream.as_ref().map_or(0, |s| s.pieces.len as usize) + body.len();
+        object.declare_length(len);
+        let Some(mut stream) = stream else {
+            let size = body.len();
+            let object = Object {
+                body: body.freeze(),
+                ..object
+            };
+            storage.write_through(&key, &object);
+            storage.objects.insert(key, Arc::new(object));
+            return Ok(MissFinishType::Created(size));
         };
-        self.storage.write_through(&self.key, &object);
-        self.storage.objects.insert(self.key, Arc::new(object));
-        Ok(MissFinishType::Created(size))
+        if !body.is_empty() && !stream.write(&key, body.freeze()).await {
+            tracing::warn!(url = %object.url, "cache object not stored: a piece of its body did not reach the disk");
+            return Ok(MissFinishType::Created(0));
+        }
+        // The record last, once every piece is on disk; flushed before the cache lock is
+        // released, so the next request for it finds it whole on disk.
+        let record = object.record(Some(stream.pieces))?;
+        stream.disk.store_flushed(disk_key(&key), &record).await;
+        Ok(MissFinishType::Created(stream.pieces.len as usize))
     }
 }
 
@@ -475,7 +723,7 @@ mod tests {
             surrogate_keys(&meta),
         )
         .unwrap();
-        let back = Object::from_record(object.record().unwrap()).unwrap();
+        let back = Object::from_record(object.record(None).unwrap()).unwrap();
         let (a, b) = (object.meta().unwrap(), back.meta().unwrap());
         assert_eq!(a.fresh_until(), b.fresh_until());
         assert_eq!(a.created(), b.created());
