@@ -11,6 +11,7 @@
 #   then Breakwater's RSS, and the same hit rate after a restart of Breakwater (the disk
 #   tier is recovered; its memory tier starts empty).
 #
+# KEYS overrides the number of URLs (the working set is KEYS x 100 KiB).
 # DISK_MB (default 2048) sizes both disk caches alike: below the working set, it shows the
 # tiers evicting to stay within it (their directories' sizes are reported).
 #
@@ -19,7 +20,7 @@ set -euo pipefail
 memory_mb="${1:-64}"
 duration="${2:-15}"
 disk_mb="${DISK_MB:-2048}"
-keys=$((memory_mb * 4 * 10))   # 100 KiB objects: 10 per MiB
+keys="${KEYS:-$((memory_mb * 4 * 10))}"   # 100 KiB objects: 10 per MiB
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
 need_tools

@@ -422,3 +422,73 @@ async fn a_full_disk_fails_no_request_and_leaves_the_node_on_memory() {
     let m = metrics(admin).await;
     assert_eq!(metric(&m, "breakwater_cache_disk_hits", ""), 1.0, "{m}");
 }
+
+/// A streamed body (on disk only) that goes stale is revalidated: the origin's 304 refreshes
+/// the stored head and freshness (the next request is a hit), and the body is still served
+/// whole from its pieces, never fetched again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_streamed_object_is_revalidated_with_a_304_and_kept() {
+    const BIG: usize = 5 * 1024 * 1024 + 7;
+    let big: Bytes = (0..BIG).map(|i| (i % 253) as u8).collect();
+    let full = Arc::new(Mutex::new(0usize));
+    let revalidations = Arc::new(Mutex::new(0usize));
+    let origin = {
+        let (big, full, revalidations) = (big.clone(), full.clone(), revalidations.clone());
+        Origin::start(Arc::new(move |s: &Seen| {
+            let headers = vec![
+                ("cache-control".to_string(), "max-age=2".to_string()),
+                ("etag".to_string(), "\"v1\"".to_string()),
+            ];
+            if s.header("if-none-match").as_deref() == Some("\"v1\"") {
+                *revalidations.lock().unwrap() += 1;
+                let mut headers = headers;
+                headers.push(("x-refreshed".into(), "yes".into()));
+                return Action::Respond {
+                    status: 304,
+                    headers,
+                    body: Bytes::new(),
+                };
+            }
+            *full.lock().unwrap() += 1;
+            Action::Respond {
+                status: 200,
+                headers,
+                body: big.clone(),
+            }
+        }))
+        .await
+    };
+    let disk = tempfile::tempdir().unwrap();
+    let node = Node::start(&yaml(&origin, disk.path(), None));
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    let get = || async move {
+        let b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
+        Client::h1()
+            .send(b.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap()
+    };
+    assert!(get().await.body == big);
+    eventually(10, "a revalidation with 304", || async {
+        let r = get().await;
+        assert!(r.body == big, "the body is whole while it is revalidated");
+        *revalidations.lock().unwrap() >= 1
+    })
+    .await;
+    // The refreshed head is the one stored: fresh again (a hit, no new revalidation), with
+    // the 304's new field, served from disk.
+    let r = get().await;
+    assert_eq!(r.status, 200);
+    assert!(r.body == big);
+    assert_eq!(*revalidations.lock().unwrap(), 1, "fresh again after the 304");
+    assert!(
+        r.header("cache-status").is_some_and(|s| s.contains("hit")),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("x-refreshed"), Some("yes"), "{:?}", r.headers);
+    assert_eq!(*full.lock().unwrap(), 1, "the body is never fetched again");
+    let m = metrics(admin).await;
+    assert!(metric(&m, "breakwater_cache_bytes", "") < 1024.0 * 1024.0, "{m}");
+}
