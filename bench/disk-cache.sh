@@ -139,5 +139,7 @@ run() {
   p99=$(wrk_p99_ms < "$out/wrk-breakwater-restarted.txt")
   hit=$(awk -v o="$((after - before))" -v r="$requests" 'BEGIN { printf "%.1f", 100 * (1 - o / r) }')
   echo "| breakwater, restarted | $rps | $p99 | $hit % | $((after - before)) of $requests |"
+  # Started in this subshell: the exit trap does not know it.
+  kill "$node_pid"; wait "$node_pid" 2>/dev/null || true
 } | tee "$out/summary.md"
 cp "$work/bw.yaml" "$work/nginx-cache.conf" "$out/"

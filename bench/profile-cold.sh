@@ -35,7 +35,7 @@ phases() {
       if ($0 ~ /page_fault/) pf += n }
     END { for (p in s) printf "| %s | %.1f %% |\n", p, 100 * s[p] / total
           printf "| of all: page faults | %.1f %% |\n", 100 * pf / total
-          printf "| samples | %d |\n", total }' "$1" | sort -t'|' -k3 -rn
+          printf "| cycles sampled | %d |\n", total }' "$1" | sort -t'|' -k3 -rn
 }
 
 # One language: build its config, compile it with `check`, then the rounds.
@@ -88,7 +88,7 @@ YAML
   echo "Top self frames:"
   echo
   awk '{ n = $NF; $NF = ""; k = split($0, f, ";"); sub(/ +$/, "", f[k]); s[f[k]] += n; t += n }
-       END { for (x in s) printf "%6.1f %%  %s\n", 100 * s[x] / t, x }' "$out/$lang.folded" | sort -rn | head -15 | sed 's/^/    /'
+       END { for (x in s) printf "%6.1f %%  %s\n", 100 * s[x] / t, x }' "$out/$lang.folded" | sort -rn | sed -n 1,15p | sed 's/^/    /'
   echo
 }
 

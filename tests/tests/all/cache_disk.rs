@@ -481,7 +481,11 @@ async fn a_streamed_object_is_revalidated_with_a_304_and_kept() {
     let r = get().await;
     assert_eq!(r.status, 200);
     assert!(r.body == big);
-    assert_eq!(*revalidations.lock().unwrap(), 1, "fresh again after the 304");
+    assert_eq!(
+        *revalidations.lock().unwrap(),
+        1,
+        "fresh again after the 304"
+    );
     assert!(
         r.header("cache-status").is_some_and(|s| s.contains("hit")),
         "{:?}",
@@ -490,5 +494,77 @@ async fn a_streamed_object_is_revalidated_with_a_304_and_kept() {
     assert_eq!(r.header("x-refreshed"), Some("yes"), "{:?}", r.headers);
     assert_eq!(*full.lock().unwrap(), 1, "the body is never fetched again");
     let m = metrics(admin).await;
-    assert!(metric(&m, "breakwater_cache_bytes", "") < 1024.0 * 1024.0, "{m}");
+    assert!(
+        metric(&m, "breakwater_cache_bytes", "") < 1024.0 * 1024.0,
+        "{m}"
+    );
+}
+
+/// Reclaiming the disk goes first in, first out, by block; an object that is read is written
+/// again once it has moved into the older half, so what stays in use stays on disk while
+/// many times the tier's size is written past it (found there after a restart), and what is
+/// not read is reclaimed.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_in_use_stay_on_a_disk_written_over_many_times() {
+    const MIB: usize = 1024 * 1024;
+    let counts: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let origin = {
+        let counts = counts.clone();
+        Origin::start(Arc::new(move |s: &Seen| {
+            let n = {
+                let mut c = counts.lock().unwrap();
+                let e = c.entry(s.uri.clone()).or_default();
+                *e += 1;
+                *e
+            };
+            Action::Respond {
+                status: 200,
+                headers: vec![
+                    ("cache-control".into(), "max-age=600".into()),
+                    ("x-fetch".into(), n.to_string()),
+                ],
+                body: Bytes::from(vec![b'x'; MIB]),
+            }
+        }))
+        .await
+    };
+    let disk = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ name: web, address: "127.0.0.1:0" }}]
+admin: {{ address: "127.0.0.1:0", token: t0ken }}
+cache: {{ memory_mb: 4, disk: {{ path: "{disk}", size_mb: 128 }} }}
+pools: {{ o: {{ endpoints: ["{origin}"] }} }}
+routes: [{{ pool: o, cache: {{}} }}]
+"#,
+        disk = disk.path().display(),
+        origin = origin.addr,
+    );
+    let fetch = |web: SocketAddr, path: String| async move {
+        let r = Client::h1().get(web, "a.test", &path).await;
+        assert_eq!((r.status, r.body.len()), (200, MIB), "{path}");
+        r.header("x-fetch").unwrap().parse::<usize>().unwrap()
+    };
+    let node = Node::start(&yaml);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    assert_eq!(fetch(web, "/hot".into()).await, 1);
+    assert_eq!(fetch(web, "/cold/0".into()).await, 1);
+    // 512 MiB written past them, four times the tier; /hot is read every 8 MiB.
+    for i in 1..=512 {
+        assert_eq!(fetch(web, format!("/cold/{i}")).await, 1);
+        if i % 8 == 0 {
+            assert_eq!(fetch(web, "/hot".into()).await, 1);
+        }
+    }
+    disk_written(admin, 512 * MIB).await;
+    drop(node);
+
+    let node = Node::start(&yaml);
+    let (web, admin) = (node.addr("web"), node.addr("admin"));
+    disk_written(admin, 0).await;
+    assert_eq!(fetch(web, "/hot".into()).await, 1, "in use: kept on disk");
+    assert_eq!(fetch(web, "/cold/0".into()).await, 2, "unread: reclaimed");
+    let m = metrics(admin).await;
+    assert_eq!(metric(&m, "breakwater_cache_disk_hits", ""), 1.0, "{m}");
 }

@@ -26,6 +26,7 @@ use pingora::cache::{CacheMeta, HitHandler, MissHandler, Storage};
 use pingora::http::ResponseHeader;
 use pingora::{Error, ErrorType, Result};
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -57,6 +58,8 @@ pub(super) struct Object {
     url: Arc<str>,
     surrogate_keys: Vec<String>,
     keep_until: SystemTime,
+    /// The disk tier's count of bytes written when this was last written there (0: never).
+    disk_written_at: AtomicU64,
 }
 
 impl Object {
@@ -95,6 +98,7 @@ impl Object {
             url,
             surrogate_keys,
             keep_until: keep_until(meta),
+            disk_written_at: AtomicU64::new(0),
         })
     }
 }
@@ -145,7 +149,7 @@ pub struct MokaStorage {
     objects: Cache<HashBinary, Arc<Object>>,
     /// The memory tier's size: a body larger than this is never buffered to be stored in it.
     memory_bytes: u64,
-    evictions: Arc<std::sync::atomic::AtomicU64>,
+    evictions: Arc<AtomicU64>,
     disk: Option<&'static DiskTier>,
 }
 
@@ -189,6 +193,7 @@ impl Object {
             surrogate_keys: self.surrogate_keys.clone(),
             body: self.body.clone(),
             pieces,
+            written_at: 0,
         })
     }
 
@@ -211,6 +216,7 @@ impl Object {
         let meta = Self::meta_of(&r)?;
         let mut object = Object::new(&meta, r.body, Arc::from(r.url), r.surrogate_keys)?;
         object.keep_until = SystemTime::UNIX_EPOCH + Duration::from_secs(r.keep_until);
+        object.disk_written_at = AtomicU64::new(r.written_at);
         Ok(object)
     }
 }
@@ -227,13 +233,33 @@ impl MokaStorage {
             return;
         };
         match object.record(None) {
-            Ok(record) => disk.store(disk_key(key), &record),
+            Ok(record) => {
+                let at = disk.store(disk_key(key), record);
+                object.disk_written_at.store(at, Ordering::Relaxed);
+            }
             Err(e) => tracing::warn!("cache object not written to disk: {e}"),
         }
     }
 
+    /// An object was just read: write it to disk again if it is about to be reclaimed there
+    /// (see [`DiskTier::fading`]); one of the requests reading it at once does.
+    fn keep_on_disk(&self, key: &HashBinary, object: &Object) {
+        let Some(disk) = self.disk else {
+            return;
+        };
+        let at = object.disk_written_at.load(Ordering::Relaxed);
+        if disk.fading(at)
+            && object
+                .disk_written_at
+                .compare_exchange(at, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.write_through(key, object);
+        }
+    }
+
     pub fn new(memory_bytes: u64, disk: Option<&'static DiskTier>) -> Self {
-        let evictions = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let evictions = Arc::new(AtomicU64::new(0));
         let counted = evictions.clone();
         let objects = Cache::builder()
             .max_capacity(memory_bytes)
@@ -241,7 +267,7 @@ impl MokaStorage {
             .expire_after(Expiry)
             .eviction_listener(move |_k, _v, cause| {
                 if cause == moka::notification::RemovalCause::Size {
-                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counted.fetch_add(1, Ordering::Relaxed);
                 }
             })
             .build();
@@ -290,7 +316,7 @@ impl MokaStorage {
 
     /// Objects evicted to stay within the memory budget, since start.
     pub fn evictions(&self) -> u64 {
-        self.evictions.load(std::sync::atomic::Ordering::Relaxed)
+        self.evictions.load(Ordering::Relaxed)
     }
 
     /// Objects held and their bytes as the weigher counts them, after pending maintenance.
@@ -377,6 +403,7 @@ impl Storage for MokaStorage {
                 obj
             }
         };
+        self.keep_on_disk(&hash, &obj);
         let meta = obj.meta()?;
         let len = obj.body.len();
         Ok(Some((
@@ -471,7 +498,9 @@ impl MokaStorage {
         };
         match pieces {
             Some(pieces) => match new.record(Some(pieces)) {
-                Ok(record) => disk.store(disk_key(&key), &record),
+                Ok(record) => {
+                    disk.store(disk_key(&key), record);
+                }
                 Err(_) => return false,
             },
             None => {
@@ -697,7 +726,7 @@ impl HandleMiss for Miss {
         // The record last, once every piece is on disk; flushed before the cache lock is
         // released, so the next request for it finds it whole on disk.
         let record = object.record(Some(stream.pieces))?;
-        stream.disk.store_flushed(disk_key(&key), &record).await;
+        stream.disk.store_flushed(disk_key(&key), record).await;
         Ok(MissFinishType::Created(stream.pieces.len as usize))
     }
 }
