@@ -9,15 +9,18 @@
 # splits them by phase of the cold path.
 #
 #   bench/profile-cold.sh [ROUNDS]     (default 20; HZ default 9999)
+#   SUMMARY_ONLY=bench/results/profile-cold-DATE bench/profile-cold.sh   (summary.md again)
 set -euo pipefail
 rounds="${1:-20}"
 hz="${HZ:-9999}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
-need_profilers
-release_and_guests
-out="$root/bench/results/profile-cold-$(date -u +%Y%m%d-%H%M%S)"
-mkdir -p "$out"
+if [ -z "${SUMMARY_ONLY:-}" ]; then
+  need_profilers
+  release_and_guests
+  out="$root/bench/results/profile-cold-$(date -u +%Y%m%d-%H%M%S)"
+  mkdir -p "$out"
+fi
 port=$(free_port); admin=$(free_port)
 
 # phases FOLDED: the share of the samples in each phase of the cold path (a stack counts in
@@ -74,16 +77,33 @@ YAML
   done | sort | awk '{ n = $NF; $NF = ""; s[$0] += n } END { for (k in s) print k s[k] }' > "$out/$lang.folded"
   inferno-flamegraph --title "breakwater: $lang cold start ($rounds rounds)" < "$out/$lang.folded" > "$out/$lang.svg"
   cp "$d/times" "$out/$lang-times.txt"
+  summary "$lang"
+}
+
+# summary LANG: its section of summary.md, from $out/LANG.folded and $out/LANG-times.txt.
+summary() {
+  local lang="$1" cold50 warm50
   echo "## $lang"
   echo
-  local cold50 warm50
-  cold50=$(awk '{ print $1 * 1000 }' "$d/times" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }')
-  warm50=$(awk '{ print $2 * 1000 }' "$d/times" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }')
-  echo "Cold request p50 $cold50 ms, warm $warm50 ms (curl, $rounds rounds, perf attached)."
+  cold50=$(awk '{ print $1 * 1000 }' "$out/$lang-times.txt" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }')
+  warm50=$(awk '{ print $2 * 1000 }' "$out/$lang-times.txt" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }')
+  echo "Cold request p50 $cold50 ms, warm $warm50 ms (curl, $(wc -l < "$out/$lang-times.txt") rounds, perf attached)."
   echo
   echo "| phase | share of the node's samples during the two requests |"
   echo "|---|---|"
   phases "$out/$lang.folded"
+  echo
+  echo "The kernel zeroing fresh pages (\`clear_page_erms\`), by what touched them first:"
+  echo
+  echo "| first touched by | share of the page zeroing |"
+  echo "|---|---|"
+  awk '/clear_page_erms/ { n = $NF; k = split($0, f, ";"); key = "the guest and the rest (its memory, HTTP)"
+      for (i = 1; i <= k; i++) {
+        if (f[i] ~ /vm::instance::Instance::new/) { key = "instance allocation in a pool slot (VMContext, tables)"; break }
+        if (f[i] ~ /current_thread_runtime/) { key = "a tokio runtime for the new filler thread"; break }
+        if (f[i] ~ /deserialize_file/) { key = "mapping the compiled code"; break } }
+      s[key] += n; t += n }
+    END { for (x in s) printf "| %s | %.1f %% |\n", x, 100 * s[x] / t }' "$out/$lang.folded" | sort -t'|' -k3 -rn
   echo
   echo "Top self frames:"
   echo
@@ -91,6 +111,16 @@ YAML
        END { for (x in s) printf "%6.1f %%  %s\n", 100 * s[x] / t, x }' "$out/$lang.folded" | sort -rn | sed -n 1,15p | sed 's/^/    /'
   echo
 }
+
+# SUMMARY_ONLY=DIR: write DIR/summary.md again from its folded stacks and times.
+if [ -n "${SUMMARY_ONLY:-}" ]; then
+  out="$SUMMARY_ONLY"
+  head -3 "$out/summary.md" > "$out/summary.head"
+  { cat "$out/summary.head"; summary python; summary javascript; } > "$out/summary.new"
+  mv "$out/summary.new" "$out/summary.md"; rm "$out/summary.head"
+  cat "$out/summary.md"
+  exit 0
+fi
 
 {
   echo "# Cold starts of interpreted components, profiled"

@@ -7,7 +7,8 @@
 # cold start) and of the second (warm), over one keep-alive connection from CPU 1, and RSS
 # after them. The WAT hello handler (the demo's) for every N; the C hello handler (clang +
 # wasi-libc, isolate/guests) at N = 100; the demo's WAT filter (each copy on a route that
-# answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone; ONLY=peer only
+# answers itself) for FILTER_SIZES. ONLY=filter runs the filter cases alone, ONLY=wat the
+# WAT handler's SIZES alone; ONLY=peer only
 # the peer: `wasmtime serve` (wasmtime-cli 48.0.8, installed with cargo when missing) on the
 # same WAT hello handler, precompiled, started 20 times: the time from its start to its first
 # answer (its cold start: it has no other) and a warm request after it. ONLY=interpreted: the
@@ -155,8 +156,10 @@ PY
   echo
   echo "| component | components | check (compile) ms | run ready ms | RSS ready MiB | probed | cold p50 ms | cold p99 ms | warm p50 ms | warm p99 ms | RSS after MiB |"
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  if [ -z "${ONLY:-}" ]; then
+  if [ -z "${ONLY:-}" ] || [ "$ONLY" = wat ]; then
     for n in "${sizes[@]}"; do run_case wat "$work/wasm/hello-handler.wasm" "$n"; done
+  fi
+  if [ -z "${ONLY:-}" ]; then
     run_case c "$guests/c-handler.wasm" 100
   fi
   if [ "${ONLY:-}" = interpreted ]; then

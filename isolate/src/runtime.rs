@@ -421,14 +421,28 @@ impl Runtime {
         engines.iter().find_map(|&concurrent| {
             let artifact = self.cache_of(concurrent)?.path_for(bytes);
             let marked = crate::cache::proven_marker(&artifact, &proven).exists();
-            (marked && artifact.exists()).then(|| Deferred {
-                runtime: self.clone(),
-                artifact,
-                concurrent,
-                settings: settings.clone(),
-                loading: tokio::sync::Mutex::new(()),
+            (marked && artifact.exists()).then(|| {
+                self.prepare_deferred(concurrent);
+                Deferred {
+                    runtime: self.clone(),
+                    artifact,
+                    concurrent,
+                    settings: settings.clone(),
+                    loading: tokio::sync::Mutex::new(()),
+                }
             })
         })
+    }
+
+    /// Build now, once, what the first cold start of any deferred handler would otherwise
+    /// build on its request: the linker of its engine (WASI's hundreds of host functions) and
+    /// the loader thread with its runtime.
+    fn prepare_deferred(&self, concurrent: bool) {
+        if let Err(e) = self.handler_linker(concurrent) {
+            // The first load reports it, as it did before.
+            tracing::debug!("handler linker not built ahead: {e:#}");
+        }
+        self.on_loader(|_| ());
     }
 
     /// Load a deferred handler (see [`Runtime::deferrable_handler`]); blocks.

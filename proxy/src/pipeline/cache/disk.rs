@@ -151,9 +151,6 @@ pub struct Record {
     pub body: Bytes,
     /// Where the body is, when it was streamed in pieces.
     pub pieces: Option<Pieces>,
-    /// The tier's count of bytes written when this was written: how far it has moved down
-    /// the first-in-first-out order since (set by [`DiskTier::store`]).
-    pub written_at: u64,
 }
 
 impl Record {
@@ -168,7 +165,7 @@ impl Record {
         let keys: usize = self.surrogate_keys.iter().map(|k| 4 + k.len()).sum();
         let mut out = BytesMut::with_capacity(
             4 + 16
-                + 28
+                + 20
                 + 12
                 + self.internal.len()
                 + self.head.len()
@@ -188,7 +185,6 @@ impl Record {
         out.put_u64_le(pieces.id);
         out.put_u32_le(pieces.count);
         out.put_u64_le(pieces.len);
-        out.put_u64_le(self.written_at);
         for part in [&self.internal[..], &self.head[..], self.url.as_bytes()] {
             out.put_u32_le(part.len() as u32);
             out.put_slice(part);
@@ -222,16 +218,15 @@ impl Record {
         bytes.advance(4);
         let stored_at = bytes.get_u64_le();
         let keep_until = bytes.get_u64_le();
-        let (pieces, written_at) = match version {
-            2 if bytes.remaining() >= 28 => {
+        let pieces = match version {
+            2 if bytes.remaining() >= 20 => {
                 let id = bytes.get_u64_le();
                 let count = bytes.get_u32_le();
                 let len = bytes.get_u64_le();
-                let written_at = bytes.get_u64_le();
-                ((count > 0).then_some(Pieces { id, count, len }), written_at)
+                (count > 0).then_some(Pieces { id, count, len })
             }
             2 => return None,
-            _ => (None, 0),
+            _ => None,
         };
         let internal = part(&mut bytes)?;
         let head = part(&mut bytes)?;
@@ -253,7 +248,6 @@ impl Record {
             surrogate_keys,
             body: bytes,
             pieces,
-            written_at,
         })
     }
 }
@@ -272,15 +266,13 @@ struct Open {
     cache: HybridCache<u128, Bytes>,
     /// The tier's own I/O runtime (foyer's tasks run there, and the checks of writes).
     runtime: tokio::runtime::Handle,
-    /// The device's size in bytes.
-    capacity: u64,
     bans: Mutex<Bans>,
     /// Held for the process's life: the directory's owner.
     _lock: File,
 }
 
 impl Open {
-    /// Bytes written to the device since the process started (a record's `written_at`).
+    /// Bytes written to the device since the process started.
     fn written(&self) -> u64 {
         self.cache.storage().statistics().disk_write_bytes() as u64
     }
@@ -413,20 +405,9 @@ impl DiskTier {
         Ok(Open {
             cache,
             runtime: handle,
-            capacity: bytes,
             bans: Mutex::new(Bans { list: bans, log }),
             _lock: lock,
         })
-    }
-
-    /// Whether an object last written to the tier at `written_at` (its count of bytes
-    /// written then) should be written again to stay on disk, now that it has been read: it
-    /// has moved into the older half of the first-in-first-out order (more than half the
-    /// device has been written since), where reclaiming would soon drop it. A second chance,
-    /// as CLOCK gives FIFO: an object read at least once per half turn of the device stays.
-    pub fn fading(&self, written_at: u64) -> bool {
-        self.live()
-            .is_some_and(|open| open.written().saturating_sub(written_at) > open.capacity / 2)
     }
 
     /// Whether the tier is open and has not failed a write (`breakwater_cache_disk_up`).
@@ -456,12 +437,10 @@ impl DiskTier {
 
     /// Write `record` under `key`, in the background: once flushed, a record that is not on
     /// disk (a write that failed, a full write queue that dropped it) is counted and logged.
-    /// Returns the record's `written_at` (0 when the tier is not open).
-    pub fn store(&'static self, key: u128, mut record: Record) -> u64 {
+    pub fn store(&'static self, key: u128, record: Record) {
         let Some(open) = self.live() else {
-            return 0;
+            return;
         };
-        record.written_at = open.written();
         open.cache
             .storage_writer(key)
             .force()
@@ -473,14 +452,12 @@ impl DiskTier {
                 self.write_failed();
             }
         });
-        record.written_at
     }
 
     /// Write `record` under `key` and wait until it is flushed (a streamed body's record:
     /// its object is on disk, whole, when this returns).
-    pub async fn store_flushed(&'static self, key: u128, mut record: Record) {
+    pub async fn store_flushed(&'static self, key: u128, record: Record) {
         if let Some(open) = self.live() {
-            record.written_at = open.written();
             open.cache
                 .storage_writer(key)
                 .force()
@@ -705,7 +682,6 @@ mod tests {
             surrogate_keys: vec!["k1".into(), "k2".into()],
             body: Bytes::from(vec![7u8; 1000]),
             pieces: None,
-            written_at: 0,
         };
         assert_eq!(Record::decode(r.encode()).as_ref(), Some(&r));
         let streamed = Record {
@@ -728,7 +704,7 @@ mod tests {
         // A record of the first version (no pieces) is still read.
         let mut v1 = BytesMut::from(&r.encode()[..]);
         v1[..4].copy_from_slice(MAGIC_1);
-        let v1 = [&v1[..20], &v1[48..]].concat();
+        let v1 = [&v1[..20], &v1[40..]].concat();
         assert_eq!(Record::decode(Bytes::from(v1)).as_ref(), Some(&r));
         let cut = r.encode().slice(..30);
         assert_eq!(Record::decode(cut), None);

@@ -58,8 +58,6 @@ pub(super) struct Object {
     url: Arc<str>,
     surrogate_keys: Vec<String>,
     keep_until: SystemTime,
-    /// The disk tier's count of bytes written when this was last written there (0: never).
-    disk_written_at: AtomicU64,
 }
 
 impl Object {
@@ -98,7 +96,6 @@ impl Object {
             url,
             surrogate_keys,
             keep_until: keep_until(meta),
-            disk_written_at: AtomicU64::new(0),
         })
     }
 }
@@ -193,7 +190,6 @@ impl Object {
             surrogate_keys: self.surrogate_keys.clone(),
             body: self.body.clone(),
             pieces,
-            written_at: 0,
         })
     }
 
@@ -216,7 +212,6 @@ impl Object {
         let meta = Self::meta_of(&r)?;
         let mut object = Object::new(&meta, r.body, Arc::from(r.url), r.surrogate_keys)?;
         object.keep_until = SystemTime::UNIX_EPOCH + Duration::from_secs(r.keep_until);
-        object.disk_written_at = AtomicU64::new(r.written_at);
         Ok(object)
     }
 }
@@ -233,28 +228,8 @@ impl MokaStorage {
             return;
         };
         match object.record(None) {
-            Ok(record) => {
-                let at = disk.store(disk_key(key), record);
-                object.disk_written_at.store(at, Ordering::Relaxed);
-            }
+            Ok(record) => disk.store(disk_key(key), record),
             Err(e) => tracing::warn!("cache object not written to disk: {e}"),
-        }
-    }
-
-    /// An object was just read: write it to disk again if it is about to be reclaimed there
-    /// (see [`DiskTier::fading`]); one of the requests reading it at once does.
-    fn keep_on_disk(&self, key: &HashBinary, object: &Object) {
-        let Some(disk) = self.disk else {
-            return;
-        };
-        let at = object.disk_written_at.load(Ordering::Relaxed);
-        if disk.fading(at)
-            && object
-                .disk_written_at
-                .compare_exchange(at, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            self.write_through(key, object);
         }
     }
 
@@ -403,7 +378,6 @@ impl Storage for MokaStorage {
                 obj
             }
         };
-        self.keep_on_disk(&hash, &obj);
         let meta = obj.meta()?;
         let len = obj.body.len();
         Ok(Some((
@@ -498,9 +472,7 @@ impl MokaStorage {
         };
         match pieces {
             Some(pieces) => match new.record(Some(pieces)) {
-                Ok(record) => {
-                    disk.store(disk_key(&key), record);
-                }
+                Ok(record) => disk.store(disk_key(&key), record),
                 Err(_) => return false,
             },
             None => {
