@@ -49,11 +49,12 @@ for i in range(n):
 PY
 }
 
-# probe PORT N: first and second request latency to up to 200 components, in ms.
+# probe PORT N SAMPLES: first and second request latency to up to 200 components, in ms;
+# every pair, in the order taken, to the file SAMPLES.
 probe() {
-  taskset -c 1 python3 - "$1" "$2" <<'PY'
+  taskset -c 1 python3 - "$1" "$2" "$3" <<'PY'
 import http.client, random, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, samples = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 picked = random.Random(7).sample(range(n), min(n, 200))
 c = http.client.HTTPConnection("127.0.0.1", port)
 cold, warm = [], []
@@ -64,6 +65,9 @@ for i in picked:
         r = c.getresponse(); r.read()
         assert r.status == 200, (i, r.status)
         bucket.append((time.perf_counter() - t) * 1000)
+with open(samples, "w") as f:
+    for c_ms, w_ms in zip(cold, warm):
+        f.write(f"{c_ms:.3f} {w_ms:.3f}\n")
 def pct(v, p):
     v = sorted(v); return v[min(len(v) - 1, int(len(v) * p))]
 print(f"{len(picked)} {pct(cold, .5):.3f} {pct(cold, .99):.3f} {pct(warm, .5):.3f} {pct(warm, .99):.3f}")
@@ -100,7 +104,7 @@ run_case() { # run_case LABEL SRC N [filter]
   for _ in $(seq 1 6000); do grep -q "breakwater ready" "$d/node.out" 2>/dev/null && break; sleep 0.01; done
   t1=$(date +%s%N); ready_ms=$(( (t1 - t0) / 1000000 ))
   local rss_ready; rss_ready=$(rss "$pid")
-  local probed; probed=$(probe 18700 "$n")
+  local probed; probed=$(probe 18700 "$n" "$out/samples-$label-$n.txt")
   local rss_after; rss_after=$(rss "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   read -r k cold50 cold99 warm50 warm99 <<< "$probed"

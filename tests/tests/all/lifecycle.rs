@@ -201,6 +201,19 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     assert!(status.success(), "{status:?}");
 }
 
+/// The node runs without transparent huge pages (mimalloc would ask for them, and a heap
+/// growing by a whole zeroed 2 MiB page stalls a request for milliseconds: bench/thp.sh).
+#[test]
+fn the_node_runs_without_transparent_huge_pages() {
+    let node = Node::demo();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).unwrap();
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_embedded_demo_serves_a_working_node() {
     let node = Node::demo();
