@@ -7,11 +7,12 @@
 #      compiled by `check`; 200 of them requested once each (cold) over one keep-alive
 #      connection from CPU 1: p50, p99 and the slowest, and RSS after;
 #   2. 1 KiB pass-through to an nginx origin (CPU 0 shared), wrk -t1 -c64 on CPU 1, 10 s:
-#      req/s, p99, RSS.
+#      req/s, p99, RSS; then the same with 1 000 connections (CONNS), 5 s: req/s, p99.
 #
 #   bench/thp.sh [ROUNDS]     (default 2)
 set -euo pipefail
 rounds="${1:-2}"
+ulimit -n "$(ulimit -Hn)"   # wrk's and the node's descriptors for CONNS connections
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 scratch
 need_tools
@@ -55,7 +56,7 @@ YAML
 
 # node MODE YAML: start the node (MODE thp or nothp), its pid in $pid.
 node() {
-  local env=(); [ "$1" = nothp ] && env=(MIMALLOC_ALLOW_THP=0)
+  local env=(MIMALLOC_ALLOW_THP=1); [ "$1" = nothp ] && env=(MIMALLOC_ALLOW_THP=0)
   env "${env[@]}" RUST_LOG=warn taskset -c 0 "$bw" run --config "$2" > "$work/node.out" 2> "$work/node.err" &
   pid=$!
   for _ in $(seq 1 1000); do grep -q "breakwater ready" "$work/node.out" 2>/dev/null && return; sleep 0.01; done
@@ -69,8 +70,8 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), release build; node on CPU 0 (server.threads: 1), clients on CPU 1."
   echo
-  echo "| round | heap | cold p50 ms | cold p99 ms | slowest cold ms | RSS after 200 cold MiB | pass-through req/s | p99 ms | RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| round | heap | cold p50 ms | cold p99 ms | slowest cold ms | RSS after 200 cold MiB | pass-through req/s | p99 ms | RSS MiB | ${CONNS:-1000} conns req/s | p99 ms |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for r in $(seq 1 "$rounds"); do
     for mode in thp nothp; do
       node "$mode" "$work/cold.yaml"
@@ -90,10 +91,13 @@ PY
       cold_rss=$(rss "$pid"); stop
       node "$mode" "$work/pass.yaml"
       taskset -c 1 wrk -t1 -c64 -d10s --latency "http://127.0.0.1:$web/1k" > "$out/wrk-$mode-$r.txt"
-      pass_rss=$(rss "$pid"); stop
+      pass_rss=$(rss "$pid")
+      taskset -c 1 wrk -t1 -c"${CONNS:-1000}" -d5s --latency "http://127.0.0.1:$web/1k" > "$out/wrk-$mode-$r-many.txt"
+      stop
       read -r c50 c99 cmax <<< "$cold"
       rps=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$out/wrk-$mode-$r.txt")
-      echo "| $r | $mode | $c50 | $c99 | $cmax | $cold_rss | $rps | $(wrk_p99_ms < "$out/wrk-$mode-$r.txt") | $pass_rss |"
+      many=$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$out/wrk-$mode-$r-many.txt")
+      echo "| $r | $mode | $c50 | $c99 | $cmax | $cold_rss | $rps | $(wrk_p99_ms < "$out/wrk-$mode-$r.txt") | $pass_rss | $many | $(wrk_p99_ms < "$out/wrk-$mode-$r-many.txt") |"
     done
   done
 } | tee "$out/summary.md"

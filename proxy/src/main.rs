@@ -62,10 +62,13 @@ struct RunArgs {
 fn main() -> ExitCode {
     // No transparent huge pages for this process: mimalloc asks for them on its 2 MiB-aligned
     // arenas, and a thread growing its heap then faults in and zeroes 2 MiB at once. That
-    // made the 3-7 ms outliers among cold starts and cost 12-25 MiB of RSS, for no
-    // throughput (bench/thp.sh). Best effort: a kernel without the flag keeps its default.
+    // made the 3-7 ms outliers among cold starts and cost 12-25 MiB of RSS (bench/thp.sh).
+    // `MIMALLOC_ALLOW_THP=1` (mimalloc's own setting) keeps them. Best effort: a kernel
+    // without the flag keeps its default.
     #[cfg(target_os = "linux")]
-    let _ = nix::sys::prctl::set_thp_disable(true);
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none_or(|v| v != "1") {
+        let _ = nix::sys::prctl::set_thp_disable(true);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
