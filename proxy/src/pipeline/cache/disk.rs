@@ -22,7 +22,9 @@
 //! * **Failures never fail a request:** a tier that cannot open (a read-only directory, a
 //!   file in the way, no space) leaves the node memory-only with a warning and
 //!   `breakwater_cache_disk_up 0`; a read that fails or does not decode is a miss, counted in
-//!   `breakwater_cache_disk_errors_total`.
+//!   `breakwater_cache_disk_errors`; a write that did not land is counted, and when the disk
+//!   itself refuses writes the tier switches itself off until restart (see
+//!   [`DiskTier::live`]), purges meanwhile kept as bans.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use foyer::{
