@@ -5,7 +5,8 @@
 # ROUNDS times: the node started on that warm cache (server.threads: 1, CPU 0), perf
 # attached to it (DWARF call graphs at HZ), one request (the cold start: the component has
 # never run in this process) and a second one (warm), from CPU 1 with curl; perf stopped.
-# The samples of all rounds are folded into one flamegraph per language, and the summary
+# The samples of all rounds are folded (LANG.folded.gz) into one flamegraph per language
+# (LANG.svg, frames under half a pixel wide left out to keep it small), and the summary
 # splits them by phase of the cold path.
 #
 #   bench/profile-cold.sh [ROUNDS]     (default 20; HZ default 9999)
@@ -23,8 +24,8 @@ if [ -z "${SUMMARY_ONLY:-}" ]; then
 fi
 port=$(free_port); admin=$(free_port)
 
-# phases FOLDED: the share of the samples in each phase of the cold path (a stack counts in
-# the first phase it matches).
+# phases (folded stacks on stdin): the share of the samples in each phase of the cold path
+# (a stack counts in the first phase it matches).
 phases() {
   awk '
     { n = $NF; total += n
@@ -38,7 +39,7 @@ phases() {
       if ($0 ~ /page_fault/) pf += n }
     END { for (p in s) printf "| %s | %.1f %% |\n", p, 100 * s[p] / total
           printf "| of all: page faults | %.1f %% |\n", 100 * pf / total
-          printf "| cycles sampled | %d |\n", total }' "$1" | sort -t'|' -k3 -rn
+          printf "| cycles sampled | %d |\n", total }' | sort -t'|' -k3 -rn
 }
 
 # One language: build its config, compile it with `check`, then the rounds.
@@ -74,13 +75,16 @@ YAML
   done
   for i in $(seq 1 "$rounds"); do
     perf script --no-inline -i "$d/$i.data" 2> /dev/null | inferno-collapse-perf
-  done | sort | awk '{ n = $NF; $NF = ""; s[$0] += n } END { for (k in s) print k s[k] }' > "$out/$lang.folded"
-  inferno-flamegraph --title "breakwater: $lang cold start ($rounds rounds)" < "$out/$lang.folded" > "$out/$lang.svg"
+  done | sort | awk '{ n = $NF; $NF = ""; s[$0] += n } END { for (k in s) print k s[k] }' | gzip -9 > "$out/$lang.folded.gz"
+  folded "$lang" | inferno-flamegraph --minwidth 0.5 --title "breakwater: $lang cold start ($rounds rounds)" > "$out/$lang.svg"
   cp "$d/times" "$out/$lang-times.txt"
   summary "$lang"
 }
 
-# summary LANG: its section of summary.md, from $out/LANG.folded and $out/LANG-times.txt.
+# folded LANG: the folded stacks of LANG.
+folded() { gzip -dc "$out/$1.folded.gz"; }
+
+# summary LANG: its section of summary.md, from $out/LANG.folded.gz and $out/LANG-times.txt.
 summary() {
   local lang="$1" cold50 warm50
   echo "## $lang"
@@ -91,7 +95,7 @@ summary() {
   echo
   echo "| phase | share of the node's samples during the two requests |"
   echo "|---|---|"
-  phases "$out/$lang.folded"
+  folded "$lang" | phases
   echo
   echo "The kernel zeroing fresh pages (\`clear_page_erms\`), by what touched them first:"
   echo
@@ -103,12 +107,12 @@ summary() {
         if (f[i] ~ /current_thread_runtime/) { key = "a tokio runtime for the new filler thread"; break }
         if (f[i] ~ /deserialize_file/) { key = "mapping the compiled code"; break } }
       s[key] += n; t += n }
-    END { for (x in s) printf "| %s | %.1f %% |\n", x, 100 * s[x] / t }' "$out/$lang.folded" | sort -t'|' -k3 -rn
+    END { for (x in s) printf "| %s | %.1f %% |\n", x, 100 * s[x] / t }' <(folded "$lang") | sort -t'|' -k3 -rn
   echo
   echo "Top self frames:"
   echo
   awk '{ n = $NF; $NF = ""; k = split($0, f, ";"); sub(/ +$/, "", f[k]); s[f[k]] += n; t += n }
-       END { for (x in s) printf "%6.1f %%  %s\n", 100 * s[x] / t, x }' "$out/$lang.folded" | sort -rn | sed -n 1,15p | sed 's/^/    /'
+       END { for (x in s) printf "%6.1f %%  %s\n", 100 * s[x] / t, x }' <(folded "$lang") | sort -rn | sed -n 1,15p | sed 's/^/    /'
   echo
 }
 
