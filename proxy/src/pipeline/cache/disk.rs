@@ -160,9 +160,7 @@ impl Record {
     pub fn body_len(&self) -> u64 {
         self.pieces.map_or(self.body.len() as u64, |p| p.len)
     }
-}
 
-impl Record {
     fn encode(&self) -> Bytes {
         let keys: usize = self.surrogate_keys.iter().map(|k| 4 + k.len()).sum();
         let mut out = BytesMut::with_capacity(
@@ -271,13 +269,6 @@ struct Open {
     bans: Mutex<Bans>,
     /// Held for the process's life: the directory's owner.
     _lock: File,
-}
-
-impl Open {
-    /// Bytes written to the device since the process started.
-    fn written(&self) -> u64 {
-        self.cache.storage().statistics().disk_write_bytes() as u64
-    }
 }
 
 struct Bans {
@@ -429,7 +420,9 @@ impl DiskTier {
 
     /// Objects served from disk, reads that failed, and bytes written, since start.
     pub fn counters(&self) -> (u64, u64, u64) {
-        let written = self.open.get().map_or(0, Open::written);
+        let written = self.open.get().map_or(0, |o| {
+            o.cache.storage().statistics().disk_write_bytes() as u64
+        });
         (
             self.hits.load(Ordering::Relaxed),
             self.errors.load(Ordering::Relaxed),
@@ -440,35 +433,35 @@ impl DiskTier {
     /// Write `record` under `key`, in the background: once flushed, a record that is not on
     /// disk (a write that failed, a full write queue that dropped it) is counted and logged.
     pub fn store(&'static self, key: u128, record: Record) {
-        let Some(open) = self.live() else {
-            return;
-        };
-        open.cache
-            .storage_writer(key)
-            .force()
-            .insert(record.encode());
-        let cache = open.cache.clone();
-        open.runtime.spawn(async move {
-            cache.storage().wait().await;
-            if !cache.storage().may_contains(&key) {
-                self.write_failed();
-            }
-        });
+        if let Some(open) = self.enqueue(key, record.encode()) {
+            open.runtime.spawn(self.landed(open, key));
+        }
     }
 
     /// Write `record` under `key` and wait until it is flushed (a streamed body's record:
     /// its object is on disk, whole, when this returns).
     pub async fn store_flushed(&'static self, key: u128, record: Record) {
-        if let Some(open) = self.live() {
-            open.cache
-                .storage_writer(key)
-                .force()
-                .insert(record.encode());
-            open.cache.storage().wait().await;
-            if !open.cache.storage().may_contains(&key) {
-                self.write_failed();
-            }
+        if let Some(open) = self.enqueue(key, record.encode()) {
+            self.landed(open, key).await;
         }
+    }
+
+    /// Queue `value` for writing under `key`, unless the tier is not serving.
+    fn enqueue(&'static self, key: u128, value: Bytes) -> Option<&'static Open> {
+        let open = self.live()?;
+        open.cache.storage_writer(key).force().insert(value);
+        Some(open)
+    }
+
+    /// Once what is queued now is flushed, whether the value written under `key` is on disk;
+    /// one that is not goes to [`DiskTier::write_failed`].
+    async fn landed(&'static self, open: &'static Open, key: u128) -> bool {
+        open.cache.storage().wait().await;
+        let stored = open.cache.storage().may_contains(&key);
+        if !stored {
+            self.write_failed();
+        }
+        stored
     }
 
     /// Count a write that did not reach the disk, and find out why: foyer drops writes when
@@ -504,17 +497,11 @@ impl DiskTier {
         index: u32,
         bytes: Bytes,
     ) -> bool {
-        let Some(open) = self.live() else {
+        let piece = pieces.key(key, index);
+        let Some(open) = self.enqueue(piece, bytes) else {
             return false;
         };
-        let piece = pieces.key(key, index);
-        open.cache.storage_writer(piece).force().insert(bytes);
-        open.cache.storage().wait().await;
-        let stored = open.cache.storage().may_contains(&piece);
-        if !stored {
-            self.write_failed();
-        }
-        stored
+        self.landed(open, piece).await
     }
 
     /// Whether every piece `pieces` names is still on disk (by the index: no read).

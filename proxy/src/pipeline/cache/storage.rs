@@ -193,9 +193,10 @@ impl Object {
         })
     }
 
-    /// The metadata of a disk record; an error when its body is not the length its head
-    /// declares (the record is then dropped, never served).
-    fn meta_of(r: &Record) -> Result<CacheMeta> {
+    /// The object a disk record holds (for a streamed body: its head, with an empty body);
+    /// an error when its body is not the length its head declares (the record is then
+    /// dropped, never served).
+    fn from_record(r: Record) -> Result<Self> {
         let meta = CacheMeta::deserialize(&r.internal, &r.head)?;
         let declared = meta
             .headers()
@@ -204,12 +205,6 @@ impl Object {
         if declared.is_some_and(|n| n != r.body_len()) {
             return Error::e_explain(ErrorType::InternalError, "stored body length mismatch");
         }
-        Ok(meta)
-    }
-
-    /// The object a disk record holds (for a streamed body: its head, with an empty body).
-    fn from_record(r: Record) -> Result<Self> {
-        let meta = Self::meta_of(&r)?;
         let mut object = Object::new(&meta, r.body, Arc::from(r.url), r.surrogate_keys)?;
         object.keep_until = SystemTime::UNIX_EPOCH + Duration::from_secs(r.keep_until);
         Ok(object)
@@ -254,39 +249,28 @@ impl MokaStorage {
         }
     }
 
-    /// A hit on a body stored in pieces (read from disk as it is sent, never put in memory);
-    /// `None` (and the record dropped) when a piece has gone or the record does not decode.
-    fn streamed_hit(
+    /// The object stored on disk under `key` (with the tier), and where its body is when it
+    /// was streamed in pieces; `None` when it is not there, does not decode (the record is
+    /// then dropped), or a piece has been reclaimed since.
+    async fn from_disk(
         &self,
-        disk: &'static DiskTier,
-        key: u128,
-        record: &Record,
-        pieces: Pieces,
-    ) -> Option<(CacheMeta, HitHandler)> {
-        if !disk.has_pieces(key, &pieces) {
-            // Reclaimed since: the object is gone.
-            disk.delete(key);
+        key: &HashBinary,
+    ) -> Option<(&'static DiskTier, Object, Option<Pieces>)> {
+        let disk = self.disk?;
+        let record = disk.load(disk_key(key)).await?;
+        let pieces = record.pieces;
+        if pieces.is_some_and(|p| !disk.has_pieces(disk_key(key), &p)) {
+            disk.delete(disk_key(key));
             return None;
         }
-        let meta = match Object::meta_of(record) {
-            Ok(meta) => meta,
+        match Object::from_record(record) {
+            Ok(object) => Some((disk, object, pieces)),
             Err(e) => {
                 tracing::warn!("cache object on disk does not decode: {e}");
-                disk.reject(key);
-                return None;
+                disk.reject(disk_key(key));
+                None
             }
-        };
-        disk.served();
-        Some((
-            meta,
-            Box::new(StreamedHit {
-                disk,
-                key,
-                pieces,
-                at: 0,
-                end: pieces.len,
-            }),
-        ))
+        }
     }
 
     /// Objects evicted to stay within the memory budget, since start.
@@ -353,41 +337,34 @@ impl Storage for MokaStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key.combined_bin();
-        let obj = match self.objects.get(&hash) {
-            Some(obj) => obj,
+        let (obj, source) = match self.objects.get(&hash) {
+            Some(obj) => {
+                let body = Source::Memory(obj.body.clone());
+                (obj, body)
+            }
             None => {
-                let Some(disk) = self.disk else {
+                let Some((disk, obj, pieces)) = self.from_disk(&hash).await else {
                     return Ok(None);
-                };
-                let Some(record) = disk.load(disk_key(&hash)).await else {
-                    return Ok(None);
-                };
-                if let Some(pieces) = record.pieces {
-                    return Ok(self.streamed_hit(disk, disk_key(&hash), &record, pieces));
-                }
-                let obj = match Object::from_record(record) {
-                    Ok(obj) => Arc::new(obj),
-                    Err(e) => {
-                        tracing::warn!("cache object on disk does not decode: {e}");
-                        disk.reject(disk_key(&hash));
-                        return Ok(None);
-                    }
                 };
                 disk.served();
-                self.objects.insert(hash, obj.clone());
-                obj
+                let obj = Arc::new(obj);
+                let source = match pieces {
+                    // A streamed body is read from disk as it is sent, never put in memory.
+                    Some(pieces) => Source::Disk {
+                        disk,
+                        key: disk_key(&hash),
+                        pieces,
+                    },
+                    None => {
+                        self.objects.insert(hash, obj.clone());
+                        Source::Memory(obj.body.clone())
+                    }
+                };
+                (obj, source)
             }
         };
-        let meta = obj.meta()?;
-        let len = obj.body.len();
-        Ok(Some((
-            meta,
-            Box::new(Hit {
-                body: obj.body.clone(),
-                range: 0..len,
-                done: false,
-            }),
-        )))
+        let end = source.len();
+        Ok(Some((obj.meta()?, Box::new(Hit { source, at: 0, end }))))
     }
 
     async fn get_miss_handler(
@@ -432,8 +409,13 @@ impl Storage for MokaStorage {
         _trace: &SpanHandle,
     ) -> Result<bool> {
         let key = key.combined_bin();
-        let Some(old) = self.objects.get(&key) else {
-            return Ok(self.update_meta_on_disk(key, meta).await);
+        // In memory, or on disk only (then a streamed body keeps its pieces).
+        let (old, streamed) = match self.objects.get(&key) {
+            Some(old) => (old, None),
+            None => match self.from_disk(&key).await {
+                Some((disk, old, pieces)) => (Arc::new(old), pieces.map(|p| (disk, p))),
+                None => return Ok(false),
+            },
         };
         let new = Object::new(
             meta,
@@ -441,8 +423,13 @@ impl Storage for MokaStorage {
             old.url.clone(),
             surrogate_keys(meta),
         )?;
-        self.write_through(&key, &new);
-        self.objects.insert(key, Arc::new(new));
+        match streamed {
+            Some((disk, pieces)) => disk.store(disk_key(&key), new.record(Some(pieces))?),
+            None => {
+                self.write_through(&key, &new);
+                self.objects.insert(key, Arc::new(new));
+            }
+        }
         Ok(true)
     }
 
@@ -451,116 +438,62 @@ impl Storage for MokaStorage {
     }
 }
 
-impl MokaStorage {
-    /// A 304 refreshed an object that is on disk only: store it again with the new headers
-    /// and freshness (a streamed body keeps its pieces). `false` when it is not there.
-    async fn update_meta_on_disk(&self, key: HashBinary, meta: &CacheMeta) -> bool {
-        let Some(disk) = self.disk else {
-            return false;
-        };
-        let Some(record) = disk.load(disk_key(&key)).await else {
-            return false;
-        };
-        let pieces = record.pieces;
-        let new = match Object::from_record(record) {
-            Ok(old) => Object::new(meta, old.body, old.url, surrogate_keys(meta)),
-            Err(e) => Err(e),
-        };
-        let Ok(new) = new else {
-            disk.reject(disk_key(&key));
-            return false;
-        };
-        match pieces {
-            Some(pieces) => match new.record(Some(pieces)) {
-                Ok(record) => disk.store(disk_key(&key), record),
-                Err(_) => return false,
-            },
-            None => {
-                self.write_through(&key, &new);
-                self.objects.insert(key, Arc::new(new));
-            }
+/// Where a hit's body is.
+enum Source {
+    /// Whole, in memory.
+    Memory(Bytes),
+    /// In pieces on disk, read a piece at a time as it is sent.
+    Disk {
+        disk: &'static DiskTier,
+        key: u128,
+        pieces: Pieces,
+    },
+}
+
+impl Source {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Memory(body) => body.len() as u64,
+            Source::Disk { pieces, .. } => pieces.len,
         }
-        true
     }
 }
 
 /// Reads a stored body, whole or a range of it (pingora seeks for `Range` requests).
 struct Hit {
-    body: Bytes,
-    range: std::ops::Range<usize>,
-    done: bool,
-}
-
-#[async_trait]
-impl HandleHit for Hit {
-    async fn read_body(&mut self) -> Result<Option<Bytes>> {
-        if self.done {
-            return Ok(None);
-        }
-        self.done = true;
-        Ok(Some(self.body.slice(self.range.clone())))
-    }
-
-    async fn finish(
-        self: Box<Self>,
-        _storage: &'static (dyn Storage + Sync),
-        _key: &CacheKey,
-        _trace: &SpanHandle,
-    ) -> Result<()> {
-        Ok(())
-    }
-
-    fn can_seek(&self) -> bool {
-        true
-    }
-
-    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let len = self.body.len();
-        let end = end.unwrap_or(len);
-        if start > end || end > len {
-            return Error::e_explain(ErrorType::InternalError, "seek out of range");
-        }
-        self.range = start..end;
-        self.done = false;
-        Ok(())
-    }
-
-    fn as_any(&self) -> &(dyn Any + Send + Sync) {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
-        self
-    }
-}
-
-/// Reads a body stored in pieces on disk, a piece at a time, whole or a range of it.
-struct StreamedHit {
-    disk: &'static DiskTier,
-    key: u128,
-    pieces: Pieces,
+    source: Source,
     /// The next byte to send, and the end of what is sent.
     at: u64,
     end: u64,
 }
 
 #[async_trait]
-impl HandleHit for StreamedHit {
+impl HandleHit for Hit {
     async fn read_body(&mut self) -> Result<Option<Bytes>> {
         if self.at >= self.end {
             return Ok(None);
         }
-        let index = (self.at / PIECE as u64) as u32;
-        let Some(piece) = self.disk.load_piece(self.key, &self.pieces, index).await else {
-            // Gone or unreadable since the lookup: the response is cut here (its head is
-            // out) and the object dropped, so the next request fetches it again.
-            self.disk.reject(self.key);
-            return Error::e_explain(ErrorType::InternalError, "cache piece missing on disk");
+        let (at, end) = (self.at, self.end);
+        let chunk = match &self.source {
+            Source::Memory(body) => body.slice(at as usize..end as usize),
+            Source::Disk { disk, key, pieces } => {
+                let index = (at / PIECE as u64) as u32;
+                let Some(piece) = disk.load_piece(*key, pieces, index).await else {
+                    // Gone or unreadable since the lookup: the response is cut here (its
+                    // head is out) and the object dropped, so the next request fetches it.
+                    disk.reject(*key);
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "cache piece missing on disk",
+                    );
+                };
+                let from = (at % PIECE as u64) as usize;
+                let to = piece.len().min(from + (end - at) as usize);
+                piece.slice(from..to)
+            }
         };
-        let from = (self.at % PIECE as u64) as usize;
-        let to = piece.len().min(from + (self.end - self.at) as usize);
-        self.at += (to - from) as u64;
-        Ok(Some(piece.slice(from..to)))
+        self.at += chunk.len() as u64;
+        Ok(Some(chunk))
     }
 
     async fn finish(
@@ -577,8 +510,9 @@ impl HandleHit for StreamedHit {
     }
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
-        let (start, end) = (start as u64, end.map_or(self.pieces.len, |e| e as u64));
-        if start > end || end > self.pieces.len {
+        let len = self.source.len();
+        let (start, end) = (start as u64, end.map_or(len, |e| e as u64));
+        if start > end || end > len {
             return Error::e_explain(ErrorType::InternalError, "seek out of range");
         }
         (self.at, self.end) = (start, end);
