@@ -71,11 +71,7 @@ impl Node {
     ) -> Node {
         let config = dir.path().join("edge.yaml");
         std::fs::write(&config, with_defaults(yaml, dir.path())).unwrap();
-        let mut args = vec!["run", "--config"];
-        let path = config.display().to_string();
-        args.push(&path);
-        args.extend_from_slice(extra_args);
-        let mut node = Self::spawn_env(dir, config.clone(), &args, env);
+        let mut node = Self::spawn_with_env(dir, config, extra_args, env);
         node.wait_ready();
         node
     }
@@ -94,6 +90,7 @@ impl Node {
                 "--tls-listen",
                 "127.0.0.1:0",
             ],
+            &[],
         );
         node.wait_ready();
         node
@@ -101,6 +98,15 @@ impl Node {
 
     /// Start without waiting for readiness (for startup failures).
     pub fn spawn(dir: tempfile::TempDir, config: PathBuf, extra_args: &[&str]) -> Node {
+        Self::spawn_with_env(dir, config, extra_args, &[])
+    }
+
+    fn spawn_with_env(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         let mut args = vec![
             "run".to_string(),
             "--config".to_string(),
@@ -108,14 +114,10 @@ impl Node {
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Self::spawn_args(dir, config, &args)
+        Self::spawn_args(dir, config, &args, env)
     }
 
-    fn spawn_args(dir: tempfile::TempDir, config: PathBuf, args: &[&str]) -> Node {
-        Self::spawn_env(dir, config, args, &[])
-    }
-
-    fn spawn_env(
+    fn spawn_args(
         dir: tempfile::TempDir,
         config: PathBuf,
         args: &[&str],

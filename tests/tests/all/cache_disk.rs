@@ -124,6 +124,18 @@ async fn fetch(web: SocketAddr, path: &str, lang: Option<&str>) -> usize {
     fetch_of(&path, &r.body).unwrap_or_else(|| panic!("{path}: a corrupt or foreign body"))
 }
 
+/// GET `a.test/big`, for `range` when given.
+async fn get_big(web: SocketAddr, range: Option<&str>) -> support::Reply {
+    let mut b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
+    if let Some(r) = range {
+        b = b.header("range", r);
+    }
+    Client::h1()
+        .send(b.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap()
+}
+
 async fn purge(admin: SocketAddr, query: &str) -> String {
     let req = http::Request::post(format!("http://{admin}/cache/purge?{query}"))
         .header("authorization", "Bearer t0ken")
@@ -280,18 +292,7 @@ routes: [{{ pool: o, cache: {{}} }}]
     let node = Node::start(&yaml);
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     disk_written(admin, 0).await;
-    let get = move |range: Option<&'static str>| async move {
-        let mut b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
-        if let Some(r) = range {
-            b = b.header("range", r);
-        }
-        Client::h1()
-            .send(b.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap()
-    };
-
-    let first = tokio::spawn(get(None));
+    let first = tokio::spawn(get_big(web, None));
     // The origin holds back everything after 8 MiB: what reaches the disk before it is let
     // go was written while the body was still arriving.
     disk_written(admin, 6 * 1024 * 1024).await;
@@ -301,7 +302,7 @@ routes: [{{ pool: o, cache: {{}} }}]
     assert_eq!(first.status, 200);
     assert!(first.body == big, "the first answer is the origin's body");
 
-    let hit = get(None).await;
+    let hit = get_big(web, None).await;
     assert_eq!((hit.status, *fetches.lock().unwrap()), (200, 1));
     assert!(
         hit.body == big,
@@ -318,7 +319,7 @@ routes: [{{ pool: o, cache: {{}} }}]
         ("bytes=1048570-1048589", 1_048_570, 1_048_590),
         ("bytes=12582912-12582999", 12_582_912, 12_583_000),
     ] {
-        let r = get(Some(range)).await;
+        let r = get_big(web, Some(range)).await;
         assert_eq!(r.status, 206, "{range}");
         assert!(r.body == big.slice(from..to), "{range}");
     }
@@ -328,14 +329,7 @@ routes: [{{ pool: o, cache: {{}} }}]
     let node = Node::start(&yaml);
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     disk_written(admin, 0).await;
-    let get = move || async move {
-        let b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
-        Client::h1()
-            .send(b.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap()
-    };
-    let after = get().await;
+    let after = get_big(web, None).await;
     assert_eq!((after.status, *fetches.lock().unwrap()), (200, 1));
     assert!(
         after.body == big,
@@ -343,7 +337,7 @@ routes: [{{ pool: o, cache: {{}} }}]
     );
     purge(admin, "url=a.test/big").await;
     gate.add_permits(1);
-    let refetched = get().await;
+    let refetched = get_big(web, None).await;
     assert_eq!((refetched.status, *fetches.lock().unwrap()), (200, 2));
     assert!(refetched.body == big);
 }
@@ -462,23 +456,16 @@ async fn a_streamed_object_is_revalidated_with_a_304_and_kept() {
     let node = Node::start(&yaml(&origin, disk.path(), None));
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     disk_written(admin, 0).await;
-    let get = || async move {
-        let b = http::Request::get(format!("http://{web}/big")).header("host", "a.test");
-        Client::h1()
-            .send(b.body(Full::new(Bytes::new())).unwrap())
-            .await
-            .unwrap()
-    };
-    assert!(get().await.body == big);
+    assert!(get_big(web, None).await.body == big);
     eventually(10, "a revalidation with 304", || async {
-        let r = get().await;
+        let r = get_big(web, None).await;
         assert!(r.body == big, "the body is whole while it is revalidated");
         *revalidations.lock().unwrap() >= 1
     })
     .await;
     // The refreshed head is the one stored: fresh again (a hit, no new revalidation), with
     // the 304's new field, served from disk.
-    let r = get().await;
+    let r = get_big(web, None).await;
     assert_eq!(r.status, 200);
     assert!(r.body == big);
     assert_eq!(
