@@ -54,12 +54,19 @@ EOF
 # A free loopback TCP port (bound and released: for the benches only, never the tests).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# start_object_origin PORT BYTES MAX_AGE [ACCESS_LOG]: an nginx origin at 127.0.0.1:PORT
-# answering every path with one random body of about BYTES (base64 of 3/4 as many) and
-# `Cache-Control: max-age=MAX_AGE`, its requests logged to ACCESS_LOG (default: not logged).
+# start_object_origin PORT BYTES MAX_AGE [ACCESS_LOG [PATH PATH_BYTES]]: an nginx origin at
+# 127.0.0.1:PORT answering every path with one random body of about BYTES (base64 of 3/4 as
+# many), and PATH, when given, with one of PATH_BYTES, both with `Cache-Control:
+# max-age=MAX_AGE`; its requests logged to ACCESS_LOG (default: not logged, `off`). Pinned to
+# ORIGIN_CPUS when set.
 start_object_origin() {
   chmod 755 "$work"; mkdir -p "$work/www" "$work/logs"
   head -c $(($2 * 3 / 4)) /dev/urandom | base64 -w0 > "$work/www/object"
+  local exact=""
+  if [ -n "${5:-}" ]; then
+    head -c $(($6 * 3 / 4)) /dev/urandom | base64 -w0 > "$work/www/exact"
+    exact="location = $5 { add_header Cache-Control \"max-age=$3\"; try_files /exact =404; }"
+  fi
   cat > "$work/origin.conf" <<EOF
 worker_processes 1;
 daemon off;
@@ -72,10 +79,15 @@ http {
   server {
     listen 127.0.0.1:$1; root $work/www;
     location / { add_header Cache-Control "max-age=$3"; try_files /object =404; }
+    $exact
   }
 }
 EOF
-  nginx -c "$work/origin.conf" &
+  if [ -n "${ORIGIN_CPUS:-}" ]; then
+    taskset -c "$ORIGIN_CPUS" nginx -c "$work/origin.conf" &
+  else
+    nginx -c "$work/origin.conf" &
+  fi
   pids+=($!)
 }
 
@@ -221,4 +233,31 @@ wait_disk() {
     sleep 0.1
   done
   echo "the disk tier did not open" >&2; exit 1
+}
+
+# status_kib PID FIELD: a kB field of /proc/PID/status (VmRSS, VmHWM); rss_mib PID: VmRSS in
+# whole MiB.
+status_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
+rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+
+# component_copies SRC N DIR: N copies of the component SRC in DIR as h0.wasm ...
+# h{N-1}.wasm, each with a custom section naming its number (different bytes, the same
+# code: nothing is shared by accident).
+component_copies() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import os, sys
+src, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.makedirs(d, exist_ok=True)
+body = open(src, "rb").read()
+def leb(v):
+    out = bytearray()
+    while True:
+        b = v & 0x7F; v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v: return bytes(out)
+for i in range(n):
+    name, payload = b"copy", str(i).encode()
+    content = leb(len(name)) + name + payload
+    open(f"{d}/h{i}.wasm", "wb").write(body + b"\x00" + leb(len(content)) + content)
+PY
 }

@@ -23,27 +23,8 @@ out="$root/bench/results/disk-index-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
 origin_port=$(free_port); bw_port=$(free_port); bw_admin=$(free_port)
-chmod 755 "$work"; mkdir -p "$work/www" "$work/logs"
-head -c 768 /dev/urandom | base64 -w0 > "$work/www/small"
-head -c $((768 * 1024 * 1024)) /dev/urandom | base64 -w0 > "$work/www/big"
-cat > "$work/origin.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/origin.pid;
-error_log $work/logs/origin.err;
-events { worker_connections 1024; }
-http {
-  access_log $work/logs/origin.access;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$origin_port; root $work/www;
-    location / { add_header Cache-Control "max-age=3600"; try_files /small =404; }
-    location = /big { add_header Cache-Control "max-age=3600"; try_files /big =404; }
-  }
-}
-CONF
-taskset -c 1 nginx -c "$work/origin.conf" &
-pids+=($!)
+ORIGIN_CPUS=1 start_object_origin "$origin_port" 1024 3600 "$work/logs/origin.access" \
+  /big $((1024 * 1024 * 1024))
 
 # node_yaml MEMORY_MB DISK (a `disk:` mapping or empty)
 node_yaml() {
@@ -59,7 +40,6 @@ routes:
   - { pool: origin, cache: {} }
 YAML
 }
-kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status"; }
 stop_node() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
 origin_count() { wc -l < "$work/logs/origin.access"; }
 
@@ -77,11 +57,11 @@ LUA
   echo
   node_yaml 1 "{ path: \"$work/disk-index\", size_gb: 8 }" > "$work/bw.yaml"
   start_node bw "$bw_port"; wait_disk "$bw_admin"
-  rss0=$(kib "$node_pid" VmRSS); n0=$(origin_count)
+  rss0=$(status_kib "$node_pid" VmRSS); n0=$(origin_count)
   round a
-  rss1=$(kib "$node_pid" VmRSS); n1=$(origin_count)
+  rss1=$(status_kib "$node_pid" VmRSS); n1=$(origin_count)
   round b
-  rss2=$(kib "$node_pid" VmRSS); n2=$(origin_count)
+  rss2=$(status_kib "$node_pid" VmRSS); n2=$(origin_count)
   metrics=$(curl -s "http://127.0.0.1:$bw_admin/metrics" | grep -E '^breakwater_cache_(disk|objects|bytes)')
   stop_node
   echo "## 1 KiB objects on disk (memory tier 1 MiB, disk tier 8 GiB, ${seconds} s rounds)"
@@ -105,18 +85,18 @@ LUA
   node_yaml 256 "{ path: \"$work/disk-big\", size_gb: 4 }" > "$work/bw.yaml"
   start_node bw "$bw_port"; wait_disk "$bw_admin"
   for fetch in 1 2; do
-    before=$(kib "$node_pid" VmRSS); o=$(origin_count)
+    before=$(status_kib "$node_pid" VmRSS); o=$(origin_count)
     secs=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$bw_port/big")
     from=origin; [ "$(origin_count)" -eq "$o" ] && from=disk
-    echo "| disk tier 4 GiB | $fetch | $from | $secs | $((before / 1024)) | $(( $(kib "$node_pid" VmHWM) / 1024 )) |"
+    echo "| disk tier 4 GiB | $fetch | $from | $secs | $((before / 1024)) | $(( $(status_kib "$node_pid" VmHWM) / 1024 )) |"
   done
   stop_node
   node_yaml 256 "" > "$work/bw.yaml"
   start_node bw "$bw_port"
-  before=$(kib "$node_pid" VmRSS); o=$(origin_count)
+  before=$(status_kib "$node_pid" VmRSS); o=$(origin_count)
   secs=$(curl -s -o /dev/null -w '%{time_total}' "http://127.0.0.1:$bw_port/big")
   from=origin; [ "$(origin_count)" -eq "$o" ] && from=memory
-  echo "| no disk tier | 1 | $from | $secs | $((before / 1024)) | $(( $(kib "$node_pid" VmHWM) / 1024 )) |"
+  echo "| no disk tier | 1 | $from | $secs | $((before / 1024)) | $(( $(status_kib "$node_pid" VmHWM) / 1024 )) |"
   stop_node
 } | tee "$out/summary.md"
 cp "$work/bw.yaml" "$work/origin.conf" "$out/"

@@ -28,27 +28,6 @@ out="$root/bench/results/scale-to-zero-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 "$bw" demo-components "$work/wasm" > /dev/null
 
-# copies SRC N DIR: N copies of SRC in DIR as h0.wasm ... h{N-1}.wasm, each with a custom
-# section naming its number (different bytes, the same code).
-copies() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import os, sys
-src, n, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-os.makedirs(d, exist_ok=True)
-body = open(src, "rb").read()
-def leb(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F; v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v: return bytes(out)
-for i in range(n):
-    name, payload = b"copy", str(i).encode()
-    content = leb(len(name)) + name + payload
-    open(f"{d}/h{i}.wasm", "wb").write(body + b"\x00" + leb(len(content)) + content)
-PY
-}
-
 # probe PORT N SAMPLES: first and second request latency to up to 200 components, in ms;
 # every pair, in the order taken, to the file SAMPLES.
 probe() {
@@ -74,11 +53,10 @@ print(f"{len(picked)} {pct(cold, .5):.3f} {pct(cold, .99):.3f} {pct(warm, .5):.3
 PY
 }
 
-rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 
 run_case() { # run_case LABEL SRC N [filter]
   local label="$1" src="$2" n="$3" d="$work/$1-$3" kind="${4:-handler}"
-  copies "$src" "$n" "$d/wasm"
+  component_copies "$src" "$n" "$d/wasm"
   {
     echo "server: { threads: 1 }"
     echo "listeners: [{ name: web, address: \"127.0.0.1:18700\" }]"
@@ -103,9 +81,9 @@ run_case() { # run_case LABEL SRC N [filter]
   local pid=$!
   for _ in $(seq 1 6000); do grep -q "breakwater ready" "$d/node.out" 2>/dev/null && break; sleep 0.01; done
   t1=$(date +%s%N); ready_ms=$(( (t1 - t0) / 1000000 ))
-  local rss_ready; rss_ready=$(rss "$pid")
+  local rss_ready; rss_ready=$(rss_mib "$pid")
   local probed; probed=$(probe 18700 "$n" "$out/samples-$label-$n.txt")
-  local rss_after; rss_after=$(rss "$pid")
+  local rss_after; rss_after=$(rss_mib "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
   read -r k cold50 cold99 warm50 warm99 <<< "$probed"
   echo "| $label | $n | $check_ms | $ready_ms | $rss_ready | $k | $cold50 | $cold99 | $warm50 | $warm99 | $rss_after |"

@@ -23,27 +23,18 @@ mkdir -p "$out"
 origin=$(free_port); web=$(free_port); admin=$(free_port)
 start_origin "$origin"
 
-python3 - "$work" "$web" "$admin" <<'PY'
-import os, sys
-work, web, admin = sys.argv[1], sys.argv[2], sys.argv[3]
-body = open(f"{work}/wasm/hello-handler.wasm", "rb").read()
-def leb(v):
-    out = bytearray()
-    while True:
-        b = v & 0x7F; v >>= 7; out.append(b | (0x80 if v else 0))
-        if not v: return bytes(out)
-os.makedirs(f"{work}/h", exist_ok=True)
-for i in range(1000):
-    content = leb(4) + b"copy" + str(i).encode()
-    open(f"{work}/h/h{i}.wasm", "wb").write(body + b"\x00" + leb(len(content)) + content)
-with open(f"{work}/cold.yaml", "w") as f:
-    f.write(f'server: {{ threads: 1 }}\nlisteners: [{{ name: web, address: "127.0.0.1:{web}" }}]\n'
-            f'admin: {{ address: "127.0.0.1:{admin}" }}\naccess_log: {{ format: off }}\n'
-            f'wasm: {{ cache_dir: "{work}/cache" }}\ncomponents:\n')
-    for i in range(1000): f.write(f'  h{i}: {{ path: "{work}/h/h{i}.wasm", kind: handler }}\n')
-    f.write("routes:\n")
-    for i in range(1000): f.write(f'  - {{ match: {{ hosts: [h{i}.example] }}, handler: h{i} }}\n')
-PY
+component_copies "$work/wasm/hello-handler.wasm" 1000 "$work/h"
+{
+  echo "server: { threads: 1 }"
+  echo "listeners: [{ name: web, address: \"127.0.0.1:$web\" }]"
+  echo "admin: { address: \"127.0.0.1:$admin\" }"
+  echo "access_log: { format: off }"
+  echo "wasm: { cache_dir: \"$work/cache\" }"
+  echo "components:"
+  for i in $(seq 0 999); do echo "  h$i: { path: \"$work/h/h$i.wasm\", kind: handler }"; done
+  echo "routes:"
+  for i in $(seq 0 999); do echo "  - { match: { hosts: [h$i.example] }, handler: h$i }"; done
+} > "$work/cold.yaml"
 RUST_LOG=warn "$bw" check --config "$work/cold.yaml" > /dev/null
 cat > "$work/pass.yaml" <<YAML
 server: { threads: 1 }
@@ -54,16 +45,13 @@ pools: { origin: { endpoints: ["127.0.0.1:$origin"] } }
 routes: [{ pool: origin }]
 YAML
 
-# node MODE YAML: start the node (MODE thp or nothp), its pid in $pid.
+# node MODE NAME: $work/NAME.yaml on CPU 0 with mimalloc's huge pages (MODE thp) or without
+# (nothp), its pid in $node_pid.
 node() {
-  local env=(MIMALLOC_ALLOW_THP=1); [ "$1" = nothp ] && env=(MIMALLOC_ALLOW_THP=0)
-  env "${env[@]}" RUST_LOG=warn taskset -c 0 "$bw" run --config "$2" > "$work/node.out" 2> "$work/node.err" &
-  pid=$!
-  for _ in $(seq 1 1000); do grep -q "breakwater ready" "$work/node.out" 2>/dev/null && return; sleep 0.01; done
-  echo "the node did not start" >&2; exit 1
+  local allow=1; [ "$1" = nothp ] && allow=0
+  MIMALLOC_ALLOW_THP=$allow RUST_LOG=warn start_node "$2" "$web"
 }
-rss() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
-stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
+stop() { kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; }
 
 {
   echo "# mimalloc's transparent huge pages on and off"
@@ -74,7 +62,7 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; }
   echo "|---|---|---|---|---|---|---|---|---|---|---|"
   for r in $(seq 1 "$rounds"); do
     for mode in thp nothp; do
-      node "$mode" "$work/cold.yaml"
+      node "$mode" cold
       cold=$(taskset -c 1 python3 - "$web" "$r" <<'PY'
 import http.client, random, sys, time
 c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
@@ -88,10 +76,10 @@ ms.sort()
 print(f"{ms[100]:.3f} {ms[198]:.3f} {ms[199]:.3f}")
 PY
 )
-      cold_rss=$(rss "$pid"); stop
-      node "$mode" "$work/pass.yaml"
+      cold_rss=$(rss_mib "$node_pid"); stop
+      node "$mode" pass
       taskset -c 1 wrk -t1 -c64 -d10s --latency "http://127.0.0.1:$web/1k" > "$out/wrk-$mode-$r.txt"
-      pass_rss=$(rss "$pid")
+      pass_rss=$(rss_mib "$node_pid")
       taskset -c 1 wrk -t1 -c"${CONNS:-1000}" -d5s --latency "http://127.0.0.1:$web/1k" > "$out/wrk-$mode-$r-many.txt"
       stop
       read -r c50 c99 cmax <<< "$cold"
