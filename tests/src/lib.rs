@@ -33,6 +33,16 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<Vec
     Some(head)
 }
 
+/// The resident memory of process `pid` in KiB (`VmRSS`), 0 if it cannot be read.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The node's metrics, as its admin listener at `admin` exports them.
 pub async fn scrape(admin: std::net::SocketAddr) -> String {
     Client::h1()

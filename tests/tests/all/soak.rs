@@ -8,19 +8,10 @@ use breakwater_tests as support;
 use breakwater_tests::wasm;
 
 use support::load::Load;
-use support::{eventually, Client, Node, Origin};
+use support::{eventually, rss_kib, Client, Node, Origin};
 
 fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
