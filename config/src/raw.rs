@@ -145,6 +145,7 @@ pub struct RawServer {
     pub upgrade_sock: Option<String>,
     pub max_header_bytes: Option<Spanned<usize>>,
     pub server_header: Option<bool>,
+    pub upstream_keepalive: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

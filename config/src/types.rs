@@ -289,8 +289,10 @@ pub struct ServerSettings {
     /// Worker threads per listening service. Default: the number of CPUs.
     pub threads: usize,
     /// Whether the worker threads of a listener share their connections' tasks (one
-    /// work-stealing runtime) or each runs its own event loop (nginx's model: no wake-ups
-    /// across threads; a connection stays on the thread that accepted it). Default true.
+    /// work-stealing runtime) or each runs its own event loop (nginx's and Envoy's model:
+    /// no wake-ups across threads; a connection stays on the thread that accepted it).
+    /// Default false: measured faster, and fairer under many connections (bench/README.md,
+    /// Threads). With true, a dear filter's calls (an interpreter's) move off the loop.
     pub work_stealing: bool,
     /// After SIGTERM or a graceful upgrade, how long in-flight requests get to finish before
     /// the process exits (pingora waits this long in full). Default 5s.
@@ -303,6 +305,11 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Send `Server: breakwater` on responses Breakwater generates. Default true.
     pub server_header: bool,
+    /// Idle origin connections kept for reuse, per worker thread, across all pools (the
+    /// least recently used beyond it are closed; each idle one is closed after 60 s anyway).
+    /// Default 1024: as many as the connections a busy thread has in flight, so that a burst
+    /// of clients does not close, then reopen, an origin connection per request.
+    pub upstream_keepalive: usize,
 }
 
 /// DNS resolution of pool endpoints given by name.

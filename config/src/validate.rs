@@ -431,7 +431,7 @@ impl<'a> Validator<'a> {
         };
         Ok(ServerSettings {
             threads,
-            work_stealing: raw.work_stealing.unwrap_or(true),
+            work_stealing: raw.work_stealing.unwrap_or(false),
             grace_period: self.opt_duration(
                 &raw.grace_period,
                 "server.grace_period",
@@ -450,6 +450,7 @@ impl<'a> Validator<'a> {
             ),
             max_header_bytes,
             server_header: raw.server_header.unwrap_or(true),
+            upstream_keepalive: raw.upstream_keepalive.as_ref().map_or(1024, |k| k.value),
         })
     }
 

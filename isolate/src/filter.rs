@@ -459,7 +459,7 @@ impl FilterInstance {
         let result = filter
             .limits
             .placement
-            .run(|| func.call(&mut *store, params));
+            .run(&filter.name, || func.call(&mut *store, params));
         result.map_err(|e| filter.classify(store, e))
     }
 }

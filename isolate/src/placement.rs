@@ -18,7 +18,7 @@
 //! per second (bench/before-after.sh). Preemption only ever adds time, so the cheapest call of
 //! a window is what the guest costs; a dear guest has no cheap call.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Calls per estimate.
@@ -33,6 +33,8 @@ pub(crate) struct Placement {
     calls: AtomicU32,
     /// Calls costing more run off the event loop; `u64::MAX`: never.
     budget_ns: u64,
+    /// Whether a dear call that had to stay on its event loop has been reported.
+    reported_inline: AtomicBool,
 }
 
 impl Placement {
@@ -43,6 +45,7 @@ impl Placement {
             window_min_ns: AtomicU64::new(u64::MAX),
             calls: AtomicU32::new(0),
             budget_ns: budget.map_or(u64::MAX, nanos),
+            reported_inline: AtomicBool::new(false),
         }
     }
 
@@ -77,24 +80,36 @@ impl Placement {
     }
 
     /// Run `call`, off the event loop when the component is dear and the caller is a worker
-    /// of a multi-threaded tokio runtime (elsewhere, `block_in_place` is not available and
-    /// the caller's thread is not an event loop serving others anyway), and count its cost.
-    pub fn run<R>(&self, call: impl FnOnce() -> R) -> R {
+    /// of a multi-threaded tokio runtime, and count its cost. Elsewhere `block_in_place` is
+    /// not available: on a current-thread runtime (pingora's with `server.work_stealing:
+    /// false`, one event loop per thread, as nginx and Envoy run their scripts and filters)
+    /// the call stays on the loop, which is reported once per component; off any runtime the
+    /// caller's thread serves no one else.
+    pub fn run<R>(&self, component: &str, call: impl FnOnce() -> R) -> R {
         let started = std::time::Instant::now();
         // The cheap test first: a cheap guest's call looks up no runtime.
-        let result = if self.off_loop() && on_multi_thread_runtime() {
-            tokio::task::block_in_place(call)
+        let result = if self.off_loop() {
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(call),
+                Ok(_) => {
+                    if !self.reported_inline.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            component,
+                            cost_us = self.cost_ns.load(Ordering::Relaxed) / 1000,
+                            "a dear filter runs on its event loop (server.work_stealing: false); \
+                             set server.work_stealing: true to move its calls off the loop"
+                        );
+                    }
+                    call()
+                }
+                Err(_) => call(),
+            }
         } else {
             call()
         };
         self.record(started.elapsed());
         result
     }
-}
-
-fn on_multi_thread_runtime() -> bool {
-    tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -159,7 +174,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let blocked = tokio::spawn(async move {
             started_tx.send(()).unwrap();
-            p.run(|| rx.recv_timeout(Duration::from_secs(10)))
+            p.run("test", || rx.recv_timeout(Duration::from_secs(10)))
         });
         started_rx.await.unwrap();
         let other = tokio::spawn(async move { tx.send(()).unwrap() });

@@ -172,6 +172,7 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         upgrade_sock: config.server.upgrade_sock.display().to_string(),
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: config.server.upstream_keepalive,
         ..ServerConf::default()
     };
     conf.upgrade_sock_connect_accept_max_retries = Some(20);

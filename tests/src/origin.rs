@@ -75,6 +75,7 @@ type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -127,6 +128,8 @@ impl Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
         let log = seen.clone();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
@@ -134,6 +137,7 @@ impl Origin {
                     _ = &mut stop_rx => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let handler = handler.clone();
                         let log = log.clone();
                         let tls = tls.clone();
@@ -159,8 +163,14 @@ impl Origin {
         Origin {
             addr,
             seen,
+            accepted,
             stop: Some(stop_tx),
         }
+    }
+
+    /// Connections accepted so far (health checks' included).
+    pub fn connections(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests seen, excluding health checks.

@@ -365,3 +365,74 @@ routes:
     assert_eq!(client.get(web, "a", "/other").await.status, 502);
     assert_eq!(origin.hits(), 2);
 }
+
+/// Idle origin connections are kept for reuse up to `server.upstream_keepalive` per thread
+/// (default 1 024): a second burst of as many concurrent requests as the first reuses the
+/// first burst's connections. pingora's own default (128) closed all but 128 of them, so
+/// each burst larger than that reconnected per request; with the setting at 4, the second
+/// burst opens nearly all its connections again.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_origin_connections_are_kept_up_to_the_keepalive_setting() {
+    const BURST: usize = 200;
+    async fn burst(node: &Node, origin: &Origin, gate: &tokio::sync::Semaphore) {
+        let web = node.addr("web");
+        let before = origin.seen().len();
+        let requests: Vec<_> = (0..BURST)
+            .map(|_| tokio::spawn(async move { Client::h1().get(web, "a", "/").await }))
+            .collect();
+        // Every request of the burst held at the origin at once: one connection each.
+        eventually(30, "the whole burst at the origin", || async {
+            origin.seen().len() == before + BURST
+        })
+        .await;
+        gate.add_permits(BURST);
+        for r in requests {
+            let r = r.await.unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), 2);
+        }
+    }
+    for (setting, kept) in [
+        ("", true),
+        ("server: { threads: 1, upstream_keepalive: 4 }", false),
+    ] {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let held = gate.clone();
+        let origin = Origin::start(Arc::new(move |_: &Seen| Action::Gated {
+            headers: vec![],
+            body: bytes::Bytes::from_static(b"ok"),
+            split: 1,
+            gate: held.clone(),
+        }))
+        .await;
+        let setting = if setting.is_empty() {
+            "server: { threads: 1 }"
+        } else {
+            setting
+        };
+        let node = Node::start(&format!(
+            "{setting}\nlisteners: [{{ name: web, address: 127.0.0.1:0 }}]\npools: {{ o: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: o }}]\n",
+            origin.addr
+        ));
+        burst(&node, &origin, &gate).await;
+        let first = origin.connections();
+        assert!(
+            first >= BURST,
+            "{first} connections for {BURST} requests at once"
+        );
+        burst(&node, &origin, &gate).await;
+        let opened = origin.connections() - first;
+        eprintln!("upstream_keepalive {setting}: {first} connections, then {opened} more");
+        if kept {
+            assert!(
+                opened < BURST / 10,
+                "the second burst opened {opened} new connections"
+            );
+        } else {
+            assert!(
+                opened >= BURST * 3 / 4,
+                "with 4 kept, the second burst opened only {opened}"
+            );
+        }
+    }
+}
