@@ -12,6 +12,8 @@
 # for each). Active: wrk -t1 with 1 000 and 5 000 connections (not 10 000: each proxy then
 # needs a descriptor per client and per origin connection, over this machine's hard limit of
 # 20 000 open files) for 5 s each (p50, p99, req/s). Contenders alternate per round. Output: bench/results/connections-DATE/summary.md and the raw client output.
+# SERVER='work_stealing: true' (say) adds keys to Breakwater's `server:` settings; ONLY=active
+# skips the idle measurements.
 set -euo pipefail
 idle="${1:-10000}"
 rounds="${2:-3}"
@@ -29,7 +31,7 @@ ORIGIN=18301 BW=18302 ADMIN=18312 NGINX=18303
 ORIGIN_CONNECTIONS=19000 start_origin $ORIGIN
 
 cat > "$work/bw.yaml" <<EOF
-server: { threads: 1 }
+server: { threads: 1${SERVER:+, $SERVER} }
 listeners: [{ name: web, address: "127.0.0.1:$BW", h2c: true, clients: { max_connections: 15000 } }]
 admin: { address: "127.0.0.1:$ADMIN" }
 access_log: { format: off }
@@ -127,6 +129,7 @@ for r in $(seq 1 "$rounds"); do
     # A fresh server per measurement: RSS growth is measured from the same starting point,
     # and no measurement reuses memory another freed.
     for proto in h1 h2; do
+      [ "${ONLY:-}" = active ] && break
       if [ "$c" = bw ]; then start_bw; pid=$bw_pid; p=$BW
       else start_nginx; pid=$nginx_worker; p=$NGINX; [ "$proto" = h2 ] && p=$((NGINX + 10)); fi
       kib=$(idle_cost "$pid" "$p" "$proto")
@@ -147,7 +150,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw" > "$out/summary.md" <<'PY'
+python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw${SERVER:+, server settings added: $SERVER}" > "$out/summary.md" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
 idle, rev = int(sys.argv[2]), sys.argv[3]

@@ -307,8 +307,9 @@ pub struct ServerSettings {
     pub server_header: bool,
     /// Idle origin connections kept for reuse, per worker thread, across all pools (the
     /// least recently used beyond it are closed; each idle one is closed after 60 s anyway).
-    /// Default 1024: as many as the connections a busy thread has in flight, so that a burst
-    /// of clients does not close, then reopen, an origin connection per request.
+    /// Default 8192: as many as the connections a busy thread has in flight, so that a burst
+    /// of clients does not close, then reopen, an origin connection per request (measured
+    /// in bench/connections.sh: 1 024 left 5 000 clients at half nginx's throughput).
     pub upstream_keepalive: usize,
 }
 

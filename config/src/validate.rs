@@ -450,7 +450,7 @@ impl<'a> Validator<'a> {
             ),
             max_header_bytes,
             server_header: raw.server_header.unwrap_or(true),
-            upstream_keepalive: raw.upstream_keepalive.as_ref().map_or(1024, |k| k.value),
+            upstream_keepalive: raw.upstream_keepalive.as_ref().map_or(8192, |k| k.value),
         })
     }
 

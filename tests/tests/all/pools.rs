@@ -367,7 +367,7 @@ routes:
 }
 
 /// Idle origin connections are kept for reuse up to `server.upstream_keepalive` per thread
-/// (default 1 024): a second burst of as many concurrent requests as the first reuses the
+/// (default 8 192): a second burst of as many concurrent requests as the first reuses the
 /// first burst's connections. pingora's own default (128) closed all but 128 of them, so
 /// each burst larger than that reconnected per request; with the setting at 4, the second
 /// burst opens nearly all its connections again.
