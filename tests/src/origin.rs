@@ -7,6 +7,7 @@ use hyper::{HeaderMap, Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -75,7 +76,7 @@ type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<AtomicUsize>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -128,7 +129,7 @@ impl Origin {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
         let log = seen.clone();
-        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let counted = accepted.clone();
         tokio::spawn(async move {
             let mut conns = JoinSet::new();
@@ -137,7 +138,7 @@ impl Origin {
                     _ = &mut stop_rx => break,
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
-                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        counted.fetch_add(1, Ordering::Relaxed);
                         let handler = handler.clone();
                         let log = log.clone();
                         let tls = tls.clone();
@@ -170,7 +171,7 @@ impl Origin {
 
     /// Connections accepted so far (health checks' included).
     pub fn connections(&self) -> usize {
-        self.accepted.load(std::sync::atomic::Ordering::Relaxed)
+        self.accepted.load(Ordering::Relaxed)
     }
 
     /// Requests seen, excluding health checks.

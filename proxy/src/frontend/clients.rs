@@ -130,13 +130,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let (guarded, outcome) = Guarded::new(stream, &self.limits, h2);
         // The app hands the stream back only for reuse, which the listening service does not
         // do for HTTP apps; the guard stays on for the life of the connection anyway.
-        // Each branch's future is boxed on its own, so that a connection holds the state of
-        // the protocol it speaks, not the larger of the two (about 1 KiB for every HTTP/2
-        // connection otherwise).
         let reused = if h2 || matches!(alpn, Some(ALPN::Custom(_))) {
             self.inner.process_new(Box::new(guarded), shutdown).await
         } else {
-            Box::pin(self.serve_http1(guarded, shutdown)).await
+            self.serve_http1(guarded, shutdown).await
         };
         if let Some(why) = outcome.get() {
             self.closed(why);

@@ -392,9 +392,9 @@ async fn idle_origin_connections_are_kept_up_to_the_keepalive_setting() {
             assert_eq!(r.body.len(), 2);
         }
     }
-    for (setting, kept) in [
-        ("", true),
-        ("server: { threads: 1, upstream_keepalive: 4 }", false),
+    for (server, kept) in [
+        ("{ threads: 1 }", true),
+        ("{ threads: 1, upstream_keepalive: 4 }", false),
     ] {
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let held = gate.clone();
@@ -405,13 +405,8 @@ async fn idle_origin_connections_are_kept_up_to_the_keepalive_setting() {
             gate: held.clone(),
         }))
         .await;
-        let setting = if setting.is_empty() {
-            "server: { threads: 1 }"
-        } else {
-            setting
-        };
         let node = Node::start(&format!(
-            "{setting}\nlisteners: [{{ name: web, address: 127.0.0.1:0 }}]\npools: {{ o: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: o }}]\n",
+            "server: {server}\nlisteners: [{{ name: web, address: 127.0.0.1:0 }}]\npools: {{ o: {{ endpoints: [\"{}\"] }} }}\nroutes: [{{ pool: o }}]\n",
             origin.addr
         ));
         burst(&node, &origin, &gate).await;
@@ -422,7 +417,7 @@ async fn idle_origin_connections_are_kept_up_to_the_keepalive_setting() {
         );
         burst(&node, &origin, &gate).await;
         let opened = origin.connections() - first;
-        eprintln!("upstream_keepalive {setting}: {first} connections, then {opened} more");
+        eprintln!("server: {server}: {first} connections, then {opened} more");
         if kept {
             assert!(
                 opened < BURST / 10,

@@ -192,15 +192,20 @@ async fn answered_connection(addr: std::net::SocketAddr, h2: bool) -> TcpStream 
     s.write_all(&hello).await.unwrap();
     let mut data = Vec::new();
     let mut buf = [0u8; 4096];
+    // The whole frame at the front of `data`, if it is all in: its payload's length.
+    let whole = |d: &[u8]| {
+        let len = (d.len() >= 9).then(|| u32::from_be_bytes([0, d[0], d[1], d[2]]) as usize)?;
+        (d.len() >= 9 + len).then_some(len)
+    };
     loop {
-        while data.len() < 9
-            || data.len() < 9 + (u32::from_be_bytes([0, data[0], data[1], data[2]]) as usize)
-        {
+        let len = loop {
+            if let Some(len) = whole(&data) {
+                break len;
+            }
             let n = s.read(&mut buf).await.unwrap();
             assert!(n > 0, "the answer is complete");
             data.extend_from_slice(&buf[..n]);
-        }
-        let len = u32::from_be_bytes([0, data[0], data[1], data[2]]) as usize;
+        };
         let (kind, flags) = (data[3], data[4]);
         if kind == 4 && flags & 1 == 0 {
             s.write_all(&frame(4, 1, 0, b"")).await.unwrap();
