@@ -3,15 +3,19 @@
 # to it on the same node? One node (`server.threads: 1`) and an nginx origin on CPU 0, wrk on
 # CPU 1. Each round measures the pass-through route (1 KiB from nginx) alone, then again
 # while a second wrk saturates the route served by the Python wasi:http handler
-# (componentize-py), for two placements of the guest:
+# (componentize-py), for three placements of the guest:
 #
 #   inline   `wasm.offload_above: off`: every guest runs on the listener's event loop
-#   offload  the default: a guest costing more than 100 us per call runs off the loop
+#   low      off the loop (a guest costing more than 100 us per call), on guest threads 10
+#            nice levels down (`wasm.guest_priority: low`)
+#   offload  the default: off the loop, on guest threads under SCHED_IDLE
 #
 #   bench/noisy-neighbour.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per run)
 #
 # Reports wrk's p50 and p99 of the pass-through route and both routes' throughput, per round
-# and as medians. Results go to bench/results/noisy-DATE/ (summary.md, raw wrk output).
+# and as medians, and the median of the per-round ratios (p99 with Python / p99 alone, the two
+# measured back to back: this VM's speed drifts over a run, which the medians of each column
+# mix in). Results go to bench/results/noisy-DATE/ (summary.md, raw wrk output).
 set -euo pipefail
 rounds="${1:-3}"
 secs="${2:-10}"
@@ -26,15 +30,16 @@ mkdir -p "$out"
 ORIGIN=18201
 start_origin $ORIGIN
 
-# node CONFIG_NAME PORT ADMIN OFFLOAD: a node with the pass-through and the Python routes.
+# node CONFIG_NAME PORT ADMIN OFFLOAD PRIORITY: a node with the pass-through and the Python
+# routes.
 node() {
-  local name="$1" port="$2" admin="$3" offload="$4"
+  local name="$1" port="$2" admin="$3" offload="$4" priority="$5"
   cat > "$work/$name.yaml" <<YAML
 server: { threads: 1 }
 listeners: [{ name: web, address: "127.0.0.1:$port" }]
 admin: { address: "127.0.0.1:$admin" }
 access_log: { format: off }
-wasm: { offload_above: $offload, cache_dir: "$guests/cache" }
+wasm: { offload_above: $offload, guest_priority: $priority, cache_dir: "$guests/cache" }
 pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
 components:
@@ -45,9 +50,10 @@ routes:
 YAML
   start_node "$name" "$port" /1k /py/x
 }
-node inline 18202 18212 off
-node offload 18203 18213 100us
-declare -A port=([inline]=18202 [offload]=18203)
+node inline 18202 18212 off idle
+node low 18204 18214 100us low
+node offload 18203 18213 100us idle
+declare -A port=([inline]=18202 [low]=18204 [offload]=18203)
 
 # wrk's "99%" and "50%" lines in ms, and Requests/sec.
 ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$2"; }
@@ -55,7 +61,7 @@ rps() { awk '/^Requests\/sec/ { print $2 }' "$1"; }
 
 printf "| round | placement | load | pass p50 ms | pass p99 ms | pass req/s | python req/s |\n|---|---|---|---|---|---|---|\n" > "$work/rows"
 for r in $(seq 1 "$rounds"); do
-  for name in inline offload; do
+  for name in inline low offload; do
     p=${port[$name]}
     for load in alone python; do
       f="$out/r$r-$name-$load"
@@ -83,13 +89,14 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
   echo
   echo "Medians:"
   echo
-  echo "| placement | pass p99 alone ms | pass p99 with Python ms | ratio | pass req/s with Python | python req/s |"
-  echo "|---|---|---|---|---|---|"
-  for name in inline offload; do
+  echo "| placement | pass p99 alone ms | pass p99 with Python ms | ratio | per-round ratios | their median | pass req/s with Python | python req/s |"
+  echo "|---|---|---|---|---|---|---|---|"
+  for name in inline low offload; do
     col() { awk -F'|' -v n="$name" -v l="$1" -v c="$2" '$3 ~ " "n" " && $4 ~ " "l" " { gsub(/ /, "", $c); print $c }' "$work/rows" | median; }
     alone=$(col alone 6); noisy=$(col python 6)
     ratio=$(awk -v a="$alone" -v b="$noisy" 'BEGIN { printf "%.2f", b / a }')
-    echo "| $name | $alone | $noisy | $ratio | $(col python 7) | $(col python 8) |"
+    rounds_ratios=$(awk -F'|' -v n="$name" '$3 ~ " "n" " && $4 ~ " alone " { a[$2] = $6 } $3 ~ " "n" " && $4 ~ " python " { printf "%.2f\n", $6 / a[$2] }' "$work/rows")
+    echo "| $name | $alone | $noisy | $ratio | $(echo $rounds_ratios | tr ' ' ',') | $(echo "$rounds_ratios" | median) | $(col python 7) | $(col python 8) |"
   done
 } > "$out/summary.md"
 cat "$out/summary.md"

@@ -6,6 +6,11 @@
 #
 #   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
 #   CASES="cache-hit|/cache/1k pass-through|/1k" bench/profile.sh   # other cases (NAME|PATH)
+#   CASES="pass-through|/1k tls-h1|tls:/1k" COMPARE="pass-through tls-h1" bench/profile.sh
+#                                   # a PATH tls:/P is served by the node's HTTPS listener
+#
+# COMPARE="A B" (default "pass-through one-filter") names the two cases whose self times per
+# request are set side by side in summary.md.
 #
 # Output in bench/results/profile-DATE/: CASE.svg (inferno flamegraph), CASE.folded.gz (the
 # collapsed stacks; on a machine without hardware counters perf samples the cpu-clock event,
@@ -34,10 +39,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ORIGIN=18201 BW=18202 ADMIN=18212
+ORIGIN=18201 BW=18202 ADMIN=18212 BWTLS=18243
 start_origin $ORIGIN
 "$bw" demo-components "$work/wasm"
 filter_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
+# An HTTPS listener beside the plain one, for `tls:` cases (a self-signed certificate; wrk
+# does not verify it).
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench.test" \
+  -addext "subjectAltName=DNS:bench.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+sed -i "s|^listeners: \[\(.*\)\]$|listeners:\n  - \1\n  - { name: tls, address: \"127.0.0.1:$BWTLS\", protocol: https, certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }] }|" "$work/node.yaml"
 taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
 pids+=($!); node=$!
 wait_routes $BW
@@ -54,29 +64,32 @@ wait_routes $BW
 cases=(${CASES:-pass-through|/1k one-filter|/filter1/1k three-filters|/filter3/1k})
 for c in "${cases[@]}"; do
   name="${c%%|*}"; path="${c##*|}"
-  profile_under_load "$name" "http://127.0.0.1:$BW$path" 64 499 "$node"
+  url="http://127.0.0.1:$BW$path"
+  case "$path" in tls:*) url="https://127.0.0.1:$BWTLS${path#tls:}" ;; esac
+  profile_under_load "$name" "$url" 64 499 "$node"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
   awk -v r="$rps" -v t="$secs" -v name="$name" '{ n = $NF; total += n; if ($0 ~ /wasmtime|breakwater_isolate/) wasm += n; if ($0 ~ /^wasm-epoch/) tick += n }
     END { printf "| %s | %s | %.1f | %.1f%% | %.1f%% |\n", name, r, total / 1000 / (r * t), 100 * wasm / total, 100 * tick / total }' \
     "$out/$name.folded" >> "$out/summary.md"
 done
 
-# Self time per function (the leaf of each stack), per 1 000 requests, pass-through against
-# one filter: where the filter's extra CPU goes.
+# Self time per function (the leaf of each stack), per request, of the two COMPARE cases
+# (pass-through against one filter by default: where the filter's extra CPU goes).
 self_per_request() {
   local name="$1" rps; rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
   awk -v r="$rps" -v t="$secs" '{ n = $NF; $NF = ""; k = split($0, f, ";"); leaf = f[k]; gsub(/ +$/, "", leaf); s[leaf] += n }
     END { for (l in s) printf "%s\t%.3f\n", l, s[l] / 1000 / (r * t) }' "$out/$name.folded"
 }
+read -r base other <<< "${COMPARE:-pass-through one-filter}"
 # Only when both of its cases ran (CASES may pick others).
-if [ -f "$out/wrk-one-filter.txt" ] && [ -f "$out/wrk-pass-through.txt" ]; then
-  self_per_request pass-through | sort > "$work/pass.tsv"
-  self_per_request one-filter | sort > "$work/filter.tsv"
+if [ -f "$out/wrk-$other.txt" ] && [ -f "$out/wrk-$base.txt" ]; then
+  self_per_request "$base" | sort > "$work/pass.tsv"
+  self_per_request "$other" | sort > "$work/filter.tsv"
   {
     echo
-    echo "Self CPU µs per request that grows most from pass-through to one filter:"
+    echo "Self CPU µs per request that grows most from $base to $other:"
     echo
-    echo "| function | pass-through | one filter | growth |"
+    echo "| function | $base | $other | growth |"
     echo "|---|---|---|---|"
     join -t $'\t' -a 2 -e 0 -o 0,1.2,2.2 "$work/pass.tsv" "$work/filter.tsv" \
       | awk -F'\t' '{ printf "%s\t%s\t%s\t%.3f\n", $1, $2, $3, $3 - $2 }' | sort -t $'\t' -k4 -gr | awk 'NR <= 40' \

@@ -110,6 +110,7 @@ pub struct RawWasm {
     pub cache_dir: Option<String>,
     pub offload_above: Option<Spanned<String>>,
     pub guest_threads: Option<Spanned<usize>>,
+    pub guest_priority: Option<Spanned<String>>,
     pub keep_resident_mb: Option<Spanned<u64>>,
     pub idle_unload: Option<Spanned<String>>,
 }

@@ -211,11 +211,26 @@ pub struct WasmSettings {
     pub offload_above: Option<Duration>,
     /// Threads for handlers run off the event loops. `None`: one per core.
     pub guest_threads: Option<usize>,
+    /// How those threads give way to the event loops. Default [`GuestPriority::Idle`].
+    pub guest_priority: GuestPriority,
     /// Linear memory a freed instance slot keeps resident, reset in place. Default 1 MiB.
     pub keep_resident_bytes: usize,
     /// A component with no request for this long drops its ready instances (scale to zero).
     /// Default 5 minutes; `None` (`0s` or `off`): never.
     pub idle_unload: Option<Duration>,
+}
+
+/// How the guest threads (handlers run off the event loops) share a core with the listeners'
+/// event loops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestPriority {
+    /// `idle` (Linux's `SCHED_IDLE`): they run on the CPU time every other thread leaves, so
+    /// a saturated interpreter route never delays cheap requests; on a node saturated
+    /// otherwise they get almost nothing, and their requests meet their deadlines.
+    #[default]
+    Idle,
+    /// `low`: 10 nice levels down, about a tenth of a contended core.
+    Low,
 }
 
 /// Index of a component in [`Config::components`].

@@ -163,6 +163,22 @@ impl<'a> Validator<'a> {
                 }
                 n => n.as_ref().map(|n| n.value),
             },
+            guest_priority: match raw
+                .wasm
+                .guest_priority
+                .as_ref()
+                .map(|p| (p, p.value.trim()))
+            {
+                None | Some((_, "idle")) => GuestPriority::Idle,
+                Some((_, "low")) => GuestPriority::Low,
+                Some((p, other)) => {
+                    return Err(self.err(
+                        p,
+                        "wasm.guest_priority",
+                        format!("unknown priority \"{other}\"; expected idle or low"),
+                    ))
+                }
+            },
             keep_resident_bytes: match &raw.wasm.keep_resident_mb {
                 Some(m) if m.value > 1024 => {
                     return Err(self.err(m, "wasm.keep_resident_mb", "expected 0 to 1024 (MiB)"))

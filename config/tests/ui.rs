@@ -68,11 +68,19 @@ fn guests_can_be_kept_on_the_event_loops() {
     let config = parse(&path).unwrap();
     assert_eq!(config.wasm.offload_above, None);
     assert_eq!(config.wasm.guest_threads, Some(2));
+    assert_eq!(
+        config.wasm.guest_priority,
+        breakwater_config::GuestPriority::Low
+    );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/minimal.yaml");
     let config = parse(&path).unwrap();
     assert_eq!(
         config.wasm.offload_above,
         Some(std::time::Duration::from_micros(100))
+    );
+    assert_eq!(
+        config.wasm.guest_priority,
+        breakwater_config::GuestPriority::Idle
     );
 }
 

@@ -42,6 +42,9 @@ pub struct RuntimeSettings {
     /// Threads that run the handlers placed off the event loops. `None` (default): one per
     /// core.
     pub guest_threads: Option<usize>,
+    /// How the guest threads give way to the listeners' event loops on a shared core.
+    /// Default [`GuestPriority::Idle`].
+    pub guest_priority: GuestPriority,
     /// Bytes of linear memory a freed pool slot keeps resident and resets in place (only
     /// the pages a request dirtied are restored); the rest is returned to the kernel and
     /// faulted in again by the next instance. Default 1 MiB.
@@ -61,6 +64,21 @@ pub trait Observer: Send + Sync {
     fn compiled(&self, took: Duration);
     /// A component's compiled code was loaded from `cache_dir`.
     fn cache_hit(&self);
+}
+
+/// How the guest threads share a core with the listeners' event loops, which serve every
+/// other request of the node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GuestPriority {
+    /// Linux's `SCHED_IDLE`: a guest thread runs on the CPU time that no other thread wants,
+    /// and a waking event loop preempts it at once. A saturated interpreter route then costs
+    /// cheap routes next to it almost nothing (bench/noisy-neighbour.sh); on a core saturated
+    /// otherwise the guests get almost nothing, and their requests meet their deadlines.
+    #[default]
+    Idle,
+    /// 10 nice levels down: about a tenth of a contended core, and an event loop that wakes
+    /// may wait for the guest's time slice.
+    Low,
 }
 
 /// How instance memory is allocated.
@@ -84,6 +102,7 @@ impl Default for RuntimeSettings {
             allocator: Allocator::Pooling,
             offload_above: Some(Duration::from_micros(100)),
             guest_threads: None,
+            guest_priority: GuestPriority::Idle,
             keep_resident_bytes: 1 << 20,
             idle_unload: Some(Duration::from_secs(300)),
         }
@@ -580,7 +599,9 @@ impl Runtime {
     /// loops; started on first use.
     pub(crate) fn guest_threads(&self) -> &tokio::runtime::Handle {
         self.guest_threads
-            .get_or_init(|| GuestThreads::start(self.settings.guest_threads))
+            .get_or_init(|| {
+                GuestThreads::start(self.settings.guest_threads, self.settings.guest_priority)
+            })
             .0
             .as_ref()
             .expect("present until drop")
@@ -693,13 +714,13 @@ fn engine_config(s: &RuntimeSettings, concurrency: bool) -> Config {
 struct GuestThreads(Option<tokio::runtime::Runtime>);
 
 impl GuestThreads {
-    fn start(threads: Option<usize>) -> Self {
+    fn start(threads: Option<usize>, priority: GuestPriority) -> Self {
         let threads =
             threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("wasm-guest")
-            .on_thread_start(yield_to_event_loops)
+            .on_thread_start(move || yield_to_event_loops(priority))
             .enable_all()
             .build()
             .expect("start the guest threads");
@@ -707,12 +728,18 @@ impl GuestThreads {
     }
 }
 
-/// Guest threads run 10 nice levels below the process: when they and the listeners' event
-/// loops want the same core, the scheduler gives the event loops (cheap requests, waiting
-/// clients) about nine tenths of it, so a saturated interpreter route takes what is left
-/// rather than half.
-/// Best effort: where `setpriority` is refused the threads keep the process's priority.
-fn yield_to_event_loops() {
+/// Guest threads give way to the listeners' event loops: when both want the same core, a
+/// request on an event loop (cheap, a client waiting) goes first, so a saturated interpreter
+/// route takes what is left rather than half. `SCHED_IDLE` by default; 10 nice levels down
+/// with [`GuestPriority::Low`], or where `SCHED_IDLE` is refused (a seccomp profile).
+/// Best effort: where `setpriority` is refused too, the threads keep the process's priority.
+fn yield_to_event_loops(priority: GuestPriority) {
+    if priority == GuestPriority::Idle {
+        match sched_idle() {
+            Ok(()) => return,
+            Err(e) => tracing::debug!(error = %e, "SCHED_IDLE refused; guest threads niced"),
+        }
+    }
     let tid = std::fs::read_link("/proc/thread-self")
         .ok()
         .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
@@ -722,6 +749,19 @@ fn yield_to_event_loops() {
         if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + 10).min(19)) {
             tracing::debug!(error = %e, "guest thread priority unchanged");
         }
+    }
+}
+
+/// Put the calling thread under `SCHED_IDLE` (no privilege needed to lower a thread's policy).
+/// rustix has no `sched_setscheduler`: one libc call.
+#[allow(unsafe_code)]
+fn sched_idle() -> std::io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread, and `param` is a valid `sched_param` that
+    // outlives the call, which only reads it.
+    match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -781,24 +821,47 @@ mod tests {
         after_name.split(' ').nth(16).unwrap().parse().unwrap()
     }
 
-    #[test]
-    fn guest_threads_give_way_to_the_event_loops() {
+    /// The scheduling policy of the calling thread (field 41 of `/proc/thread-self/stat`;
+    /// 0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
+    fn policy() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        after_name.split(' ').nth(38).unwrap().parse().unwrap()
+    }
+
+    /// (nice, policy) of a guest thread of a runtime with `priority`.
+    fn guest_thread_scheduling(priority: GuestPriority) -> (i64, i64) {
         let runtime = Runtime::new(RuntimeSettings {
             max_instances: 4,
+            guest_priority: priority,
             ..RuntimeSettings::default()
         })
         .unwrap();
-        let here = nice();
-        let there = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             s.spawn(|| {
                 current_thread()
-                    .block_on(runtime.guest_threads().spawn(async { nice() }))
+                    .block_on(runtime.guest_threads().spawn(async { (nice(), policy()) }))
                     .unwrap()
             })
             .join()
             .unwrap()
-        });
-        assert_eq!(there, (here + 10).min(19));
+        })
+    }
+
+    #[test]
+    fn guest_threads_give_way_to_the_event_loops() {
+        let (here_nice, here_policy) = (nice(), policy());
+        assert_eq!(here_policy, 0, "the test runs under SCHED_OTHER");
+        assert_eq!(
+            guest_thread_scheduling(GuestPriority::Idle),
+            (here_nice, libc::SCHED_IDLE as i64),
+            "the default: SCHED_IDLE"
+        );
+        assert_eq!(
+            guest_thread_scheduling(GuestPriority::Low),
+            ((here_nice + 10).min(19), 0),
+            "low: 10 nice levels down"
+        );
     }
 
     fn current_thread() -> tokio::runtime::Runtime {

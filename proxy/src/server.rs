@@ -97,6 +97,10 @@ fn wasm_runtime(config: &Config) -> Result<Arc<Runtime>, LoadError> {
         cache_dir: config.wasm.cache_dir.clone(),
         offload_above: config.wasm.offload_above,
         guest_threads: config.wasm.guest_threads,
+        guest_priority: match config.wasm.guest_priority {
+            breakwater_config::GuestPriority::Idle => breakwater_isolate::GuestPriority::Idle,
+            breakwater_config::GuestPriority::Low => breakwater_isolate::GuestPriority::Low,
+        },
         keep_resident_bytes: config.wasm.keep_resident_bytes,
         idle_unload: config.wasm.idle_unload,
         ..RuntimeSettings::default()
