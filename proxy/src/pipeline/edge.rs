@@ -43,6 +43,28 @@ impl Edge {
         }
     }
 
+    /// After a successful unsafe request (`POST`, `PUT`, `DELETE`, ...) on a caching route,
+    /// drop what is stored for its URL and the same-host URLs its answer names (RFC 9111
+    /// section 4.4); once per request.
+    fn invalidate(
+        &self,
+        req: &RequestHeader,
+        status: u16,
+        answer: &http::HeaderMap,
+        ctx: &mut RequestCtx,
+    ) {
+        let Some(policy) = &ctx.plan.cache else {
+            return;
+        };
+        if ctx.invalidated || req.method.is_safe() || !(200..400).contains(&status) {
+            return;
+        }
+        ctx.invalidated = true;
+        let storage = self.shared.cache.storage;
+        let purged = cache::invalidate(storage, policy, req, &ctx.host, Some(answer));
+        self.shared.metrics.cache_purged.inc_by(purged as u64);
+    }
+
     /// Advertise HTTP/3 on `port` in every response (RFC 7838).
     pub fn with_alt_svc(mut self, port: u16) -> Self {
         self.alt_svc = http::HeaderValue::from_str(&format!("h3=\":{port}\"; ma=86400")).ok();
@@ -70,6 +92,8 @@ pub struct RequestCtx {
     /// The cache holds a copy for this request (fresh or not); when the origin then fails,
     /// the copy could not be served and the answer is 504.
     stored_copy: bool,
+    /// What an unsafe request's success invalidates has been dropped from the cache.
+    invalidated: bool,
 }
 
 /// What happened with origins for one request.
@@ -128,6 +152,7 @@ impl ProxyHttp for Edge {
             client_cache: cache::RequestDirectives::default(),
             not_modified: None,
             stored_copy: false,
+            invalidated: false,
         }
     }
 
@@ -477,6 +502,14 @@ impl ProxyHttp for Edge {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        // Before the client sees the answer: a client that has it and asks again must not
+        // get the copy its request made stale.
+        self.invalidate(
+            session.req_header(),
+            resp.status.as_u16(),
+            &resp.headers,
+            ctx,
+        );
         headers::strip_hop_by_hop_response(resp);
         if ctx.generation.config.forwarding.via {
             let _ = resp.append_header(VIA, headers::via_value(session.req_header().version));
@@ -504,18 +537,14 @@ impl ProxyHttp for Edge {
         Ok(())
     }
 
-    /// The end of every request: invalidation after an unsafe method, metrics, access log.
+    /// The end of every request: invalidation after an unsafe method answered here (an origin's
+    /// answer invalidated in `response_filter`), metrics, access log.
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
         let written = session.response_written();
         let status = written.map_or(0, |r| r.status.as_u16());
         let req = session.req_header();
-        if let Some(policy) = &ctx.plan.cache {
-            if !req.method.is_safe() && (200..400).contains(&status) {
-                let storage = self.shared.cache.storage;
-                let response = written.map(|r| &r.headers);
-                let purged = cache::invalidate(storage, policy, req, &ctx.host, response);
-                self.shared.metrics.cache_purged.inc_by(purged as u64);
-            }
+        if let Some(written) = written {
+            self.invalidate(req, status, &written.headers, ctx);
         }
         let finished = Finished {
             plan: &ctx.plan,

@@ -407,6 +407,100 @@ async fn unsafe_methods_invalidate_the_url() {
     assert_eq!(c.get(web, "example.com", "/fresh").await.text(), "fresh 3");
 }
 
+/// The invalidation is done before the unsafe request's answer goes out, not after it: a
+/// client that has the head of that answer and asks for the URL again (on another
+/// connection, while the answer's body is still coming) gets the origin's new version.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unsafe_request_invalidates_before_its_answer_reaches_the_client() {
+    use tokio::io::AsyncWriteExt;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let gets = Arc::new(Mutex::new(0usize));
+    let origin = {
+        let (gate, gets) = (gate.clone(), gets.clone());
+        Origin::start(Arc::new(move |s: &Seen| match s.method.as_str() {
+            "POST" => Action::Gated {
+                headers: vec![],
+                body: Bytes::from_static(b"posted"),
+                split: 1,
+                gate: gate.clone(),
+            },
+            _ => {
+                let n = {
+                    let mut g = gets.lock().unwrap();
+                    *g += 1;
+                    *g
+                };
+                Action::Respond {
+                    status: 200,
+                    headers: vec![("cache-control".into(), "max-age=600".into())],
+                    body: Bytes::from(format!("doc {n}")),
+                }
+            }
+        }))
+        .await
+    };
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+admin: {{ address: 127.0.0.1:0 }}
+pools: {{ o: {{ endpoints: ["{}"], retries: 0 }} }}
+routes: [{{ pool: o, cache: {{}} }}]
+"#,
+        origin.addr
+    ));
+    let web = node.addr("web");
+    let c = Client::h1();
+    assert_eq!(c.get(web, "example.com", "/doc").await.text(), "doc 1");
+    assert_eq!(
+        c.get(web, "example.com", "/doc").await.text(),
+        "doc 1",
+        "a hit"
+    );
+
+    let mut post = tokio::net::TcpStream::connect(web).await.unwrap();
+    post.write_all(b"POST /doc HTTP/1.1\r\nHost: example.com\r\nContent-Length: 1\r\n\r\nx")
+        .await
+        .unwrap();
+    // The answer's head and first byte; the origin holds back the rest.
+    let head = read_until(&mut post, Vec::new(), |r| {
+        r.windows(4).any(|w| w == b"\r\n\r\n")
+    })
+    .await;
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert_eq!(
+        Client::h1().get(web, "example.com", "/doc").await.text(),
+        "doc 2",
+        "the stored copy went before the POST's answer was out"
+    );
+    gate.add_permits(1);
+    // The rest, chunked (the origin's body had no length): up to the last chunk.
+    let rest = read_until(&mut post, head, |r| r.ends_with(b"0\r\n\r\n")).await;
+    assert!(String::from_utf8_lossy(&rest).contains("osted"));
+}
+
+/// Read from `stream` onto `got` until `done` says it is enough (10 s at most per read).
+async fn read_until(
+    stream: &mut tokio::net::TcpStream,
+    mut got: Vec<u8>,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    while !done(&got) {
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the answer in time")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
 /// A successful unsafe request also invalidates the URLs its response names in `Location`
 /// and `Content-Location`, on the same host only (RFC 9111 section 4.4: another host's
 /// objects are not the requester's to invalidate).
