@@ -200,10 +200,19 @@ need_profilers() {
 # URL for $secs + 2 s while perf records PID for $secs s (DWARF call graphs at HZ); writes
 # $out/wrk-NAME.txt, $out/NAME.folded and $out/NAME.svg. `--no-inline`: perf's addr2line
 # hangs on the compiled-code files wasmtime maps from a `cache_dir`.
+# A URL h2:https://... is loaded over HTTP/2 by h2load (-m1, like-for-like with wrk); its
+# req/s is written to wrk-NAME.txt as wrk's `Requests/sec:` line, after h2load's output.
 profile_under_load() {
   local name="$1" url="$2" conns="$3" hz="$4" pid="$5"
-  taskset -c 1 wrk -t1 -c"$conns" -d1s "$url" > /dev/null
-  taskset -c 1 wrk -t1 -c"$conns" -d"$((secs + 2))s" "$url" > "$out/wrk-$name.txt" &
+  load() {
+    case "$url" in
+      h2:*) taskset -c 1 h2load -t1 -c"$conns" -m1 -D "$1" "${url#h2:}" \
+              | awk '{ print } /^finished in/ { print "Requests/sec: " $4 }' ;;
+      *) taskset -c 1 wrk -t1 -c"$conns" -d"${1}s" "$url" ;;
+    esac
+  }
+  load 1 > /dev/null
+  load "$((secs + 2))" > "$out/wrk-$name.txt" &
   local wrk_pid=$!
   sleep 1
   perf record -F "$hz" --call-graph dwarf,16384 -p "$pid" -o "$work/$name.data" -- sleep "$secs" 2> /dev/null

@@ -7,7 +7,8 @@
 #   bench/profile.sh [SECONDS]      (default 8 s per case; BREAKWATER_BIN=PATH to skip the build)
 #   CASES="cache-hit|/cache/1k pass-through|/1k" bench/profile.sh   # other cases (NAME|PATH)
 #   CASES="pass-through|/1k tls-h1|tls:/1k" COMPARE="pass-through tls-h1" bench/profile.sh
-#                                   # a PATH tls:/P is served by the node's HTTPS listener
+#                                   # a PATH tls:/P is served by the node's HTTPS listener,
+#                                   # tls-h2:/P the same over HTTP/2 (h2load -m1)
 #
 # COMPARE="A B" (default "pass-through one-filter") names the two cases whose self times per
 # request are set side by side in summary.md.
@@ -65,7 +66,10 @@ cases=(${CASES:-pass-through|/1k one-filter|/filter1/1k three-filters|/filter3/1
 for c in "${cases[@]}"; do
   name="${c%%|*}"; path="${c##*|}"
   url="http://127.0.0.1:$BW$path"
-  case "$path" in tls:*) url="https://127.0.0.1:$BWTLS${path#tls:}" ;; esac
+  case "$path" in
+    tls:*) url="https://127.0.0.1:$BWTLS${path#tls:}" ;;
+    tls-h2:*) url="h2:https://127.0.0.1:$BWTLS${path#tls-h2:}" ;;
+  esac
   profile_under_load "$name" "$url" 64 499 "$node"
   rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-$name.txt")
   awk -v r="$rps" -v t="$secs" -v name="$name" '{ n = $NF; total += n; if ($0 ~ /wasmtime|breakwater_isolate/) wasm += n; if ($0 ~ /^wasm-epoch/) tick += n }
