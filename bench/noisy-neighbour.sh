@@ -6,9 +6,9 @@
 # (componentize-py), for three placements of the guest:
 #
 #   inline   `wasm.offload_above: off`: every guest runs on the listener's event loop
-#   low      off the loop (a guest costing more than 100 us per call), on guest threads 10
-#            nice levels down (`wasm.guest_priority: low`)
-#   offload  the default: off the loop, on guest threads under SCHED_IDLE
+#   low      the default: off the loop (a guest costing more than 100 us per call), on guest
+#            threads 10 nice levels down (`wasm.guest_priority: low`)
+#   idle     off the loop, on guest threads under SCHED_IDLE (`wasm.guest_priority: idle`)
 #
 #   bench/noisy-neighbour.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per run)
 #
@@ -52,8 +52,8 @@ YAML
 }
 node inline 18202 18212 off idle
 node low 18204 18214 100us low
-node offload 18203 18213 100us idle
-declare -A port=([inline]=18202 [low]=18204 [offload]=18203)
+node idle 18203 18213 100us idle
+declare -A port=([inline]=18202 [low]=18204 [idle]=18203)
 
 # wrk's "99%" and "50%" lines in ms, and Requests/sec.
 ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$2"; }
@@ -61,7 +61,7 @@ rps() { awk '/^Requests\/sec/ { print $2 }' "$1"; }
 
 printf "| round | placement | load | pass p50 ms | pass p99 ms | pass req/s | python req/s |\n|---|---|---|---|---|---|---|\n" > "$work/rows"
 for r in $(seq 1 "$rounds"); do
-  for name in inline low offload; do
+  for name in inline low idle; do
     p=${port[$name]}
     for load in alone python; do
       f="$out/r$r-$name-$load"
@@ -91,7 +91,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
   echo
   echo "| placement | pass p99 alone ms | pass p99 with Python ms | ratio | per-round ratios | their median | pass req/s with Python | python req/s |"
   echo "|---|---|---|---|---|---|---|---|"
-  for name in inline low offload; do
+  for name in inline low idle; do
     col() { awk -F'|' -v n="$name" -v l="$1" -v c="$2" '$3 ~ " "n" " && $4 ~ " "l" " { gsub(/ /, "", $c); print $c }' "$work/rows" | median; }
     alone=$(col alone 6); noisy=$(col python 6)
     ratio=$(awk -v a="$alone" -v b="$noisy" 'BEGIN { printf "%.2f", b / a }')

@@ -211,7 +211,7 @@ pub struct WasmSettings {
     pub offload_above: Option<Duration>,
     /// Threads for handlers run off the event loops. `None`: one per core.
     pub guest_threads: Option<usize>,
-    /// How those threads give way to the event loops. Default [`GuestPriority::Idle`].
+    /// How those threads give way to the event loops. Default [`GuestPriority::Low`].
     pub guest_priority: GuestPriority,
     /// Linear memory a freed instance slot keeps resident, reset in place. Default 1 MiB.
     pub keep_resident_bytes: usize,
@@ -225,11 +225,12 @@ pub struct WasmSettings {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GuestPriority {
     /// `idle` (Linux's `SCHED_IDLE`): they run on the CPU time every other thread leaves, so
-    /// a saturated interpreter route never delays cheap requests; on a node saturated
-    /// otherwise they get almost nothing, and their requests meet their deadlines.
-    #[default]
+    /// a saturated interpreter route never delays cheap requests; on a core busy with
+    /// anything else they (and the host calls they wait on) get almost nothing, and meet
+    /// their deadlines and timeouts.
     Idle,
-    /// `low`: 10 nice levels down, about a tenth of a contended core.
+    /// `low` (default): 10 nice levels down, about a tenth of a contended core.
+    #[default]
     Low,
 }
 

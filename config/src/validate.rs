@@ -169,8 +169,8 @@ impl<'a> Validator<'a> {
                 .as_ref()
                 .map(|p| (p, p.value.trim()))
             {
-                None | Some((_, "idle")) => GuestPriority::Idle,
-                Some((_, "low")) => GuestPriority::Low,
+                Some((_, "idle")) => GuestPriority::Idle,
+                None | Some((_, "low")) => GuestPriority::Low,
                 Some((p, other)) => {
                     return Err(self.err(
                         p,

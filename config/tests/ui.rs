@@ -70,7 +70,7 @@ fn guests_can_be_kept_on_the_event_loops() {
     assert_eq!(config.wasm.guest_threads, Some(2));
     assert_eq!(
         config.wasm.guest_priority,
-        breakwater_config::GuestPriority::Low
+        breakwater_config::GuestPriority::Idle
     );
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/minimal.yaml");
     let config = parse(&path).unwrap();
@@ -80,7 +80,7 @@ fn guests_can_be_kept_on_the_event_loops() {
     );
     assert_eq!(
         config.wasm.guest_priority,
-        breakwater_config::GuestPriority::Idle
+        breakwater_config::GuestPriority::Low
     );
 }
 

@@ -149,9 +149,7 @@ impl<T: Send + 'static> ReadyPool<T> {
                 kept.push(made);
             }
         }
-        costs.sort();
-        let cost = costs[COST_SAMPLES / 2];
-        let prewarm = setting.unwrap_or_else(|| auto_prewarm(cost));
+        let (cost, prewarm) = settle_prewarm(&mut costs, setting);
         let this = pool(owner);
         this.prewarm.store(prewarm, Ordering::Relaxed);
         this.pinned.store(pinned, Ordering::Relaxed);
@@ -237,6 +235,14 @@ impl<T: Send + 'static> ReadyPool<T> {
     }
 }
 
+/// The cost of an instantiation (the median of the timed ones) and the instances to keep
+/// ready: the setting, or what [`auto_prewarm`] makes of that cost.
+fn settle_prewarm(costs: &mut [Duration], setting: Option<usize>) -> (Duration, usize) {
+    costs.sort();
+    let cost = costs[costs.len() / 2];
+    (cost, setting.unwrap_or_else(|| auto_prewarm(cost)))
+}
+
 /// Instances to keep ready when the settings leave it to the runtime, from what one
 /// instantiation costs: a cheap one (a small filter: a few microseconds) is done inline,
 /// which costs less than handing instances over between threads; a dear one (an interpreter
@@ -297,14 +303,28 @@ mod tests {
         (owner, prewarm)
     }
 
+    /// The decision, from given costs (timed ones would make the test depend on the load of
+    /// the machine running it: a preempted microsecond sample looks dear).
     #[test]
     fn prewarm_follows_the_median_cost() {
-        assert_eq!(start(&[1, 1, 1], None).1, 0, "cheap: inline");
+        let settle = |us: [u64; COST_SAMPLES], setting| {
+            settle_prewarm(&mut us.map(Duration::from_micros), setting).1
+        };
+        assert_eq!(settle([1, 1, 1], None), 0, "cheap: inline");
         assert_eq!(
-            start(&[1, 1, 5_000], None).1,
+            settle([1, 5_000, 1], None),
             0,
             "one slow sample does not decide"
         );
+        assert_eq!(settle([5_000, 1, 5_000], None), 4, "dear: made ahead");
+        assert_eq!(settle([5_000; 3], Some(0)), 0, "the setting wins");
+        assert_eq!(settle([1; 3], Some(3)), 3, "either way");
+    }
+
+    /// The load sequence times its instantiations (preemption only ever makes them look
+    /// dearer, so only a dear component and the setting are asserted from real timings).
+    #[test]
+    fn the_load_sequence_settles_prewarm_from_timed_instantiations() {
         assert_eq!(start(&[5_000, 5_000, 1], None).1, 4, "dear: made ahead");
         assert_eq!(
             start(&[5_000, 5_000, 5_000], Some(0)).1,

@@ -43,7 +43,7 @@ pub struct RuntimeSettings {
     /// core.
     pub guest_threads: Option<usize>,
     /// How the guest threads give way to the listeners' event loops on a shared core.
-    /// Default [`GuestPriority::Idle`].
+    /// Default [`GuestPriority::Low`].
     pub guest_priority: GuestPriority,
     /// Bytes of linear memory a freed pool slot keeps resident and resets in place (only
     /// the pages a request dirtied are restored); the rest is returned to the kernel and
@@ -72,12 +72,13 @@ pub trait Observer: Send + Sync {
 pub enum GuestPriority {
     /// Linux's `SCHED_IDLE`: a guest thread runs on the CPU time that no other thread wants,
     /// and a waking event loop preempts it at once. A saturated interpreter route then costs
-    /// cheap routes next to it almost nothing (bench/noisy-neighbour.sh); on a core saturated
-    /// otherwise the guests get almost nothing, and their requests meet their deadlines.
-    #[default]
+    /// cheap routes next to it almost nothing (bench/noisy-neighbour.sh); on a core busy
+    /// with anything else the guests, and the host calls they wait on (a key-value lookup,
+    /// an outbound request), get almost nothing, and meet their deadlines and timeouts.
     Idle,
     /// 10 nice levels down: about a tenth of a contended core, and an event loop that wakes
     /// may wait for the guest's time slice.
+    #[default]
     Low,
 }
 
@@ -102,7 +103,7 @@ impl Default for RuntimeSettings {
             allocator: Allocator::Pooling,
             offload_above: Some(Duration::from_micros(100)),
             guest_threads: None,
-            guest_priority: GuestPriority::Idle,
+            guest_priority: GuestPriority::Low,
             keep_resident_bytes: 1 << 20,
             idle_unload: Some(Duration::from_secs(300)),
         }
@@ -730,8 +731,8 @@ impl GuestThreads {
 
 /// Guest threads give way to the listeners' event loops: when both want the same core, a
 /// request on an event loop (cheap, a client waiting) goes first, so a saturated interpreter
-/// route takes what is left rather than half. `SCHED_IDLE` by default; 10 nice levels down
-/// with [`GuestPriority::Low`], or where `SCHED_IDLE` is refused (a seccomp profile).
+/// route takes what is left rather than half. 10 nice levels down by default; `SCHED_IDLE`
+/// with [`GuestPriority::Idle`] (where it is refused, a seccomp profile, niced instead).
 /// Best effort: where `setpriority` is refused too, the threads keep the process's priority.
 fn yield_to_event_loops(priority: GuestPriority) {
     if priority == GuestPriority::Idle {
@@ -855,12 +856,12 @@ mod tests {
         assert_eq!(
             guest_thread_scheduling(GuestPriority::Idle),
             (here_nice, libc::SCHED_IDLE as i64),
-            "the default: SCHED_IDLE"
+            "idle: SCHED_IDLE"
         );
         assert_eq!(
-            guest_thread_scheduling(GuestPriority::Low),
+            guest_thread_scheduling(GuestPriority::default()),
             ((here_nice + 10).min(19), 0),
-            "low: 10 nice levels down"
+            "the default, low: 10 nice levels down"
         );
     }
 
