@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: the request path allocates many small, short-lived
 /// objects (headers, buffers), where glibc malloc showed up at about 12% of a profile.
+/// Feature `system-alloc` keeps glibc's, which heap profilers (heaptrack) can see
+/// (bench/allocations.sh).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
