@@ -852,7 +852,6 @@ mod tests {
     #[test]
     fn guest_threads_give_way_to_the_event_loops() {
         let (here_nice, here_policy) = (nice(), policy());
-        assert_eq!(here_policy, 0, "the test runs under SCHED_OTHER");
         assert_eq!(
             guest_thread_scheduling(GuestPriority::Idle),
             (here_nice, libc::SCHED_IDLE as i64),
@@ -860,7 +859,7 @@ mod tests {
         );
         assert_eq!(
             guest_thread_scheduling(GuestPriority::default()),
-            ((here_nice + 10).min(19), 0),
+            ((here_nice + 10).min(19), here_policy),
             "the default, low: 10 nice levels down"
         );
     }
