@@ -9,42 +9,52 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::IpAddr;
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
-const HOP_BY_HOP: [&str; 6] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
 ];
 
-/// Names to strip from `headers`: the fixed hop-by-hop set plus those named in `Connection`.
+/// What to strip from a head: the fixed hop-by-hop set plus the headers `Connection` names.
 /// An `Upgrade` handshake (WebSocket) keeps `Connection`/`Upgrade`: pingora relays it.
-fn hop_by_hop(headers: &HeaderMap) -> Vec<HeaderName> {
-    let upgrading = headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
+struct HopByHop {
+    upgrading: bool,
+    /// Headers of the head that `Connection` names (an owned name only for one present:
+    /// tokens such as `keep-alive` or `close` usually name none, and cost nothing).
+    named: Vec<HeaderName>,
+}
+
+impl HopByHop {
+    fn of(headers: &HeaderMap) -> Self {
+        let tokens = || {
+            headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+        };
+        let upgrading = headers.contains_key(header::UPGRADE)
+            && tokens().any(|t| t.eq_ignore_ascii_case("upgrade"));
+        let named = match upgrading {
+            true => Vec::new(),
+            false => tokens()
+                .filter(|t| !t.is_empty() && headers.contains_key(*t))
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect(),
+        };
+        Self { upgrading, named }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        let fixed = HOP_BY_HOP
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    let mut names: Vec<HeaderName> = Vec::new();
-    if !upgrading {
-        for v in headers.get_all(header::CONNECTION).iter() {
-            for token in v.to_str().unwrap_or("").split(',') {
-                if let Ok(n) = HeaderName::from_bytes(token.trim().as_bytes()) {
-                    names.push(n);
-                }
-            }
-        }
+            .filter(|h| !(self.upgrading && (*h == header::CONNECTION || *h == header::UPGRADE)));
+        self.named.iter().chain(fixed)
     }
-    for h in HOP_BY_HOP {
-        if upgrading && (h == "connection" || h == "upgrade") {
-            continue;
-        }
-        names.push(HeaderName::from_static(h));
-    }
-    names
 }
 
 /// RFC 8586: every CDN node a request passes adds itself here.
@@ -74,7 +84,7 @@ pub fn loops_through(req: &RequestHeader, token: &HeaderValue) -> bool {
 /// Whether `name` is hop-by-hop or framing (`Transfer-Encoding`): not passed to a component,
 /// which sees and produces end-to-end headers only.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(&name.as_str())
+    name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name)
 }
 
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
@@ -86,11 +96,12 @@ pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
             v.split(',')
                 .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
         });
-    for n in hop_by_hop(&req.headers) {
+    let strip = HopByHop::of(&req.headers);
+    for n in strip.names() {
         if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH || n == header::HOST {
             continue; // framing and routing headers are pingora's business, not the client's to drop
         }
-        req.remove_header(&n);
+        req.remove_header(n);
     }
     if te_trailers {
         let _ = req.insert_header(header::TE, "trailers");
@@ -98,11 +109,12 @@ pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
 }
 
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
-    for n in hop_by_hop(&resp.headers) {
+    let strip = HopByHop::of(&resp.headers);
+    for n in strip.names() {
         if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH {
             continue;
         }
-        resp.remove_header(&n);
+        resp.remove_header(n);
     }
 }
 
@@ -147,7 +159,7 @@ pub fn add_forwarding(req: &mut RequestHeader, fwd: &Forwarding, client: &Client
     }
     let proto = client.scheme.as_str();
     if fwd.x_forwarded_proto {
-        let _ = req.insert_header("x-forwarded-proto", proto);
+        let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
     }
     if fwd.forwarded {
         let mut element = String::new();
