@@ -815,19 +815,22 @@ impl Drop for EpochTicker {
 mod tests {
     use super::*;
 
-    /// The nice value of the calling thread (field 19 of `/proc/thread-self/stat`).
-    fn nice() -> i64 {
+    /// Field `n` (1-based, as proc(5) numbers them) of the calling thread's
+    /// `/proc/thread-self/stat`; the fields after the command name, which may hold spaces.
+    fn stat_field(n: usize) -> i64 {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
         let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        after_name.split(' ').nth(16).unwrap().parse().unwrap()
+        after_name.split(' ').nth(n - 3).unwrap().parse().unwrap()
     }
 
-    /// The scheduling policy of the calling thread (field 41 of `/proc/thread-self/stat`;
-    /// 0 `SCHED_OTHER`, 5 `SCHED_IDLE`).
+    /// The calling thread's nice value (field 19) and scheduling policy (field 41: 0
+    /// `SCHED_OTHER`, 5 `SCHED_IDLE`).
+    fn nice() -> i64 {
+        stat_field(19)
+    }
+
     fn policy() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        after_name.split(' ').nth(38).unwrap().parse().unwrap()
+        stat_field(41)
     }
 
     /// (nice, policy) of a guest thread of a runtime with `priority`.
