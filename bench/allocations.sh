@@ -28,7 +28,7 @@ cargo build --locked -q -p breakwater-proxy
 bw="$work/bw-system-alloc"
 
 out="$root/bench/results/allocations-$(date -u +%Y%m%d-%H%M%S)"
-mkdir -p "$out" "$work/logs"
+mkdir -p "$out"
 ORIGIN=18501 BW=18502 ADMIN=18512
 start_origin $ORIGIN
 "$bw" demo-components "$work/wasm" > /dev/null
@@ -47,17 +47,13 @@ filter_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
 cases=(${CASES:-pass-through|/1k one-filter|/filter1/1k})
 for c in "${cases[@]}"; do
   name="${c%%|*}"; path="${c##*|}"
-  heaptrack -o "$work/$name" "$bw" run --config "$work/node.yaml" > "$work/logs/$name.out" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 900); do grep -q "breakwater ready" "$work/logs/$name.out" 2>/dev/null && break; sleep 0.1; done
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BW$path")
-  [ "$code" = 200 ] || { echo "$path answered $code" >&2; exit 1; }
+  NODE_WRAPPER="heaptrack -o $work/$name" start_node node $BW "$path"
   taskset -c 1 wrk -t1 -c16 -d"${secs}s" "http://127.0.0.1:$BW$path" > "$out/wrk-$name.txt"
   # The node itself (heaptrack's command line names it too: match the binary, not a shell).
   node=$(pgrep -x -f "$bw run --config $work/node.yaml")
   kill -INT "$node"
   while kill -0 "$node" 2>/dev/null; do sleep 0.2; done
-  wait "${pids[-1]}" || true
+  wait "$node_pid" || true
   reqs=$(awk '/requests in/ { print $1 + 1 }' "$out/wrk-$name.txt")   # + the check above
   heaptrack_print -f "$work/$name.zst" -F "$work/$name.folded" --flamegraph-cost-type allocations > /dev/null 2>&1
   path_re='process_new_http|Limited.*process_new'

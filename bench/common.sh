@@ -51,6 +51,13 @@ EOF
   pids+=($!)
 }
 
+# self_signed_cert NAME: a certificate for the host NAME, $work/cert.pem, and its key,
+# $work/key.pem (the load generators here do not verify it).
+self_signed_cert() {
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
+    -addext "subjectAltName=DNS:$1" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+}
+
 # A free loopback TCP port (bound and released: for the benches only, never the tests).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -177,9 +184,11 @@ release_and_guests() {
 
 # start_node NAME PORT: run $work/NAME.yaml on CPU 0 (its pid in node_pid, its output in
 # $work/NAME.out and .err), wait until it is ready and answers 200 on each further path.
+# NODE_WRAPPER (words, split by the shell) runs the node under a tool: `heaptrack -o FILE`.
 start_node() {
   local name="$1" port="$2"; shift 2
-  taskset -c 0 "$bw" run --config "$work/$name.yaml" > "$work/$name.out" 2> "$work/$name.err" &
+  # shellcheck disable=SC2086 # the wrapper's words are meant to be split
+  taskset -c 0 ${NODE_WRAPPER:-} "$bw" run --config "$work/$name.yaml" > "$work/$name.out" 2> "$work/$name.err" &
   node_pid=$!; pids+=($!)
   for _ in $(seq 1 900); do grep -q "breakwater ready" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   for path in "$@"; do

@@ -90,8 +90,7 @@ pids+=($!)
 
 # --- contenders ----------------------------------------------------------------------
 "$bw" demo-components "$work/wasm"
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench.test" \
-  -addext "subjectAltName=DNS:bench.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+self_signed_cert bench.test
 cat "$work/cert.pem" "$work/key.pem" > "$work/haproxy.pem"
 cat > "$work/breakwater.yaml" <<EOF
 server: { threads: 1 }

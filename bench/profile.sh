@@ -46,8 +46,7 @@ start_origin $ORIGIN
 filter_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
 # An HTTPS listener beside the plain one, for `tls:` cases (a self-signed certificate; wrk
 # does not verify it).
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench.test" \
-  -addext "subjectAltName=DNS:bench.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+self_signed_cert bench.test
 sed -i "s|^listeners: \[\(.*\)\]$|listeners:\n  - \1\n  - { name: tls, address: \"127.0.0.1:$BWTLS\", protocol: https, certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }] }|" "$work/node.yaml"
 taskset -c 0 "$bw" run --config "$work/node.yaml" > "$work/logs/node.out" 2>&1 &
 pids+=($!); node=$!

@@ -15,9 +15,7 @@
 set -euo pipefail
 minutes="${1:-10}"
 rate="${2:-0}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$root"
-source deploy/build-deps.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 command -v nginx >/dev/null || {
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light openssl
@@ -66,8 +64,7 @@ CONF
 pa="$(origin $A)"; pids+=("$pa")
 pb="$(origin $B)"; pids+=("$pb")
 
-openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=soak.test" \
-  -addext "subjectAltName=DNS:soak.test" -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+self_signed_cert soak.test
 "$bw" demo-components "$work/wasm"
 write_config() { # write_config VERSION
   cat > "$work/edge.yaml" <<CONF
