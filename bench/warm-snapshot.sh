@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Warm snapshots (`warmup:`), end to end: the Spin SDK Python hello (WASI 0.3) served by one
-# node (server.threads: 1, CPU 0) from two components that differ only in `warmup` (off: every
-# instance starts as built; auto: from a snapshot taken after one `GET /`), wrk -t1 -c16 on
-# CPU 1, rounds alternating. With WASMTIME=1, `wasmtime serve` on the same component (CPU 0)
-# as the peer, with its default instance reuse and with --max-instance-reuse-count 1 (a
-# fresh instance per request, Breakwater's isolation); installed with cargo when missing.
+# Warm snapshots (`warmup:`) and reset in place (`reset_in_place:`), end to end: the Spin SDK
+# Python hello (WASI 0.3) served by one node (server.threads: 1, CPU 0) from three components
+# that differ only in those settings: `fresh-cold` (warmup off, a new instance per request, as
+# built), `fresh-warm` (warmup auto: a new instance per request from a snapshot taken after
+# one `GET /`), `reset` (the defaults: warm, and each instance reset in place after its
+# request and served again); wrk -t1 -c16 on CPU 1, rounds alternating. With WASMTIME=1,
+# `wasmtime serve` on the same component (CPU 0) as the peer, with its default instance reuse
+# (no reset between requests) and with --max-instance-reuse-count 1 (a fresh instance per
+# request); installed with cargo when missing.
 #
 #   bench/warm-snapshot.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds of 10 s)
 set -euo pipefail
@@ -24,17 +27,23 @@ admin: { address: "127.0.0.1:18550" }
 access_log: { format: off }
 wasm: { cache_dir: "$guests/cache" }
 components:
-  cold: { path: "$guests/spin-hello.wasm", kind: handler, warmup: off }
-  warm: { path: "$guests/spin-hello.wasm", kind: handler, warmup: auto }
+  fresh-cold: { path: "$guests/spin-hello.wasm", kind: handler, warmup: off, reset_in_place: false }
+  fresh-warm: { path: "$guests/spin-hello.wasm", kind: handler, warmup: auto, reset_in_place: false }
+  reset: { path: "$guests/spin-hello.wasm", kind: handler }
 routes:
-  - { match: { hosts: [cold] }, handler: cold }
-  - { match: { hosts: [warm] }, handler: warm }
+  - { match: { hosts: [fresh-cold] }, handler: fresh-cold }
+  - { match: { hosts: [fresh-warm] }, handler: fresh-warm }
+  - { match: { hosts: [reset] }, handler: reset }
 YAML
 # The app serves `/`: the two components are told apart by host name.
 start_node node 18500
-declare -A url=([breakwater-cold]="http://127.0.0.1:18500/" [breakwater-warm]="http://127.0.0.1:18500/")
-declare -A host=([breakwater-cold]=cold [breakwater-warm]=warm)
-contenders=(breakwater-cold breakwater-warm)
+declare -A url host
+contenders=()
+for c in fresh-cold fresh-warm reset; do
+  url[breakwater-$c]="http://127.0.0.1:18500/"
+  host[breakwater-$c]=$c
+  contenders+=("breakwater-$c")
+done
 node_pid_main=$node_pid
 
 if [ "${WASMTIME:-0}" = 1 ]; then
@@ -72,7 +81,7 @@ done
 rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$node_pid_main/status")
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 {
-  echo "# Spin SDK Python hello: warm snapshot against cold instances"
+  echo "# Spin SDK Python hello: fresh cold, fresh warm and reset-in-place instances"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB."
   echo
@@ -84,8 +93,12 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
     echo "| $c | $(awk -F'|' -v c="$c" '$3 ~ " "c" " { print $4 + 0 }' "$work/rows" | median) |"
   done
   echo
-  echo "Node log lines about warm-up:"
+  echo "Node log lines about warm-up and reset in place:"
   echo
-  grep -h -i "warm" "$work/node.err" "$work/node.out" | sed 's/^/    /' || true
+  grep -h -i "warm\|reset" "$work/node.err" "$work/node.out" | sed 's/^/    /' || true
+  echo
+  echo "Instances reset in place (node metrics):"
+  echo
+  curl -s "http://127.0.0.1:18550/metrics" | grep "^breakwater_component_instance_resets" | sed 's/^/    /' || true
 } > "$out/summary.md"
 cat "$out/summary.md"

@@ -127,6 +127,7 @@ pub struct RawComponent {
     pub max_concurrency: Option<Spanned<usize>>,
     pub prewarm: Option<Spanned<usize>>,
     pub warmup: Option<Spanned<String>>,
+    pub reset_in_place: Option<Spanned<bool>>,
     pub on_error: Option<Spanned<String>>,
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<Spanned<String>>,

@@ -292,6 +292,9 @@ pub struct Component {
     pub prewarm: Option<usize>,
     /// How a handler's instances start (`warmup:`). Default `Auto`.
     pub warmup: Warmup,
+    /// Whether a handler's instance is reset in place after a request and serves the next
+    /// one (`reset_in_place:`), instead of a new instance per request. Default true.
+    pub reset_in_place: bool,
     /// Where a handler's Spin key-value store lives (`key_value:`). Default in memory.
     pub key_value: KeyValue,
     /// Default for routes that do not say. Default fail-closed.

@@ -1060,6 +1060,18 @@ impl<'a> Validator<'a> {
             max_concurrency: positive(&raw.max_concurrency, "max_concurrency", 256)?,
             prewarm: raw.prewarm.as_ref().map(|p| p.value),
             warmup: self.warmup(raw.warmup.as_ref(), kind, &format!("{field}.warmup"))?,
+            reset_in_place: match &raw.reset_in_place {
+                Some(v) if kind != ComponentKind::Handler => {
+                    return Err(self.err(
+                        v,
+                        format!("{field}.reset_in_place"),
+                        "only handlers are reset in place (a filter gets a new instance per \
+                         request)",
+                    ))
+                }
+                Some(v) => v.value,
+                None => true,
+            },
             key_value: self.key_value(raw.key_value.as_ref(), kind, fleet, field)?,
             on_error: match &raw.on_error {
                 Some(p) => self.policy(p, &format!("{field}.on_error"))?,

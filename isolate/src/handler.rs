@@ -6,8 +6,11 @@
 //!   produces, with the Spin interfaces of [`crate::host::spin`]; release candidates of WASI 0.3
 //!   and imports the host does not have are handled by [`crate::imports`]).
 //!
-//! One fresh instance per request, taken from a pool of instances made ahead of need; its
-//! slot is reset to the copy-on-write image when the request ends.
+//! Every request starts from a pristine instance, taken from a pool of instances made ahead
+//! of need: a new one, or one reset in place after the request before it (wasmtime patched:
+//! `component::Instance::reset`, isolate/vendor/README.md) when that request's guest finished
+//! cleanly and nothing of it is alive; any other instance is dropped (its slot reset to the
+//! copy-on-write image).
 //!
 //! A handler gets no filesystem, no sockets and no outgoing HTTP, except to the hosts its
 //! settings allow. Its config map becomes its environment, as `wasmtime serve --env` does,
@@ -64,6 +67,10 @@ pub struct HandlerSettings {
     /// Where Spin's `default` key-value store lives; `None` (the default): in memory, one per
     /// component.
     pub key_value: Option<SharedKv>,
+    /// Reset an instance in place after a request the guest finished cleanly, and serve the
+    /// next request with it, instead of instantiating again (see [`crate::handler`]). Default
+    /// true.
+    pub reset_in_place: bool,
 }
 
 impl Default for HandlerSettings {
@@ -77,6 +84,7 @@ impl Default for HandlerSettings {
             env: HashMap::new(),
             warmup: Warmup::Auto,
             key_value: None,
+            reset_in_place: true,
         }
     }
 }
@@ -140,12 +148,23 @@ enum HandlerExports {
     Wasi03(Service),
 }
 
-/// An instance made ahead of a request, with its store.
+/// An instance made ahead of a request (or reset in place after one), with its store.
 struct ReadyHandler {
     store: Store<HandlerState>,
     instance: Instance,
     exports: HandlerExports,
+    reset: Option<Reset>,
 }
+
+/// What puts an instance back to how instantiation left it, once a request is done with it.
+pub(crate) struct Reset {
+    instance: Instance,
+    point: wasmtime::component::ResetPoint,
+}
+
+/// Instances reset in place that a handler keeps between requests; more are dropped. Like
+/// the instances made ahead of need, they are dropped when the handler scales to zero.
+const KEEP_RESET: usize = 16;
 
 /// A handler component, compiled and pre-linked.
 pub(crate) struct LoadedHandler {
@@ -161,6 +180,11 @@ pub(crate) struct LoadedHandler {
     allowed: Arc<[String]>,
     limits: Limits,
     ready: ReadyPool<ReadyHandler>,
+    reset_in_place: bool,
+    /// Whether the reason its instances cannot be reset in place has been logged.
+    reset_refused: std::sync::atomic::AtomicBool,
+    /// Instances reset in place and kept for another request since load.
+    resets: std::sync::atomic::AtomicU64,
 }
 
 /// A loaded handler component. Cheap to clone; shared by all requests of its routes.
@@ -271,6 +295,9 @@ impl Handler {
             allowed,
             ready,
             limits,
+            reset_in_place: settings.reset_in_place,
+            reset_refused: Default::default(),
+            resets: Default::default(),
         });
         // Instantiation is async (WASI's host functions are); at load, which may itself run
         // on a tokio runtime, it runs on the runtime's loader thread, which has a
@@ -338,6 +365,13 @@ impl Handler {
     /// Instances ready now (none while the handler is scaled to zero or not loaded).
     pub fn ready_now(&self) -> usize {
         self.loaded.get().map_or(0, |h| h.ready.ready_now())
+    }
+
+    /// Instances reset in place after a request since the handler was loaded.
+    pub fn resets(&self) -> u64 {
+        self.loaded
+            .get()
+            .map_or(0, |h| h.resets.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Requests this handler is serving right now.
@@ -449,13 +483,22 @@ impl LoadedHandler {
         request: http::Request<RequestBody>,
         keep: Option<Keep>,
     ) -> Result<http::Response<ResponseBody>, IsolateError> {
-        let ReadyHandler { store, exports, .. } = ready;
+        let ReadyHandler {
+            store,
+            exports,
+            reset,
+            ..
+        } = ready;
+        // The warm-up's instance is the snapshot's source: never served again.
+        let reset = if keep.is_some() { None } else { reset };
         match exports {
             HandlerExports::Wasi02(proxy) => {
-                self.handle_p2(store, proxy, permit, request, keep).await
+                self.handle_p2(store, proxy, reset, permit, request, keep)
+                    .await
             }
             HandlerExports::Wasi03(service) => {
-                self.handle_p3(store, service, permit, request, keep).await
+                self.handle_p3(store, service, reset, permit, request, keep)
+                    .await
             }
         }
     }
@@ -472,8 +515,9 @@ impl LoadedHandler {
         }
     }
 
-    async fn instantiate(&self) -> Result<ReadyHandler, IsolateError> {
-        let state = HandlerState {
+    /// What a request's store holds: the grants, and nothing of any other request.
+    fn fresh_state(&self) -> HandlerState {
+        HandlerState {
             wasi: crate::host::wasi::context(&self.env),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
@@ -482,8 +526,11 @@ impl LoadedHandler {
             },
             limit: self.limits.memory_limit(),
             spin: self.spin.clone(),
-        };
-        let mut store = self.limits.store(self.pre.pre.engine(), state);
+        }
+    }
+
+    async fn instantiate(&self) -> Result<ReadyHandler, IsolateError> {
+        let mut store = self.limits.store(self.pre.pre.engine(), self.fresh_state());
         let made = async {
             let instance = self.pre.pre.instantiate_async(&mut store).await?;
             let exports = match &self.pre.exports {
@@ -502,11 +549,60 @@ impl LoadedHandler {
                     component: self.name.to_string(),
                     reason: format!("{e:#}"),
                 })?;
+        let reset = if self.reset_in_place {
+            match instance.reset_point(&mut store) {
+                Ok(point) => Some(Reset { instance, point }),
+                Err(e) => {
+                    self.refuse_reset(&e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(ReadyHandler {
             store,
             instance,
             exports,
+            reset,
         })
+    }
+
+    /// Logged once per handler: why its instances cannot be reset in place.
+    fn refuse_reset(&self, e: &wasmtime::Error) {
+        if !self
+            .reset_refused
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::info!(handler = %self.name, reason = %format!("{e:#}"),
+                "instances cannot be reset in place: each request gets a new one");
+        }
+    }
+
+    /// After a request its guest finished cleanly: `store`'s instance reset in place, with a
+    /// fresh store state, back among the ready instances (the host resources of the request,
+    /// even those the guest never dropped, go with the old state: the reset guest no longer
+    /// names them). An instance that cannot be reset (a task of it is still alive, say) is
+    /// dropped, as every instance used to be.
+    fn recycle(&self, mut store: Store<HandlerState>, exports: HandlerExports, reset: Reset) {
+        if let Err(e) = reset.instance.reset(&mut store, &reset.point) {
+            tracing::debug!(handler = %self.name, error = %format!("{e:#}"), "instance not reset");
+            return;
+        }
+        *store.data_mut() = self.fresh_state();
+        let kept = self.ready.give_back(
+            ReadyHandler {
+                store,
+                instance: reset.instance,
+                exports,
+                reset: Some(reset),
+            },
+            KEEP_RESET,
+        );
+        if kept {
+            self.resets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Start the request's deadline on `store`. The guest is interrupted at each epoch tick it

@@ -104,6 +104,22 @@ impl<T: Send + 'static> ReadyPool<T> {
         Taken { ready, cold }
     }
 
+    /// An instance reset in place after a request, ready for the next one: kept while the
+    /// filler runs (it drops the ready instances when the component goes idle), and while
+    /// fewer than `keep` are ready; else dropped.
+    /// Whether it was kept.
+    pub fn give_back(&self, instance: T, keep: usize) -> bool {
+        if !self.filler_running.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut ready = self.ready.lock().expect("ready lock");
+        if ready.len() >= keep {
+            return false;
+        }
+        ready.push(instance);
+        true
+    }
+
     pub fn prewarm(&self) -> usize {
         self.prewarm.load(Ordering::Relaxed)
     }

@@ -147,6 +147,7 @@ impl LoadedComponent {
                             }
                         },
                         key_value,
+                        reset_in_place: c.reset_in_place,
                     },
                 )
                 .map(LoadedComponent::Handler),
@@ -162,6 +163,14 @@ impl LoadedComponent {
         match self {
             LoadedComponent::Filter(f) => f.in_use(),
             LoadedComponent::Handler(h) => h.in_use(),
+        }
+    }
+
+    /// Instances reset in place and kept for another request since load (handlers only).
+    pub fn resets(&self) -> u64 {
+        match self {
+            LoadedComponent::Filter(_) => 0,
+            LoadedComponent::Handler(h) => h.resets(),
         }
     }
 

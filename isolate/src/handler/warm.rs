@@ -215,6 +215,8 @@ pub(crate) fn warmup_settings(settings: &super::HandlerSettings) -> super::Handl
         warmup: Warmup::Off,
         // The warm-up's writes stay its own.
         key_value: None,
+        // Its one instance is snapshotted, never served again.
+        reset_in_place: false,
         ..settings.clone()
     }
 }

@@ -17,6 +17,7 @@ impl LoadedHandler {
         self: &Arc<Self>,
         mut store: Store<HandlerState>,
         proxy: Proxy,
+        reset: Option<super::Reset>,
         permit: Permit,
         request: http::Request<RequestBody>,
         keep: Option<super::Keep>,
@@ -55,6 +56,8 @@ impl LoadedHandler {
             }
             if let Some(keep) = keep {
                 let _ = keep.send(store);
+            } else if let (Ok(()), Some(reset)) = (&result, reset) {
+                task_inner.recycle(store, super::HandlerExports::Wasi02(proxy), reset);
             }
             result
         });

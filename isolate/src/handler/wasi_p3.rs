@@ -18,6 +18,7 @@ impl LoadedHandler {
         self: &Arc<Self>,
         mut store: Store<HandlerState>,
         service: Service,
+        reset: Option<super::Reset>,
         permit: Permit,
         request: http::Request<RequestBody>,
         keep: Option<super::Keep>,
@@ -36,8 +37,11 @@ impl LoadedHandler {
             let _permit = permit;
             // Reports a failure to read the request body; the guest sees it too.
             let _request_io = tokio::spawn(request_io);
-            let run = store.run_concurrent(async |acc| {
-                let response = match service.handle(acc, req).await? {
+            let exports = &service;
+            // Reset in place needs the guest's task to have exited, not only returned.
+            let drain = reset.is_some();
+            let run = store.run_concurrent(async move |acc| {
+                let response = match exports.handle(acc, req).await? {
                     Ok(response) => response,
                     Err(code) => return Ok(Err(format!("handler answered an error: {code:?}"))),
                 };
@@ -59,6 +63,12 @@ impl LoadedHandler {
                         break;
                     }
                 }
+                // The body has ended for the client, whatever the guest does next.
+                drop(body_tx);
+                drop(body);
+                if drain {
+                    std::future::poll_fn(|cx| acc.poll_no_interesting_tasks(cx)).await;
+                }
                 wasmtime::Result::Ok(Ok(()))
             });
             let result = match tokio::time::timeout(deadline, run).await {
@@ -72,6 +82,8 @@ impl LoadedHandler {
             }
             if let Some(keep) = keep {
                 let _ = keep.send(store);
+            } else if let (Ok(()), Some(reset)) = (&result, reset) {
+                task_inner.recycle(store, super::HandlerExports::Wasi03(service), reset);
             }
             result
         });

@@ -69,6 +69,9 @@ async fn python_handler_serves_fresh_isolates_with_its_environment() {
     for t in tasks {
         t.await.unwrap();
     }
+    // Its bindings keep each request's handle until their garbage collector runs: those
+    // handles are forgotten with the reset memory that names them.
+    assert!(h.resets() > 0, "no instance was reset in place");
 }
 
 /// A one-shot HTTP/1.1 origin on loopback; returns its address.
@@ -127,6 +130,7 @@ async fn javascript_handler_serves_fresh_isolates() {
             "Hello from JavaScript: POST /js, 10 bytes, count=1\n"
         );
     }
+    assert!(h.resets() > 0, "no instance was reset in place");
 }
 
 #[test]
@@ -399,6 +403,10 @@ async fn spin_sdk_component_starts_every_request_from_its_warm_snapshot() {
     for t in tasks {
         t.await.unwrap();
     }
+    assert!(
+        h.resets() > 0,
+        "the instances were not reset in place: the test proves nothing of reset"
+    );
     let kv = load(
         "spin-kv-warm",
         warmup(http::Method::PUT, "/kv/from-warm-up"),

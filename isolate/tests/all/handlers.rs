@@ -114,22 +114,27 @@ fn warm_with_get() -> Warmup {
     })
 }
 
-/// Counts requests in a global and in linear memory (the "secrets" a request leaves), drops its
-/// request handle, then by method: GET answers `198 + global + memory`; POST traps, PUT runs
-/// for ever, DELETE grows its memory without bound.
-fn tidy_counter() -> Vec<u8> {
-    handler_component(&handler_module(
-        "(call $method (local.get $request) (i32.const 700))
-         (call $drop_request (local.get $request))
+/// Counts the request in a global and in memory, then by the method (its first byte at 700):
+/// POST traps, PUT runs for ever, DELETE grows its memory without bound.
+const COUNT_THEN_FAIL_BY_METHOD: &str = "
          (global.set $count (i32.add (global.get $count) (i32.const 1)))
          (i32.store (i32.const 512) (i32.add (i32.load (i32.const 512)) (i32.const 1)))
          (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 2)) (then unreachable))
          (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 3)) (then (loop $l (br $l))))
          (if (i32.eq (i32.load8_u (i32.const 700)) (i32.const 4)) (then
-           (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))))
+           (loop $l (br_if $l (i32.ne (memory.grow (i32.const 16)) (i32.const -1))))))";
+
+/// Counts requests in a global and in linear memory (the "secrets" a request leaves), drops its
+/// request handle, then by method: GET answers `198 + global + memory`; POST traps, PUT runs
+/// for ever, DELETE grows its memory without bound.
+fn tidy_counter() -> Vec<u8> {
+    handler_component(&handler_module(&format!(
+        "(call $method (local.get $request) (i32.const 700))
+         (call $drop_request (local.get $request))
+         {COUNT_THEN_FAIL_BY_METHOD}
          (call $respond (local.get $out)
            (i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 512)))))",
-    ))
+    )))
 }
 
 /// A warm snapshot holds what the warm-up request left (a count of 1 in the global and in
@@ -166,33 +171,51 @@ async fn every_request_starts_from_the_warm_snapshot() {
     for _ in 0..10 {
         assert_eq!(warm.handle(get("/")).await.unwrap().status(), 202);
     }
+    fail_then_answer(&warm, &looping, 1, 202).await;
+    answer_from_many_tasks(&warm, 202).await;
+}
+
+/// Requests that trap (POST to `h`), run to their deadline (PUT to `looping`) and run out of
+/// memory (DELETE to `h`), `times` each, each followed by a GET that must answer `status`.
+async fn fail_then_answer(
+    h: &breakwater_isolate::Handler,
+    looping: &breakwater_isolate::Handler,
+    times: usize,
+    status: u16,
+) {
     for (h, method, failure) in [
-        (&warm, "POST", "trap"),
-        (&looping, "PUT", "deadline"),
-        (&warm, "DELETE", "memory"),
+        (h, "POST", "trap"),
+        (looping, "PUT", "deadline"),
+        (h, "DELETE", "memory"),
     ] {
-        let failed = h.handle(request(method, "/")).await;
-        match (failure, failed) {
-            ("trap", Err(IsolateError::Trap { .. }))
-            | ("deadline", Err(IsolateError::Deadline { .. }))
-            | ("memory", Err(IsolateError::OutOfMemory { .. })) => {}
-            (_, other) => panic!(
-                "{method}: expected {failure}, got {:?}",
-                other.map(|r| r.status())
-            ),
+        for _ in 0..times {
+            let failed = h.handle(request(method, "/")).await;
+            match (failure, failed) {
+                ("trap", Err(IsolateError::Trap { .. }))
+                | ("deadline", Err(IsolateError::Deadline { .. }))
+                | ("memory", Err(IsolateError::OutOfMemory { .. })) => {}
+                (_, other) => panic!(
+                    "{method}: expected {failure}, got {:?}",
+                    other.map(|r| r.status())
+                ),
+            }
+            assert_eq!(
+                h.handle(get("/")).await.unwrap().status(),
+                status,
+                "after {failure}"
+            );
         }
-        assert_eq!(
-            h.handle(get("/")).await.unwrap().status(),
-            202,
-            "after {failure}"
-        );
     }
+}
+
+/// 8 tasks sending 25 GETs each to `h`, every one answered `status`.
+async fn answer_from_many_tasks(h: &breakwater_isolate::Handler, status: u16) {
     let mut tasks = Vec::new();
     for _ in 0..8 {
-        let warm = warm.clone();
+        let h = h.clone();
         tasks.push(tokio::spawn(async move {
             for _ in 0..25 {
-                assert_eq!(warm.handle(get("/")).await.unwrap().status(), 202);
+                assert_eq!(h.handle(get("/")).await.unwrap().status(), status);
             }
         }));
     }
@@ -364,4 +387,95 @@ async fn a_filter_component_is_not_a_handler() {
         matches!(err, IsolateError::Load { .. } | IsolateError::Link { .. }),
         "{err}"
     );
+}
+
+/// Leaves a mark in every place a request can leave state in a core instance, after checking
+/// for the marks of the requests before it: its global and memory counts (as `tidy_counter`),
+/// a table slot it fills, a table and a memory it grows, a passive data segment it drops
+/// (`memory.init` from a dropped segment traps), then answers `198 + counts + marks found`:
+/// 200 when it started pristine. By method as `tidy_counter`: POST traps, PUT loops, DELETE
+/// runs out of memory, each after leaving its marks.
+fn marking_handler() -> Vec<u8> {
+    let module = handler_module(&format!(
+        "(local $found i32)
+         (call $method (local.get $request) (i32.const 700))
+         (call $drop_request (local.get $request))
+         (if (i32.eqz (ref.is_null (table.get $t (i32.const 1))))
+           (then (local.set $found (i32.add (local.get $found) (i32.const 10)))))
+         (table.set $t (i32.const 1) (ref.func $mark))
+         (if (i32.gt_u (table.size $t) (i32.const 2))
+           (then (local.set $found (i32.add (local.get $found) (i32.const 20)))))
+         (drop (table.grow $t (ref.null func) (i32.const 1)))
+         (if (i32.gt_u (memory.size) (i32.const 1))
+           (then (local.set $found (i32.add (local.get $found) (i32.const 40)))))
+         (drop (memory.grow (i32.const 1)))
+         (memory.init $d (i32.const 600) (i32.const 0) (i32.const 1))
+         (data.drop $d)
+         {COUNT_THEN_FAIL_BY_METHOD}
+         (call $respond (local.get $out)
+           (i32.add (local.get $found) (i32.add (i32.const 198)
+             (i32.add (global.get $count) (i32.load (i32.const 512))))))",
+    ))
+    .replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 1)
+  (table $t 2 100 funcref)
+  (func $mark)
+  (elem declare func $mark)
+  (data $d "x")"#,
+    );
+    handler_component(&module)
+}
+
+/// An instance reset in place after its request serves the next one as a fresh instance
+/// would: none of a request's marks (memory, memory size, globals, a table's slots and size,
+/// dropped segments) reach the next request, sequentially or from many tasks; and an
+/// instance whose request trapped, ran to its deadline or out of memory is never reset and
+/// served again (it is dropped).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_reset_in_place_keeps_nothing_of_its_requests() {
+    let rt = runtime();
+    // An explicit prewarm keeps a filler, so reset instances are kept between requests.
+    let settings = |deadline| HandlerSettings {
+        deadline,
+        max_memory_bytes: 4 << 20,
+        prewarm: Some(2),
+        ..HandlerSettings::default()
+    };
+    let h = load_handler(
+        &rt,
+        "marks",
+        &marking_handler(),
+        settings(Duration::from_secs(30)),
+    );
+    for _ in 0..20 {
+        assert_eq!(h.handle(get("/")).await.unwrap().status(), 200);
+    }
+    let sequential = h.resets();
+    assert!(sequential > 0, "no instance was reset in place");
+    let looping = load_handler(
+        &rt,
+        "marks-loop",
+        &marking_handler(),
+        settings(Duration::from_secs(2)),
+    );
+    fail_then_answer(&h, &looping, 3, 200).await;
+    answer_from_many_tasks(&h, 200).await;
+    assert!(h.resets() > sequential + 100, "{} resets", h.resets());
+}
+
+/// `reset_in_place: false` gives every request a new instance, as before.
+#[tokio::test]
+async fn reset_in_place_can_be_turned_off() {
+    let rt = runtime();
+    let settings = HandlerSettings {
+        prewarm: Some(2),
+        reset_in_place: false,
+        ..HandlerSettings::default()
+    };
+    let h = load_handler(&rt, "fresh", &marking_handler(), settings);
+    for _ in 0..10 {
+        assert_eq!(h.handle(get("/")).await.unwrap().status(), 200);
+    }
+    assert_eq!(h.resets(), 0);
 }

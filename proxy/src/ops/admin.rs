@@ -43,6 +43,9 @@ impl Admin {
             m.component_ready
                 .with_label_values(&[c.name.as_str()])
                 .set(f.ready_now() as i64);
+            m.component_resets
+                .with_label_values(&[c.name.as_str()])
+                .set(f.resets() as i64);
         }
         let (objects, bytes) = self.shared.cache.storage.usage();
         m.cache_objects.set(objects as i64);

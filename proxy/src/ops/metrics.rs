@@ -30,6 +30,9 @@ pub struct Metrics {
     pub component_in_use: IntGaugeVec,
     /// Instances made ahead and ready, per component (0 when scaled to zero).
     pub component_ready: IntGaugeVec,
+    /// Instances reset in place after a request and kept for the next, since load (set at
+    /// scrape time).
+    pub component_resets: IntGaugeVec,
     pub component_cold_starts: IntCounterVec,
     pub component_cold_start: HistogramVec,
     pub components_loaded: prometheus::IntCounter,
@@ -219,6 +222,11 @@ impl Metrics {
             component_ready: gauge(
                 "component_instances_ready",
                 "Wasm instances made ahead of requests (0 when the component is scaled to zero)",
+                &["component"],
+            ),
+            component_resets: gauge(
+                "component_instance_resets",
+                "Handler instances reset in place after a request and kept for the next, since load",
                 &["component"],
             ),
             component_cold_starts: counter(

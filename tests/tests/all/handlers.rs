@@ -313,6 +313,7 @@ async fn spin_sdk_components_serve_through_the_node() {
     let yaml = format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+admin: {{ address: 127.0.0.1:0 }}
 wasm: {{ cache_dir: "{cache}" }}
 components:
   spin: {{ path: "{spin}", kind: handler, config: {{ greeting: "Hello from Spin!" }}, warmup: off }}
@@ -341,8 +342,9 @@ routes:
         // A module global: 1 on every request as built, 2 from a snapshot warmed with
         // `GET /global`. (The default warm-up, `GET /`, is exercised by the isolate's tests;
         // this one's snapshot is theirs, from the compile cache, so that the suite does not
-        // compile a 24 MB snapshot beside the timing-sensitive tests.)
-        for _ in 0..3 {
+        // compile a 24 MB snapshot beside the timing-sensitive tests.) The same from
+        // instances reset in place after a request as from new ones.
+        for _ in 0..6 {
             assert_eq!(client.get(web, "a", "/global").await.text(), "1\n");
             assert_eq!(client.get(web, "warm", "/global").await.text(), "2\n");
         }
@@ -351,6 +353,15 @@ routes:
     // `get-keys`: a stream of the keys, and its outcome as a future.
     let r = Client::h1().get(web, "a", "/kv-keys").await;
     assert_eq!((r.status, r.text().as_str()), (200, "k0,k1\n"));
+    let m = breakwater_tests::scrape(node.addr("admin")).await;
+    for component in ["spin", "warm"] {
+        let resets = breakwater_tests::metric(
+            &m,
+            "breakwater_component_instance_resets",
+            &format!("component=\"{component}\""),
+        );
+        assert!(resets > 0.0, "{component}: no instance reset in place");
+    }
 }
 
 /// A guest computing for ever on a node with one listener thread: while it runs (the node
