@@ -1065,8 +1065,8 @@ impl<'a> Validator<'a> {
                     return Err(self.err(
                         v,
                         format!("{field}.reset_in_place"),
-                        "only handlers are reset in place (a filter gets a new instance per \
-                         request)",
+                        "only a handler can turn reset in place off (a filter's instances are \
+                         always reset in place when they can be)",
                     ))
                 }
                 Some(v) => v.value,

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre};
+use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, ResetPoint};
 use wasmtime::Store;
 
 const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
@@ -55,11 +55,17 @@ mod state;
 pub(crate) use state::FilterState;
 pub(crate) use state::{init_store, linker};
 
-/// An instance made ahead of a request, with its store.
+/// An instance made ahead of a request (or reset in place after one), with its store.
 struct ReadyFilter {
     store: Store<FilterState>,
     instance: Instance,
+    /// Where a reset in place puts it back to (`None`: it cannot be reset; dropped after use).
+    reset: Option<ResetPoint>,
 }
+
+/// Instances reset in place that a filter keeps between requests; more are dropped. They go
+/// when the filter is idle for the runtime's `idle_unload`, as instances made ahead do.
+const KEEP_RESET: usize = 16;
 
 /// A filter component, compiled and pre-linked.
 pub(crate) struct LoadedFilter {
@@ -74,6 +80,10 @@ pub(crate) struct LoadedFilter {
     api: FilterApi,
     limits: Limits,
     ready: ReadyPool<ReadyFilter>,
+    /// Whether the reason its instances cannot be reset in place has been logged.
+    reset_refused: std::sync::atomic::AtomicBool,
+    /// Instances reset in place and kept for another request since load.
+    resets: std::sync::atomic::AtomicU64,
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
@@ -253,6 +263,8 @@ impl LoadedFilter {
             },
             limits,
             ready: ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone()),
+            reset_refused: Default::default(),
+            resets: Default::default(),
         });
         let instantiation = ReadyPool::start(
             &inner,
@@ -264,6 +276,8 @@ impl LoadedFilter {
             || |f: &LoadedFilter| f.instantiate(),
         )?;
         inner.limits.placement.seed(instantiation);
+        let weak = Arc::downgrade(&inner);
+        runtime.sweep_while(move || weak.upgrade().map(|f| f.ready.sweep()).is_some());
         Ok(inner)
     }
 }
@@ -311,6 +325,13 @@ impl Filter {
         self.loaded.get().map_or(0, |l| l.limits.gate.in_use())
     }
 
+    /// Instances reset in place after a request and kept for another, since load.
+    pub fn resets(&self) -> u64 {
+        self.loaded
+            .get()
+            .map_or(0, |l| l.resets.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// Take an instance for one request: a ready one, or a new one if none is ready (a
     /// deferred filter's first request loads it first, and counts that in its cold start).
     /// Fails at once with `LimitReached` when the concurrency limit is reached.
@@ -331,8 +352,9 @@ impl Filter {
         Ok(FilterInstance {
             filter: inner.clone(),
             _permit: permit,
-            store: std::sync::Mutex::new(ready.store),
+            store: std::sync::Mutex::new(Some(ready.store)),
             instance: ready.instance,
+            reset: ready.reset,
         })
     }
 }
@@ -348,7 +370,46 @@ impl LoadedFilter {
                 component: self.name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        Ok(ReadyFilter { store, instance })
+        let reset = match instance.reset_point(&mut store) {
+            Ok(point) => Some(point),
+            Err(e) => {
+                if !self
+                    .reset_refused
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::info!(filter = %self.name, reason = %format!("{e:#}"),
+                        "instances cannot be reset in place: each request gets a new one");
+                }
+                None
+            }
+        };
+        Ok(ReadyFilter {
+            store,
+            instance,
+            reset,
+        })
+    }
+
+    /// After a request whose every call succeeded: the instance reset in place, with a fresh
+    /// store state, back among the ready instances; else (or when it cannot be reset) dropped.
+    fn recycle(&self, mut store: Store<FilterState>, instance: Instance, point: ResetPoint) {
+        if let Err(e) = instance.reset(&mut store, &point) {
+            tracing::debug!(filter = %self.name, error = %format!("{e:#}"), "instance not reset");
+            return;
+        }
+        *store.data_mut() = FilterState::new(self.api.clone(), self.limits.memory_limit());
+        let kept = self.ready.give_back(
+            ReadyFilter {
+                store,
+                instance,
+                reset: Some(point),
+            },
+            KEEP_RESET,
+        );
+        if kept {
+            self.resets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn invalid(&self, reason: String) -> IsolateError {
@@ -363,15 +424,32 @@ impl LoadedFilter {
     }
 }
 
-/// One request's instance: call its phases, then drop it (the slot goes back to the pool).
+/// One request's instance: call its phases, then drop it: reset in place and kept for
+/// another request when every call succeeded, else dropped (the slot goes back to the pool).
 pub struct FilterInstance {
     filter: Arc<LoadedFilter>,
     _permit: Permit,
     /// In a `Mutex` only to make `FilterInstance` `Sync` (WASI's state is `Send` but not
     /// `Sync`, and a request's context is shared across awaits); it is only ever reached
-    /// through `get_mut`, which takes no lock.
-    store: std::sync::Mutex<Store<FilterState>>,
+    /// through `get_mut`, which takes no lock. `None` once dropped.
+    store: std::sync::Mutex<Option<Store<FilterState>>>,
     instance: Instance,
+    /// Taken when a call fails: an instance that trapped or ran out of time or memory is
+    /// never served again.
+    reset: Option<ResetPoint>,
+}
+
+impl Drop for FilterInstance {
+    fn drop(&mut self) {
+        let store = self
+            .store
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let (Some(store), Some(point)) = (store, self.reset.take()) {
+            self.filter.recycle(store, self.instance, point);
+        }
+    }
 }
 
 impl FilterInstance {
@@ -450,7 +528,12 @@ impl FilterInstance {
         R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
     {
         let filter = &self.filter;
-        let store = self.store.get_mut().unwrap_or_else(|p| p.into_inner());
+        let store = self
+            .store
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .expect("a filter instance's store lives until it is dropped");
         store.set_epoch_deadline(filter.limits.deadline_ticks);
         let func = self
             .instance
@@ -460,6 +543,11 @@ impl FilterInstance {
             .limits
             .placement
             .run(&filter.name, || func.call(&mut *store, params));
-        result.map_err(|e| filter.classify(store, e))
+        let failed = result.is_err();
+        let result = result.map_err(|e| filter.classify(store, e));
+        if failed {
+            self.reset = None;
+        }
+        result
     }
 }

@@ -318,6 +318,10 @@ impl Handler {
             )
         })?;
         inner.limits.placement.seed(instantiation);
+        let weak = Arc::downgrade(&inner);
+        inner
+            .runtime
+            .sweep_while(move || weak.upgrade().map(|h| h.ready.sweep()).is_some());
         Ok(Self {
             name: inner.name.clone(),
             path: inner.path.as_path().into(),
@@ -590,6 +594,9 @@ impl LoadedHandler {
             return;
         }
         *store.data_mut() = self.fresh_state();
+        // The request's deadline callback holds this handler: a kept store must not (the
+        // next request sets its own).
+        store.epoch_deadline_trap();
         let kept = self.ready.give_back(
             ReadyHandler {
                 store,

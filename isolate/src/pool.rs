@@ -104,20 +104,26 @@ impl<T: Send + 'static> ReadyPool<T> {
         Taken { ready, cold }
     }
 
-    /// An instance reset in place after a request, ready for the next one: kept while the
-    /// filler runs (it drops the ready instances when the component goes idle), and while
-    /// fewer than `keep` are ready; else dropped.
+    /// An instance reset in place after a request, ready for the next one: kept while fewer
+    /// than `keep` are ready (else dropped), until the component goes idle (see `sweep`).
     /// Whether it was kept.
     pub fn give_back(&self, instance: T, keep: usize) -> bool {
-        if !self.filler_running.load(Ordering::Acquire) {
-            return false;
-        }
         let mut ready = self.ready.lock().expect("ready lock");
         if ready.len() >= keep {
             return false;
         }
         ready.push(instance);
         true
+    }
+
+    /// Scale to zero a component without a filler thread (which does it itself) once it is
+    /// idle: drops the instances given back after its requests. Run by the runtime's ticker.
+    pub fn sweep(&self) {
+        if self.filler_running.load(Ordering::Acquire) || !self.idle(self.now_ms()) {
+            return;
+        }
+        let dropped = std::mem::take(&mut *self.ready.lock().expect("ready lock"));
+        drop(dropped);
     }
 
     pub fn prewarm(&self) -> usize {

@@ -132,7 +132,12 @@ pub struct Runtime {
     /// Runs load-time instantiations (see [`Runtime::on_loader`]); started on first use.
     loader: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<LoaderJob>>>,
     _ticker: EpochTicker,
+    /// What the ticker runs about once a second (see [`Runtime::sweep_while`]).
+    sweeps: Sweeps,
 }
+
+/// Jobs the epoch ticker runs about once a second; each says whether to keep it.
+type Sweeps = Arc<std::sync::Mutex<Vec<Box<dyn FnMut() -> bool + Send>>>>;
 
 impl Runtime {
     pub fn new(settings: RuntimeSettings) -> Result<Arc<Self>, IsolateError> {
@@ -151,9 +156,11 @@ impl Runtime {
                 .map(|d| CompiledCache::new(d, engine))
         };
         let (cache, handler_cache) = (cache_for(&engine), cache_for(&handler_engine));
+        let sweeps = Sweeps::default();
         let ticker = EpochTicker::start(
             vec![engine.clone(), handler_engine.clone()],
             settings.epoch_tick,
+            sweeps.clone(),
         );
         Ok(Arc::new(Self {
             engine,
@@ -168,6 +175,7 @@ impl Runtime {
             handler_linkers: Default::default(),
             loader: std::sync::OnceLock::new(),
             _ticker: ticker,
+            sweeps,
         }))
     }
 
@@ -248,6 +256,16 @@ impl Runtime {
     /// Where the runtime reports its events (set once; later calls are ignored).
     pub fn observe(&self, observer: Arc<dyn Observer>) {
         let _ = self.observer.set(observer);
+    }
+
+    /// Run `sweep` about once a second on the ticker thread, for as long as it returns true
+    /// (the ready pools of components drop their instances when idle: see
+    /// [`crate::pool::ReadyPool::sweep`]).
+    pub(crate) fn sweep_while(&self, sweep: impl FnMut() -> bool + Send + 'static) {
+        self.sweeps
+            .lock()
+            .expect("sweeps lock")
+            .push(Box::new(sweep));
     }
 
     /// Report a cold start to the observer, if any.
@@ -781,16 +799,25 @@ struct EpochTicker {
 }
 
 impl EpochTicker {
-    fn start(engines: Vec<Engine>, tick: Duration) -> Self {
+    fn start(engines: Vec<Engine>, tick: Duration, sweeps: Sweeps) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let per_sweep = (Duration::from_secs(1).as_nanos() / tick.as_nanos().max(1)).max(1);
         let thread = std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
+                let mut ticks = 0u128;
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(tick);
                     for engine in &engines {
                         engine.increment_epoch();
+                    }
+                    ticks += 1;
+                    if ticks % per_sweep == 0 {
+                        sweeps
+                            .lock()
+                            .expect("sweeps lock")
+                            .retain_mut(|sweep| sweep());
                     }
                 }
             })

@@ -166,10 +166,10 @@ impl LoadedComponent {
         }
     }
 
-    /// Instances reset in place and kept for another request since load (handlers only).
+    /// Instances reset in place and kept for another request since load.
     pub fn resets(&self) -> u64 {
         match self {
-            LoadedComponent::Filter(_) => 0,
+            LoadedComponent::Filter(f) => f.resets(),
             LoadedComponent::Handler(h) => h.resets(),
         }
     }

@@ -20,6 +20,8 @@ fn every_request_starts_from_the_snapshot_sequentially() {
             other => panic!("{other:?}"),
         }
     }
+    // The instances after the first were reset in place: the test is of reset, too.
+    assert!(f.resets() > 0, "no instance was reset in place");
 }
 
 #[test]
@@ -43,6 +45,7 @@ fn every_request_starts_from_the_snapshot_concurrently() {
         }
     });
     assert_eq!(f.in_use(), 0);
+    assert!(f.resets() > 0, "no instance was reset in place");
 }
 
 #[test]
@@ -602,4 +605,52 @@ fn init_runs_once_at_load_and_every_request_starts_from_its_snapshot() {
             "{name}: {err}"
         );
     }
+}
+
+/// An instance whose call failed (here `on-response` traps, after `on-request` counted the
+/// request in memory and a global) is dropped, never reset and served again: the reset count
+/// does not move, and the next requests start from a fresh or reset instance (status 200).
+#[test]
+fn a_filter_instance_that_failed_is_never_reset() {
+    let body = "(global.set $count (i32.add (global.get $count) (i32.const 1)))
+         (i32.store (i32.const 1024) (i32.add (i32.load (i32.const 1024)) (i32.const 1)))";
+    let req = respond(
+        &format!(
+            "(block (result i32) {body} \
+             (i32.add (i32.const 198) (i32.add (global.get $count) (i32.load (i32.const 1024)))))"
+        ),
+        0,
+        "(i32.const 0)",
+    );
+    let bytes = component(
+        "filter",
+        &module(&format!(
+            "{}\n{}",
+            on_request(&req),
+            on_response("(unreachable)")
+        )),
+    );
+    let rt = runtime();
+    let f = load(&rt, "fails", &bytes, FilterSettings::default());
+    let answer = |f: &breakwater_isolate::Filter| {
+        let mut s = f.instance().unwrap();
+        match s.on_request(&request(&[])).unwrap().unwrap() {
+            RequestDecision::Respond(r) => assert_eq!(r.status.as_u16(), 200, "state leaked"),
+            other => panic!("{other:?}"),
+        }
+        s
+    };
+    for _ in 0..5 {
+        drop(answer(&f));
+    }
+    let resets = f.resets();
+    assert!(resets > 0, "no instance was reset in place");
+    for _ in 0..5 {
+        let mut s = answer(&f);
+        let err = s.on_response(&request(&[]), 200, &[]).unwrap().unwrap_err();
+        assert_eq!(err.kind(), "trap", "{err}");
+    }
+    assert_eq!(f.resets(), resets, "an instance that trapped was reset");
+    drop(answer(&f));
+    assert_eq!(f.resets(), resets + 1);
 }

@@ -462,6 +462,18 @@ async fn an_instance_reset_in_place_keeps_nothing_of_its_requests() {
     fail_then_answer(&h, &looping, 3, 200).await;
     answer_from_many_tasks(&h, 200).await;
     assert!(h.resets() > sequential + 100, "{} resets", h.resets());
+    // The instances kept between requests must not keep their handler (nor so its runtime,
+    // engines and pools) alive once it is dropped.
+    drop((h, looping));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::sync::Arc::strong_count(&rt) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runtime is still held after its handlers were dropped"
+        );
+        // Polling a condition (the guest tasks end just after their answers), bounded.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `reset_in_place: false` gives every request a new instance, as before.

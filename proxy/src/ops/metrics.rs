@@ -226,7 +226,7 @@ impl Metrics {
             ),
             component_resets: gauge(
                 "component_instance_resets",
-                "Handler instances reset in place after a request and kept for the next, since load",
+                "Wasm instances reset in place after a request and kept for the next, since load",
                 &["component"],
             ),
             component_cold_starts: counter(

@@ -5464,6 +5464,17 @@ impl ConcurrentState {
             && matches!(self.unforced_current_thread, CurrentThread::None)
     }
 
+    /// Breakwater patch (reset in place): whether no task or thread is alive and no work is
+    /// queued or running, whatever streams, futures or waitable sets remain.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.interesting_tasks == 0
+            && self.high_priority.is_empty()
+            && self.low_priority.is_empty()
+            && self.suspend_reason.is_none()
+            && self.worker_item.is_none()
+            && matches!(self.unforced_current_thread, CurrentThread::None)
+    }
+
     /// Take ownership of any fibers and futures owned by this object.
     ///
     /// This should be used when disposing of the `Store` containing this object

@@ -429,10 +429,12 @@ impl Instance {
     /// its memory forgets them): the embedder must give the next call fresh host state, as
     /// it would a new instance, dropping the host resources they named.
     ///
+    /// Streams, futures and waitable sets the guest kept are disposed of as a dropped store
+    /// would dispose of them.
+    ///
     /// Refused, leaving the instance untouched, when the store's instances trapped, or when
-    /// anything of the instance is still alive outside its memory: a task, thread, stream,
-    /// future or waitable, work queued, a pending call, a handle the host holds to one of the
-    /// guest's resources. Once the reset has begun, an error (a failed `madvise`) leaves the
+    /// anything of the instance is still running: a task or thread, work queued, a pending
+    /// call; or when the host holds a handle to one of the guest's resources. Once the reset has begun, an error (a failed `madvise`) leaves the
     /// store marked as trapped: drop it.
     #[cfg(all(
         target_os = "linux",
@@ -455,9 +457,9 @@ impl Instance {
         if store.concurrency_support()
             && !store
                 .concurrent_state_mut_without_forcing_current_thread()
-                .is_quiescent()
+                .is_idle()
         {
-            bail!("tasks, streams, futures or waitables are still alive");
+            bail!("a task or thread of the guest is still alive, or its work still queued");
         }
         if !store.component_host_table_is_empty() {
             bail!("the host still holds a handle to one of the guest's resources");
@@ -477,6 +479,19 @@ impl Instance {
             *state = vm::component::InstanceState::default();
         }
         store.reset_handle_counter();
+        // Streams, futures and waitable sets the guest never dropped (its garbage collector
+        // had not run) are forgotten too, as a dropped store would dispose of them; their
+        // host ends see the other end gone.
+        #[cfg(feature = "component-model-async")]
+        if store.concurrency_support()
+            && !store
+                .concurrent_state_mut_without_forcing_current_thread()
+                .is_quiescent()
+        {
+            crate::component::store::ComponentStoreData::drop_fibers_and_futures(store);
+            let old = core::mem::take(store.concurrent_state_mut_without_forcing_current_thread());
+            crate::component::concurrent::tls::set(store, move || drop(old));
+        }
         let engine = store.engine().clone();
         let Some((pagemap, keep_resident)) = engine.allocator().reset_in_place_params() else {
             bail!("resetting in place needs the pooling allocator");
