@@ -4,10 +4,9 @@
 # that differ only in those settings: `fresh-cold` (warmup off, a new instance per request, as
 # built), `fresh-warm` (warmup auto: a new instance per request from a snapshot taken after
 # one `GET /`), `reset` (the defaults: warm, and each instance reset in place after its
-# request and served again); wrk -t1 -c16 on CPU 1, rounds alternating. With WASMTIME=1,
-# `wasmtime serve` on the same component (CPU 0) as the peer, with its default instance reuse
-# (no reset between requests) and with --max-instance-reuse-count 1 (a fresh instance per
-# request); installed with cargo when missing.
+# request and served again); wrk -t1 -c16 on CPU 1, rounds alternating. (`wasmtime serve`
+# 48.0.8 cannot link this component, its WASI 0.3 release-candidate and Spin imports:
+# bench/reset-in-place.sh compares with it on the WASI 0.2 handlers.)
 #
 #   bench/warm-snapshot.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds of 10 s)
 set -euo pipefail
@@ -46,23 +45,6 @@ for c in fresh-cold fresh-warm reset; do
 done
 node_pid_main=$node_pid
 
-if [ "${WASMTIME:-0}" = 1 ]; then
-  command -v wasmtime > /dev/null || cargo install wasmtime-cli --version 48.0.8 --locked
-  taskset -c 0 wasmtime serve -S cli=y -S p3=y -W component-model-async=y --addr 127.0.0.1:18501 \
-    "$guests/spin-hello.wasm" > "$work/ws-reuse.out" 2>&1 &
-  pids+=($!)
-  taskset -c 0 wasmtime serve -S cli=y -S p3=y -W component-model-async=y --addr 127.0.0.1:18502 \
-    --max-instance-reuse-count 1 "$guests/spin-hello.wasm" > "$work/ws-fresh.out" 2>&1 &
-  pids+=($!)
-  for p in 18501 18502; do
-    for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$p/" && break; sleep 0.1; done
-  done
-  url[wasmtime-reuse]="http://127.0.0.1:18501/"
-  url[wasmtime-fresh]="http://127.0.0.1:18502/"
-  host[wasmtime-reuse]=localhost
-  host[wasmtime-fresh]=localhost
-  contenders+=(wasmtime-reuse wasmtime-fresh)
-fi
 
 for c in "${contenders[@]}"; do
   body=$(curl -s -H "Host: ${host[$c]}" "${url[$c]}")

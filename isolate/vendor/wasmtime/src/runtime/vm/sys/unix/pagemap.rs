@@ -280,71 +280,92 @@ pub unsafe fn reset_with_pagemap(
     // may want to use a dynamically allocated vector for more regions for
     // example.
     const MAX_REGIONS: usize = 32;
-    let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
-
-    let scan_arg = PageMapScanBuilder::new(ptr::slice_from_raw_parts(ptr, len.byte_count()))
-        .max_pages(keep_resident.byte_count() / host_page_size)
-        // We specifically want pages that are NOT backed by the zero page or
-        // backed by files. Such pages mean that they haven't changed from their
-        // original contents, so they're inverted.
-        .category_inverted(Categories::PFNZERO | Categories::FILE)
-        // Search for pages that are written and present as those are the dirty
-        // pages. Additionally search for the zero page/file page as those are
-        // inverted above meaning we're searching for pages that specifically
-        // don't have those flags.
-        .category_mask(
-            Categories::WRITTEN | Categories::PRESENT | Categories::PFNZERO | Categories::FILE,
-        )
-        // Don't return any categories back. This helps group regions together
-        // since the reported set of categories is always empty and we otherwise
-        // aren't looking for anything in particular.
-        .return_mask(Categories::empty())
-        .build(&mut storage);
-
-    // SAFETY: this should be a safe ioctl as we control the fd we're operating
-    // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
-    // correct implementation and such.
-    let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
-        Ok(result) => result,
-
-        // If the ioctl fails for whatever reason, we at least tried, so fall
-        // back to the default behavior.
-        //
-        // SAFETY: the safety requirement of
-        // `pagemap_disabled::reset_with_pagemap` is the same as this function.
-        Err(err) => unsafe {
-            log::warn!("failed pagemap scan {err}");
-            return crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
-                None,
-                ptr,
-                len,
-                keep_resident,
-                reset_manually,
-                decommit,
-            );
-        },
-    };
-
-    // For all regions that were written in the scan reset them manually, then
-    // afterwards decommit everything else.
+    let end = ptr.addr() + len.byte_count();
+    let mut start = ptr;
+    let mut pages_left = keep_resident.byte_count() / host_page_size;
     let mut bytes_resident = 0;
-    for region in result.regions() {
-        // SAFETY: we're relying on Linux to pass in valid region ranges within
-        // the `ptr/len` we specified to the original syscall.
-        unsafe {
-            reset_manually(&mut *region.region().cast_mut());
+
+    // Breakwater patch: scan again from where a scan stopped when it stopped only because
+    // its 32 regions were full (a guest that dirties pages all over its heap, as an
+    // interpreter does, makes more), for as long as `keep_resident` allows; upstream decommits
+    // everything after the 32nd region, so those pages are faulted in again by the next
+    // instance.
+    loop {
+        let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
+        let scan_arg =
+            PageMapScanBuilder::new(ptr::slice_from_raw_parts(start, end - start.addr()))
+                .max_pages(pages_left)
+                // We specifically want pages that are NOT backed by the zero page or
+                // backed by files. Such pages mean that they haven't changed from their
+                // original contents, so they're inverted.
+                .category_inverted(Categories::PFNZERO | Categories::FILE)
+                // Search for pages that are written and present as those are the dirty
+                // pages. Additionally search for the zero page/file page as those are
+                // inverted above meaning we're searching for pages that specifically
+                // don't have those flags.
+                .category_mask(
+                    Categories::WRITTEN
+                        | Categories::PRESENT
+                        | Categories::PFNZERO
+                        | Categories::FILE,
+                )
+                // Don't return any categories back. This helps group regions together
+                // since the reported set of categories is always empty and we otherwise
+                // aren't looking for anything in particular.
+                .return_mask(Categories::empty())
+                .build(&mut storage);
+
+        // SAFETY: this should be a safe ioctl as we control the fd we're operating
+        // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
+        // correct implementation and such.
+        let result = match unsafe { ioctl(&pagemap.0, scan_arg) } {
+            Ok(result) => result,
+
+            // If the ioctl fails for whatever reason, we at least tried, so fall
+            // back to the default behavior for what is left.
+            //
+            // SAFETY: the safety requirement of
+            // `pagemap_disabled::reset_with_pagemap` is the same as this function.
+            Err(err) => unsafe {
+                log::warn!("failed pagemap scan {err}");
+                let left = HostAlignedByteCount::new(end - start.addr()).unwrap();
+                let kept = HostAlignedByteCount::new(pages_left * host_page_size).unwrap();
+                return bytes_resident
+                    + crate::runtime::vm::pagemap_disabled::reset_with_pagemap(
+                        None,
+                        start,
+                        left,
+                        kept,
+                        reset_manually,
+                        decommit,
+                    );
+            },
+        };
+
+        // For all regions that were written in the scan reset them manually.
+        let mut regions = 0;
+        for region in result.regions() {
+            // SAFETY: we're relying on Linux to pass in valid region ranges within
+            // the `ptr/len` we specified to the original syscall.
+            unsafe {
+                reset_manually(&mut *region.region().cast_mut());
+            }
+            bytes_resident += region.len();
+            pages_left -= region.len() / host_page_size;
+            regions += 1;
         }
-        bytes_resident += region.len();
+
+        let walked = result.walk_end().addr();
+        if walked >= end || regions < MAX_REGIONS || pages_left == 0 {
+            // Report everything after `walk_end` to the end of memory as memory that
+            // must be decommitted as the scan didn't reach it. Note that if `walk_end`
+            // is already at the end of memory then the byte size of the decommitted
+            // memory here will be 0 meaning that this is a noop.
+            decommit(result.walk_end().cast_mut(), end - walked);
+            return bytes_resident;
+        }
+        start = ptr.with_addr(walked);
     }
-
-    // Report everything after `walk_end` to the end of memory as memory that
-    // must be decommitted as the scan didn't reach it. Note that if `walk_end`
-    // is already at the end of memory then the byte size of the decommitted
-    // memory here will be 0 meaning that this is a noop.
-    let scan_size = result.walk_end().addr() - ptr.addr();
-    decommit(result.walk_end().cast_mut(), len.byte_count() - scan_size);
-
-    bytes_resident
 }
 
 /// Breakwater patch (reset in place): calls `f` with each region of `ptr..ptr + len` whose

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Reset in place against `wasmtime serve`, end to end, on the wasi:http handlers that both can
+# run (componentize-py's Python hello, componentize-js's JavaScript hello, the C hello; WASI
+# 0.2): one node (server.threads: 1, CPU 0) serving each component twice, `reset` (the
+# default: each instance reset in place after its request and served again) and `fresh`
+# (`reset_in_place: false`: a new instance per request), told apart by host name; and
+# `wasmtime serve` 48.0.8 on each (CPU 0), with its default instance reuse (instances serve
+# up to 128 requests each with no reset between them: no isolation) and with
+# --max-instance-reuse-count 1 (a fresh instance per request). wrk -t1 -c16 on CPU 1, rounds
+# alternating. wasmtime-cli is installed with cargo when missing (long on this machine).
+#
+#   bench/reset-in-place.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds of 10 s)
+#
+# The Spin SDK 5 component is not here: `wasmtime serve` cannot link it (its WASI 0.3
+# release-candidate and Spin imports); bench/warm-snapshot.sh measures it on Breakwater.
+set -euo pipefail
+rounds="${1:-3}"
+secs="${2:-10}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+scratch
+need_tools
+release_and_guests
+out="$root/bench/results/reset-in-place-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+command -v wasmtime > /dev/null || cargo install wasmtime-cli --version 48.0.8 --locked
+wasmtime --version | grep -q "48.0.8"
+
+guests_used=(py:py-handler.wasm js:js-handler.wasm c:c-handler.wasm)
+{
+  echo "server: { threads: 1 }"
+  echo 'listeners: [{ name: web, address: "127.0.0.1:18500" }]'
+  echo 'admin: { address: "127.0.0.1:18550" }'
+  echo "access_log: { format: off }"
+  echo "wasm: { cache_dir: \"$guests/cache\" }"
+  echo "components:"
+  for g in "${guests_used[@]}"; do
+    echo "  ${g%%:*}-reset: { path: \"$guests/${g#*:}\", kind: handler }"
+    echo "  ${g%%:*}-fresh: { path: \"$guests/${g#*:}\", kind: handler, reset_in_place: false }"
+  done
+  echo "routes:"
+  for g in "${guests_used[@]}"; do
+    for v in reset fresh; do
+      echo "  - { match: { hosts: [${g%%:*}-$v] }, handler: ${g%%:*}-$v }"
+    done
+  done
+} > "$work/node.yaml"
+start_node node 18500
+
+declare -A url host
+contenders=()
+port=18600
+for g in "${guests_used[@]}"; do
+  name=${g%%:*}
+  for v in reset fresh; do
+    url[breakwater-$name-$v]="http://127.0.0.1:18500/"
+    host[breakwater-$name-$v]=$name-$v
+    contenders+=("breakwater-$name-$v")
+  done
+  for v in reuse fresh; do
+    extra=()
+    [ "$v" = fresh ] && extra=(--max-instance-reuse-count 1)
+    taskset -c 0 wasmtime serve -S cli=y --addr "127.0.0.1:$port" "${extra[@]}" \
+      "$guests/${g#*:}" > "$work/wasmtime-$name-$v.out" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    url[wasmtime-$name-$v]="http://127.0.0.1:$port/"
+    host[wasmtime-$name-$v]=localhost
+    contenders+=("wasmtime-$name-$v")
+    port=$((port + 1))
+  done
+done
+
+for c in "${contenders[@]}"; do
+  body=$(curl -s -H "Host: ${host[$c]}" "${url[$c]}")
+  echo "$c answers: $body" >> "$out/answers.txt"
+  case "$body" in "Hello from "*) ;; *) echo "$c: unexpected answer: $body" >&2; exit 1 ;; esac
+done
+
+printf "| round | contender | req/s | p99 |\n|---|---|---|---|\n" > "$work/rows"
+for r in $(seq 1 "$rounds"); do
+  for c in "${contenders[@]}"; do
+    f="$out/r$r-$c.wrk"
+    taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Host: ${host[$c]}" "${url[$c]}" > "$f"
+    echo "| $r | $c | $(awk '/^Requests\/sec/ { print $2 }' "$f") | $(awk '$1 == "99%" { print $2 }' "$f") |" >> "$work/rows"
+  done
+done
+rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$node_pid/status")
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+{
+  echo "# wasi:http handlers: Breakwater reset in place / fresh instances, wasmtime serve reuse / fresh"
+  echo
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB."
+  echo
+  cat "$work/rows"
+  echo
+  echo "| contender | median req/s |"
+  echo "|---|---|"
+  for c in "${contenders[@]}"; do
+    echo "| $c | $(awk -F'|' -v c="$c" '$3 ~ " "c" " { print $4 + 0 }' "$work/rows" | median) |"
+  done
+  echo
+  echo "Instances reset in place (node metrics):"
+  echo
+  curl -s "http://127.0.0.1:18550/metrics" | grep "^breakwater_component_instance_resets" | sed 's/^/    /' || true
+  echo
+  echo "Node log lines about reset in place:"
+  echo
+  grep -h -i "reset" "$work/node.err" "$work/node.out" | sed 's/^/    /' || true
+} > "$out/summary.md"
+cat "$out/summary.md"
