@@ -213,7 +213,7 @@ pub struct WasmSettings {
     pub guest_threads: Option<usize>,
     /// How those threads give way to the event loops. Default [`GuestPriority::Low`].
     pub guest_priority: GuestPriority,
-    /// Linear memory a freed instance slot keeps resident, reset in place. Default 1 MiB.
+    /// Linear memory a freed instance slot keeps resident, reset in place. Default 16 MiB.
     pub keep_resident_bytes: usize,
     /// A component with no request for this long drops its ready instances (scale to zero).
     /// Default 5 minutes; `None` (`0s` or `off`): never.

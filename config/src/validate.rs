@@ -184,7 +184,7 @@ impl<'a> Validator<'a> {
                     return Err(self.err(m, "wasm.keep_resident_mb", "expected 0 to 1024 (MiB)"))
                 }
                 Some(m) => (m.value as usize) << 20,
-                None => 1 << 20,
+                None => 16 << 20,
             },
             idle_unload: match &raw.wasm.idle_unload {
                 None => Some(Duration::from_secs(300)),

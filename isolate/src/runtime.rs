@@ -47,7 +47,8 @@ pub struct RuntimeSettings {
     pub guest_priority: GuestPriority,
     /// Bytes of linear memory a freed pool slot keeps resident and resets in place (only
     /// the pages a request dirtied are restored); the rest is returned to the kernel and
-    /// faulted in again by the next instance. Default 1 MiB.
+    /// faulted in again by the next instance. Default 16 MiB (an interpreter dirties about
+    /// 6 MiB of its heap per request: bench/README.md, keep-resident).
     pub keep_resident_bytes: usize,
     /// A component with no request for this long drops its ready instances and filler
     /// thread (scale to zero; one without an explicit `prewarm` holds none until its first
@@ -104,7 +105,7 @@ impl Default for RuntimeSettings {
             offload_above: Some(Duration::from_micros(100)),
             guest_threads: None,
             guest_priority: GuestPriority::Low,
-            keep_resident_bytes: 1 << 20,
+            keep_resident_bytes: 16 << 20,
             idle_unload: Some(Duration::from_secs(300)),
         }
     }
