@@ -105,9 +105,13 @@ impl<T: Send + 'static> ReadyPool<T> {
     }
 
     /// An instance reset in place after a request, ready for the next one: kept while fewer
-    /// than `keep` are ready (else dropped), until the component goes idle (see `sweep`).
-    /// Whether it was kept.
+    /// than `keep` are ready and the runtime has room (as the filler's instances: never in
+    /// the quarter of the pool kept for requests), until the component goes idle (see
+    /// `sweep`); else dropped, its slot free for any component. Whether it was kept.
     pub fn give_back(&self, instance: T, keep: usize) -> bool {
+        if !self.slots.room_to_prewarm() {
+            return false;
+        }
         let mut ready = self.ready.lock().expect("ready lock");
         if ready.len() >= keep {
             return false;
