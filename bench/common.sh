@@ -279,3 +279,40 @@ for i in range(n):
     open(f"{d}/h{i}.wasm", "wb").write(body + b"\x00" + leb(len(content)) + content)
 PY
 }
+
+# The median of the numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# wrk_contenders ROUNDS SECS OUT EXPECTED: the contenders named in the global array
+# `contenders` (URL in url[NAME], Host header in host[NAME]) must each answer with a body
+# starting with EXPECTED (their answers in OUT/answers.txt); then wrk -t1 -c16 --latency on
+# CPU 1 against each, ROUNDS rounds of SECS seconds, alternating; each raw output in
+# OUT/rROUND-NAME.wrk, the table of rounds in $work/rows.
+wrk_contenders() {
+  local rounds=$1 secs=$2 out=$3 expected=$4 c r f body
+  for c in "${contenders[@]}"; do
+    body=$(curl -s -H "Host: ${host[$c]}" "${url[$c]}")
+    echo "$c answers: $body" >> "$out/answers.txt"
+    case "$body" in "$expected"*) ;; *) echo "$c: unexpected answer: $body" >&2; exit 1 ;; esac
+  done
+  printf "| round | contender | req/s | p99 |\n|---|---|---|---|\n" > "$work/rows"
+  for r in $(seq 1 "$rounds"); do
+    for c in "${contenders[@]}"; do
+      f="$out/r$r-$c.wrk"
+      taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Host: ${host[$c]}" "${url[$c]}" > "$f"
+      echo "| $r | $c | $(awk '/^Requests\/sec/ { print $2 }' "$f") | $(awk '$1 == "99%" { print $2 }' "$f") |" >> "$work/rows"
+    done
+  done
+}
+
+# contender_medians: the table of rounds ($work/rows) and each contender's median req/s.
+contender_medians() {
+  local c
+  cat "$work/rows"
+  echo
+  echo "| contender | median req/s |"
+  echo "|---|---|"
+  for c in "${contenders[@]}"; do
+    echo "| $c | $(awk -F'|' -v c="$c" '$3 ~ " "c" " { print $4 + 0 }' "$work/rows" | median) |"
+  done
+}

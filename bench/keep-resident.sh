@@ -46,7 +46,6 @@ for r in $(seq 1 "$rounds"); do
     echo "| $r | $mb | $(awk '/^Requests\/sec/ { print $2 }' "$f") | $rss |" >> "$work/rows"
   done
 done
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 {
   echo "# Python handler route by keep_resident_mb"
   echo

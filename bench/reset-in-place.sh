@@ -70,34 +70,14 @@ for g in "${guests_used[@]}"; do
   done
 done
 
-for c in "${contenders[@]}"; do
-  body=$(curl -s -H "Host: ${host[$c]}" "${url[$c]}")
-  echo "$c answers: $body" >> "$out/answers.txt"
-  case "$body" in "Hello from "*) ;; *) echo "$c: unexpected answer: $body" >&2; exit 1 ;; esac
-done
-
-printf "| round | contender | req/s | p99 |\n|---|---|---|---|\n" > "$work/rows"
-for r in $(seq 1 "$rounds"); do
-  for c in "${contenders[@]}"; do
-    f="$out/r$r-$c.wrk"
-    taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Host: ${host[$c]}" "${url[$c]}" > "$f"
-    echo "| $r | $c | $(awk '/^Requests\/sec/ { print $2 }' "$f") | $(awk '$1 == "99%" { print $2 }' "$f") |" >> "$work/rows"
-  done
-done
+wrk_contenders "$rounds" "$secs" "$out" "Hello from "
 rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$node_pid/status")
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 {
   echo "# wasi:http handlers: Breakwater reset in place / fresh instances, wasmtime serve reuse / fresh"
   echo
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB."
   echo
-  cat "$work/rows"
-  echo
-  echo "| contender | median req/s |"
-  echo "|---|---|"
-  for c in "${contenders[@]}"; do
-    echo "| $c | $(awk -F'|' -v c="$c" '$3 ~ " "c" " { print $4 + 0 }' "$work/rows" | median) |"
-  done
+  contender_medians
   echo
   echo "Instances reset in place (node metrics):"
   echo
