@@ -13,7 +13,8 @@
 # needs a descriptor per client and per origin connection, over this machine's hard limit of
 # 20 000 open files) for 5 s each (p50, p99, req/s). Contenders alternate per round. Output: bench/results/connections-DATE/summary.md and the raw client output.
 # SERVER='work_stealing: true' (say) adds keys to Breakwater's `server:` settings; ONLY=active
-# skips the idle measurements.
+# skips the idle measurements, ONLY=idle the active ones; BW_ENV='NAME=VALUE ...' sets the
+# node's environment (an allocator setting, say).
 set -euo pipefail
 idle="${1:-10000}"
 rounds="${2:-3}"
@@ -108,7 +109,8 @@ idle_cost() {
 }
 
 start_bw() {
-  taskset -c 0 "$bw" run --config "$work/bw.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
+  # shellcheck disable=SC2086  # BW_ENV is words
+  env ${BW_ENV:-} taskset -c 0 "$bw" run --config "$work/bw.yaml" > "$work/logs/bw.out" 2> "$work/logs/bw.err" &
   bw_pid=$!; pids+=($!)
   for _ in $(seq 1 300); do grep -q "breakwater ready" "$work/logs/bw.out" 2>/dev/null && break; sleep 0.1; done
   curl -sf -o /dev/null "http://127.0.0.1:$BW/1k"
@@ -136,6 +138,7 @@ for r in $(seq 1 "$rounds"); do
       echo "$r|$c|idle $proto KiB|$kib" >> "$out/runs.psv"
       if [ "$c" = bw ]; then stop "$bw_pid"; else stop "$nginx_pid"; fi
     done
+    [ "${ONLY:-}" = idle ] && continue
     if [ "$c" = bw ]; then start_bw; port=$BW; else start_nginx; port=$NGINX; fi
     for conns in 1000 5000; do
       taskset -c 1 wrk -t1 -c"$conns" -d5s --latency "http://127.0.0.1:$port/1k" > "$out/wrk-$r-$c-$conns.txt" 2>&1 || true
@@ -150,7 +153,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw${SERVER:+, server settings added: $SERVER}" > "$out/summary.md" <<'PY'
+python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw${SERVER:+, server settings added: $SERVER}${BW_ENV:+, node environment: $BW_ENV}" > "$out/summary.md" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
 idle, rev = int(sys.argv[2]), sys.argv[3]

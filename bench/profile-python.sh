@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Where a Python request's CPU goes: perf (DWARF call graphs) on the pinned node while wrk
 # saturates a route served by the componentize-py `wasi:http` handler (WASI 0.2), or with
-# TARGET=spin by the Spin SDK Python hello (WASI 0.3) from its warm snapshot (`warmup: auto`).
+# TARGET=spin by the Spin SDK Python hello (WASI 0.3) from its warm snapshot (`warmup: auto`),
+# or with TARGET=js by the componentize-js JavaScript hello (WASI 0.2).
 #
 #   bench/profile-python.sh [SECONDS]      (default 8; BREAKWATER_BIN=PATH skips the build)
 #
@@ -20,7 +21,8 @@ mkdir -p "$out"
 case "$target" in
   py) component="py: { path: \"$guests/py-handler.wasm\", kind: handler, config: { GREETING: edge } }"; path=/py/x ;;
   spin) component="py: { path: \"$guests/spin-hello.wasm\", kind: handler, warmup: auto }"; path=/ ;;
-  *) echo "TARGET is py or spin" >&2; exit 2 ;;
+  js) component="py: { path: \"$guests/js-handler.wasm\", kind: handler }"; path=/js/x ;;
+  *) echo "TARGET is py, spin or js" >&2; exit 2 ;;
 esac
 
 BW=18302 ADMIN=18312
@@ -42,7 +44,7 @@ profile_under_load python "http://127.0.0.1:$BW$path" 16 149 "$node_pid"
 
 rps=$(awk '/^Requests\/sec/ { print $2 }' "$out/wrk-python.txt")
 {
-  echo "# CPU profile of a Python wasi:http handler route ($target)"
+  echo "# CPU profile of an interpreted wasi:http handler route ($target)"
   echo
   echo "$(date -u +%Y-%m-%d), $(git rev-parse --short HEAD), node on CPU 0 (server.threads: 1), wrk -t1 -c16 on CPU 1,"
   echo "perf record -F 149 --call-graph dwarf of the node for ${secs} s; $rps req/s under perf."

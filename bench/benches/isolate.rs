@@ -358,6 +358,9 @@ fn bench_percentiles(_c: &mut Criterion) {
     if let Some(path) = guest("py-filter.wasm") {
         let settings = FilterSettings {
             config: [("key".to_string(), "k".to_string())].into(),
+            // Timing, not deadlines, is measured: a call preempted on a busy machine must
+            // not end the run (the default 50 ms once did).
+            deadline: std::time::Duration::from_secs(5),
             ..FilterSettings::default()
         };
         let f = rt.load_filter("pyf", &path, settings).unwrap();

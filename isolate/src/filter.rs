@@ -84,6 +84,18 @@ pub(crate) struct LoadedFilter {
     reset_refused: std::sync::atomic::AtomicBool,
     /// Instances reset in place and kept for another request since load.
     resets: std::sync::atomic::AtomicU64,
+    /// Per phase (`Phase as usize`): whether its export's type has been checked against the
+    /// host's view of it. Every instance comes from `pre`, so one check covers them all.
+    typechecked: [std::sync::atomic::AtomicBool; 4],
+}
+
+/// A filter's phases, as they index [`LoadedFilter::typechecked`].
+#[derive(Clone, Copy)]
+enum Phase {
+    Request,
+    Response,
+    RequestBody,
+    ResponseBody,
 }
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
@@ -265,6 +277,7 @@ impl LoadedFilter {
             ready: ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone()),
             reset_refused: Default::default(),
             resets: Default::default(),
+            typechecked: Default::default(),
         });
         let instantiation = ReadyPool::start(
             &inner,
@@ -370,9 +383,16 @@ impl LoadedFilter {
                 component: self.name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        let reset = match instance.reset_point(&mut store) {
-            Ok(point) => Some(point),
-            Err(e) => {
+        // Refused once, refused for good: what refuses it (the allocator, shared memories, GC
+        // references, start functions that write memory) is the same for every instance, and
+        // asking costs an error and a scan of the instance's memory.
+        let refused = self
+            .reset_refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let reset = match (!refused).then(|| instance.reset_point(&mut store)) {
+            None => None,
+            Some(Ok(point)) => Some(point),
+            Some(Err(e)) => {
                 if !self
                     .reset_refused
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -459,7 +479,8 @@ impl FilterInstance {
         req: &Request<'_>,
     ) -> Option<Result<RequestDecision, IsolateError>> {
         let idx = self.filter.on_request?;
-        let (action,) = match self.call::<(&Request<'_>,), (RequestActionAbi,)>(idx, (req,)) {
+        let called = self.call::<(&Request<'_>,), (RequestActionAbi,)>(Phase::Request, idx, (req,));
+        let (action,) = match called {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
@@ -476,7 +497,8 @@ impl FilterInstance {
         let idx = self.filter.on_response?;
         let head = ResponseHeadView { status, headers };
         type Params<'a> = (&'a Request<'a>, ResponseHeadView<'a>);
-        let (edits,) = match self.call::<Params<'_>, (HeaderEditsAbi,)>(idx, (req, head)) {
+        let called = self.call::<Params<'_>, (HeaderEditsAbi,)>(Phase::Response, idx, (req, head));
+        let (edits,) = match called {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
@@ -491,7 +513,7 @@ impl FilterInstance {
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_request_body?;
-        Some(self.call_body::<(&Request<'_>, &[u8])>(idx, (req, body)))
+        Some(self.call_body::<(&Request<'_>, &[u8])>(Phase::RequestBody, idx, (req, body)))
     }
 
     /// Run `on-response-body` on the whole response body; like `on_request_body`.
@@ -504,25 +526,32 @@ impl FilterInstance {
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_response_body?;
         let head = ResponseHeadView { status, headers };
-        Some(self.call_body::<(&Request<'_>, ResponseHeadView<'_>, &[u8])>(idx, (req, head, body)))
+        type Params<'a> = (&'a Request<'a>, ResponseHeadView<'a>, &'a [u8]);
+        Some(self.call_body::<Params<'_>>(Phase::ResponseBody, idx, (req, head, body)))
     }
 
     fn call_body<P>(
         &mut self,
+        phase: Phase,
         idx: ComponentExportIndex,
         params: P,
     ) -> Result<Option<Vec<u8>>, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
     {
-        match self.call::<P, (BodyActionAbi,)>(idx, params)? {
+        match self.call::<P, (BodyActionAbi,)>(phase, idx, params)? {
             (BodyActionAbi::Keep,) => Ok(None),
             (BodyActionAbi::Replace(body),) => Ok(Some(body)),
         }
     }
 
-    /// Call the export `idx` under the deadline and memory limit.
-    fn call<P, R>(&mut self, idx: ComponentExportIndex, params: P) -> Result<R, IsolateError>
+    /// Call the export `idx` (the filter's `phase`) under the deadline and memory limit.
+    fn call<P, R>(
+        &mut self,
+        phase: Phase,
+        idx: ComponentExportIndex,
+        params: P,
+    ) -> Result<R, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
@@ -535,10 +564,13 @@ impl FilterInstance {
             .as_mut()
             .expect("a filter instance's store lives until it is dropped");
         store.set_epoch_deadline(filter.limits.deadline_ticks);
-        let func = self
-            .instance
-            .get_typed_func::<P, R>(&mut *store, idx)
-            .map_err(|e| filter.invalid(e.to_string()))?;
+        let func = typed_func::<P, R>(
+            &mut *store,
+            self.instance,
+            idx,
+            &filter.typechecked[phase as usize],
+        )
+        .map_err(|e| filter.invalid(e.to_string()))?;
         let result = filter
             .limits
             .placement
@@ -550,4 +582,35 @@ impl FilterInstance {
         }
         result
     }
+}
+
+/// The export `idx` of `instance` as a typed function. Its type is checked once per filter
+/// (`checked`): every instance of a filter comes from one pre-linked component, so the check
+/// (a walk over the request's record type, a tenth of a trivial filter's call) says the same
+/// for all of them.
+fn typed_func<P, R>(
+    store: &mut Store<FilterState>,
+    instance: Instance,
+    idx: ComponentExportIndex,
+    checked: &std::sync::atomic::AtomicBool,
+) -> Result<wasmtime::component::TypedFunc<P, R>, wasmtime::Error>
+where
+    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+{
+    use std::sync::atomic::Ordering;
+    if !checked.load(Ordering::Acquire) {
+        let func = instance.get_typed_func::<P, R>(&mut *store, idx)?;
+        checked.store(true, Ordering::Release);
+        return Ok(func);
+    }
+    let func = instance
+        .get_func(&mut *store, idx)
+        .ok_or_else(|| wasmtime::format_err!("no function exported at {idx:?}"))?;
+    // SAFETY: `func` has the type checked above for this export of an instance of the same
+    // component (a filter's instances all come from its one `InstancePre`), and `P`, `R` are
+    // fixed per phase (`FilterInstance::call`'s callers).
+    #[allow(unsafe_code)]
+    let typed = unsafe { wasmtime::component::TypedFunc::new_unchecked(func) };
+    Ok(typed)
 }

@@ -553,7 +553,11 @@ impl LoadedHandler {
                     component: self.name.to_string(),
                     reason: format!("{e:#}"),
                 })?;
-        let reset = if self.reset_in_place {
+        // Refused once, refused for good (as for filters: the reasons hold for every instance).
+        let refused = self
+            .reset_refused
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let reset = if self.reset_in_place && !refused {
             match instance.reset_point(&mut store) {
                 Ok(point) => Some(Reset { instance, point }),
                 Err(e) => {

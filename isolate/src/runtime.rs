@@ -814,7 +814,7 @@ impl EpochTicker {
                         engine.increment_epoch();
                     }
                     ticks += 1;
-                    if ticks % per_sweep == 0 {
+                    if ticks.is_multiple_of(per_sweep) {
                         sweeps
                             .lock()
                             .expect("sweeps lock")

@@ -24,6 +24,31 @@ fn every_request_starts_from_the_snapshot_sequentially() {
     assert!(f.resets() > 0, "no instance was reset in place");
 }
 
+/// Lowering a request whose headers outgrow the guest's memory: the guest's `cabi_realloc`
+/// grows it in the middle of the lowering, and every later string must be written into the
+/// grown memory (the host must not keep the size it saw before). Twice: the second request
+/// runs on the instance reset in place, back at its initial 4 pages.
+#[test]
+fn lowering_follows_memory_grown_by_the_guests_realloc() {
+    let rt = runtime();
+    let f = load(
+        &rt,
+        "grow",
+        &component("request-filter", &module(&on_request(CONTINUE))),
+        FilterSettings::default(),
+    );
+    let big = vec![b'v'; 64 << 10];
+    let names: Vec<String> = (0..12).map(|i| format!("x-big-{i}")).collect();
+    let headers: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), big.as_slice())).collect();
+    for round in 0..2 {
+        let mut s = f.instance().unwrap();
+        match s.on_request(&request(&headers)).unwrap() {
+            Ok(RequestDecision::Continue(_)) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn every_request_starts_from_the_snapshot_concurrently() {
     let rt = runtime();

@@ -610,7 +610,8 @@ impl Instance {
         &self.id.get(store).component().env_component().options[options]
     }
 
-    fn options_memory_raw(
+    /// Breakwater patch: `pub(crate)` (was private) for `LowerContext`, which looks it up once.
+    pub(crate) fn options_memory_raw(
         &self,
         store: &StoreOpaque,
         options: OptionsIndex,

@@ -6,10 +6,10 @@ use crate::component::resources::{HostResourceData, HostResourceIndex, HostResou
 use crate::component::store::ComponentTaskState;
 use crate::component::{Instance, ResourceType, RuntimeInstance};
 use crate::prelude::*;
-use crate::runtime::vm::VMFuncRef;
 use crate::runtime::vm::component::{
-    ComponentInstance, HandleCounter, HandleTable, ResourceTables,
+    ComponentInstance, HandleCounter, HandleTable, InstanceFlags, ResourceTables,
 };
+use crate::runtime::vm::{SendSyncPtr, VMFuncRef, VMMemoryDefinition};
 use crate::store::{StoreId, StoreOpaque};
 use alloc::sync::Arc;
 use core::fmt;
@@ -52,6 +52,19 @@ pub struct LowerContext<'a, T: 'static> {
 
     /// Whether to allow `options.realloc` to be used when lowering.
     allow_realloc: bool,
+
+    /// Breakwater patch: the linear memory of `options` (`None`: the options have none),
+    /// looked up once here instead of for every value lowered (`as_slice_mut` and `get` run
+    /// for each string, list and field: the lookup through the store's instance table was 5%
+    /// of a small filter call).
+    memory: Option<SendSyncPtr<VMMemoryDefinition>>,
+
+    /// Breakwater patch: the `realloc` of `options` and the flags of its instance, looked up
+    /// by the first `realloc` call and kept for the others (one per string or list lowered).
+    realloc_fn: Option<(SendSyncPtr<VMFuncRef>, InstanceFlags)>,
+
+    /// Breakwater patch: the type of every `realloc` function, from the component.
+    realloc_ty: &'a Arc<crate::FuncType>,
 }
 
 #[doc(hidden)]
@@ -68,6 +81,9 @@ impl<'a, T: 'static> LowerContext<'a, T> {
         if cfg!(debug_assertions) && !store.0.can_block() {
             store.0.validate_sync_call().unwrap();
         }
+        let memory = instance
+            .options_memory_raw(store.0, options)
+            .map(SendSyncPtr::new);
         let (component, store) = instance.component_and_store_mut(store.0);
         LowerContext {
             store: StoreContextMut(store),
@@ -75,6 +91,9 @@ impl<'a, T: 'static> LowerContext<'a, T> {
             types: component.types(),
             instance,
             allow_realloc: true,
+            memory,
+            realloc_fn: None,
+            realloc_ty: component.realloc_func_ty(),
         }
     }
 
@@ -92,6 +111,9 @@ impl<'a, T: 'static> LowerContext<'a, T> {
         options: OptionsIndex,
         instance: Instance,
     ) -> LowerContext<'a, T> {
+        let memory = instance
+            .options_memory_raw(store.0, options)
+            .map(SendSyncPtr::new);
         let (component, store) = instance.component_and_store_mut(store.0);
         LowerContext {
             store: StoreContextMut(store),
@@ -99,6 +121,9 @@ impl<'a, T: 'static> LowerContext<'a, T> {
             types: component.types(),
             instance,
             allow_realloc: false,
+            memory,
+            realloc_fn: None,
+            realloc_ty: component.realloc_func_ty(),
         }
     }
 
@@ -129,7 +154,18 @@ impl<'a, T: 'static> LowerContext<'a, T> {
     /// This will panic if memory has not been configured for this lowering
     /// (e.g. it wasn't present during the specification of canonical options).
     pub fn as_slice_mut(&mut self) -> &mut [u8] {
-        self.instance.options_memory_mut(self.store.0, self.options)
+        // Breakwater patch: from the definition looked up in `new` (it lives in the instance's
+        // `vmctx`, owned by the store this context borrows mutably); base and length are read
+        // now, so a `realloc` that grew the memory is seen.
+        let Some(memory) = self.memory else {
+            return &mut [];
+        };
+        // SAFETY: as in `Instance::options_memory_mut`: the store, borrowed mutably for as
+        // long as the returned slice, owns the memory, whose base and length are trusted.
+        unsafe {
+            let memory = memory.as_non_null().as_ref();
+            core::slice::from_raw_parts_mut(memory.base.as_ptr(), memory.current_length())
+        }
     }
 
     /// Invokes the memory allocation function (which is style after `realloc`)
@@ -159,16 +195,26 @@ impl<'a, T: 'static> LowerContext<'a, T> {
             Default::default(),
         );
 
-        let (component, store) = self.instance.component_and_store_mut(self.store.0);
-        let instance = self.instance.id().get(store);
-        let options = &component.env_component().options[self.options];
-        let realloc_ty = component.realloc_func_ty();
-        let realloc = match options.data_model {
-            CanonicalOptionsDataModel::Gc {} => unreachable!(),
-            CanonicalOptionsDataModel::LinearMemory(m) => m.realloc.unwrap(),
+        // Breakwater patch: looked up once per context (the funcref and the flags live in the
+        // instance's `vmctx` for as long as the instance, which the store keeps).
+        let (realloc, mut flags) = match self.realloc_fn {
+            Some((realloc, flags)) => (realloc.as_non_null(), flags),
+            None => {
+                let (component, store) = self.instance.component_and_store_mut(self.store.0);
+                let instance = self.instance.id().get(store);
+                let options = &component.env_component().options[self.options];
+                let realloc = match options.data_model {
+                    CanonicalOptionsDataModel::Gc {} => unreachable!(),
+                    CanonicalOptionsDataModel::LinearMemory(m) => m.realloc.unwrap(),
+                };
+                let realloc = instance.runtime_realloc(realloc);
+                let flags = instance.instance_flags(options.instance);
+                self.realloc_fn = Some((SendSyncPtr::new(realloc), flags));
+                (realloc, flags)
+            }
         };
-        let realloc = instance.runtime_realloc(realloc);
-        let mut flags = instance.instance_flags(options.instance);
+        let realloc_ty = self.realloc_ty;
+        let store = &mut *self.store.0;
 
         let params = (
             u32::try_from(old)?,
