@@ -11,6 +11,9 @@
 #
 #   bench/reset-in-place.sh [ROUNDS] [SECONDS]     (defaults: 3 rounds of 10 s)
 #
+# GUESTS='js c' (say) measures only those of py, js, c; WASM='guest_threads: 1' (say) adds
+# keys to the node's `wasm:` settings.
+#
 # The Spin SDK 5 component is not here: `wasmtime serve` cannot link it (its WASI 0.3
 # release-candidate and Spin imports); bench/warm-snapshot.sh measures it on Breakwater.
 set -euo pipefail
@@ -25,13 +28,16 @@ mkdir -p "$out"
 command -v wasmtime > /dev/null || cargo install wasmtime-cli --version 48.0.8 --locked
 wasmtime --version | grep -q "48.0.8"
 
-guests_used=(py:py-handler.wasm js:js-handler.wasm c:c-handler.wasm)
+guests_used=()
+for g in py:py-handler.wasm js:js-handler.wasm c:c-handler.wasm; do
+  [[ " ${GUESTS:-py js c} " == *" ${g%%:*} "* ]] && guests_used+=("$g")
+done
 {
   echo "server: { threads: 1 }"
   echo 'listeners: [{ name: web, address: "127.0.0.1:18500" }]'
   echo 'admin: { address: "127.0.0.1:18550" }'
   echo "access_log: { format: off }"
-  echo "wasm: { cache_dir: \"$guests/cache\" }"
+  echo "wasm: { cache_dir: \"$guests/cache\"${WASM:+, $WASM} }"
   echo "components:"
   for g in "${guests_used[@]}"; do
     echo "  ${g%%:*}-reset: { path: \"$guests/${g#*:}\", kind: handler }"
@@ -75,7 +81,7 @@ rss=$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$node_pid/status")
 {
   echo "# wasi:http handlers: Breakwater reset in place / fresh instances, wasmtime serve reuse / fresh"
   echo
-  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB."
+  echo "$(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD), $rounds rounds of ${secs} s; servers on CPU 0, wrk -t1 -c16 on CPU 1. Node RSS after the runs: $rss MiB.${WASM:+ Node wasm settings added: $WASM.}"
   echo
   contender_medians
   echo
