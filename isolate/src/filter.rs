@@ -63,10 +63,6 @@ struct ReadyFilter {
     reset: Option<ResetPoint>,
 }
 
-/// Instances reset in place that a filter keeps between requests; more are dropped. They go
-/// when the filter is idle for the runtime's `idle_unload`, as instances made ahead do.
-const KEEP_RESET: usize = 16;
-
 /// A filter component, compiled and pre-linked.
 pub(crate) struct LoadedFilter {
     /// Keeps the engine and its epoch ticker alive as long as the filter is.
@@ -80,10 +76,6 @@ pub(crate) struct LoadedFilter {
     api: FilterApi,
     limits: Limits,
     ready: ReadyPool<ReadyFilter>,
-    /// Whether the reason its instances cannot be reset in place has been logged.
-    reset_refused: std::sync::atomic::AtomicBool,
-    /// Instances reset in place and kept for another request since load.
-    resets: std::sync::atomic::AtomicU64,
     /// Per phase (`Phase as usize`): whether its export's type has been checked against the
     /// host's view of it. Every instance comes from `pre`, so one check covers them all.
     typechecked: [std::sync::atomic::AtomicBool; 4],
@@ -275,8 +267,6 @@ impl LoadedFilter {
             },
             limits,
             ready: ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone()),
-            reset_refused: Default::default(),
-            resets: Default::default(),
             typechecked: Default::default(),
         });
         let instantiation = ReadyPool::start(
@@ -340,9 +330,7 @@ impl Filter {
 
     /// Instances reset in place after a request and kept for another, since load.
     pub fn resets(&self) -> u64 {
-        self.loaded
-            .get()
-            .map_or(0, |l| l.resets.load(std::sync::atomic::Ordering::Relaxed))
+        self.loaded.get().map_or(0, |l| l.ready.resets())
     }
 
     /// Take an instance for one request: a ready one, or a new one if none is ready (a
@@ -383,23 +371,11 @@ impl LoadedFilter {
                 component: self.name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        // Refused once, refused for good: what refuses it (the allocator, shared memories, GC
-        // references, start functions that write memory) is the same for every instance, and
-        // asking costs an error and a scan of the instance's memory.
-        let refused = self
-            .reset_refused
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let reset = match (!refused).then(|| instance.reset_point(&mut store)) {
+        let reset = match (!self.ready.reset_refused()).then(|| instance.reset_point(&mut store)) {
             None => None,
             Some(Ok(point)) => Some(point),
             Some(Err(e)) => {
-                if !self
-                    .reset_refused
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
-                    tracing::info!(filter = %self.name, reason = %format!("{e:#}"),
-                        "instances cannot be reset in place: each request gets a new one");
-                }
+                self.ready.refuse_reset(&self.name, &e);
                 None
             }
         };
@@ -418,18 +394,11 @@ impl LoadedFilter {
             return;
         }
         *store.data_mut() = FilterState::new(self.api.clone(), self.limits.memory_limit());
-        let kept = self.ready.give_back(
-            ReadyFilter {
-                store,
-                instance,
-                reset: Some(point),
-            },
-            KEEP_RESET,
-        );
-        if kept {
-            self.resets
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.ready.give_back(ReadyFilter {
+            store,
+            instance,
+            reset: Some(point),
+        });
     }
 
     fn invalid(&self, reason: String) -> IsolateError {

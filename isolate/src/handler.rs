@@ -162,10 +162,6 @@ pub(crate) struct Reset {
     point: wasmtime::component::ResetPoint,
 }
 
-/// Instances reset in place that a handler keeps between requests; more are dropped. Like
-/// the instances made ahead of need, they are dropped when the handler scales to zero.
-const KEEP_RESET: usize = 16;
-
 /// A handler component, compiled and pre-linked.
 pub(crate) struct LoadedHandler {
     /// Keeps the engine and its epoch ticker alive as long as the handler is; runs guest
@@ -181,10 +177,6 @@ pub(crate) struct LoadedHandler {
     limits: Limits,
     ready: ReadyPool<ReadyHandler>,
     reset_in_place: bool,
-    /// Whether the reason its instances cannot be reset in place has been logged.
-    reset_refused: std::sync::atomic::AtomicBool,
-    /// Instances reset in place and kept for another request since load.
-    resets: std::sync::atomic::AtomicU64,
 }
 
 /// A loaded handler component. Cheap to clone; shared by all requests of its routes.
@@ -296,8 +288,6 @@ impl Handler {
             ready,
             limits,
             reset_in_place: settings.reset_in_place,
-            reset_refused: Default::default(),
-            resets: Default::default(),
         });
         // Instantiation is async (WASI's host functions are); at load, which may itself run
         // on a tokio runtime, it runs on the runtime's loader thread, which has a
@@ -373,9 +363,7 @@ impl Handler {
 
     /// Instances reset in place after a request since the handler was loaded.
     pub fn resets(&self) -> u64 {
-        self.loaded
-            .get()
-            .map_or(0, |h| h.resets.load(std::sync::atomic::Ordering::Relaxed))
+        self.loaded.get().map_or(0, |h| h.ready.resets())
     }
 
     /// Requests this handler is serving right now.
@@ -553,15 +541,11 @@ impl LoadedHandler {
                     component: self.name.to_string(),
                     reason: format!("{e:#}"),
                 })?;
-        // Refused once, refused for good (as for filters: the reasons hold for every instance).
-        let refused = self
-            .reset_refused
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let reset = if self.reset_in_place && !refused {
+        let reset = if self.reset_in_place && !self.ready.reset_refused() {
             match instance.reset_point(&mut store) {
                 Ok(point) => Some(Reset { instance, point }),
                 Err(e) => {
-                    self.refuse_reset(&e);
+                    self.ready.refuse_reset(&self.name, &e);
                     None
                 }
             }
@@ -574,17 +558,6 @@ impl LoadedHandler {
             exports,
             reset,
         })
-    }
-
-    /// Logged once per handler: why its instances cannot be reset in place.
-    fn refuse_reset(&self, e: &wasmtime::Error) {
-        if !self
-            .reset_refused
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-        {
-            tracing::info!(handler = %self.name, reason = %format!("{e:#}"),
-                "instances cannot be reset in place: each request gets a new one");
-        }
     }
 
     /// After a request its guest finished cleanly: `store`'s instance reset in place, with a
@@ -601,19 +574,12 @@ impl LoadedHandler {
         // The request's deadline callback holds this handler: a kept store must not (the
         // next request sets its own).
         store.epoch_deadline_trap();
-        let kept = self.ready.give_back(
-            ReadyHandler {
-                store,
-                instance: reset.instance,
-                exports,
-                reset: Some(reset),
-            },
-            KEEP_RESET,
-        );
-        if kept {
-            self.resets
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+        self.ready.give_back(ReadyHandler {
+            store,
+            instance: reset.instance,
+            exports,
+            reset: Some(reset),
+        });
     }
 
     /// Start the request's deadline on `store`. The guest is interrupted at each epoch tick it

@@ -32,7 +32,17 @@ pub(crate) struct ReadyPool<T> {
     spawn_filler: OnceLock<Box<dyn Fn() + Send + Sync>>,
     /// The runtime's live instances: the filler makes one only while there is room.
     slots: Arc<crate::limits::Slots>,
+    /// Instances reset in place and kept for another request since load.
+    resets: AtomicU64,
+    /// Whether instances of this component cannot be reset in place (logged once): decided
+    /// by the first instance, as what refuses it (the allocator, shared memories, GC
+    /// references, start functions that write memory) is the same for every instance.
+    reset_refused: AtomicBool,
 }
+
+/// Instances reset in place that a component keeps between requests; more are dropped. Like
+/// the instances made ahead of need, they go when the component scales to zero.
+const KEEP_RESET: usize = 16;
 
 impl<T> ReadyPool<T> {
     pub fn new(idle_unload: Option<Duration>, slots: Arc<crate::limits::Slots>) -> Self {
@@ -47,6 +57,8 @@ impl<T> ReadyPool<T> {
             epoch: Instant::now(),
             filler_running: AtomicBool::new(false),
             spawn_filler: OnceLock::new(),
+            resets: AtomicU64::new(0),
+            reset_refused: AtomicBool::new(false),
         }
     }
 
@@ -71,6 +83,25 @@ impl<T> ReadyPool<T> {
     /// Instances ready now.
     pub fn ready_now(&self) -> usize {
         self.ready.lock().expect("ready lock").len()
+    }
+
+    /// Instances reset in place and kept for another request since load.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
+    /// Whether this component's instances are known not to be resettable in place (then no
+    /// reset point is asked for: asking costs an error and a scan of the instance's memory).
+    pub fn reset_refused(&self) -> bool {
+        self.reset_refused.load(Ordering::Relaxed)
+    }
+
+    /// Its instances cannot be reset in place, for `reason`: logged once per component.
+    pub fn refuse_reset(&self, component: &str, reason: &wasmtime::Error) {
+        if !self.reset_refused.swap(true, Ordering::Relaxed) {
+            tracing::info!(component, reason = %format!("{reason:#}"),
+                "instances cannot be reset in place: each request gets a new one");
+        }
     }
 }
 
@@ -105,19 +136,20 @@ impl<T: Send + 'static> ReadyPool<T> {
     }
 
     /// An instance reset in place after a request, ready for the next one: kept while fewer
-    /// than `keep` are ready and the runtime has room (as the filler's instances: never in
-    /// the quarter of the pool kept for requests), until the component goes idle (see
-    /// `sweep`); else dropped, its slot free for any component. Whether it was kept.
-    pub fn give_back(&self, instance: T, keep: usize) -> bool {
+    /// than `KEEP_RESET` are ready and the runtime has room (as the filler's instances: never
+    /// in the quarter of the pool kept for requests), until the component goes idle (see
+    /// `sweep`); else dropped, its slot free for any component. Counted in `resets` when
+    /// kept.
+    pub fn give_back(&self, instance: T) {
         if !self.slots.room_to_prewarm() {
-            return false;
+            return;
         }
         let mut ready = self.ready.lock().expect("ready lock");
-        if ready.len() >= keep {
-            return false;
+        if ready.len() >= KEEP_RESET {
+            return;
         }
         ready.push(instance);
-        true
+        self.resets.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Scale to zero a component without a filler thread (which does it itself) once it is
