@@ -178,8 +178,23 @@ release_and_guests() {
     cargo build --release --locked -p breakwater-proxy -p breakwater-bench
     bw="$CARGO_TARGET_DIR/release/breakwater"
   fi
+  build_guests
+}
+
+# $guests, the guest components (C, Python, JavaScript) built from source.
+build_guests() {
   guests="$CARGO_TARGET_DIR/guests"
   bash isolate/guests/build.sh "$guests" >&2
+}
+
+# $wasmtime_bin, the peer's `wasmtime` (wasmtime-cli 48.0.8, the version Breakwater embeds),
+# installed with cargo when missing (long on this machine; cached in ~/.cargo/bin).
+need_wasmtime() {
+  wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
+  if ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
+    cargo install wasmtime-cli --version 48.0.8 --locked >&2
+    wasmtime_bin="$HOME/.cargo/bin/wasmtime"
+  fi
 }
 
 # start_node NAME PORT: run $work/NAME.yaml on CPU 0 (its pid in node_pid, its output in

@@ -40,12 +40,7 @@ load="$target/breakwater-bench"
 plot="$target/breakwater-plot"
 wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
 # `wasmtime serve` is only needed by the handler scenario.
-want_wasmtime=1
-[[ -n "${ONLY:-}" && ! "handler hello C handler hello" =~ $ONLY ]] && want_wasmtime=0
-if [ "$want_wasmtime" = 1 ] && ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
-  cargo install wasmtime-cli --version 48.0.8 --locked
-  wasmtime_bin="$HOME/.cargo/bin/wasmtime"
-fi
+if [[ -z "${ONLY:-}" || "handler hello C handler hello" =~ $ONLY ]]; then need_wasmtime; fi
 
 out="$root/bench/results/$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"

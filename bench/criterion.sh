@@ -16,8 +16,7 @@ set -euo pipefail
 filter="${1:-filter-request|c-filter}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
-guests="$CARGO_TARGET_DIR/guests"
-bash isolate/guests/build.sh "$guests" >&2
+build_guests
 bin="$(cargo bench -p breakwater-bench --bench isolate --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json,sys
 for l in sys.stdin:

@@ -25,8 +25,7 @@ need_tools
 release_and_guests
 out="$root/bench/results/reset-in-place-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-command -v wasmtime > /dev/null || cargo install wasmtime-cli --version 48.0.8 --locked
-wasmtime --version | grep -q "48.0.8"
+need_wasmtime
 
 guests_used=()
 for g in py:py-handler.wasm js:js-handler.wasm c:c-handler.wasm; do
@@ -65,7 +64,7 @@ for g in "${guests_used[@]}"; do
   for v in reuse fresh; do
     extra=()
     [ "$v" = fresh ] && extra=(--max-instance-reuse-count 1)
-    taskset -c 0 wasmtime serve -S cli=y --addr "127.0.0.1:$port" "${extra[@]}" \
+    taskset -c 0 "$wasmtime_bin" serve -S cli=y --addr "127.0.0.1:$port" "${extra[@]}" \
       "$guests/${g#*:}" > "$work/wasmtime-$name-$v.out" 2>&1 &
     pids+=($!)
     for _ in $(seq 1 600); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done

@@ -91,11 +91,7 @@ run_case() { # run_case LABEL SRC N [filter]
 
 # The peer's cold start (see the header).
 peer_case() {
-  local wasmtime_bin; wasmtime_bin="$(command -v wasmtime || echo "$HOME/.cargo/bin/wasmtime")"
-  if ! "$wasmtime_bin" --version 2>/dev/null | grep -q "48.0.8"; then
-    cargo install wasmtime-cli --version 48.0.8 --locked >&2
-    wasmtime_bin="$HOME/.cargo/bin/wasmtime"
-  fi
+  local wasmtime_bin; need_wasmtime
   "$wasmtime_bin" compile "$work/wasm/hello-handler.wasm" -o "$work/hello.cwasm"
   taskset -c 1 python3 - "$wasmtime_bin" "$work/hello.cwasm" <<'PY'
 import http.client, socket, subprocess, sys, time

@@ -76,19 +76,17 @@ pub(crate) struct LoadedFilter {
     api: FilterApi,
     limits: Limits,
     ready: ReadyPool<ReadyFilter>,
-    /// Per phase (`Phase as usize`): whether its export's type has been checked against the
-    /// host's view of it. Every instance comes from `pre`, so one check covers them all.
-    typechecked: [std::sync::atomic::AtomicBool; 4],
 }
 
-/// A filter's phases, as they index [`LoadedFilter::typechecked`].
-#[derive(Clone, Copy)]
-enum Phase {
-    Request,
-    Response,
-    RequestBody,
-    ResponseBody,
-}
+// Each phase's parameters and results as the host lowers and lifts them: the types its export
+// is checked against at load, and the only ones `FilterInstance::call` is called with.
+type OnRequestParams<'a> = (&'a Request<'a>,);
+type OnRequestResults = (RequestActionAbi,);
+type OnResponseParams<'a> = (&'a Request<'a>, ResponseHeadView<'a>);
+type OnResponseResults = (HeaderEditsAbi,);
+type OnRequestBodyParams<'a> = (&'a Request<'a>, &'a [u8]);
+type OnResponseBodyParams<'a> = (&'a Request<'a>, ResponseHeadView<'a>, &'a [u8]);
+type BodyResults = (BodyActionAbi,);
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
 ///
@@ -267,15 +265,24 @@ impl LoadedFilter {
             },
             limits,
             ready: ReadyPool::new(runtime.settings.idle_unload, runtime.slots.clone()),
-            typechecked: Default::default(),
         });
+        // The first instance (the proof that it instantiates) has its exports' types checked:
+        // every instance comes from the same `pre`, so the check holds for all of them and
+        // calls skip it.
+        let mut unchecked = true;
         let instantiation = ReadyPool::start(
             &inner,
             name.to_string(),
             |f: &LoadedFilter| &f.ready,
             |f: &LoadedFilter| f.limits.gate.room(),
             settings.prewarm,
-            || inner.instantiate(),
+            || {
+                let mut made = inner.instantiate()?;
+                if std::mem::take(&mut unchecked) {
+                    inner.check_exports(&mut made, path)?;
+                }
+                Ok(made)
+            },
             || |f: &LoadedFilter| f.instantiate(),
         )?;
         inner.limits.placement.seed(instantiation);
@@ -371,14 +378,7 @@ impl LoadedFilter {
                 component: self.name.to_string(),
                 reason: format!("{e:#}"),
             })?;
-        let reset = match (!self.ready.reset_refused()).then(|| instance.reset_point(&mut store)) {
-            None => None,
-            Some(Ok(point)) => Some(point),
-            Some(Err(e)) => {
-                self.ready.refuse_reset(&self.name, &e);
-                None
-            }
-        };
+        let reset = self.ready.reset_point(&self.name, instance, &mut store);
         Ok(ReadyFilter {
             store,
             instance,
@@ -399,6 +399,41 @@ impl LoadedFilter {
             instance,
             reset: Some(point),
         });
+    }
+
+    /// Whether each phase's export has the type the host calls it with (a component built
+    /// against another version of the WIT may not): refused at load if not.
+    fn check_exports(&self, ready: &mut ReadyFilter, path: &Path) -> Result<(), IsolateError> {
+        fn check<P, R>(
+            ready: &mut ReadyFilter,
+            idx: Option<ComponentExportIndex>,
+        ) -> wasmtime::Result<()>
+        where
+            P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
+            R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
+        {
+            match idx {
+                Some(idx) => ready
+                    .instance
+                    .get_typed_func::<P, R>(&mut ready.store, idx)
+                    .map(drop),
+                None => Ok(()),
+            }
+        }
+        check::<OnRequestParams<'_>, OnRequestResults>(ready, self.on_request)
+            .and_then(|()| {
+                check::<OnResponseParams<'_>, OnResponseResults>(ready, self.on_response)
+            })
+            .and_then(|()| {
+                check::<OnRequestBodyParams<'_>, BodyResults>(ready, self.on_request_body)
+            })
+            .and_then(|()| {
+                check::<OnResponseBodyParams<'_>, BodyResults>(ready, self.on_response_body)
+            })
+            .map_err(|e| IsolateError::Link {
+                path: path.to_path_buf(),
+                reason: format!("an export does not have the filter interface's type: {e:#}"),
+            })
     }
 
     fn invalid(&self, reason: String) -> IsolateError {
@@ -448,8 +483,7 @@ impl FilterInstance {
         req: &Request<'_>,
     ) -> Option<Result<RequestDecision, IsolateError>> {
         let idx = self.filter.on_request?;
-        let called = self.call::<(&Request<'_>,), (RequestActionAbi,)>(Phase::Request, idx, (req,));
-        let (action,) = match called {
+        let (action,) = match self.call::<OnRequestParams<'_>, OnRequestResults>(idx, (req,)) {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
@@ -465,8 +499,7 @@ impl FilterInstance {
     ) -> Option<Result<Edits, IsolateError>> {
         let idx = self.filter.on_response?;
         let head = ResponseHeadView { status, headers };
-        type Params<'a> = (&'a Request<'a>, ResponseHeadView<'a>);
-        let called = self.call::<Params<'_>, (HeaderEditsAbi,)>(Phase::Response, idx, (req, head));
+        let called = self.call::<OnResponseParams<'_>, OnResponseResults>(idx, (req, head));
         let (edits,) = match called {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
@@ -482,7 +515,7 @@ impl FilterInstance {
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_request_body?;
-        Some(self.call_body::<(&Request<'_>, &[u8])>(Phase::RequestBody, idx, (req, body)))
+        Some(self.call_body::<OnRequestBodyParams<'_>>(idx, (req, body)))
     }
 
     /// Run `on-response-body` on the whole response body; like `on_request_body`.
@@ -495,32 +528,26 @@ impl FilterInstance {
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_response_body?;
         let head = ResponseHeadView { status, headers };
-        type Params<'a> = (&'a Request<'a>, ResponseHeadView<'a>, &'a [u8]);
-        Some(self.call_body::<Params<'_>>(Phase::ResponseBody, idx, (req, head, body)))
+        Some(self.call_body::<OnResponseBodyParams<'_>>(idx, (req, head, body)))
     }
 
     fn call_body<P>(
         &mut self,
-        phase: Phase,
         idx: ComponentExportIndex,
         params: P,
     ) -> Result<Option<Vec<u8>>, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
     {
-        match self.call::<P, (BodyActionAbi,)>(phase, idx, params)? {
+        match self.call::<P, BodyResults>(idx, params)? {
             (BodyActionAbi::Keep,) => Ok(None),
             (BodyActionAbi::Replace(body),) => Ok(Some(body)),
         }
     }
 
-    /// Call the export `idx` (the filter's `phase`) under the deadline and memory limit.
-    fn call<P, R>(
-        &mut self,
-        phase: Phase,
-        idx: ComponentExportIndex,
-        params: P,
-    ) -> Result<R, IsolateError>
+    /// Call the export `idx` under the deadline and memory limit. `P` and `R` are the phase's
+    /// types above, which `check_exports` checked the export against at load.
+    fn call<P, R>(&mut self, idx: ComponentExportIndex, params: P) -> Result<R, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
@@ -533,13 +560,16 @@ impl FilterInstance {
             .as_mut()
             .expect("a filter instance's store lives until it is dropped");
         store.set_epoch_deadline(filter.limits.deadline_ticks);
-        let func = typed_func::<P, R>(
-            &mut *store,
-            self.instance,
-            idx,
-            &filter.typechecked[phase as usize],
-        )
-        .map_err(|e| filter.invalid(e.to_string()))?;
+        let func = self
+            .instance
+            .get_func(&mut *store, idx)
+            .ok_or_else(|| filter.invalid(format!("no function exported at {idx:?}")))?;
+        // SAFETY: `P` and `R` are the phase's types (see `call`'s callers), which its export
+        // was checked against at load (`check_exports`) in an instance of the same component:
+        // a filter's instances all come from its one `InstancePre`. (The check walks the
+        // request's record type: a tenth of a trivial filter's call, saved on every call.)
+        #[allow(unsafe_code)]
+        let func = unsafe { wasmtime::component::TypedFunc::<P, R>::new_unchecked(func) };
         let result = filter
             .limits
             .placement
@@ -551,35 +581,4 @@ impl FilterInstance {
         }
         result
     }
-}
-
-/// The export `idx` of `instance` as a typed function. Its type is checked once per filter
-/// (`checked`): every instance of a filter comes from one pre-linked component, so the check
-/// (a walk over the request's record type, a tenth of a trivial filter's call) says the same
-/// for all of them.
-fn typed_func<P, R>(
-    store: &mut Store<FilterState>,
-    instance: Instance,
-    idx: ComponentExportIndex,
-    checked: &std::sync::atomic::AtomicBool,
-) -> Result<wasmtime::component::TypedFunc<P, R>, wasmtime::Error>
-where
-    P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower,
-    R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift,
-{
-    use std::sync::atomic::Ordering;
-    if !checked.load(Ordering::Acquire) {
-        let func = instance.get_typed_func::<P, R>(&mut *store, idx)?;
-        checked.store(true, Ordering::Release);
-        return Ok(func);
-    }
-    let func = instance
-        .get_func(&mut *store, idx)
-        .ok_or_else(|| wasmtime::format_err!("no function exported at {idx:?}"))?;
-    // SAFETY: `func` has the type checked above for this export of an instance of the same
-    // component (a filter's instances all come from its one `InstancePre`), and `P`, `R` are
-    // fixed per phase (`FilterInstance::call`'s callers).
-    #[allow(unsafe_code)]
-    let typed = unsafe { wasmtime::component::TypedFunc::new_unchecked(func) };
-    Ok(typed)
 }

@@ -541,17 +541,11 @@ impl LoadedHandler {
                     component: self.name.to_string(),
                     reason: format!("{e:#}"),
                 })?;
-        let reset = if self.reset_in_place && !self.ready.reset_refused() {
-            match instance.reset_point(&mut store) {
-                Ok(point) => Some(Reset { instance, point }),
-                Err(e) => {
-                    self.ready.refuse_reset(&self.name, &e);
-                    None
-                }
-            }
-        } else {
-            None
-        };
+        let reset = self
+            .reset_in_place
+            .then(|| self.ready.reset_point(&self.name, instance, &mut store))
+            .flatten()
+            .map(|point| Reset { instance, point });
         Ok(ReadyHandler {
             store,
             instance,

@@ -34,9 +34,7 @@ pub(crate) struct ReadyPool<T> {
     slots: Arc<crate::limits::Slots>,
     /// Instances reset in place and kept for another request since load.
     resets: AtomicU64,
-    /// Whether instances of this component cannot be reset in place (logged once): decided
-    /// by the first instance, as what refuses it (the allocator, shared memories, GC
-    /// references, start functions that write memory) is the same for every instance.
+    /// Whether instances of this component cannot be reset in place (see `reset_point`).
     reset_refused: AtomicBool,
 }
 
@@ -90,17 +88,29 @@ impl<T> ReadyPool<T> {
         self.resets.load(Ordering::Relaxed)
     }
 
-    /// Whether this component's instances are known not to be resettable in place (then no
-    /// reset point is asked for: asking costs an error and a scan of the instance's memory).
-    pub fn reset_refused(&self) -> bool {
-        self.reset_refused.load(Ordering::Relaxed)
-    }
-
-    /// Its instances cannot be reset in place, for `reason`: logged once per component.
-    pub fn refuse_reset(&self, component: &str, reason: &wasmtime::Error) {
-        if !self.reset_refused.swap(true, Ordering::Relaxed) {
-            tracing::info!(component, reason = %format!("{reason:#}"),
-                "instances cannot be reset in place: each request gets a new one");
+    /// Where a reset in place puts `instance` back to, taken right after instantiation;
+    /// `None` when it cannot be reset (logged once per `component`). Refused once, not asked
+    /// again: what refuses it (the allocator, shared memories, GC references, start functions
+    /// that write memory) is the same for every instance, and asking costs an error and a
+    /// scan of the instance's memory.
+    pub fn reset_point(
+        &self,
+        component: &str,
+        instance: wasmtime::component::Instance,
+        store: impl wasmtime::AsContextMut,
+    ) -> Option<wasmtime::component::ResetPoint> {
+        if self.reset_refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        match instance.reset_point(store) {
+            Ok(point) => Some(point),
+            Err(e) => {
+                if !self.reset_refused.swap(true, Ordering::Relaxed) {
+                    tracing::info!(component, reason = %format!("{e:#}"),
+                        "instances cannot be reset in place: each request gets a new one");
+                }
+                None
+            }
         }
     }
 }

@@ -292,28 +292,7 @@ pub unsafe fn reset_with_pagemap(
     // instance.
     loop {
         let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
-        let scan_arg =
-            PageMapScanBuilder::new(ptr::slice_from_raw_parts(start, end - start.addr()))
-                .max_pages(pages_left)
-                // We specifically want pages that are NOT backed by the zero page or
-                // backed by files. Such pages mean that they haven't changed from their
-                // original contents, so they're inverted.
-                .category_inverted(Categories::PFNZERO | Categories::FILE)
-                // Search for pages that are written and present as those are the dirty
-                // pages. Additionally search for the zero page/file page as those are
-                // inverted above meaning we're searching for pages that specifically
-                // don't have those flags.
-                .category_mask(
-                    Categories::WRITTEN
-                        | Categories::PRESENT
-                        | Categories::PFNZERO
-                        | Categories::FILE,
-                )
-                // Don't return any categories back. This helps group regions together
-                // since the reported set of categories is always empty and we otherwise
-                // aren't looking for anything in particular.
-                .return_mask(Categories::empty())
-                .build(&mut storage);
+        let scan_arg = private_pages_scan(start, end, pages_left).build(&mut storage);
 
         // SAFETY: this should be a safe ioctl as we control the fd we're operating
         // on plus all of `scan_arg`, but this relies on `Ioctl` below being the
@@ -368,6 +347,30 @@ pub unsafe fn reset_with_pagemap(
     }
 }
 
+/// Breakwater patch: the scan `reset_with_pagemap` and `for_each_private_region` both make
+/// (upstream's, moved here from `reset_with_pagemap`): the pages of `start..end` private to
+/// this process, at most `max_pages` of them (0: no limit), grouped into regions.
+fn private_pages_scan(start: *mut u8, end: usize, max_pages: usize) -> PageMapScanBuilder {
+    let mut scan = PageMapScanBuilder::new(ptr::slice_from_raw_parts(start, end - start.addr()));
+    scan.max_pages(max_pages)
+        // We specifically want pages that are NOT backed by the zero page or
+        // backed by files. Such pages mean that they haven't changed from their
+        // original contents, so they're inverted.
+        .category_inverted(Categories::PFNZERO | Categories::FILE)
+        // Search for pages that are written and present as those are the dirty
+        // pages. Additionally search for the zero page/file page as those are
+        // inverted above meaning we're searching for pages that specifically
+        // don't have those flags.
+        .category_mask(
+            Categories::WRITTEN | Categories::PRESENT | Categories::PFNZERO | Categories::FILE,
+        )
+        // Don't return any categories back. This helps group regions together
+        // since the reported set of categories is always empty and we otherwise
+        // aren't looking for anything in particular.
+        .return_mask(Categories::empty());
+    scan
+}
+
 /// Breakwater patch (reset in place): calls `f` with each region of `ptr..ptr + len` whose
 /// pages are private to this process (written since they were mapped: neither the zero page
 /// nor pages of the file they map), the pages `reset_with_pagemap` would restore by hand.
@@ -387,17 +390,7 @@ pub unsafe fn for_each_private_region(
     let mut start = ptr;
     while start.addr() < end {
         let mut storage = [MaybeUninit::uninit(); MAX_REGIONS];
-        let scan_arg =
-            PageMapScanBuilder::new(ptr::slice_from_raw_parts(start, end - start.addr()))
-                .category_inverted(Categories::PFNZERO | Categories::FILE)
-                .category_mask(
-                    Categories::WRITTEN
-                        | Categories::PRESENT
-                        | Categories::PFNZERO
-                        | Categories::FILE,
-                )
-                .return_mask(Categories::empty())
-                .build(&mut storage);
+        let scan_arg = private_pages_scan(start, end, 0).build(&mut storage);
         // SAFETY: as in `reset_with_pagemap`.
         let result = unsafe { ioctl(&pagemap.0, scan_arg) }?;
         for region in result.regions() {
