@@ -3,14 +3,17 @@
 # to it on the same node? One node (`server.threads: 1`) and an nginx origin on CPU 0, wrk on
 # CPU 1. Each round measures the pass-through route (1 KiB from nginx) alone, then again
 # while a second wrk saturates the route served by the Python wasi:http handler
-# (componentize-py), for three placements of the guest:
+# (componentize-py), for these placements of the guest:
 #
 #   inline   `wasm.offload_above: off`: every guest runs on the listener's event loop
 #   low      the default: off the loop (a guest costing more than 100 us per call), on guest
-#            threads 10 nice levels down (`wasm.guest_priority: low`)
+#            threads 10 nice levels down (`wasm.guest_priority: low`), the event loop with a
+#            100 us scheduler slice (`server.event_loop_slice`)
+#   low-long the same with the kernel's default slice (`server.event_loop_slice: off`)
 #   idle     off the loop, on guest threads under SCHED_IDLE (`wasm.guest_priority: idle`)
 #
 #   bench/noisy-neighbour.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per run)
+#   PLACEMENTS="low low-long" bench/noisy-neighbour.sh   (default: all four)
 #
 # Reports wrk's p50 and p99 of the pass-through route and both routes' throughput, per round
 # and as medians, and the median of the per-round ratios (p99 with Python / p99 alone, the two
@@ -30,12 +33,12 @@ mkdir -p "$out"
 ORIGIN=18201
 start_origin $ORIGIN
 
-# node CONFIG_NAME PORT ADMIN OFFLOAD PRIORITY: a node with the pass-through and the Python
-# routes.
+# node CONFIG_NAME PORT ADMIN OFFLOAD PRIORITY SLICE: a node with the pass-through and the
+# Python routes.
 node() {
-  local name="$1" port="$2" admin="$3" offload="$4" priority="$5"
+  local name="$1" port="$2" admin="$3" offload="$4" priority="$5" slice="$6"
   cat > "$work/$name.yaml" <<YAML
-server: { threads: 1 }
+server: { threads: 1, event_loop_slice: $slice }
 listeners: [{ name: web, address: "127.0.0.1:$port" }]
 admin: { address: "127.0.0.1:$admin" }
 access_log: { format: off }
@@ -50,10 +53,17 @@ routes:
 YAML
   start_node "$name" "$port" /1k /py/x
 }
-node inline 18202 18212 off idle
-node low 18204 18214 100us low
-node idle 18203 18213 100us idle
-declare -A port=([inline]=18202 [low]=18204 [idle]=18203)
+placements="${PLACEMENTS:-inline low low-long idle}"
+declare -A port=([inline]=18202 [low]=18204 [low-long]=18205 [idle]=18203)
+for name in $placements; do
+  case "$name" in
+    inline) node inline 18202 18212 off idle 100us ;;
+    low) node low 18204 18214 100us low 100us ;;
+    low-long) node low-long 18205 18215 100us low off ;;
+    idle) node idle 18203 18213 100us idle 100us ;;
+    *) echo "unknown placement $name" >&2; exit 1 ;;
+  esac
+done
 
 # wrk's "99%" and "50%" lines in ms, and Requests/sec.
 ms() { awk -v q="$1" '$1 == q { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$2"; }
@@ -61,7 +71,7 @@ rps() { awk '/^Requests\/sec/ { print $2 }' "$1"; }
 
 printf "| round | placement | load | pass p50 ms | pass p99 ms | pass req/s | python req/s |\n|---|---|---|---|---|---|---|\n" > "$work/rows"
 for r in $(seq 1 "$rounds"); do
-  for name in inline low idle; do
+  for name in $placements; do
     p=${port[$name]}
     for load in alone python; do
       f="$out/r$r-$name-$load"
@@ -90,7 +100,7 @@ done
   echo
   echo "| placement | pass p99 alone ms | pass p99 with Python ms | ratio | per-round ratios | their median | pass req/s with Python | python req/s |"
   echo "|---|---|---|---|---|---|---|---|"
-  for name in inline low idle; do
+  for name in $placements; do
     col() { awk -F'|' -v n="$name" -v l="$1" -v c="$2" '$3 ~ " "n" " && $4 ~ " "l" " { gsub(/ /, "", $c); print $c }' "$work/rows" | median; }
     alone=$(col alone 6); noisy=$(col python 6)
     ratio=$(awk -v a="$alone" -v b="$noisy" 'BEGIN { printf "%.2f", b / a }')

@@ -740,48 +740,11 @@ impl GuestThreads {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("wasm-guest")
-            .on_thread_start(move || yield_to_event_loops(priority))
+            .on_thread_start(move || crate::sched::yield_to_event_loops(priority))
             .enable_all()
             .build()
             .expect("start the guest threads");
         Self(Some(runtime))
-    }
-}
-
-/// Guest threads give way to the listeners' event loops: when both want the same core, a
-/// request on an event loop (cheap, a client waiting) goes first, so a saturated interpreter
-/// route takes what is left rather than half. 10 nice levels down by default; `SCHED_IDLE`
-/// with [`GuestPriority::Idle`] (where it is refused, a seccomp profile, niced instead).
-/// Best effort: where `setpriority` is refused too, the threads keep the process's priority.
-fn yield_to_event_loops(priority: GuestPriority) {
-    if priority == GuestPriority::Idle {
-        match sched_idle() {
-            Ok(()) => return,
-            Err(e) => tracing::debug!(error = %e, "SCHED_IDLE refused; guest threads niced"),
-        }
-    }
-    let tid = std::fs::read_link("/proc/thread-self")
-        .ok()
-        .and_then(|p| p.file_name()?.to_str()?.parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw);
-    if let Some(tid) = tid {
-        let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-        if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + 10).min(19)) {
-            tracing::debug!(error = %e, "guest thread priority unchanged");
-        }
-    }
-}
-
-/// Put the calling thread under `SCHED_IDLE` (no privilege needed to lower a thread's policy).
-/// rustix has no `sched_setscheduler`: one libc call.
-#[allow(unsafe_code)]
-fn sched_idle() -> std::io::Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 names the calling thread, and `param` is a valid `sched_param` that
-    // outlives the call, which only reads it.
-    match unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } {
-        0 => Ok(()),
-        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
