@@ -7,13 +7,11 @@
 #
 #   inline   `wasm.offload_above: off`: every guest runs on the listener's event loop
 #   low      the default: off the loop (a guest costing more than 100 us per call), on guest
-#            threads 10 nice levels down (`wasm.guest_priority: low`), the event loop with a
-#            100 us scheduler slice (`server.event_loop_slice`)
-#   low-long the same with the kernel's default slice (`server.event_loop_slice: off`)
+#            threads 10 nice levels down (`wasm.guest_priority: low`)
 #   idle     off the loop, on guest threads under SCHED_IDLE (`wasm.guest_priority: idle`)
 #
 #   bench/noisy-neighbour.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 10 s per run)
-#   PLACEMENTS="low low-long" bench/noisy-neighbour.sh   (default: all four)
+#   PLACEMENTS="low idle" bench/noisy-neighbour.sh   (default: all three)
 #
 # Reports wrk's p50 and p99 of the pass-through route and both routes' throughput, per round
 # and as medians, and the median of the per-round ratios (p99 with Python / p99 alone, the two
@@ -33,12 +31,12 @@ mkdir -p "$out"
 ORIGIN=18201
 start_origin $ORIGIN
 
-# node CONFIG_NAME PORT ADMIN OFFLOAD PRIORITY SLICE: a node with the pass-through and the
-# Python routes.
+# node CONFIG_NAME PORT ADMIN OFFLOAD PRIORITY: a node with the pass-through and the Python
+# routes.
 node() {
-  local name="$1" port="$2" admin="$3" offload="$4" priority="$5" slice="$6"
+  local name="$1" port="$2" admin="$3" offload="$4" priority="$5"
   cat > "$work/$name.yaml" <<YAML
-server: { threads: 1, event_loop_slice: $slice }
+server: { threads: 1 }
 listeners: [{ name: web, address: "127.0.0.1:$port" }]
 admin: { address: "127.0.0.1:$admin" }
 access_log: { format: off }
@@ -53,14 +51,13 @@ routes:
 YAML
   start_node "$name" "$port" /1k /py/x
 }
-placements="${PLACEMENTS:-inline low low-long idle}"
-declare -A port=([inline]=18202 [low]=18204 [low-long]=18205 [idle]=18203)
+placements="${PLACEMENTS:-inline low idle}"
+declare -A port=([inline]=18202 [low]=18204 [idle]=18203)
 for name in $placements; do
   case "$name" in
-    inline) node inline 18202 18212 off idle 100us ;;
-    low) node low 18204 18214 100us low 100us ;;
-    low-long) node low-long 18205 18215 100us low off ;;
-    idle) node idle 18203 18213 100us idle 100us ;;
+    inline) node inline 18202 18212 off idle ;;
+    low) node low 18204 18214 100us low ;;
+    idle) node idle 18203 18213 100us idle ;;
     *) echo "unknown placement $name" >&2; exit 1 ;;
   esac
 done

@@ -148,7 +148,6 @@ pub struct RawServer {
     pub max_header_bytes: Option<Spanned<usize>>,
     pub server_header: Option<bool>,
     pub upstream_keepalive: Option<Spanned<usize>>,
-    pub event_loop_slice: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -330,13 +330,6 @@ pub struct ServerSettings {
     /// of clients does not close, then reopen, an origin connection per request (measured
     /// in bench/connections.sh: 1 024 left 5 000 clients at half nginx's throughput).
     pub upstream_keepalive: usize,
-    /// The Linux scheduler time slice of the listeners' threads (EEVDF, Linux 6.12 on; older
-    /// kernels ignore it). A thread with a shorter slice than the one running on its core
-    /// preempts it when it wakes; with the kernel's default (0.7-3 ms) a listener woken by a
-    /// client waits for the running thread's slice to end: a guest thread running an
-    /// interpreter, say. Default 100 µs (the kernel's least); `None` (`off`): the kernel's
-    /// default. Applies from start; a reload does not change it.
-    pub event_loop_slice: Option<Duration>,
 }
 
 /// DNS resolution of pool endpoints given by name.

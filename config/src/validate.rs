@@ -467,22 +467,6 @@ impl<'a> Validator<'a> {
             max_header_bytes,
             server_header: raw.server_header.unwrap_or(true),
             upstream_keepalive: raw.upstream_keepalive.as_ref().map_or(8192, |k| k.value),
-            event_loop_slice: match &raw.event_loop_slice {
-                None => Some(Duration::from_micros(100)),
-                Some(s) if s.value.trim() == "off" => None,
-                Some(s) => {
-                    let slice = self.duration(s, "server.event_loop_slice")?;
-                    let range = Duration::from_micros(100)..=Duration::from_millis(100);
-                    if !range.contains(&slice) {
-                        return Err(self.err(
-                            s,
-                            "server.event_loop_slice",
-                            "expected 100us to 100ms (the kernel's range), or off",
-                        ));
-                    }
-                    Some(slice)
-                }
-            },
         })
     }
 

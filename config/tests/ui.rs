@@ -72,7 +72,6 @@ fn guests_can_be_kept_on_the_event_loops() {
         config.wasm.guest_priority,
         breakwater_config::GuestPriority::Idle
     );
-    assert_eq!(config.server.event_loop_slice, None);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/valid/minimal.yaml");
     let config = parse(&path).unwrap();
     assert_eq!(
@@ -82,10 +81,6 @@ fn guests_can_be_kept_on_the_event_loops() {
     assert_eq!(
         config.wasm.guest_priority,
         breakwater_config::GuestPriority::Low
-    );
-    assert_eq!(
-        config.server.event_loop_slice,
-        Some(std::time::Duration::from_micros(100))
     );
 }
 

@@ -31,5 +31,4 @@ pub use filter::{Filter, FilterInstance, FilterSettings};
 pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody, Warmup, WarmupRequest};
 pub use host::spin::{SharedKv, SharedStore, StoreFuture};
 pub use runtime::{Allocator, GuestPriority, Observer, Runtime, RuntimeSettings};
-pub use sched::set_event_loop_slice;
 pub use types::{DirectResponse, Edits, ForwardEdits, Request, RequestDecision};

@@ -187,12 +187,6 @@ pub fn run(opts: RunOptions) -> Result<(), StartError> {
         test: false,
         conf: None,
     };
-    // The listeners' threads (pingora's and HTTP/3's, all started from here on) inherit it.
-    if let Some(slice) = config.server.event_loop_slice {
-        if let Err(e) = breakwater_isolate::set_event_loop_slice(slice) {
-            tracing::info!(error = %e, "server.event_loop_slice not applied (the kernel refused it)");
-        }
-    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 

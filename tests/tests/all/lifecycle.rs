@@ -214,41 +214,6 @@ fn the_node_runs_without_transparent_huge_pages() {
     assert_eq!(thp, Some("0"), "{status}");
 }
 
-/// The time slices (Linux's `se.slice`, nanoseconds) of the node's listener threads.
-fn listener_slices(node: &Node) -> Vec<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", node.pid())).unwrap();
-    let mut slices = Vec::new();
-    for task in tasks {
-        let dir = task.unwrap().path();
-        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        if !comm.starts_with("listener ") {
-            continue;
-        }
-        let sched = std::fs::read_to_string(dir.join("sched")).unwrap();
-        let slice = sched.lines().find_map(|l| l.strip_prefix("se.slice"));
-        let slice = slice.unwrap_or_else(|| panic!("no se.slice (Linux before 6.6?):\n{sched}"));
-        slices.push(slice.trim_start_matches([' ', ':']).trim().parse().unwrap());
-    }
-    slices
-}
-
-/// A listener woken by a client takes its core from a guest thread (or anything else) at
-/// once: its threads run with a 100 µs scheduler slice by default (`server.event_loop_slice`),
-/// the kernel's default with `off`.
-#[test]
-fn listener_threads_run_with_a_short_scheduler_slice() {
-    let node = Node::demo();
-    let slices = listener_slices(&node);
-    assert!(!slices.is_empty(), "no listener threads");
-    assert!(slices.iter().all(|&s| s == 100_000), "{slices:?}");
-    let node = Node::start(
-        "server: { event_loop_slice: off }\nlisteners: [{ name: web, address: \"127.0.0.1:0\" }]\nroutes: [{ respond: { body: hello } }]\n",
-    );
-    let slices = listener_slices(&node);
-    assert!(!slices.is_empty(), "no listener threads");
-    assert!(slices.iter().all(|&s| s > 100_000), "{slices:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_embedded_demo_serves_a_working_node() {
     let node = Node::demo();
