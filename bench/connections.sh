@@ -14,7 +14,10 @@
 # 20 000 open files) for 5 s each (p50, p99, req/s). Contenders alternate per round. Output: bench/results/connections-DATE/summary.md and the raw client output.
 # SERVER='work_stealing: true' (say) adds keys to Breakwater's `server:` settings; ONLY=active
 # skips the idle measurements, ONLY=idle the active ones; BW_ENV='NAME=VALUE ...' sets the
-# node's environment (an allocator setting, say).
+# node's environment (an allocator setting, say). IDLE_OPEN=one opens the idle connections
+# one at a time, each answered before the next opens (the default, burst, sends every request
+# before it reads an answer: all in flight at once, so the servers' RSS also keeps what the
+# burst's buffers and origin connections left behind).
 set -euo pipefail
 idle="${1:-10000}"
 rounds="${2:-3}"
@@ -48,7 +51,7 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 # answer, then holds them until stdin closes.
 cat > "$work/idle.py" <<'PY'
 import socket, sys
-port, n, proto = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, proto, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 def frame(kind, flags, stream, payload):
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
 # The header block curl 7.88 sends for GET /1k (since 2026-12-07; before, a hand-made block of
@@ -58,11 +61,7 @@ block = bytes.fromhex("8204032f316b86418b089d5c0b8170dc0bcd3eff7a8825b650c3abbcf
 h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 5, 1, block)
 h1 = b"GET /1k HTTP/1.1\r\nHost: a\r\n\r\n"
 socks = []
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(h2 if proto == "h2" else h1)
-    socks.append(s)
-for s in socks:
+def answered(s):
     data = b""
     if proto == "h1":
         while not (b"\r\n\r\n" in data and len(data) >= data.index(b"\r\n\r\n") + 4 + 1024):
@@ -88,6 +87,17 @@ for s in socks:
             if kind == 0 and flags & 1:
                 done = True
             data = data[9 + length:]
+# burst: every request sent before any answer is read (all in flight at once); one: each
+# connection answered before the next opens.
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(h2 if proto == "h2" else h1)
+    socks.append(s)
+    if mode == "one":
+        answered(s)
+if mode == "burst":
+    for s in socks:
+        answered(s)
 print("open", flush=True)
 sys.stdin.read()
 PY
@@ -97,7 +107,7 @@ idle_cost() {
   local pid="$1" port="$2" proto="$3"
   local before; before=$(rss_kib "$pid")
   local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"
-  taskset -c 1 python3 "$work/idle.py" "$port" "$idle" "$proto" < "$fifo" > "$work/idle.out" &
+  taskset -c 1 python3 "$work/idle.py" "$port" "$idle" "$proto" "${IDLE_OPEN:-burst}" < "$fifo" > "$work/idle.out" &
   local client=$!
   exec 7> "$fifo"
   for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
@@ -153,7 +163,7 @@ for r in $(seq 1 "$rounds"); do
   done
 done
 
-python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw${SERVER:+, server settings added: $SERVER}${BW_ENV:+, node environment: $BW_ENV}" > "$out/summary.md" <<'PY'
+python3 - "$out/runs.psv" "$idle" "tree $(git rev-parse --short HEAD), binary $bw${SERVER:+, server settings added: $SERVER}${BW_ENV:+, node environment: $BW_ENV}, idle connections opened: ${IDLE_OPEN:-burst}" > "$out/summary.md" <<'PY'
 import re, statistics, sys
 rows = [l.rstrip("\n").split("|") for l in open(sys.argv[1])][1:]
 idle, rev = int(sys.argv[2]), sys.argv[3]

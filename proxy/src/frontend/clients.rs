@@ -127,13 +127,26 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         let _slot = Slot(self.open.clone(), gauge);
         let alpn = stream.selected_alpn_proto();
         let h2 = matches!(alpn, Some(ALPN::H2));
-        let (guarded, outcome) = Guarded::new(stream, &self.limits, h2);
+        // Boxed in a block of its own: a moved-from local still takes room in this future,
+        // which lives as long as the connection.
+        let (guarded, outcome) = {
+            let (guarded, outcome) = Guarded::new(stream, &self.limits, h2);
+            (Box::new(guarded), outcome)
+        };
         // The app hands the stream back only for reuse, which the listening service does not
         // do for HTTP apps; the guard stays on for the life of the connection anyway.
-        let reused = if h2 || matches!(alpn, Some(ALPN::Custom(_))) {
-            self.inner.process_new(Box::new(guarded), shutdown).await
+        let h2 = h2 || matches!(alpn, Some(ALPN::Custom(_)));
+        let reused = if h2 {
+            self.inner.process_new(guarded, shutdown).await
         } else {
-            self.serve_http1(guarded, shutdown).await
+            // Boxed, and over before an HTTP/2 connection with prior knowledge runs: this
+            // future lives as long as the connection, and would otherwise be sized by the
+            // HTTP/1.1 loop's state (a session, about a kilobyte) on every idle HTTP/2
+            // connection too.
+            match Box::pin(self.serve_http1(guarded, shutdown)).await {
+                Http1::Done(reused) => reused,
+                Http1::PriorKnowledge(guarded) => self.inner.process_new(guarded, shutdown).await,
+            }
         };
         if let Some(why) = outcome.get() {
             self.closed(why);
@@ -153,9 +166,9 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
     /// pipelined requests that pingora may hold) goes on without parking, as pingora's does.
     async fn serve_http1(
         self: &Arc<Self>,
-        mut guarded: Guarded,
+        mut guarded: Box<Guarded>,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+    ) -> Http1 {
         let options = self.inner.server_options();
         let h2c = options.is_some_and(|o| o.h2c) && guarded.get_ssl_digest().is_none();
         let mut persistent: Option<HttpPersistentSettings> = None;
@@ -164,7 +177,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
             if guarded.between_requests() {
                 let mut closing = shutdown.clone();
                 if *closing.borrow() {
-                    return None;
+                    return Http1::Done(None);
                 }
                 let more = tokio::select! {
                     biased;
@@ -173,15 +186,15 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
                     _ = closing.changed() => false,
                 };
                 if !more {
-                    return None;
+                    return Http1::Done(None);
                 }
                 if first && h2c && guarded.phase == Phase::H2 {
                     // HTTP/2 with prior knowledge: pingora peeks for the preface (served from
                     // what was read) and runs the connection.
-                    return self.inner.process_new(Box::new(guarded), shutdown).await;
+                    return Http1::PriorKnowledge(guarded);
                 }
             }
-            let mut session = ServerSession::new_http1(Box::new(guarded));
+            let mut session = ServerSession::new_http1(guarded);
             if first {
                 // As pingora starts a connection: keep-alive (60 s) unless shutting down.
                 session.set_keepalive((!*shutdown.borrow()).then_some(60));
@@ -192,13 +205,26 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
             } else if let Some(settings) = persistent.take() {
                 settings.apply_to_session(&mut session);
             }
-            let reused = self.inner.process_new_http(session, shutdown).await?;
+            let Some(reused) = self.inner.process_new_http(session, shutdown).await else {
+                return Http1::Done(None);
+            };
             let (stream, settings) = reused.consume();
             persistent = settings;
             // Always ours: the session hands back the stream it was given.
-            guarded = *stream.into_any().downcast::<Guarded>().ok()?;
+            match stream.into_any().downcast::<Guarded>() {
+                Ok(g) => guarded = g,
+                Err(_) => return Http1::Done(None),
+            }
         }
     }
+}
+
+/// How an HTTP/1.1 connection's loop ended.
+enum Http1 {
+    /// Served; the stream for reuse (never, for a listener).
+    Done(Option<Stream>),
+    /// Its first bytes are HTTP/2's preface (prior knowledge, on an `h2c` listener).
+    PriorKnowledge(Box<Guarded>),
 }
 
 /// Where the guard is in the HTTP/1.1 exchange.

@@ -258,8 +258,12 @@ routes: [{{ pool: origin }}]
         let each = (rss_kib(pid).saturating_sub(before) * 1024) as usize / EACH;
         let protocol = if h2 { "HTTP/2" } else { "HTTP/1.1" };
         eprintln!("an idle {protocol} connection: {each} bytes");
+        // Measured in this (debug) build: HTTP/1.1 3.4 KB, HTTP/2 8.8 KB; HTTP/2 11.8 KB
+        // before the futures of a connection kept room only for what it holds while idle
+        // (the pingora-core patch of 2026-12-07, proxy/vendor/README.md).
+        let limit = if h2 { 10 * 1024 } else { 6 * 1024 };
         assert!(
-            each < 20 * 1024,
+            each < limit,
             "an idle {protocol} connection holds {each} bytes"
         );
     }

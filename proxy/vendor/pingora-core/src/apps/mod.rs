@@ -343,35 +343,46 @@ where
         } else if custom || matches!(stream.selected_alpn_proto(), Some(ALPN::Custom(_))) {
             return self.clone().process_custom_session(stream, shutdown).await;
         } else {
-            // No ALPN or ALPN::H1 and h2c was not configured, fallback to HTTP/1.1
-            let mut session = ServerSession::new_http1(stream);
-            if *shutdown.borrow() {
-                // stop downstream from reusing if this service is shutting down soon
-                session.set_keepalive(None);
-            } else {
-                // default 60s
-                session.set_keepalive(Some(60));
-            }
-            session.set_keepalive_reuses_remaining(
-                self.server_options()
-                    .and_then(|opts| opts.keepalive_request_limit),
-            );
-
-            let mut result = self.process_new_http(session, shutdown).await;
-            while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
-                let mut session = ServerSession::new_http1(stream);
-                if let Some(persistent_settings) = persistent_settings {
-                    persistent_settings.apply_to_session(&mut session);
-                }
-
-                result = self.process_new_http(session, shutdown).await;
-            }
+            // Breakwater patch: the HTTP/1.1 loop in a boxed future of its own. This future
+            // lives as long as the connection and is sized by its largest state: inline, the
+            // HTTP/1.1 loop's sessions (about 2 KiB) were part of every idle HTTP/2
+            // connection's memory, which only needs the accept loop's state.
+            Box::pin(serve_http1(self, stream, shutdown)).await;
         }
         None
     }
 
     async fn cleanup(&self) {
         self.http_cleanup().await;
+    }
+}
+
+/// No ALPN or ALPN::H1 and h2c was not configured: HTTP/1.1, with keep-alive.
+async fn serve_http1<T>(app: &Arc<T>, stream: Stream, shutdown: &ShutdownWatch)
+where
+    T: HttpServerApp + Send + Sync + 'static,
+{
+    let mut session = ServerSession::new_http1(stream);
+    if *shutdown.borrow() {
+        // stop downstream from reusing if this service is shutting down soon
+        session.set_keepalive(None);
+    } else {
+        // default 60s
+        session.set_keepalive(Some(60));
+    }
+    session.set_keepalive_reuses_remaining(
+        app.server_options()
+            .and_then(|opts| opts.keepalive_request_limit),
+    );
+
+    let mut result = app.process_new_http(session, shutdown).await;
+    while let Some((stream, persistent_settings)) = result.map(|r| r.consume()) {
+        let mut session = ServerSession::new_http1(stream);
+        if let Some(persistent_settings) = persistent_settings {
+            persistent_settings.apply_to_session(&mut session);
+        }
+
+        result = app.process_new_http(session, shutdown).await;
     }
 }
 

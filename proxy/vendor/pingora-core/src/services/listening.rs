@@ -229,12 +229,24 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    // Breakwater patch: boxed, because what this task captures it keeps room
+                    // for its whole life, moved out of or not: the uninitialized stream is
+                    // consumed by the handshake, but its 400 bytes would stay in every
+                    // connection's task.
+                    let io = Box::new(io);
                     current_handle().spawn(async move {
                         let peer_addr = io.peer_addr();
                         // Breakwater patch: the handshake future (8 KiB with TLS) is boxed,
                         // so that the task of a connection is sized by what it holds after
                         // the handshake (under 1 KiB), not by the handshake, for its whole life.
-                        match timeout(Duration::from_secs(60), Box::pin(io.handshake())).await {
+                        // Out of its box in a block of its own, whose end frees the box and
+                        // ends the stream's room in this task.
+                        let handshake = {
+                            let boxed = io;
+                            let io = *boxed;
+                            Box::pin(io.handshake())
+                        };
+                        match timeout(Duration::from_secs(60), handshake).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
