@@ -8,8 +8,9 @@
 #
 # Idle: a client opens IDLE connections to one server, sends one request on each (HTTP/1.1:
 # GET /1k; HTTP/2: the preface, SETTINGS and one GET /1k), reads every answer, and keeps them
-# open; the server's RSS before and with them gives the cost per connection (a fresh server
-# for each). Active: wrk -t1 with 1 000 and 5 000 connections (not 10 000: each proxy then
+# open; the server's RSS before and with them, once they have idled for IDLE_SETTLE seconds
+# (default 3; also read at once, the "at once" rows), gives the cost per connection (a fresh
+# server for each). Active: wrk -t1 with 1 000 and 5 000 connections (not 10 000: each proxy then
 # needs a descriptor per client and per origin connection, over this machine's hard limit of
 # 20 000 open files) for 5 s each (p50, p99, req/s). Contenders alternate per round. Output: bench/results/connections-DATE/summary.md and the raw client output.
 # SERVER='work_stealing: true' (say) adds keys to Breakwater's `server:` settings; ONLY=active
@@ -102,7 +103,9 @@ print("open", flush=True)
 sys.stdin.read()
 PY
 
-# idle_cost PID PORT PROTO: RSS growth in KiB with $idle idle connections.
+# idle_cost PID PORT PROTO: RSS growth in KiB with $idle idle connections, read as the last
+# one is answered and again after they have idled for IDLE_SETTLE seconds (default 3): "AT
+# SETTLED".
 idle_cost() {
   local pid="$1" port="$2" proto="$3"
   local before; before=$(rss_kib "$pid")
@@ -112,10 +115,12 @@ idle_cost() {
   exec 7> "$fifo"
   for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
   grep -q open "$work/idle.out" || { echo "idle client failed on $port ($proto)" >&2; exit 1; }
-  local after; after=$(rss_kib "$pid")
+  local at_once; at_once=$(rss_kib "$pid")
+  sleep "${IDLE_SETTLE:-3}"
+  local settled; settled=$(rss_kib "$pid")
   exec 7>&-
   wait "$client" || true
-  echo $(( after - before ))
+  echo "$(( at_once - before )) $(( settled - before ))"
 }
 
 start_bw() {
@@ -144,8 +149,9 @@ for r in $(seq 1 "$rounds"); do
       [ "${ONLY:-}" = active ] && break
       if [ "$c" = bw ]; then start_bw; pid=$bw_pid; p=$BW
       else start_nginx; pid=$nginx_worker; p=$NGINX; [ "$proto" = h2 ] && p=$((NGINX + 10)); fi
-      kib=$(idle_cost "$pid" "$p" "$proto")
-      echo "$r|$c|idle $proto KiB|$kib" >> "$out/runs.psv"
+      read -r at_once settled < <(idle_cost "$pid" "$p" "$proto")
+      echo "$r|$c|idle $proto KiB|$settled" >> "$out/runs.psv"
+      echo "$r|$c|idle $proto at once KiB|$at_once" >> "$out/runs.psv"
       if [ "$c" = bw ]; then stop "$bw_pid"; else stop "$nginx_pid"; fi
     done
     [ "${ONLY:-}" = idle ] && continue

@@ -119,6 +119,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
             self.closed(Closed::OverLimit);
             return None;
         }
+        crate::ops::memory::collect_on_this_loop();
         let gauge = self
             .metrics
             .client_connections
