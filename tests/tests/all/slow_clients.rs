@@ -175,6 +175,10 @@ fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The header block curl 7.88 sends for `GET /1k` (HPACK with incremental indexing and
+/// Huffman coding).
+const CURL_GET_1K: &[u8] = b"\x82\x04\x03/1k\x86\x41\x8b\x08\x9d\x5c\x0b\x81\x70\xdc\x0b\xcd\x3e\xff\x7a\x88\x25\xb6\x50\xc3\xab\xbc\xf2\xe1\x53\x03*/*";
+
 /// A new connection with `GET /1k` sent on it (HTTP/2: with prior knowledge, the header block
 /// curl sends).
 async fn sent_request(addr: std::net::SocketAddr, h2: bool) -> TcpStream {
@@ -185,10 +189,9 @@ async fn sent_request(addr: std::net::SocketAddr, h2: bool) -> TcpStream {
             .unwrap();
         return s;
     }
-    let block = b"\x82\x04\x03/1k\x86\x41\x8b\x08\x9d\x5c\x0b\x81\x70\xdc\x0b\xcd\x3e\xff\x7a\x88\x25\xb6\x50\xc3\xab\xbc\xf2\xe1\x53\x03*/*";
     let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     hello.extend(frame(4, 0, 0, b""));
-    hello.extend(frame(1, 5, 1, block));
+    hello.extend(frame(1, 5, 1, CURL_GET_1K));
     s.write_all(&hello).await.unwrap();
     s
 }
@@ -234,6 +237,29 @@ async fn read_answer(s: &mut TcpStream, h2: bool) {
     }
 }
 
+/// An h2c node (one thread) in front of an origin that answers 1 KiB with `headers`; the
+/// origin lives as long as the node is used.
+async fn node_before_1k_origin(headers: Vec<(String, String)>) -> (Node, Origin) {
+    let origin = Origin::start(std::sync::Arc::new(move |_: &support::Seen| {
+        Action::Respond {
+            status: 200,
+            headers: headers.clone(),
+            body: Bytes::from(vec![b'x'; 1024]),
+        }
+    }))
+    .await;
+    let node = Node::start(&format!(
+        r#"
+server: {{ threads: 1 }}
+listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
+pools: {{ origin: {{ endpoints: ["{}"] }} }}
+routes: [{{ pool: origin }}]
+"#,
+        origin.addr
+    ));
+    (node, origin)
+}
+
 /// An edge node holds the internet's idle keep-alive connections: each one that got its
 /// answer (from an origin, through pingora's buffers) and stays open costs the node little
 /// memory. Before the h2 patch (proxy/vendor/README.md) an idle HTTP/2 connection kept its
@@ -241,24 +267,12 @@ async fn read_answer(s: &mut TcpStream, h2: bool) {
 /// tables, the buffers its headers were read from: over 40 KiB each in this build.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_keep_alive_connections_cost_little_memory() {
-    let origin = Origin::start(std::sync::Arc::new(|_: &support::Seen| Action::Respond {
-        status: 200,
-        headers: vec![
-            ("content-type".into(), "text/plain".into()),
-            ("etag".into(), "\"v1\"".into()),
-            ("cache-control".into(), "max-age=60".into()),
-        ],
-        body: Bytes::from(vec![b'x'; 1024]),
-    }))
+    let (node, _origin) = node_before_1k_origin(vec![
+        ("content-type".into(), "text/plain".into()),
+        ("etag".into(), "\"v1\"".into()),
+        ("cache-control".into(), "max-age=60".into()),
+    ])
     .await;
-    let node = Node::start(&format!(
-        r#"
-listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
-pools: {{ origin: {{ endpoints: ["{}"] }} }}
-routes: [{{ pool: origin }}]
-"#,
-        origin.addr
-    ));
     let (web, pid) = (node.addr("web"), node.pid());
     const EACH: usize = 500;
     let mut held = Vec::new();
@@ -295,21 +309,8 @@ routes: [{{ pool: origin }}]
 /// again keeps.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_node_gives_back_what_a_burst_took() {
-    let origin = Origin::start(std::sync::Arc::new(|_: &support::Seen| Action::Respond {
-        status: 200,
-        headers: vec![("content-type".into(), "text/plain".into())],
-        body: Bytes::from(vec![b'x'; 1024]),
-    }))
-    .await;
-    let node = Node::start(&format!(
-        r#"
-server: {{ threads: 1 }}
-listeners: [{{ name: web, address: 127.0.0.1:0, h2c: true }}]
-pools: {{ origin: {{ endpoints: ["{}"] }} }}
-routes: [{{ pool: origin }}]
-"#,
-        origin.addr
-    ));
+    let (node, _origin) =
+        node_before_1k_origin(vec![("content-type".into(), "text/plain".into())]).await;
     let (web, pid) = (node.addr("web"), node.pid());
     let mut held = Vec::new();
     for _ in 0..1500 {
@@ -331,10 +332,8 @@ routes: [{{ pool: origin }}]
 
 /// A second request on `sent_request`'s HTTP/2 connection (stream 3) is answered.
 async fn read_answer_again(s: &mut TcpStream) {
-    // The header block again, now as a client that indexed it would send it: the same
-    // literal form is valid too.
-    let block = b"\x82\x04\x03/1k\x86\x41\x8b\x08\x9d\x5c\x0b\x81\x70\xdc\x0b\xcd\x3e\xff\x7a\x88\x25\xb6\x50\xc3\xab\xbc\xf2\xe1\x53\x03*/*";
-    s.write_all(&frame(1, 5, 3, block)).await.unwrap();
+    // The same header block (its literals are indexed again: valid, if wasteful).
+    s.write_all(&frame(1, 5, 3, CURL_GET_1K)).await.unwrap();
     read_answer(s, true).await;
 }
 
