@@ -252,7 +252,7 @@ impl MokaStorage {
     /// The object stored on disk under `key` (with the tier), and where its body is when it
     /// was streamed in pieces; `None` when it is not there, does not decode (the record is
     /// then dropped), or a piece has been reclaimed since.
-    async fn from_disk(
+    async fn read_from_disk(
         &self,
         key: &HashBinary,
     ) -> Option<(&'static DiskTier, Object, Option<Pieces>)> {
@@ -343,7 +343,7 @@ impl Storage for MokaStorage {
                 (obj, body)
             }
             None => {
-                let Some((disk, obj, pieces)) = self.from_disk(&hash).await else {
+                let Some((disk, obj, pieces)) = self.read_from_disk(&hash).await else {
                     return Ok(None);
                 };
                 disk.served();
@@ -412,7 +412,7 @@ impl Storage for MokaStorage {
         // In memory, or on disk only (then a streamed body keeps its pieces).
         let (old, streamed) = match self.objects.get(&key) {
             Some(old) => (old, None),
-            None => match self.from_disk(&key).await {
+            None => match self.read_from_disk(&key).await {
                 Some((disk, old, pieces)) => (Arc::new(old), pieces.map(|p| (disk, p))),
                 None => return Ok(false),
             },
