@@ -55,17 +55,65 @@ pub struct ResponseBody {
 }
 
 pub(super) enum Frames {
-    /// WASI 0.2: read straight from the guest's outgoing body.
-    Wasi02(HyperOutgoingBody),
+    /// WASI 0.2: what the guest had written when its head was sent, then straight from its
+    /// outgoing body.
+    Wasi02(Prefetched),
     /// WASI 0.3: pumped by the task running the guest.
     Wasi03(tokio::sync::mpsc::Receiver<Result<Bytes, String>>),
+}
+
+/// A WASI 0.2 body: the chunks gathered with its head (an error ends them), then the rest.
+pub(super) struct Prefetched {
+    ready: std::collections::VecDeque<Result<Bytes, String>>,
+    /// `None` once the body ended among the gathered chunks.
+    rest: Option<HyperOutgoingBody>,
+}
+
+impl Prefetched {
+    /// The frames of `body` ready now, up to `limit` bytes (empty ones and trailers skipped,
+    /// as `ResponseBody::chunk` skips them).
+    pub(super) fn gather(mut body: HyperOutgoingBody, limit: usize, cx: &mut Context<'_>) -> Self {
+        use http_body::Body;
+        let mut ready = std::collections::VecDeque::new();
+        let mut bytes = 0;
+        while bytes < limit {
+            match Pin::new(&mut body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            bytes += data.len();
+                            ready.push_back(Ok(data));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    ready.push_back(Err(format!("response body: {e:?}")));
+                    return Self { ready, rest: None };
+                }
+                Poll::Ready(None) => return Self { ready, rest: None },
+                Poll::Pending => break,
+            }
+        }
+        Self {
+            ready,
+            rest: Some(body),
+        }
+    }
 }
 
 impl ResponseBody {
     /// The next chunk; `None` at the end. Trailers are skipped.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, IsolateError>> {
         let body = match &mut self.body {
-            Frames::Wasi02(body) => body,
+            Frames::Wasi02(Prefetched { ready, rest }) => {
+                if let Some(next) = ready.pop_front() {
+                    return Some(next.map_err(|reason| IsolateError::InvalidOutput {
+                        component: self.handler.to_string(),
+                        reason,
+                    }));
+                }
+                rest.as_mut()?
+            }
             Frames::Wasi03(rx) => {
                 return match rx.recv().await? {
                     Ok(data) => Some(Ok(data)),
