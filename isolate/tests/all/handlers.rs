@@ -73,6 +73,46 @@ async fn echo_handler_streams_the_request_body_back() {
     assert_eq!(body[499_999], b'a' + 49 % 26);
 }
 
+/// A guest that waits (here for more of the request body) has its head and what it wrote
+/// so far answered at once: the response streams; it is not held until the guest returns.
+#[tokio::test]
+async fn a_waiting_guests_answer_goes_out_before_it_returns() {
+    let rt = runtime();
+    let h = load_handler(
+        &rt,
+        "echo",
+        &guest_handler("echo"),
+        HandlerSettings::default(),
+    );
+    let (tx, body) = RequestBody::channel();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("http://example.com/echo")
+        .body(body)
+        .unwrap();
+    tx.send(Bytes::from_static(b"first")).unwrap();
+    let wait = Duration::from_secs(10);
+    let resp = tokio::time::timeout(wait, h.handle(req))
+        .await
+        .expect("the head comes while the guest waits for the rest of the request")
+        .unwrap();
+    let mut body = resp.into_body();
+    let mut echoed = Vec::new();
+    while echoed.len() < 5 {
+        let chunk = tokio::time::timeout(wait, body.chunk())
+            .await
+            .expect("what the guest wrote comes while it waits")
+            .expect("more body")
+            .unwrap();
+        echoed.extend_from_slice(&chunk);
+    }
+    assert_eq!(&echoed[..], b"first");
+    tx.send(Bytes::from_static(b"second")).unwrap();
+    drop(tx);
+    let rest = body.collect(1 << 20).await.unwrap();
+    assert_eq!(&rest[..], b"second");
+}
+
 #[tokio::test]
 async fn no_state_crosses_requests_sequentially_or_concurrently() {
     let rt = runtime();
