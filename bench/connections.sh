@@ -48,61 +48,6 @@ nginx_proxy_conf $NGINX 1 19000 "    listen 127.0.0.1:$((NGINX + 10)) http2;" > 
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
-# The idle client: $1 port, $2 count, $3 h1|h2. Prints "open" once every connection has its
-# answer, then holds them until stdin closes.
-cat > "$work/idle.py" <<'PY'
-import socket, sys
-port, n, proto, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-def frame(kind, flags, stream, payload):
-    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-# The header block curl 7.88 sends for GET /1k (since 2026-12-07; before, a hand-made block of
-# literals without indexing): HPACK with incremental indexing and Huffman coding, as common
-# clients encode, so that the servers' header tables hold what they hold for real clients.
-block = bytes.fromhex("8204032f316b86418b089d5c0b8170dc0bcd3eff7a8825b650c3abbcf2e153032a2f2a")
-h2 = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 5, 1, block)
-h1 = b"GET /1k HTTP/1.1\r\nHost: a\r\n\r\n"
-socks = []
-def answered(s):
-    data = b""
-    if proto == "h1":
-        while not (b"\r\n\r\n" in data and len(data) >= data.index(b"\r\n\r\n") + 4 + 1024):
-            chunk = s.recv(65536)
-            if not chunk: sys.exit("closed early")
-            data += chunk
-    else:
-        # Read frames until DATA with END_STREAM on stream 1; ack the server's SETTINGS.
-        done = False
-        while not done:
-            while len(data) < 9:
-                chunk = s.recv(65536)
-                if not chunk: sys.exit("closed early")
-                data += chunk
-            length = int.from_bytes(data[:3], "big")
-            while len(data) < 9 + length:
-                chunk = s.recv(65536)
-                if not chunk: sys.exit("closed early")
-                data += chunk
-            kind, flags = data[3], data[4]
-            if kind == 4 and not flags & 1:
-                s.sendall(frame(4, 1, 0, b""))
-            if kind == 0 and flags & 1:
-                done = True
-            data = data[9 + length:]
-# burst: every request sent before any answer is read (all in flight at once); one: each
-# connection answered before the next opens.
-for i in range(n):
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(h2 if proto == "h2" else h1)
-    socks.append(s)
-    if mode == "one":
-        answered(s)
-if mode == "burst":
-    for s in socks:
-        answered(s)
-print("open", flush=True)
-sys.stdin.read()
-PY
-
 # idle_cost PID PORT PROTO: RSS growth in KiB with $idle idle connections, read as the last
 # one is answered and again after they have idled for IDLE_SETTLE seconds (default 3): "AT
 # SETTLED".
@@ -110,7 +55,7 @@ idle_cost() {
   local pid="$1" port="$2" proto="$3"
   local before; before=$(rss_kib "$pid")
   local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"
-  taskset -c 1 python3 "$work/idle.py" "$port" "$idle" "$proto" "${IDLE_OPEN:-burst}" < "$fifo" > "$work/idle.out" &
+  taskset -c 1 python3 "$root/bench/idle_client.py" "$port" "$idle" "$proto" "${IDLE_OPEN:-burst}" < "$fifo" > "$work/idle.out" &
   local client=$!
   exec 7> "$fifo"
   for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
