@@ -153,6 +153,21 @@ routes:
 EOF
 }
 
+# A node for many client connections: one thread, an h2c listener at 127.0.0.1:$1 taking up
+# to 15 000 clients, admin at $2, every request to the origin at 127.0.0.1:$3; SERVER (say
+# `work_stealing: true`) adds keys to its `server:` settings.
+many_clients_node_config() {
+  cat <<EOF
+server: { threads: 1${SERVER:+, $SERVER} }
+listeners: [{ name: web, address: "127.0.0.1:$1", h2c: true, clients: { max_connections: 15000 } }]
+admin: { address: "127.0.0.1:$2" }
+access_log: { format: off }
+pools:
+  origin: { endpoints: ["127.0.0.1:$3"] }
+routes: [{ pool: origin }]
+EOF
+}
+
 # Wait for 127.0.0.1:$1 to accept, then require 200 on every case's path.
 wait_routes() {
   for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done

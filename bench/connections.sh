@@ -35,15 +35,7 @@ ORIGIN=18301 BW=18302 ADMIN=18312 NGINX=18303
 # one per request in flight): the origin must not be what refuses them.
 ORIGIN_CONNECTIONS=19000 start_origin $ORIGIN
 
-cat > "$work/bw.yaml" <<EOF
-server: { threads: 1${SERVER:+, $SERVER} }
-listeners: [{ name: web, address: "127.0.0.1:$BW", h2c: true, clients: { max_connections: 15000 } }]
-admin: { address: "127.0.0.1:$ADMIN" }
-access_log: { format: off }
-pools:
-  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
-routes: [{ pool: origin }]
-EOF
+many_clients_node_config $BW $ADMIN $ORIGIN > "$work/bw.yaml"
 nginx_proxy_conf $NGINX 1 19000 "    listen 127.0.0.1:$((NGINX + 10)) http2;" > "$work/nginx.conf"
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }

@@ -26,15 +26,7 @@ out="$root/bench/results/idle-heap-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 ORIGIN=18401 BW=18402 ADMIN=18412
 start_origin $ORIGIN
-cat > "$work/bw.yaml" <<YAML
-server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$BW", h2c: true, clients: { max_connections: 15000 } }]
-admin: { address: "127.0.0.1:$ADMIN" }
-access_log: { format: off }
-pools:
-  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
-routes: [{ pool: origin }]
-YAML
+many_clients_node_config $BW $ADMIN $ORIGIN > "$work/bw.yaml"
 taskset -c 0 heaptrack -o "$work/heap" "$bw" run --config "$work/bw.yaml" > "$work/logs/node.out" 2>&1 &
 tracer=$!
 for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$BW/1k" && break; sleep 0.2; done
