@@ -168,6 +168,24 @@ routes: [{ pool: origin }]
 EOF
 }
 
+# hold_idle PORT N PROTO MODE: bench/idle_client.py (CPU 1) opens N connections to
+# 127.0.0.1:PORT (h1|h2, burst|one), each answered, and holds them until `release_idle`;
+# returns once they are all open.
+hold_idle() {
+  local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"
+  taskset -c 1 python3 "$root/bench/idle_client.py" "$@" < "$fifo" > "$work/idle.out" &
+  idle_client=$!
+  exec 7> "$fifo"
+  for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$idle_client" 2>/dev/null || break; sleep 0.1; done
+  grep -q open "$work/idle.out" || { echo "idle client failed on port $1 ($3)" >&2; exit 1; }
+}
+
+# Close the connections `hold_idle` holds.
+release_idle() {
+  exec 7>&-
+  wait "$idle_client" || true
+}
+
 # Wait for 127.0.0.1:$1 to accept, then require 200 on every case's path.
 wait_routes() {
   for _ in $(seq 1 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && break; sleep 0.1; done

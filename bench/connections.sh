@@ -46,17 +46,11 @@ rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 idle_cost() {
   local pid="$1" port="$2" proto="$3"
   local before; before=$(rss_kib "$pid")
-  local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"
-  taskset -c 1 python3 "$root/bench/idle_client.py" "$port" "$idle" "$proto" "${IDLE_OPEN:-burst}" < "$fifo" > "$work/idle.out" &
-  local client=$!
-  exec 7> "$fifo"
-  for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
-  grep -q open "$work/idle.out" || { echo "idle client failed on $port ($proto)" >&2; exit 1; }
+  hold_idle "$port" "$idle" "$proto" "${IDLE_OPEN:-burst}"
   local at_once; at_once=$(rss_kib "$pid")
   sleep "${IDLE_SETTLE:-3}"
   local settled; settled=$(rss_kib "$pid")
-  exec 7>&-
-  wait "$client" || true
+  release_idle
   echo "$(( at_once - before )) $(( settled - before ))"
 }
 

@@ -26,26 +26,18 @@ out="$root/bench/results/idle-heap-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 ORIGIN=18401 BW=18402 ADMIN=18412
 start_origin $ORIGIN
-many_clients_node_config $BW $ADMIN $ORIGIN > "$work/bw.yaml"
-taskset -c 0 heaptrack -o "$work/heap" "$bw" run --config "$work/bw.yaml" > "$work/logs/node.out" 2>&1 &
-tracer=$!
-for _ in $(seq 1 300); do curl -sf -o /dev/null "http://127.0.0.1:$BW/1k" && break; sleep 0.2; done
-# The node itself (heaptrack's command line names the binary too: match the process name).
-node=$(pgrep -P "$tracer" -f "run --config $work/bw.yaml" || pgrep -f "^$bw run --config $work/bw.yaml")
-mkfifo "$work/hold"
-taskset -c 1 python3 "$root/bench/idle_client.py" $BW "$n" "$proto" one < "$work/hold" > "$work/idle.out" &
-client=$!
-exec 7> "$work/hold"
-for _ in $(seq 1 1200); do grep -q open "$work/idle.out" 2>/dev/null && break; kill -0 "$client" 2>/dev/null || break; sleep 0.1; done
-grep -q open "$work/idle.out" || { echo "idle client failed" >&2; cat "$work/logs/node.out" >&2; exit 1; }
+many_clients_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
+NODE_WRAPPER="heaptrack -o $work/heap" start_node node $BW /1k
+# The node itself (heaptrack's command line names it too: match the binary, not a shell).
+node=$(pgrep -x -f "$bw run --config $work/node.yaml")
+hold_idle $BW "$n" "$proto" one
 rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$node/status")
-# Stopped while the connections are open (SIGINT: pingora's fast shutdown, heaptrack writes
+# Stopped while the connections are open (SIGINT: pingora's fast shutdown; heaptrack writes
 # its data at exit).
 kill -INT "$node"
 while kill -0 "$node" 2>/dev/null; do sleep 0.2; done
-wait "$tracer" || true
-exec 7>&-
-wait "$client" || true
+wait "$node_pid" || true
+release_idle
 heaptrack_print -f "$work/heap.zst" -F "$work/peak.folded" --flamegraph-cost-type peak > "$work/print.txt" 2>&1
 python3 - "$work/peak.folded" "$n" "$proto" "$bw (tree $(git rev-parse --short HEAD))" "$rss" "$(grep 'peak heap memory' "$work/print.txt")" > "$out/summary.md" <<'PY'
 import collections, re, sys

@@ -420,20 +420,16 @@ impl LoadedFilter {
                 None => Ok(()),
             }
         }
-        check::<OnRequestParams<'_>, OnRequestResults>(ready, self.on_request)
-            .and_then(|()| {
-                check::<OnResponseParams<'_>, OnResponseResults>(ready, self.on_response)
-            })
-            .and_then(|()| {
-                check::<OnRequestBodyParams<'_>, BodyResults>(ready, self.on_request_body)
-            })
-            .and_then(|()| {
-                check::<OnResponseBodyParams<'_>, BodyResults>(ready, self.on_response_body)
-            })
-            .map_err(|e| IsolateError::Link {
-                path: path.to_path_buf(),
-                reason: format!("an export does not have the filter interface's type: {e:#}"),
-            })
+        let mut all = || -> wasmtime::Result<()> {
+            check::<OnRequestParams<'_>, OnRequestResults>(ready, self.on_request)?;
+            check::<OnResponseParams<'_>, OnResponseResults>(ready, self.on_response)?;
+            check::<OnRequestBodyParams<'_>, BodyResults>(ready, self.on_request_body)?;
+            check::<OnResponseBodyParams<'_>, BodyResults>(ready, self.on_response_body)
+        };
+        all().map_err(|e| IsolateError::Link {
+            path: path.to_path_buf(),
+            reason: format!("an export does not have the filter interface's type: {e:#}"),
+        })
     }
 
     fn invalid(&self, reason: String) -> IsolateError {

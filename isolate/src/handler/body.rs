@@ -70,26 +70,24 @@ pub(super) struct Prefetched {
 }
 
 impl Prefetched {
-    /// The frames of `body` ready now, up to `limit` bytes (empty ones and trailers skipped,
-    /// as `ResponseBody::chunk` skips them).
+    /// The chunks of `body` ready now, up to `limit` bytes.
     pub(super) fn gather(mut body: HyperOutgoingBody, limit: usize, cx: &mut Context<'_>) -> Self {
         use http_body::Body;
         let mut ready = std::collections::VecDeque::new();
         let mut bytes = 0;
         while bytes < limit {
             match Pin::new(&mut body).poll_frame(cx) {
-                Poll::Ready(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        if !data.is_empty() {
-                            bytes += data.len();
-                            ready.push_back(Ok(data));
-                        }
+                Poll::Ready(Some(frame)) => match chunk_of(frame) {
+                    Some(Ok(data)) => {
+                        bytes += data.len();
+                        ready.push_back(Ok(data));
                     }
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    ready.push_back(Err(format!("response body: {e:?}")));
-                    return Self { ready, rest: None };
-                }
+                    Some(Err(e)) => {
+                        ready.push_back(Err(e));
+                        return Self { ready, rest: None };
+                    }
+                    None => {}
+                },
                 Poll::Ready(None) => return Self { ready, rest: None },
                 Poll::Pending => break,
             }
@@ -99,46 +97,43 @@ impl Prefetched {
             rest: Some(body),
         }
     }
+
+    /// The next chunk: a gathered one, else the guest's next.
+    async fn next(&mut self) -> Option<Result<Bytes, String>> {
+        if let Some(next) = self.ready.pop_front() {
+            return Some(next);
+        }
+        let body = self.rest.as_mut()?;
+        loop {
+            if let Some(chunk) = chunk_of(body.frame().await?) {
+                return Some(chunk);
+            }
+        }
+    }
+}
+
+/// What a frame of a WASI 0.2 body gives its reader: a chunk, an error, or nothing (an empty
+/// chunk, or trailers: skipped).
+fn chunk_of<E: std::fmt::Debug>(
+    frame: Result<http_body::Frame<Bytes>, E>,
+) -> Option<Result<Bytes, String>> {
+    match frame {
+        Ok(frame) => frame.into_data().ok().filter(|d| !d.is_empty()).map(Ok),
+        Err(e) => Some(Err(format!("response body: {e:?}"))),
+    }
 }
 
 impl ResponseBody {
     /// The next chunk; `None` at the end. Trailers are skipped.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, IsolateError>> {
-        let body = match &mut self.body {
-            Frames::Wasi02(Prefetched { ready, rest }) => {
-                if let Some(next) = ready.pop_front() {
-                    return Some(next.map_err(|reason| IsolateError::InvalidOutput {
-                        component: self.handler.to_string(),
-                        reason,
-                    }));
-                }
-                rest.as_mut()?
-            }
-            Frames::Wasi03(rx) => {
-                return match rx.recv().await? {
-                    Ok(data) => Some(Ok(data)),
-                    Err(reason) => Some(Err(IsolateError::InvalidOutput {
-                        component: self.handler.to_string(),
-                        reason,
-                    })),
-                };
-            }
+        let next = match &mut self.body {
+            Frames::Wasi02(body) => body.next().await?,
+            Frames::Wasi03(rx) => rx.recv().await?,
         };
-        loop {
-            match body.frame().await? {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) if data.is_empty() => continue,
-                    Ok(data) => return Some(Ok(data)),
-                    Err(_trailers) => continue,
-                },
-                Err(e) => {
-                    return Some(Err(IsolateError::InvalidOutput {
-                        component: self.handler.to_string(),
-                        reason: format!("response body: {e:?}"),
-                    }))
-                }
-            }
-        }
+        Some(next.map_err(|reason| IsolateError::InvalidOutput {
+            component: self.handler.to_string(),
+            reason,
+        }))
     }
 
     /// The whole body, up to `limit` bytes (more is an error).

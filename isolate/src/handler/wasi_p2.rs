@@ -136,9 +136,10 @@ async fn run_and_answer<R>(
                 Poll::Pending => {}
             }
         }
-        match (answer.is_none(), done.take()) {
-            (true, Some(r)) => Poll::Ready(r),
-            (_, d) => {
+        // Over once the guest has returned and the caller has its answer (or never will).
+        match done.take() {
+            Some(r) if answer.is_none() => Poll::Ready(r),
+            d => {
                 done = d;
                 Poll::Pending
             }

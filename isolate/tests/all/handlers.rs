@@ -43,6 +43,22 @@ async fn hello_handler_answers_with_headers_and_body() {
     .await;
 }
 
+/// A POST to `path` whose body is fed through the returned sender.
+fn fed_post(
+    path: &str,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<Bytes>,
+    http::Request<RequestBody>,
+) {
+    let (tx, body) = RequestBody::channel();
+    let req = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://example.com{path}"))
+        .body(body)
+        .unwrap();
+    (tx, req)
+}
+
 #[tokio::test]
 async fn echo_handler_streams_the_request_body_back() {
     let rt = runtime();
@@ -52,12 +68,7 @@ async fn echo_handler_streams_the_request_body_back() {
         &guest_handler("echo"),
         HandlerSettings::default(),
     );
-    let (tx, body) = RequestBody::channel();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("http://example.com/echo")
-        .body(body)
-        .unwrap();
+    let (tx, req) = fed_post("/echo");
     let feeder = tokio::spawn(async move {
         for i in 0..50u8 {
             tx.send(Bytes::from(vec![b'a' + (i % 26); 10_000])).unwrap();
@@ -84,12 +95,7 @@ async fn a_waiting_guests_answer_goes_out_before_it_returns() {
         &guest_handler("echo"),
         HandlerSettings::default(),
     );
-    let (tx, body) = RequestBody::channel();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("http://example.com/echo")
-        .body(body)
-        .unwrap();
+    let (tx, req) = fed_post("/echo");
     tx.send(Bytes::from_static(b"first")).unwrap();
     let wait = Duration::from_secs(10);
     let resp = tokio::time::timeout(wait, h.handle(req))
@@ -387,12 +393,7 @@ async fn the_concurrency_limit_fails_fast() {
     };
     let h = load_handler(&rt, "echo", &guest_handler("echo"), settings);
     // The first request stays in flight while its body is open.
-    let (tx, body) = RequestBody::channel();
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("http://x/")
-        .body(body)
-        .unwrap();
+    let (tx, req) = fed_post("/");
     let first = h.handle(req).await.unwrap();
     assert!(matches!(
         h.handle(get("/")).await,

@@ -136,8 +136,7 @@ impl<A: HttpServerApp + Send + Sync + 'static> ServerApp for Limited<A> {
         };
         // The app hands the stream back only for reuse, which the listening service does not
         // do for HTTP apps; the guard stays on for the life of the connection anyway.
-        let h2 = h2 || matches!(alpn, Some(ALPN::Custom(_)));
-        let reused = if h2 {
+        let reused = if h2 || matches!(alpn, Some(ALPN::Custom(_))) {
             self.inner.process_new(guarded, shutdown).await
         } else {
             // Boxed, and over before an HTTP/2 connection with prior knowledge runs: this

@@ -81,6 +81,17 @@ impl<'a, T: 'static> LowerContext<'a, T> {
         if cfg!(debug_assertions) && !store.0.can_block() {
             store.0.validate_sync_call().unwrap();
         }
+        Self::with_realloc(store, options, instance, true)
+    }
+
+    /// Breakwater patch: what `new` and `new_without_realloc` share, with the memory looked up
+    /// once for the context.
+    fn with_realloc(
+        store: StoreContextMut<'a, T>,
+        options: OptionsIndex,
+        instance: Instance,
+        allow_realloc: bool,
+    ) -> LowerContext<'a, T> {
         let memory = instance
             .options_memory_raw(store.0, options)
             .map(SendSyncPtr::new);
@@ -90,7 +101,7 @@ impl<'a, T: 'static> LowerContext<'a, T> {
             options,
             types: component.types(),
             instance,
-            allow_realloc: true,
+            allow_realloc,
             memory,
             realloc_fn: None,
             realloc_ty: component.realloc_func_ty(),
@@ -111,20 +122,7 @@ impl<'a, T: 'static> LowerContext<'a, T> {
         options: OptionsIndex,
         instance: Instance,
     ) -> LowerContext<'a, T> {
-        let memory = instance
-            .options_memory_raw(store.0, options)
-            .map(SendSyncPtr::new);
-        let (component, store) = instance.component_and_store_mut(store.0);
-        LowerContext {
-            store: StoreContextMut(store),
-            options,
-            types: component.types(),
-            instance,
-            allow_realloc: false,
-            memory,
-            realloc_fn: None,
-            realloc_ty: component.realloc_func_ty(),
-        }
+        Self::with_realloc(store, options, instance, false)
     }
 
     /// Returns the `Instance` that's being lowered into.
