@@ -154,12 +154,21 @@ EOF
 }
 
 # A node for many client connections: one thread, an h2c listener at 127.0.0.1:$1 taking up
-# to 15 000 clients, admin at $2, every request to the origin at 127.0.0.1:$3; SERVER (say
-# `work_stealing: true`) adds keys to its `server:` settings.
+# to 15 000 clients, admin at $2, every request to the origin at 127.0.0.1:$3; with $4, an
+# HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) there too, with $work/cert.pem for bench.test
+# (`self_signed_cert`); SERVER (say `work_stealing: true`) adds keys to its `server:` settings.
 many_clients_node_config() {
+  local tls=""
+  [ -n "${4:-}" ] && tls="
+  - name: tls
+    address: \"127.0.0.1:$4\"
+    protocol: https
+    clients: { max_connections: 15000 }
+    certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }]"
   cat <<EOF
 server: { threads: 1${SERVER:+, $SERVER} }
-listeners: [{ name: web, address: "127.0.0.1:$1", h2c: true, clients: { max_connections: 15000 } }]
+listeners:
+  - { name: web, address: "127.0.0.1:$1", h2c: true, clients: { max_connections: 15000 } }$tls
 admin: { address: "127.0.0.1:$2" }
 access_log: { format: off }
 pools:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What connections cost (issue #18): resident memory of idle keep-alive connections, HTTP/1.1
-# and HTTP/2 (h2c, no stream open), and latency at many active connections, Breakwater beside
+# and HTTP/2 (no stream open), in clear (h2c) and over TLS, and latency at many active connections, Breakwater beside
 # nginx as a reverse proxy (upstream keep-alive), both in front of the same nginx origin, one
 # worker each on CPU 0, clients on CPU 1, in the same run:
 #
@@ -18,7 +18,9 @@
 # node's environment (an allocator setting, say). IDLE_OPEN=one opens the idle connections
 # one at a time, each answered before the next opens (the default, burst, sends every request
 # before it reads an answer: all in flight at once, so the servers' RSS also keeps what the
-# burst's buffers and origin connections left behind).
+# burst's buffers and origin connections left behind). PROTOS (default `h1 h2 tls-h1 tls-h2`)
+# chooses the idle cases; TLS is 1.3 with an RSA 2048 certificate, HTTP/1.1 or HTTP/2 by ALPN
+# on one listener of each server.
 set -euo pipefail
 idle="${1:-10000}"
 rounds="${2:-3}"
@@ -30,13 +32,17 @@ scratch
 out="$root/bench/results/connections-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
 
-ORIGIN=18301 BW=18302 ADMIN=18312 NGINX=18303
+ORIGIN=18301 BW=18302 ADMIN=18312 NGINX=18303 BWTLS=18304 NGINXTLS=18305
 # 5 000 client connections may each need an origin connection at once (both proxies open
 # one per request in flight): the origin must not be what refuses them.
 ORIGIN_CONNECTIONS=19000 start_origin $ORIGIN
 
-many_clients_node_config $BW $ADMIN $ORIGIN > "$work/bw.yaml"
-nginx_proxy_conf $NGINX 1 19000 "    listen 127.0.0.1:$((NGINX + 10)) http2;" > "$work/nginx.conf"
+self_signed_cert bench.test
+many_clients_node_config $BW $ADMIN $ORIGIN $BWTLS > "$work/bw.yaml"
+nginx_proxy_conf $NGINX 1 19000 "    listen 127.0.0.1:$((NGINX + 10)) http2;
+    listen 127.0.0.1:$NGINXTLS ssl http2;
+    ssl_certificate $work/cert.pem;
+    ssl_certificate_key $work/key.pem;" > "$work/nginx.conf"
 
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
@@ -76,10 +82,14 @@ for r in $(seq 1 "$rounds"); do
   for c in $order; do
     # A fresh server per measurement: RSS growth is measured from the same starting point,
     # and no measurement reuses memory another freed.
-    for proto in h1 h2; do
+    for proto in ${PROTOS:-h1 h2 tls-h1 tls-h2}; do
       [ "${ONLY:-}" = active ] && break
-      if [ "$c" = bw ]; then start_bw; pid=$bw_pid; p=$BW
-      else start_nginx; pid=$nginx_worker; p=$NGINX; [ "$proto" = h2 ] && p=$((NGINX + 10)); fi
+      if [ "$c" = bw ]; then
+        start_bw; pid=$bw_pid; p=$BW; [[ "$proto" = tls-* ]] && p=$BWTLS
+      else
+        start_nginx; pid=$nginx_worker
+        case "$proto" in h1) p=$NGINX ;; h2) p=$((NGINX + 10)) ;; *) p=$NGINXTLS ;; esac
+      fi
       read -r at_once settled < <(idle_cost "$pid" "$p" "$proto")
       echo "$r|$c|idle $proto KiB|$settled" >> "$out/runs.psv"
       echo "$r|$c|idle $proto at once KiB|$at_once" >> "$out/runs.psv"

@@ -5,7 +5,7 @@
 # opens, so the heap's peak is the idle state, not a burst's buffers), stay open; h2c by
 # default. The node and an nginx origin on CPU 0, the client on CPU 1.
 #
-#   bench/idle-heap.sh [N] [h1|h2]      (defaults: 2 000 connections, h2)
+#   bench/idle-heap.sh [N] [h1|h2|tls-h1|tls-h2]      (defaults: 2 000 connections, h2)
 #   BREAKWATER_BIN=PATH bench/idle-heap.sh   # a prebuilt system-alloc binary (another revision)
 #
 # Output in bench/results/idle-heap-DATE/summary.md: the node's peak heap and the allocation
@@ -24,13 +24,15 @@ scratch
 ulimit -n "$(ulimit -Hn)"
 out="$root/bench/results/idle-heap-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$out"
-ORIGIN=18401 BW=18402 ADMIN=18412
+ORIGIN=18401 BW=18402 ADMIN=18412 BWTLS=18403
 start_origin $ORIGIN
-many_clients_node_config $BW $ADMIN $ORIGIN > "$work/node.yaml"
+self_signed_cert bench.test
+many_clients_node_config $BW $ADMIN $ORIGIN $BWTLS > "$work/node.yaml"
 NODE_WRAPPER="heaptrack -o $work/heap" start_node node $BW /1k
 # The node itself (heaptrack's command line names it too: match the binary, not a shell).
 node=$(pgrep -x -f "$bw run --config $work/node.yaml")
-hold_idle $BW "$n" "$proto" one
+port=$BW; [[ "$proto" = tls-* ]] && port=$BWTLS
+hold_idle $port "$n" "$proto" one
 rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$node/status")
 # Stopped while the connections are open (SIGINT: pingora's fast shutdown; heaptrack writes
 # its data at exit).
@@ -45,7 +47,7 @@ folded, n, proto, bw, rss, peak = sys.argv[1], int(sys.argv[2]), sys.argv[3], sy
 sites = collections.Counter()
 for line in open(folded):
     stack, cost = line.rstrip().rsplit(" ", 1)
-    frames = [f for f in stack.split(";") if re.search(r"h2::|pingora|breakwater|tokio::runtime::task|tokio::runtime::io|hpack|bytes::", f)]
+    frames = [f for f in stack.split(";") if re.search(r"h2::|pingora|breakwater|tokio::runtime::task|tokio::runtime::io|hpack|bytes::|rustls", f)]
     name = lambda f: re.sub(r"::h[0-9a-f]{16}", "", re.sub(r" \(.*", "", f)).replace("$LT$", "<").replace("$GT$", ">").replace("$u20$", " ").replace("$u7b$", "{").replace("$u7d$", "}").replace("$C$", ",")[:110]
     sites[" <- ".join(name(f) for f in frames[-2:][::-1]) or "(other)"] += int(cost)
 print(f"# What an idle connection holds on the heap\n")

@@ -1,13 +1,22 @@
 """The idle client of bench/connections.sh and bench/idle-heap.sh: opens N connections to
-127.0.0.1:PORT, sends one GET /1k on each (HTTP/1.1, or HTTP/2 with prior knowledge),
-reads every answer, prints "open" and holds them until stdin closes.
+127.0.0.1:PORT, sends one GET /1k on each (HTTP/1.1, or HTTP/2 with prior knowledge; over
+TLS for tls-h1 and tls-h2, which ask for http/1.1 or h2 by ALPN and do not verify the
+certificate), reads every answer, prints "open" and holds them until stdin closes.
 
-    python3 bench/idle_client.py PORT N h1|h2 burst|one
+    python3 bench/idle_client.py PORT N h1|h2|tls-h1|tls-h2 burst|one
 
-burst: every request is sent before any answer is read (all in flight at once); one: each
-connection is answered before the next opens."""
-import socket, sys
+burst: every request is sent before any answer is read (all in flight at once; a TLS
+handshake is done before its request is sent); one: each connection is answered before the
+next opens."""
+import socket, ssl, sys
 port, n, proto, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+tls = None
+if proto.startswith("tls-"):
+    proto = proto[len("tls-"):]
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    tls.set_alpn_protocols(["h2" if proto == "h2" else "http/1.1"])
 def frame(kind, flags, stream, payload):
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
 # The header block curl 7.88 sends for GET /1k (since 2026-12-07; before, a hand-made block of
@@ -47,6 +56,10 @@ def answered(s):
 # connection answered before the next opens.
 for i in range(n):
     s = socket.create_connection(("127.0.0.1", port))
+    if tls:
+        s = tls.wrap_socket(s, server_hostname="bench.test")
+        if s.selected_alpn_protocol() != ("h2" if proto == "h2" else "http/1.1"):
+            sys.exit(f"ALPN chose {s.selected_alpn_protocol()}")
     s.sendall(h2 if proto == "h2" else h1)
     socks.append(s)
     if mode == "one":

@@ -4,6 +4,7 @@
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -22,12 +23,16 @@ impl CompiledCache {
         }
     }
 
+    /// The file-name suffix of what this engine compiles (`-KEY.cwasm`).
+    fn suffix(&self) -> String {
+        format!("-{:016x}.cwasm", self.engine_key)
+    }
+
     /// Where the compiled `bytes` are (or go).
     pub(crate) fn path_for(&self, bytes: &[u8]) -> PathBuf {
         let digest = Sha256::digest(bytes);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.dir
-            .join(format!("{hex}-{:016x}.cwasm", self.engine_key))
+        self.dir.join(format!("{hex}{}", self.suffix()))
     }
 
     /// The cached compilation if there is a valid one (and `true`), else compile and store it
@@ -60,6 +65,66 @@ impl CompiledCache {
             .map(|c| (c, false))
             .map_err(|e| e.to_string())
     }
+}
+
+/// Compiled code another engine wrote (another wasmtime build, or settings that change the
+/// machine code) is never loaded again by this one: once it is older than this, the next start
+/// removes it. The grace lets an old and a new binary share the directory through an upgrade
+/// and its rollback without recompiling each other's components.
+pub(crate) const FOREIGN_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+/// A file half-written by a process that died is removed once it is older than this.
+const TEMP_GRACE: Duration = Duration::from_secs(3600);
+
+/// What [`prune`] removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Pruned {
+    pub(crate) files: usize,
+    pub(crate) bytes: u64,
+}
+
+/// Keep the cache directory from growing across upgrades: remove the compiled code that none
+/// of `ours` can load (with its load-proof markers) once older than [`FOREIGN_GRACE`], and
+/// temporary files left by a writer that died. Warm snapshots (`warm-*.wasm`) are keyed by
+/// the component, not the engine, and are kept. Errors (a missing or unreadable directory)
+/// only leave files in place.
+pub(crate) fn prune(dir: &Path, ours: &[&CompiledCache], now: SystemTime) -> Pruned {
+    let suffixes: Vec<String> = ours.iter().map(|c| c.suffix()).collect();
+    let mut pruned = Pruned::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return pruned;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // `HASH-KEY.cwasm`, `HASH-KEY.cwasm.WHAT.proven`, `NAME.tmpPID`.
+        let grace = if let Some(at) = name.find(".cwasm") {
+            let artifact = &name[..at + ".cwasm".len()];
+            if suffixes.iter().any(|s| artifact.ends_with(s.as_str())) {
+                continue;
+            }
+            FOREIGN_GRACE
+        } else if name
+            .rsplit('.')
+            .next()
+            .is_some_and(|ext| ext.starts_with("tmp"))
+        {
+            TEMP_GRACE
+        } else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default();
+        if meta.is_file() && age > grace && std::fs::remove_file(entry.path()).is_ok() {
+            pruned.files += 1;
+            pruned.bytes += meta.len();
+        }
+    }
+    pruned
 }
 
 /// The marker beside the compiled component at `artifact` saying that it was loaded as

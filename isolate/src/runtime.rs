@@ -157,6 +157,13 @@ impl Runtime {
                 .map(|d| CompiledCache::new(d, engine))
         };
         let (cache, handler_cache) = (cache_for(&engine), cache_for(&handler_engine));
+        if let (Some(dir), Some(c), Some(h)) = (&settings.cache_dir, &cache, &handler_cache) {
+            let pruned = crate::cache::prune(dir, &[c, h], std::time::SystemTime::now());
+            if pruned.files > 0 {
+                tracing::info!(dir = %dir.display(), files = pruned.files, bytes = pruned.bytes,
+                    "removed compiled components no engine of this build can load");
+            }
+        }
         let sweeps = Sweeps::default();
         let ticker = EpochTicker::start(
             vec![engine.clone(), handler_engine.clone()],
@@ -841,6 +848,53 @@ mod tests {
             .join()
             .unwrap()
         })
+    }
+
+    #[test]
+    fn a_start_removes_only_the_compiled_code_no_engine_of_this_build_can_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RuntimeSettings {
+            max_instances: 4,
+            cache_dir: Some(dir.path().to_path_buf()),
+            ..RuntimeSettings::default()
+        };
+        let runtime = Runtime::new(settings.clone()).unwrap();
+        let name_of = |p: PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+        let filter_ours = name_of(runtime.cache.as_ref().unwrap().path_for(b"f"));
+        let handler_ours = name_of(runtime.handler_cache.as_ref().unwrap().path_for(b"h"));
+        drop(runtime);
+        let now = std::time::SystemTime::now();
+        let two_days_ago = now - Duration::from_secs(2 * 24 * 3600);
+        let files = [
+            // (name, written at, kept)
+            (filter_ours, two_days_ago, true),
+            (handler_ours.clone(), two_days_ago, true),
+            (
+                format!("{handler_ours}.handler-mem1.proven"),
+                two_days_ago,
+                true,
+            ),
+            ("aa-00000000000000ff.cwasm".into(), two_days_ago, false),
+            (
+                "aa-00000000000000ff.cwasm.filter.proven".into(),
+                two_days_ago,
+                false,
+            ),
+            // Another build's, but recent: an upgrade may still roll back to it.
+            ("bb-00000000000000ff.cwasm".into(), now, true),
+            ("cc-00000000000000ff.tmp41".into(), two_days_ago, false),
+            ("dd-00000000000000ff.tmp42".into(), now, true),
+            ("warm-ee.wasm".into(), two_days_ago, true),
+            ("warm-ee.refused".into(), two_days_ago, true),
+        ];
+        for (name, at, _) in &files {
+            let f = std::fs::File::create(dir.path().join(name)).unwrap();
+            f.set_modified(*at).unwrap();
+        }
+        Runtime::new(settings).unwrap();
+        for (name, _, kept) in &files {
+            assert_eq!(dir.path().join(name).exists(), *kept, "{name}");
+        }
     }
 
     #[test]
