@@ -15,7 +15,9 @@
 # revision then only labels it), ENV_A / ENV_B set the node's environment (`RUST_LOG=warn`),
 # SERVER_A / SERVER_B add keys to its `server:` settings (`work_stealing: false`), ACCESS_LOG_A
 # / ACCESS_LOG_B replace its `access_log:` settings (default `{ format: off }`; a relative
-# `path` is relative to the node's config, in the scratch dir).
+# `path` is relative to the node's config, in the scratch dir). A case whose path starts with
+# `tls:` (`tls:/1k`) goes over HTTPS (wrk's TLS, HTTP/1.1) to a second listener of each node,
+# port + 20, with a self-signed RSA 2048 certificate for bench.test.
 set -euo pipefail
 rev_a="${1:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
 rev_b="${2:?usage: bench/before-after.sh REV_A REV_B [ROUNDS] [SECONDS]}"
@@ -69,10 +71,12 @@ ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
 start_origin $ORIGIN
 "$work/breakwater-b" demo-components "$work/wasm"
 # A relative access-log path is relative to the config, in the scratch dir.
+self_signed_cert bench.test
 node_config() {
   local port="$1" admin="$2" server="$3" log="$4"
+  local tls="{ name: tls, address: \"127.0.0.1:$((port + 20))\", protocol: https, certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }] }"
   filter_node_config "$port" "$admin" $ORIGIN \
-    | sed "s|^server: { threads: 1 }|server: { threads: 1${server:+, $server} }|; s|^access_log: .*|access_log: ${log:-{ format: off \}}|"
+    | sed "s|^server: { threads: 1 }|server: { threads: 1${server:+, $server} }|; s|^access_log: .*|access_log: ${log:-{ format: off \}}|; s|^listeners: \[\(.*\)\]$|listeners: [\1, $tls]|"
 }
 node_config $A $A_ADMIN "${SERVER_A:-}" "${ACCESS_LOG_A:-}" > "$work/a.yaml"
 node_config $B $B_ADMIN "${SERVER_B:-}" "${ACCESS_LOG_B:-}" > "$work/b.yaml"
@@ -98,9 +102,11 @@ for round in $(seq 1 "$rounds"); do
     name="${c%%|*}"; path="${c##*|}"
     for n in "${order[@]}"; do
       port=$A; [ "$n" = b ] && port=$B
-      taskset -c 1 wrk -t1 -c64 -d1s "http://127.0.0.1:$port$path" > /dev/null  # warm-up
+      url="http://127.0.0.1:$port$path"
+      [[ "$path" = tls:* ]] && url="https://127.0.0.1:$((port + 20))${path#tls:}"
+      taskset -c 1 wrk -t1 -c64 -d1s "$url" > /dev/null  # warm-up
       pid_var="pid_$n"; cpu_before=$(cpu_ticks "${!pid_var}")
-      res=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" --latency "http://127.0.0.1:$port$path")
+      res=$(taskset -c 1 wrk -t1 -c64 -d"${secs}s" --latency "$url")
       cpu_after=$(cpu_ticks "${!pid_var}")
       { echo "### round $round, $name, $n"; echo "$res"; } >> "$raw"
       rps=$(awk '/^Requests\/sec/ { print $2 }' <<< "$res")

@@ -169,6 +169,8 @@ impl ProxyHttp for Edge {
             errors::respond(session, LocalResponse::error(status)).await?;
             return Ok(true);
         }
+        // Routed, cached and forwarded by the authority and path of an absolute-form target.
+        headers::origin_form(session.req_header_mut());
         if headers::loops_through(session.req_header(), &self.shared.cdn_loop) {
             // This node forwarded the request before (RFC 8586): a shield tier pointing back.
             session.set_keepalive(None);
@@ -534,6 +536,9 @@ impl ProxyHttp for Edge {
                 let _ = resp.insert_header(TRANSFER_ENCODING, "chunked");
             }
         }
+        if !Protocol::of(session).frames_bodies() {
+            http1_framing(session, resp);
+        }
         Ok(())
     }
 
@@ -601,4 +606,18 @@ fn upstream_error_kind(e: &ErrorType) -> &'static str {
 
 fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
     tried.len() <= pool.config.retries as usize && pool.has_untried(tried)
+}
+
+/// An HTTP/1 client's response head as an intermediary must send it: in its own version, HTTP/1.1,
+/// whatever the origin's (RFC 9110 6.2: pingora passes an HTTP/1.0 origin's on), and without
+/// the chunked coding an HTTP/1.0 client cannot read (RFC 9112 6.1): a body of unknown
+/// length then ends with the connection (RFC 9112 6.3), which is therefore not kept alive.
+fn http1_framing(session: &mut Session, resp: &mut ResponseHeader) {
+    resp.set_version(http::Version::HTTP_11);
+    if session.req_header().version < http::Version::HTTP_11
+        && resp.headers.contains_key(TRANSFER_ENCODING)
+    {
+        resp.remove_header(&TRANSFER_ENCODING);
+        session.as_downstream_mut().set_keepalive(None);
+    }
 }

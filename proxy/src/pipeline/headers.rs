@@ -118,6 +118,37 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     }
 }
 
+/// The target in origin form, as an origin must get it (RFC 9112 3.2.1): pingora writes an
+/// HTTP/1 client's absolute-form target (`GET http://a.test/x HTTP/1.1`, which RFC 9112 3.2.2
+/// has every server accept) upstream as it came, in its raw bytes; those bytes' path and
+/// query are kept. Host names the target's authority (pingora has refused one that differs;
+/// an HTTP/1.0 request may have had none). Applied to the client's request before routing,
+/// so that routes, the cache key and the origin all see the same host and path.
+pub fn origin_form(req: &mut RequestHeader) {
+    // pingora keeps an absolute-form target's bytes and only its path in the URI.
+    let raw = req.raw_path();
+    let Some(after_scheme) = raw.windows(3).position(|w| w == b"://").map(|i| i + 3) else {
+        return; // origin form already (and HTTP/2 and HTTP/3 targets).
+    };
+    if !raw[..after_scheme - 3].iter().all(u8::is_ascii_alphabetic) {
+        return; // a `://` in the path or query of an origin-form target
+    }
+    let rest = &raw[after_scheme..];
+    let path_at = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = String::from_utf8_lossy(&rest[..path_at]).into_owned();
+    let mut target = Vec::with_capacity(rest.len() - path_at + 1);
+    if rest.get(path_at) != Some(&b'/') {
+        target.push(b'/');
+    }
+    target.extend_from_slice(&rest[path_at..]);
+    if req.set_raw_path(&target).is_ok() && req.headers.get(header::HOST).is_none() {
+        let _ = req.insert_header(header::HOST, authority);
+    }
+}
+
 /// What the origin is told about the client.
 pub struct ClientInfo<'a> {
     pub ip: Option<IpAddr>,

@@ -23,3 +23,4 @@ mod smuggling;
 mod soak;
 mod tls;
 mod trailers;
+mod versions;

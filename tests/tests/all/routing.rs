@@ -184,3 +184,50 @@ async fn streams_large_bodies_both_ways() {
     assert_eq!(r.body.len(), body.len());
     assert!(r.body == body, "body changed on the way");
 }
+
+/// An absolute-form target (`GET http://a.test/x HTTP/1.1`, which every server must accept,
+/// RFC 9112 3.2.2) reaches the origin in origin form (RFC 9112 3.2.1), with the target's
+/// authority as its Host, and is routed by that authority.
+#[tokio::test]
+async fn an_absolute_form_target_reaches_the_origin_in_origin_form() {
+    let origin = Origin::echo().await;
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools: {{ origin: {{ endpoints: ["{}"] }} }}
+routes:
+  - {{ match: {{ hosts: [a.test] }}, pool: origin }}
+  - {{ respond: {{ status: 404 }} }}
+"#,
+        origin.addr
+    ));
+    let web = node.addr("web");
+    for (request, uri) in [
+        (
+            "GET http://a.test/x?q=1 HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+            "/x?q=1",
+        ),
+        (
+            "GET http://A.test?q=2 HTTP/1.1\r\nHost: A.test\r\nConnection: close\r\n\r\n",
+            "/?q=2",
+        ),
+        // HTTP/1.0 may leave Host out: the target names it.
+        ("GET http://a.test/y HTTP/1.0\r\n\r\n", "/y"),
+    ] {
+        let out = support::client::raw(web, request.as_bytes()).await;
+        assert_eq!(
+            support::client::raw_status(&out),
+            Some(200),
+            "{request}: {out}"
+        );
+        let seen = origin.seen();
+        let s = seen.last().unwrap();
+        assert_eq!(s.uri, uri, "{request}");
+        assert!(
+            s.header("host").unwrap().eq_ignore_ascii_case("a.test"),
+            "{request}: {:?}",
+            s.header("host")
+        );
+    }
+    assert_eq!(origin.seen().len(), 3);
+}

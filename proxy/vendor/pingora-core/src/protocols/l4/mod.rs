@@ -15,6 +15,7 @@
 //! Transport layer protocol implementation
 
 pub mod ext;
+mod lazy_reader; // Breakwater patch
 mod lazy_writer; // Breakwater patch
 pub mod listener;
 pub mod socket;

@@ -31,10 +31,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 #[cfg(target_os = "linux")]
 use tokio::io::Interest;
-use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{self, AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 // Breakwater patch: the write buffer is held only while it holds something (lazy_writer.rs).
 use super::lazy_writer::LazyBufWriter as BufWriter;
+// Breakwater patch: and so is the read buffer (lazy_reader.rs).
+use super::lazy_reader::LazyBufReader as BufReader;
 use tokio::net::TcpStream;
 #[cfg(unix)]
 use tokio::net::UnixStream;

@@ -1,0 +1,135 @@
+//! HTTP versions between clients and origins: an intermediary answers in its own version
+//! whatever the origin's (RFC 9110 6.2), and never sends the chunked coding to an HTTP/1.0
+//! client (RFC 9112 6.1), which gets a body of unknown length delimited by the connection's
+//! close instead (RFC 9112 6.3).
+
+use breakwater_tests as support;
+
+use std::time::Duration;
+use support::Node;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// An origin that answers raw bytes by path: `/http10-length` and `/http10-close` as an
+/// HTTP/1.0 server (with a `Content-Length`, and delimited by the close), `/chunked` as an
+/// HTTP/1.1 one with the chunked coding.
+async fn raw_origin() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                while let Some(head) = support::read_head(&mut s).await {
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let answer: &[u8] = match head.split(' ').nth(1).unwrap_or("/") {
+                        "/http10-length" => b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                        "/http10-close" => b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nclose-delimited body",
+                        _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+                    };
+                    if s.write_all(answer).await.is_err() || answer.starts_with(b"HTTP/1.0") {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn node() -> Node {
+    let origin = raw_origin().await;
+    Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools: {{ origin: {{ endpoints: ["{origin}"] }} }}
+routes: [{{ pool: origin }}]
+"#
+    ))
+}
+
+/// Send `request` on a new connection and read until the node closes it (within 10 s, or the
+/// test fails): the whole answer.
+async fn answer_then_close(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the node closes the connection after the answer")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn has_header(answer: &str, name: &str) -> bool {
+    let head = &answer[..answer.find("\r\n\r\n").expect("a whole head")];
+    head.lines()
+        .any(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+}
+
+#[tokio::test]
+async fn an_http10_origins_answer_goes_out_in_http11() {
+    let node = node().await;
+    let web = node.addr("web");
+    for path in ["/http10-length", "/http10-close"] {
+        let answer = answer_then_close(
+            web,
+            &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+        assert!(
+            answer.ends_with("hello") || answer.contains("close-delimited body"),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_http10_client_never_gets_the_chunked_coding() {
+    let node = node().await;
+    let web = node.addr("web");
+    // A body of unknown length, from an HTTP/1.1 origin (chunked) and an HTTP/1.0 one
+    // (delimited by its close); the client asks to keep the connection: it cannot be kept,
+    // the body ends with it.
+    for (path, body) in [
+        ("/chunked", "hello"),
+        ("/http10-close", "close-delimited body"),
+    ] {
+        let answer = answer_then_close(
+            web,
+            &format!("GET {path} HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+        assert!(
+            !has_header(&answer, "transfer-encoding"),
+            "{path}: {answer}"
+        );
+        assert!(
+            answer.ends_with(&format!("\r\n\r\n{body}")),
+            "{path}: {answer}"
+        );
+    }
+    // With a length, the connection is kept as the client asked.
+    let mut s = TcpStream::connect(web).await.unwrap();
+    for _ in 0..2 {
+        s.write_all(b"GET /http10-length HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\nhello") {
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+                .await
+                .expect("the whole answer")
+                .unwrap();
+            assert!(
+                n > 0,
+                "the connection is kept: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200 "));
+    }
+}
