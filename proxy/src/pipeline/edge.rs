@@ -293,14 +293,20 @@ impl ProxyHttp for Edge {
         Ok(false)
     }
 
-    /// Keep the fields of a 304 the origin sends to a revalidation, to update the stored
-    /// response with (pingora's merge takes only a few of them).
+    /// Refuse a status code outside 100-599 (RFC 9110 15; the parser takes any three digits):
+    /// the client gets a 502, as from any invalid response. Keep the fields of a 304 the
+    /// origin sends to a revalidation, to update the stored response with (pingora's merge
+    /// takes only a few of them).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !(100..600).contains(&resp.status.as_u16()) {
+            let reason = format!("status code {} outside 100-599", resp.status.as_u16());
+            return Err(Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up());
+        }
         if resp.status == http::StatusCode::NOT_MODIFIED && ctx.plan.cache.is_some() {
             ctx.not_modified = Some(Box::new(resp.headers.clone()));
         }
@@ -443,6 +449,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
+        headers::single_content_length_request(upstream);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             let _ = upstream.insert_header("x-request-id", id);
         }
@@ -513,6 +520,7 @@ impl ProxyHttp for Edge {
             ctx,
         );
         headers::strip_hop_by_hop_response(resp);
+        headers::single_content_length_response(resp);
         if ctx.generation.config.forwarding.via {
             let _ = resp.append_header(VIA, headers::via_value(session.req_header().version));
         }

@@ -87,6 +87,36 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name)
 }
 
+/// The single `Content-Length` a message is framed by, when it came as a list of one repeated
+/// value (`5, 5`) or as repeated fields, which pingora accepts (differing values are refused):
+/// RFC 9110 8.6 has a recipient that accepts them replace them with the single value before
+/// passing the message on, since the next hop may read a list otherwise. `None` when there is
+/// nothing to replace.
+fn single_content_length(headers: &HeaderMap) -> Option<HeaderValue> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = values.next()?;
+    let repeated = values.next().is_some();
+    if !repeated && !first.as_bytes().contains(&b',') {
+        return None;
+    }
+    let value = first.as_bytes().split(|&b| b == b',').next()?.trim_ascii();
+    HeaderValue::from_bytes(value).ok()
+}
+
+/// See [`single_content_length`]: the client's request as the origin gets it.
+pub fn single_content_length_request(req: &mut RequestHeader) {
+    if let Some(v) = single_content_length(&req.headers) {
+        let _ = req.insert_header(header::CONTENT_LENGTH, v);
+    }
+}
+
+/// See [`single_content_length`]: the origin's response as the client gets it.
+pub fn single_content_length_response(resp: &mut ResponseHeader) {
+    if let Some(v) = single_content_length(&resp.headers) {
+        let _ = resp.insert_header(header::CONTENT_LENGTH, v);
+    }
+}
+
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
     let te_trailers = req
         .headers

@@ -42,6 +42,12 @@ async fn misbehave(mut s: TcpStream) {
                 .write_all(b"HTTP/1.1 two hundred OK\r\nContent-Length: 2\r\n\r\nok")
                 .await;
         }
+        "/status-600" => {
+            // RFC 9110 15: a status code is 100 to 599.
+            let _ = s
+                .write_all(b"HTTP/1.1 600 Beyond\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+        }
         "/garbage" => {
             let _ = s
                 .write_all(b"\x00\x01\x02 this is not HTTP at all\r\n\r\n")
@@ -91,7 +97,12 @@ routes:
     ));
     let (web, admin) = (node.addr("web"), node.addr("admin"));
     let client = Client::h1();
-    for (path, want) in [("/reset", 502), ("/malformed", 502), ("/garbage", 502)] {
+    for (path, want) in [
+        ("/reset", 502),
+        ("/malformed", 502),
+        ("/status-600", 502),
+        ("/garbage", 502),
+    ] {
         let r = client.get(web, "a", path).await;
         assert_eq!(r.status, want, "{path}: {}", r.text());
         assert_eq!(

@@ -1,7 +1,8 @@
-//! HTTP versions between clients and origins: an intermediary answers in its own version
-//! whatever the origin's (RFC 9110 6.2), and never sends the chunked coding to an HTTP/1.0
-//! client (RFC 9112 6.1), which gets a body of unknown length delimited by the connection's
-//! close instead (RFC 9112 6.3).
+//! HTTP/1 versions and framing between clients and origins: an intermediary answers in its
+//! own version whatever the origin's (RFC 9110 6.2), never sends the chunked coding to an
+//! HTTP/1.0 client (RFC 9112 6.1), which gets a body of unknown length delimited by the
+//! connection's close instead (RFC 9112 6.3), and passes on a repeated `Content-Length` as
+//! the single value it framed the message by (RFC 9110 8.6).
 
 use breakwater_tests as support;
 
@@ -11,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// An origin that answers raw bytes by path: `/http10-length` and `/http10-close` as an
-/// HTTP/1.0 server (with a `Content-Length`, and delimited by the close), `/chunked` as an
-/// HTTP/1.1 one with the chunked coding.
+/// HTTP/1.0 server (with a `Content-Length`, and delimited by the close), `/cl-list` with
+/// `Content-Length: 2, 2`, `/cl-seen` with the request's `Content-Length` fields as its body
+/// (then closes), anything else as an HTTP/1.1 server with the chunked coding.
 async fn raw_origin() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -21,7 +23,22 @@ async fn raw_origin() -> std::net::SocketAddr {
             tokio::spawn(async move {
                 while let Some(head) = support::read_head(&mut s).await {
                     let head = String::from_utf8_lossy(&head).into_owned();
-                    let answer: &[u8] = match head.split(' ').nth(1).unwrap_or("/") {
+                    let path = head.split(' ').nth(1).unwrap_or("/");
+                    if path == "/cl-seen" {
+                        let seen: Vec<&str> = head
+                            .lines()
+                            .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+                            .collect();
+                        let body = seen.join("|");
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                        let _ = s.write_all(answer.as_bytes()).await;
+                        return;
+                    }
+                    let answer: &[u8] = match path {
+                        "/cl-list" => b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
                         "/http10-length" => b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
                         "/http10-close" => b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nclose-delimited body",
                         _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -131,5 +148,32 @@ async fn an_http10_client_never_gets_the_chunked_coding() {
             got.extend_from_slice(&buf[..n]);
         }
         assert!(got.starts_with(b"HTTP/1.1 200 "));
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_content_length_goes_on_as_one() {
+    let node = node().await;
+    let web = node.addr("web");
+    let answer = answer_then_close(
+        web,
+        "GET /cl-list HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let lengths: Vec<&str> = answer
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    assert_eq!(lengths, ["Content-Length: 2"], "{answer}");
+    assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
+    for request in [
+        "POST /cl-seen HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello",
+        "POST /cl-seen HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    ] {
+        let answer = answer_then_close(web, request).await;
+        assert!(
+            answer.to_ascii_lowercase().ends_with("\r\n\r\ncontent-length: 5"),
+            "{request}: {answer}"
+        );
     }
 }
