@@ -419,3 +419,36 @@ routes:
         s.abort();
     }
 }
+
+/// A handler's body of unknown length (the echo of 100 KiB streams past the 64 KiB sent with
+/// its head) goes to an HTTP/1.1 client chunked, and to an HTTP/1.0 client, which cannot
+/// read the chunked coding (RFC 9112 6.1), delimited by the connection's close.
+#[tokio::test]
+async fn a_streamed_handler_body_reaches_http10_clients_unchunked() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = start();
+    let web = node.addr("web");
+    let body = vec![b'e'; 100 * 1024];
+    for version in ["1.1", "1.0"] {
+        let mut s = tokio::net::TcpStream::connect(web).await.unwrap();
+        let head = format!(
+            "POST /echo HTTP/{version}\r\nHost: a\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        let mut out = Vec::new();
+        tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut out))
+            .await
+            .expect("the node closes the connection after the answer")
+            .unwrap();
+        let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&out[..at]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let chunked = head.contains("transfer-encoding: chunked");
+        assert_eq!(chunked, version == "1.1", "HTTP/{version}: {head}");
+        if version == "1.0" {
+            assert_eq!(out[at..], body[..], "the body as it is, ended by the close");
+        }
+    }
+}
