@@ -183,6 +183,12 @@ impl ProxyHttp for Edge {
         }
         let plan = ctx.plan.clone();
         match &plan.action {
+            Action::Forward(_) if headers::max_forwards(session.req_header()) == Some(0) => {
+                let (status, fields, body) =
+                    headers::answer_as_final_recipient(session.req_header());
+                let local = LocalResponse::fixed(status, fields, body);
+                self.answer(session, ctx, local).await.map(|()| true)
+            }
             Action::Forward(_) => {
                 if !session.is_body_empty() {
                     ctx.filters.start_request_body(&plan.filters);
@@ -450,6 +456,7 @@ impl ProxyHttp for Edge {
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
         headers::single_content_length_request(upstream);
+        headers::decrement_max_forwards(upstream);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             let _ = upstream.insert_header("x-request-id", id);
         }

@@ -179,6 +179,71 @@ pub fn origin_form(req: &mut RequestHeader) {
     }
 }
 
+/// `Max-Forwards` of an OPTIONS or TRACE request (RFC 9110 7.6.2: the only methods it applies
+/// to); `None` for other methods, or without a valid one.
+pub fn max_forwards(req: &RequestHeader) -> Option<u32> {
+    if req.method != http::Method::OPTIONS && req.method != http::Method::TRACE {
+        return None;
+    }
+    let value = req.headers.get(header::MAX_FORWARDS)?.to_str().ok()?;
+    value.trim().parse().ok()
+}
+
+/// RFC 9110 7.6.2: an intermediary forwarding an OPTIONS or TRACE request decrements its
+/// `Max-Forwards` (one of 0 was answered here: [`answer_as_final_recipient`]).
+pub fn decrement_max_forwards(req: &mut RequestHeader) {
+    if let Some(n) = max_forwards(req).filter(|&n| n > 0) {
+        let _ = req.insert_header(header::MAX_FORWARDS, n - 1);
+    }
+}
+
+/// The answer to an OPTIONS or TRACE request with `Max-Forwards: 0`, which is not forwarded
+/// (RFC 9110 7.6.2): OPTIONS gets 200 with no content (9.3.7); TRACE the request head as
+/// received, as `message/http` (9.3.8), without the fields that carry credentials, which the
+/// final recipient should leave out.
+pub fn answer_as_final_recipient(
+    req: &RequestHeader,
+) -> (
+    http::StatusCode,
+    Vec<(HeaderName, HeaderValue)>,
+    bytes::Bytes,
+) {
+    if req.method != http::Method::TRACE {
+        return (http::StatusCode::OK, Vec::new(), bytes::Bytes::new());
+    }
+    let version = match req.version {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/1.1",
+    };
+    let mut echo = Vec::with_capacity(256);
+    echo.extend_from_slice(req.method.as_str().as_bytes());
+    echo.push(b' ');
+    echo.extend_from_slice(req.raw_path());
+    echo.push(b' ');
+    echo.extend_from_slice(version.as_bytes());
+    echo.extend_from_slice(b"\r\n");
+    for (name, value) in req.headers.iter() {
+        if matches!(
+            *name,
+            header::AUTHORIZATION | header::PROXY_AUTHORIZATION | header::COOKIE
+        ) {
+            continue;
+        }
+        echo.extend_from_slice(name.as_str().as_bytes());
+        echo.extend_from_slice(b": ");
+        echo.extend_from_slice(value.as_bytes());
+        echo.extend_from_slice(b"\r\n");
+    }
+    echo.extend_from_slice(b"\r\n");
+    let content_type = (
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("message/http"),
+    );
+    (http::StatusCode::OK, vec![content_type], echo.into())
+}
+
 /// What the origin is told about the client.
 pub struct ClientInfo<'a> {
     pub ip: Option<IpAddr>,

@@ -231,3 +231,52 @@ routes:
     }
     assert_eq!(origin.seen().len(), 3);
 }
+
+/// RFC 9110 7.6.2: an OPTIONS or TRACE request's `Max-Forwards` is decremented on the way to
+/// the origin, and one of 0 is answered here, as its final recipient: OPTIONS with 200, TRACE
+/// with the request head as received (`message/http`) less the fields carrying credentials.
+#[tokio::test]
+async fn max_forwards_is_decremented_and_zero_is_answered_here() {
+    let origin = Origin::echo().await;
+    let node = Node::start(&format!(
+        r#"
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools: {{ origin: {{ endpoints: ["{}"] }} }}
+routes: [{{ pool: origin }}]
+"#,
+        origin.addr
+    ));
+    let web = node.addr("web");
+    let raw = |request: &'static str| support::client::raw(web, request.as_bytes());
+
+    let out =
+        raw("OPTIONS /x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 3\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("max-forwards").as_deref(), Some("2"));
+
+    let out =
+        raw("OPTIONS /x HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let out = raw("TRACE /t?q=1 HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nX-Probe: yes\r\nCookie: secret=1\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(lower.contains("content-type: message/http"), "{out}");
+    let echoed = &out[out.find("\r\n\r\n").unwrap() + 4..];
+    assert!(echoed.starts_with("TRACE /t?q=1 HTTP/1.1\r\n"), "{echoed}");
+    assert!(echoed.contains("x-probe: yes\r\n"), "{echoed}");
+    assert!(
+        !echoed.contains("secret"),
+        "credentials are left out: {echoed}"
+    );
+    assert_eq!(origin.seen().len(), 1, "neither reached the origin");
+
+    // Other methods ignore it (RFC 9110 7.6.2).
+    let out =
+        raw("GET /g HTTP/1.1\r\nHost: a\r\nMax-Forwards: 0\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].header("max-forwards").as_deref(), Some("0"));
+}
