@@ -169,6 +169,18 @@ impl ProxyHttp for Edge {
             errors::respond(session, LocalResponse::error(status)).await?;
             return Ok(true);
         }
+        if session.req_header().raw_path() == b"*" {
+            // The asterisk form asks about the server as a whole and only with OPTIONS (RFC
+            // 9112 3.2.4): answered here, a "ping" (RFC 9110 9.3.7), never routed.
+            let local = if session.req_header().method == http::Method::OPTIONS {
+                LocalResponse::fixed(http::StatusCode::OK, Vec::new(), Bytes::new())
+            } else {
+                session.set_keepalive(None);
+                LocalResponse::error(400)
+            };
+            errors::respond(session, local).await?;
+            return Ok(true);
+        }
         // Routed, cached and forwarded by the authority and path of an absolute-form target.
         headers::origin_form(session.req_header_mut());
         if headers::loops_through(session.req_header(), &self.shared.cdn_loop) {

@@ -235,6 +235,7 @@ routes:
 /// RFC 9110 7.6.2: an OPTIONS or TRACE request's `Max-Forwards` is decremented on the way to
 /// the origin, and one of 0 is answered here, as its final recipient: OPTIONS with 200, TRACE
 /// with the request head as received (`message/http`) less the fields carrying credentials.
+/// And OPTIONS of the server as a whole (`OPTIONS *`, RFC 9112 3.2.4) is answered here too.
 #[tokio::test]
 async fn max_forwards_is_decremented_and_zero_is_answered_here() {
     let origin = Origin::echo().await;
@@ -271,6 +272,13 @@ routes: [{{ pool: origin }}]
         "credentials are left out: {echoed}"
     );
     assert_eq!(origin.seen().len(), 1, "neither reached the origin");
+
+    // The asterisk form: OPTIONS of the server as a whole, answered here; no other method.
+    let out = raw("OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let out = raw("GET * HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert_eq!(support::client::raw_status(&out), Some(400), "{out}");
+    assert_eq!(origin.seen().len(), 1, "none reached the origin");
 
     // Other methods ignore it (RFC 9110 7.6.2).
     let out =
