@@ -89,6 +89,9 @@ pub struct RequestCtx {
     client_cache: cache::RequestDirectives,
     /// The fields of the origin's 304 to a revalidation, for the stored response's update.
     not_modified: Option<Box<http::HeaderMap>>,
+    /// The version the origin's response came in, for `Via` (pingora may change the head's
+    /// before `response_filter` sees it).
+    upstream_version: Option<http::Version>,
     /// The cache holds a copy for this request (fresh or not); when the origin then fails,
     /// the copy could not be served and the answer is 504.
     stored_copy: bool,
@@ -151,6 +154,7 @@ impl ProxyHttp for Edge {
             upstream: Attempts::default(),
             client_cache: cache::RequestDirectives::default(),
             not_modified: None,
+            upstream_version: None,
             stored_copy: false,
             invalidated: false,
         }
@@ -312,7 +316,8 @@ impl ProxyHttp for Edge {
     }
 
     /// Refuse a status code outside 100-599 (RFC 9110 15; the parser takes any three digits):
-    /// the client gets a 502, as from any invalid response. Keep the fields of a 304 the
+    /// the client gets a 502, as from any invalid response. Note the version it came in (for
+    /// `Via`). Keep the fields of a 304 the
     /// origin sends to a revalidation, to update the stored response with (pingora's merge
     /// takes only a few of them).
     async fn upstream_response_filter(
@@ -325,6 +330,7 @@ impl ProxyHttp for Edge {
             let reason = format!("status code {} outside 100-599", resp.status.as_u16());
             return Err(Error::explain(ErrorType::InvalidHTTPHeader, reason).into_up());
         }
+        ctx.upstream_version = Some(resp.version);
         if resp.status == http::StatusCode::NOT_MODIFIED && ctx.plan.cache.is_some() {
             ctx.not_modified = Some(Box::new(resp.headers.clone()));
         }
@@ -541,7 +547,10 @@ impl ProxyHttp for Edge {
         headers::strip_hop_by_hop_response(resp);
         headers::single_content_length_response(resp);
         if ctx.generation.config.forwarding.via {
-            let _ = resp.append_header(VIA, headers::via_value(session.req_header().version));
+            // The version the response came in (RFC 9110 7.6.3: the received protocol), not
+            // the client's.
+            let received = ctx.upstream_version.unwrap_or(resp.version);
+            let _ = resp.append_header(VIA, headers::via_value(received));
         }
         if let Some(policy) = &ctx.plan.cache {
             cache::strip_targeted(policy, resp);

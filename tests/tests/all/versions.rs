@@ -98,6 +98,13 @@ async fn an_http10_origins_answer_goes_out_in_http11() {
             answer.ends_with("hello") || answer.contains("close-delimited body"),
             "{path}: {answer}"
         );
+        // Via names the version the response came in (RFC 9110 7.6.3).
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains("\r\nvia: 1.0 breakwater\r\n"),
+            "{path}: {answer}"
+        );
     }
 }
 
