@@ -317,9 +317,8 @@ impl ProxyHttp for Edge {
 
     /// Refuse a status code outside 100-599 (RFC 9110 15; the parser takes any three digits):
     /// the client gets a 502, as from any invalid response. Note the version it came in (for
-    /// `Via`). Keep the fields of a 304 the
-    /// origin sends to a revalidation, to update the stored response with (pingora's merge
-    /// takes only a few of them).
+    /// `Via`). Keep the fields of a 304 the origin sends to a revalidation, to update the
+    /// stored response with (pingora's merge takes only a few of them).
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
@@ -644,9 +643,9 @@ fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
     tried.len() <= pool.config.retries as usize && pool.has_untried(tried)
 }
 
-/// An HTTP/1 client's response head as an intermediary must send it: in its own version, HTTP/1.1,
-/// whatever the origin's (RFC 9110 6.2: pingora passes an HTTP/1.0 origin's on), and without
-/// the chunked coding an HTTP/1.0 client cannot read (RFC 9112 6.1): a body of unknown
+/// An HTTP/1 client's response head as an intermediary must send it: in its own version,
+/// HTTP/1.1, whatever the origin's (RFC 9110 6.2: pingora passes an HTTP/1.0 origin's on), and
+/// without the chunked coding an HTTP/1.0 client cannot read (RFC 9112 6.1): a body of unknown
 /// length then ends with the connection (RFC 9112 6.3), which is therefore not kept alive.
 fn http1_framing(session: &mut Session, resp: &mut ResponseHeader) {
     resp.set_version(http::Version::HTTP_11);

@@ -157,12 +157,12 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
 pub fn origin_form(req: &mut RequestHeader) {
     // pingora keeps an absolute-form target's bytes and only its path in the URI.
     let raw = req.raw_path();
-    let Some(after_scheme) = raw.windows(3).position(|w| w == b"://").map(|i| i + 3) else {
-        return; // origin form already (and HTTP/2 and HTTP/3 targets).
-    };
-    if !raw[..after_scheme - 3].iter().all(u8::is_ascii_alphabetic) {
-        return; // a `://` in the path or query of an origin-form target
+    if matches!(raw.first(), Some(b'/' | b'*') | None) {
+        return; // origin or asterisk form (every HTTP/2 and HTTP/3 target too)
     }
+    let Some(after_scheme) = raw.windows(3).position(|w| w == b"://").map(|i| i + 3) else {
+        return; // authority form (CONNECT)
+    };
     let rest = &raw[after_scheme..];
     let path_at = rest
         .iter()
