@@ -74,7 +74,7 @@ start_origin $ORIGIN
 self_signed_cert bench.test
 node_config() {
   local port="$1" admin="$2" server="$3" log="$4"
-  local tls="{ name: tls, address: \"127.0.0.1:$((port + 20))\", protocol: https, certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }] }"
+  local tls; tls=$(tls_listener $((port + 20)))
   filter_node_config "$port" "$admin" $ORIGIN \
     | sed "s|^server: { threads: 1 }|server: { threads: 1${server:+, $server} }|; s|^access_log: .*|access_log: ${log:-{ format: off \}}|; s|^listeners: \[\(.*\)\]$|listeners: [\1, $tls]|"
 }

@@ -153,6 +153,13 @@ routes:
 EOF
 }
 
+# tls_listener PORT [KEYS]: a node's HTTPS listener `tls` at 127.0.0.1:PORT (HTTP/1.1 and
+# HTTP/2 by ALPN) with $work/cert.pem for bench.test (`self_signed_cert`), as one line of YAML;
+# KEYS (say `clients: { ... }`) are added to it.
+tls_listener() {
+  echo "{ name: tls, address: \"127.0.0.1:$1\", protocol: https,${2:+ $2,} certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }] }"
+}
+
 # A node for many client connections: one thread, an h2c listener at 127.0.0.1:$1 taking up
 # to 15 000 clients, admin at $2, every request to the origin at 127.0.0.1:$3; with $4, an
 # HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN) there too, with $work/cert.pem for bench.test
@@ -160,11 +167,7 @@ EOF
 many_clients_node_config() {
   local tls=""
   [ -n "${4:-}" ] && tls="
-  - name: tls
-    address: \"127.0.0.1:$4\"
-    protocol: https
-    clients: { max_connections: 15000 }
-    certificates: [{ names: [bench.test], cert: \"$work/cert.pem\", key: \"$work/key.pem\" }]"
+  - $(tls_listener "$4" "clients: { max_connections: 15000 }")"
   cat <<EOF
 server: { threads: 1${SERVER:+, $SERVER} }
 listeners:
@@ -178,7 +181,7 @@ EOF
 }
 
 # hold_idle PORT N PROTO MODE: bench/idle_client.py (CPU 1) opens N connections to
-# 127.0.0.1:PORT (h1|h2, burst|one), each answered, and holds them until `release_idle`;
+# 127.0.0.1:PORT (h1|h2|tls-h1|tls-h2, burst|one), each answered, and holds them until `release_idle`;
 # returns once they are all open.
 hold_idle() {
   local fifo="$work/hold"; rm -f "$fifo"; mkfifo "$fifo"

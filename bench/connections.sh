@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What connections cost (issue #18): resident memory of idle keep-alive connections, HTTP/1.1
-# and HTTP/2 (no stream open), in clear (h2c) and over TLS, and latency at many active connections, Breakwater beside
-# nginx as a reverse proxy (upstream keep-alive), both in front of the same nginx origin, one
-# worker each on CPU 0, clients on CPU 1, in the same run:
+# and HTTP/2 (no stream open), in clear (h2c) and over TLS, and latency at many active
+# connections, Breakwater beside nginx as a reverse proxy (upstream keep-alive), both in front
+# of the same nginx origin, one worker each on CPU 0, clients on CPU 1, in the same run:
 #
 #   bench/connections.sh [IDLE] [ROUNDS]     (defaults: 10 000 idle connections, 3 rounds)
 #

@@ -113,15 +113,8 @@ impl Client {
     }
 }
 
-/// One request over a fresh TLS connection with SNI `sni`, trusting `roots`.
-/// Returns the handshake error as text when the server refuses it.
-pub async fn tls_get(
-    addr: SocketAddr,
-    sni: &str,
-    roots: rustls::RootCertStore,
-    h2: bool,
-    path: &str,
-) -> Result<Reply, String> {
+/// A TLS client trusting `roots` that asks for HTTP/2 (`h2`) or HTTP/1.1 by ALPN.
+pub fn tls_connector(roots: rustls::RootCertStore, h2: bool) -> tokio_rustls::TlsConnector {
     let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -134,7 +127,19 @@ pub async fn tls_get(
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+}
+
+/// One request over a fresh TLS connection with SNI `sni`, trusting `roots`.
+/// Returns the handshake error as text when the server refuses it.
+pub async fn tls_get(
+    addr: SocketAddr,
+    sni: &str,
+    roots: rustls::RootCertStore,
+    h2: bool,
+    path: &str,
+) -> Result<Reply, String> {
+    let connector = tls_connector(roots, h2);
     let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
     let tls = connector

@@ -59,15 +59,20 @@ fn fed_post(
     (tx, req)
 }
 
-#[tokio::test]
-async fn echo_handler_streams_the_request_body_back() {
-    let rt = runtime();
-    let h = load_handler(
-        &rt,
+/// The echo guest (`isolate/guests/wat/echo.wat`), loaded with the default settings.
+fn echo(rt: &std::sync::Arc<breakwater_isolate::Runtime>) -> breakwater_isolate::Handler {
+    load_handler(
+        rt,
         "echo",
         &guest_handler("echo"),
         HandlerSettings::default(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn echo_handler_streams_the_request_body_back() {
+    let rt = runtime();
+    let h = echo(&rt);
     let (tx, req) = fed_post("/echo");
     let feeder = tokio::spawn(async move {
         for i in 0..50u8 {
@@ -89,12 +94,7 @@ async fn echo_handler_streams_the_request_body_back() {
 #[tokio::test]
 async fn a_waiting_guests_answer_goes_out_before_it_returns() {
     let rt = runtime();
-    let h = load_handler(
-        &rt,
-        "echo",
-        &guest_handler("echo"),
-        HandlerSettings::default(),
-    );
+    let h = echo(&rt);
     let (tx, req) = fed_post("/echo");
     tx.send(Bytes::from_static(b"first")).unwrap();
     let wait = Duration::from_secs(10);

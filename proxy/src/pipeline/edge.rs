@@ -177,7 +177,7 @@ impl ProxyHttp for Edge {
             // The asterisk form asks about the server as a whole and only with OPTIONS (RFC
             // 9112 3.2.4): answered here, a "ping" (RFC 9110 9.3.7), never routed.
             let local = if session.req_header().method == http::Method::OPTIONS {
-                LocalResponse::fixed(http::StatusCode::OK, Vec::new(), Bytes::new())
+                headers::answer_as_final_recipient(session.req_header())
             } else {
                 session.set_keepalive(None);
                 LocalResponse::error(400)
@@ -200,9 +200,7 @@ impl ProxyHttp for Edge {
         let plan = ctx.plan.clone();
         match &plan.action {
             Action::Forward(_) if headers::max_forwards(session.req_header()) == Some(0) => {
-                let (status, fields, body) =
-                    headers::answer_as_final_recipient(session.req_header());
-                let local = LocalResponse::fixed(status, fields, body);
+                let local = headers::answer_as_final_recipient(session.req_header());
                 self.answer(session, ctx, local).await.map(|()| true)
             }
             Action::Forward(_) => {
@@ -472,7 +470,6 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::strip_hop_by_hop_request(upstream);
-        headers::single_content_length_request(upstream);
         headers::decrement_max_forwards(upstream);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
             let _ = upstream.insert_header("x-request-id", id);
@@ -544,7 +541,6 @@ impl ProxyHttp for Edge {
             ctx,
         );
         headers::strip_hop_by_hop_response(resp);
-        headers::single_content_length_response(resp);
         if ctx.generation.config.forwarding.via {
             // The version the response came in (RFC 9110 7.6.3: the received protocol), not
             // the client's.
@@ -571,9 +567,7 @@ impl ProxyHttp for Edge {
                 let _ = resp.insert_header(TRANSFER_ENCODING, "chunked");
             }
         }
-        if !Protocol::of(session).frames_bodies() {
-            http1_framing(session, resp);
-        }
+        http1_framing(session, resp);
         Ok(())
     }
 
@@ -647,7 +641,11 @@ fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
 /// HTTP/1.1, whatever the origin's (RFC 9110 6.2: pingora passes an HTTP/1.0 origin's on), and
 /// without the chunked coding an HTTP/1.0 client cannot read (RFC 9112 6.1): a body of unknown
 /// length then ends with the connection (RFC 9112 6.3), which is therefore not kept alive.
+/// HTTP/2 and HTTP/3 heads are left as they are.
 fn http1_framing(session: &mut Session, resp: &mut ResponseHeader) {
+    if Protocol::of(session).frames_bodies() {
+        return;
+    }
     resp.set_version(http::Version::HTTP_11);
     if session.req_header().version < http::Version::HTTP_11
         && resp.headers.contains_key(TRANSFER_ENCODING)

@@ -1,5 +1,6 @@
 //! Header work on the request path: hop-by-hop stripping, forwarding headers, route edits.
 
+use crate::pipeline::errors::LocalResponse;
 use crate::pipeline::Scheme;
 use breakwater_config::{Forwarding, HeaderEdits, XffMode};
 use http::header::{self, HeaderName};
@@ -103,20 +104,8 @@ fn single_content_length(headers: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_bytes(value).ok()
 }
 
-/// See [`single_content_length`]: the client's request as the origin gets it.
-pub fn single_content_length_request(req: &mut RequestHeader) {
-    if let Some(v) = single_content_length(&req.headers) {
-        let _ = req.insert_header(header::CONTENT_LENGTH, v);
-    }
-}
-
-/// See [`single_content_length`]: the origin's response as the client gets it.
-pub fn single_content_length_response(resp: &mut ResponseHeader) {
-    if let Some(v) = single_content_length(&resp.headers) {
-        let _ = resp.insert_header(header::CONTENT_LENGTH, v);
-    }
-}
-
+/// The client's request as the next hop may get it: without the fields only this hop may see
+/// (but framing and routing), and with a single `Content-Length` ([`single_content_length`]).
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
     let te_trailers = req
         .headers
@@ -136,8 +125,12 @@ pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
     if te_trailers {
         let _ = req.insert_header(header::TE, "trailers");
     }
+    if let Some(length) = single_content_length(&req.headers) {
+        let _ = req.insert_header(header::CONTENT_LENGTH, length);
+    }
 }
 
+/// The origin's response as the client may get it: as [`strip_hop_by_hop_request`].
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
     let strip = HopByHop::of(&resp.headers);
     for n in strip.names() {
@@ -145,6 +138,9 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
             continue;
         }
         resp.remove_header(n);
+    }
+    if let Some(length) = single_content_length(&resp.headers) {
+        let _ = resp.insert_header(header::CONTENT_LENGTH, length);
     }
 }
 
@@ -197,33 +193,19 @@ pub fn decrement_max_forwards(req: &mut RequestHeader) {
     }
 }
 
-/// The answer to an OPTIONS or TRACE request with `Max-Forwards: 0`, which is not forwarded
-/// (RFC 9110 7.6.2): OPTIONS gets 200 with no content (9.3.7); TRACE the request head as
-/// received, as `message/http` (9.3.8), without the fields that carry credentials, which the
-/// final recipient should leave out.
-pub fn answer_as_final_recipient(
-    req: &RequestHeader,
-) -> (
-    http::StatusCode,
-    Vec<(HeaderName, HeaderValue)>,
-    bytes::Bytes,
-) {
+/// The answer to an OPTIONS or TRACE request this node is the final recipient of (one with
+/// `Max-Forwards: 0`, RFC 9110 7.6.2; or `OPTIONS *`, RFC 9112 3.2.4): OPTIONS gets 200 with
+/// no content (RFC 9110 9.3.7); TRACE the request head as received, as `message/http` (9.3.8),
+/// without the fields that carry credentials, which the final recipient should leave out.
+pub fn answer_as_final_recipient(req: &RequestHeader) -> LocalResponse {
     if req.method != http::Method::TRACE {
-        return (http::StatusCode::OK, Vec::new(), bytes::Bytes::new());
+        return LocalResponse::fixed(http::StatusCode::OK, Vec::new(), bytes::Bytes::new());
     }
-    let version = match req.version {
-        http::Version::HTTP_10 => "HTTP/1.0",
-        http::Version::HTTP_2 => "HTTP/2",
-        http::Version::HTTP_3 => "HTTP/3",
-        _ => "HTTP/1.1",
-    };
     let mut echo = Vec::with_capacity(256);
     echo.extend_from_slice(req.method.as_str().as_bytes());
     echo.push(b' ');
     echo.extend_from_slice(req.raw_path());
-    echo.push(b' ');
-    echo.extend_from_slice(version.as_bytes());
-    echo.extend_from_slice(b"\r\n");
+    echo.extend_from_slice(format!(" {:?}\r\n", req.version).as_bytes());
     for (name, value) in req.headers.iter() {
         if matches!(
             *name,
@@ -241,7 +223,7 @@ pub fn answer_as_final_recipient(
         header::CONTENT_TYPE,
         HeaderValue::from_static("message/http"),
     );
-    (http::StatusCode::OK, vec![content_type], echo.into())
+    LocalResponse::fixed(http::StatusCode::OK, vec![content_type], echo.into())
 }
 
 /// What the origin is told about the client.

@@ -185,22 +185,32 @@ async fn streams_large_bodies_both_ways() {
     assert!(r.body == body, "body changed on the way");
 }
 
-/// An absolute-form target (`GET http://a.test/x HTTP/1.1`, which every server must accept,
-/// RFC 9112 3.2.2) reaches the origin in origin form (RFC 9112 3.2.1), with the target's
-/// authority as its Host, and is routed by that authority.
-#[tokio::test]
-async fn an_absolute_form_target_reaches_the_origin_in_origin_form() {
+/// A node with one HTTP/1.1 listener, `web`, and `routes` (YAML list items) to the pool
+/// `origin`, an echo origin.
+async fn node_before_echo(routes: &str) -> (Node, Origin) {
     let origin = Origin::echo().await;
     let node = Node::start(&format!(
         r#"
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
 pools: {{ origin: {{ endpoints: ["{}"] }} }}
-routes:
-  - {{ match: {{ hosts: [a.test] }}, pool: origin }}
-  - {{ respond: {{ status: 404 }} }}
+routes:{routes}
 "#,
         origin.addr
     ));
+    (node, origin)
+}
+
+/// An absolute-form target (`GET http://a.test/x HTTP/1.1`, which every server must accept,
+/// RFC 9112 3.2.2) reaches the origin in origin form (RFC 9112 3.2.1), with the target's
+/// authority as its Host, and is routed by that authority.
+#[tokio::test]
+async fn an_absolute_form_target_reaches_the_origin_in_origin_form() {
+    let (node, origin) = node_before_echo(
+        "
+  - { match: { hosts: [a.test] }, pool: origin }
+  - { respond: { status: 404 } }",
+    )
+    .await;
     let web = node.addr("web");
     for (request, uri) in [
         (
@@ -238,15 +248,7 @@ routes:
 /// And OPTIONS of the server as a whole (`OPTIONS *`, RFC 9112 3.2.4) is answered here too.
 #[tokio::test]
 async fn max_forwards_is_decremented_and_zero_is_answered_here() {
-    let origin = Origin::echo().await;
-    let node = Node::start(&format!(
-        r#"
-listeners: [{{ name: web, address: 127.0.0.1:0 }}]
-pools: {{ origin: {{ endpoints: ["{}"] }} }}
-routes: [{{ pool: origin }}]
-"#,
-        origin.addr
-    ));
+    let (node, origin) = node_before_echo("\n  - { pool: origin }").await;
     let web = node.addr("web");
     let raw = |request: &'static str| support::client::raw(web, request.as_bytes());
 

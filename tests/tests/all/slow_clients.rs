@@ -338,22 +338,13 @@ routes: [{{ pool: origin }}]
         &[],
     );
     let (tls, pid) = (node.addr("tls"), node.pid());
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(ca.roots())
-    .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = support::client::tls_connector(ca.roots(), false);
+    const GET_1K: &[u8] = b"GET /1k HTTP/1.1\r\nHost: a.test\r\n\r\n";
     let answered = || async {
         let tcp = TcpStream::connect(tls).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
         let mut s = connector.connect(name, tcp).await.unwrap();
-        s.write_all(b"GET /1k HTTP/1.1\r\nHost: a.test\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(GET_1K).await.unwrap();
         read_answer(&mut s, false).await;
         s
     };
@@ -377,9 +368,7 @@ routes: [{{ pool: origin }}]
     );
     // All of them still open and served.
     let s = held.last_mut().unwrap();
-    s.write_all(b"GET /1k HTTP/1.1\r\nHost: a.test\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(GET_1K).await.unwrap();
     read_answer(s, false).await;
 }
 

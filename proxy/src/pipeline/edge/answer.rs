@@ -78,9 +78,7 @@ impl Edge {
             errors::respond(session, LocalResponse::error(e.status())).await?;
             return Ok(false);
         }
-        if !Protocol::of(session).frames_bodies() {
-            super::http1_framing(session, &mut head);
-        }
+        super::http1_framing(session, &mut head);
         session.write_response_header(Box::new(head), end).await?;
         Ok(true)
     }
