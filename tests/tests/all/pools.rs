@@ -431,3 +431,45 @@ async fn idle_origin_connections_are_kept_up_to_the_keepalive_setting() {
         }
     }
 }
+
+/// An idle origin connection that the origin closes (as at the end of its keep-alive
+/// timeout) is closed here too, within the idle pool's sweep, instead of waiting in
+/// `CLOSE_WAIT` for the next request to that origin; the next request then goes out on a new
+/// connection and succeeds. Both connections are the test's own raw sockets, so the origin
+/// sees the node's close as the end of its stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_the_origin_closes_is_closed_here_too() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = Node::start(&single_route(&format!(
+        "    endpoints: [\"{}\"]",
+        listener.local_addr().unwrap()
+    )));
+    let web = node.addr("web");
+    async fn answer_one(s: &mut tokio::net::TcpStream) {
+        assert!(support::read_head(s).await.is_some());
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+    }
+    let first = tokio::spawn(async move { Client::h1().get(web, "a", "/").await });
+    let (mut conn, _) = listener.accept().await.unwrap();
+    answer_one(&mut conn).await;
+    assert_eq!(first.await.unwrap().status, 200);
+
+    conn.shutdown().await.unwrap();
+    let mut rest = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(10), conn.read(&mut rest))
+        .await
+        .expect("the node still holds the connection its origin closed 10 s ago");
+    assert_eq!(
+        closed.unwrap(),
+        0,
+        "the node wrote to a closed idle connection"
+    );
+
+    let second = tokio::spawn(async move { Client::h1().get(web, "a", "/").await });
+    let (mut conn, _) = listener.accept().await.unwrap();
+    answer_one(&mut conn).await;
+    assert_eq!(second.await.unwrap().status, 200);
+}

@@ -63,8 +63,16 @@ routes: [{{ pool: origin }}]
 /// Send `request` on a new connection and read until the node closes it (within 10 s, or the
 /// test fails): the whole answer.
 async fn answer_then_close(addr: std::net::SocketAddr, request: &str) -> String {
+    answer_to_parts_then_close(addr, &[request]).await
+}
+
+/// As `answer_then_close`, the request sent in `parts`, a write each.
+async fn answer_to_parts_then_close(addr: std::net::SocketAddr, parts: &[&str]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
+    for part in parts {
+        s.write_all(part.as_bytes()).await.unwrap();
+        s.flush().await.unwrap();
+    }
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
         .await
@@ -181,6 +189,50 @@ async fn a_repeated_content_length_goes_on_as_one() {
         assert!(
             answer.to_ascii_lowercase().ends_with("\r\n\r\ncontent-length: 5"),
             "{request}: {answer}"
+        );
+    }
+}
+
+/// A later HTTP/1 minor version is read as HTTP/1.1 (RFC 9110 2.5: a recipient processes it
+/// as the highest minor version it conforms to), also when the request line arrives in two
+/// parts; a major version above 1 in an HTTP/1 request line gets 505 (RFC 9110 15.6.6, as
+/// nginx answers); a version that is not `HTTP/DIGIT.DIGIT` stays a 400.
+#[tokio::test]
+async fn later_http1_minor_versions_are_read_as_http11_and_later_majors_get_505() {
+    let node = node().await;
+    let web = node.addr("web");
+    let answer = answer_then_close(
+        web,
+        "GET /chunked HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(
+        answer.contains("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        "{answer}"
+    );
+
+    let answer = answer_to_parts_then_close(
+        web,
+        &[
+            "GET /chunked HTTP/1.9",
+            "\r\nHost: a\r\nConnection: close\r\n\r\n",
+        ],
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+
+    for (version, status) in [
+        ("HTTP/2.0", "505"),
+        ("HTTP/3.0", "505"),
+        ("HTTP/1.x", "400"),
+        ("HTTP/12.0", "400"),
+    ] {
+        let answer =
+            answer_then_close(web, &format!("GET /chunked {version}\r\nHost: a\r\n\r\n")).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{version}: {answer}"
         );
     }
 }

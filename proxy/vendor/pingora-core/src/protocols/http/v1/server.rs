@@ -435,6 +435,25 @@ impl HttpSession {
                     }
                     HeaderParseState::Invalid(e) => match e {
                         httparse::Error::Token | httparse::Error::Version => {
+                            // Breakwater patch: httparse knows HTTP/1.0 and HTTP/1.1 only. A
+                            // later HTTP/1 minor version is read as HTTP/1.1 (RFC 9110 2.5:
+                            // the highest minor version this recipient conforms to), a major
+                            // version above 1 is answered 505 (RFC 9110 15.6.6), as nginx does.
+                            if e == httparse::Error::Version {
+                                match request_line_version(&buf) {
+                                    LineVersion::LaterMinor(at) => {
+                                        buf[at] = b'1';
+                                        continue;
+                                    }
+                                    LineVersion::LaterMajor => {
+                                        return Error::e_explain(
+                                            HTTPStatus(505),
+                                            "HTTP major version above 1 in an HTTP/1 request line",
+                                        );
+                                    }
+                                    LineVersion::Other => {}
+                                }
+                            }
                             // URI escaping rebuilds the current header. Detach any request body or
                             // pipelined suffix first so normalization never copies queued requests.
                             // `separator_start` is the index of the blank line itself, so the
@@ -1757,6 +1776,41 @@ impl HttpSession {
     /// flushed prior to being returned.
     pub fn into_inner(self) -> Stream {
         self.underlying_stream
+    }
+}
+
+/// Breakwater patch: a request line's version that httparse refused.
+enum LineVersion {
+    /// `HTTP/1.x` with x above 1; the index of x in the buffer.
+    LaterMinor(usize),
+    /// `HTTP/x.y` with x above 1.
+    LaterMajor,
+    /// Not a well-formed version: left to the rest of the parser (400).
+    Other,
+}
+
+/// The version of the request line at the start of `buf`: its last word, which may end the
+/// buffer when the line's end has not been read yet (httparse checks the version as soon as
+/// its 8 bytes are in).
+fn request_line_version(buf: &[u8]) -> LineVersion {
+    let line = match buf.iter().position(|&b| b == b'\n') {
+        Some(end) => buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]),
+        None => buf,
+    };
+    let Some(start) = line.iter().rposition(|&b| b == b' ').map(|space| space + 1) else {
+        return LineVersion::Other;
+    };
+    match &line[start..] {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            match major {
+                b'1' if *minor > b'1' => LineVersion::LaterMinor(start + 7),
+                b'2'..=b'9' => LineVersion::LaterMajor,
+                _ => LineVersion::Other,
+            }
+        }
+        _ => LineVersion::Other,
     }
 }
 

@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# User-space instructions per request, counted by callgrind (valgrind, Debian), for Breakwater
+# binaries and nginx as a reverse proxy, one at a time in front of the same nginx origin:
+#
+#   bench/instructions.sh [REQUESTS] [PATH]     (defaults: 2000, /1k; BINS="NAME=PATH ...")
+#
+# Wall-clock figures on this VM move by a third between rounds of one binary; an instruction
+# count does not, so it shows a change of a few percent in the request path that throughput
+# cannot. What it leaves out: the kernel (see bench/syscalls.sh), cache misses and stalls.
+# Each contender runs under `valgrind --tool=callgrind` (Breakwater: one thread, access log
+# off, one pass-through route, `wasm.max_instances: 4` so the instance pool's reservation fits
+# valgrind's address space; nginx: one process, upstream keep-alive pool), gets 300 requests
+# to warm up, has its counters zeroed, then REQUESTS requests from h2load (HTTP/1.1, 16
+# connections); the counters are dumped and divided by REQUESTS. Every thread is counted.
+# Results: bench/results/instructions-DATE/ (summary.md with the instructions per request and
+# each contender's top functions by their own instructions; NAME.callgrind.gz, the raw data).
+set -euo pipefail
+requests="${1:-2000}"
+target="${2:-/1k}"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+need_tools valgrind nghttp2-client
+scratch
+
+out="$root/bench/results/instructions-$(date -u +%Y%m%d-%H%M%S)"
+mkdir -p "$out"
+if [ -z "${BINS:-}" ]; then
+  (cd "$root" && cargo build --release --locked -q -p breakwater-proxy)
+  BINS="breakwater=$CARGO_TARGET_DIR/release/breakwater"
+fi
+ORIGIN=18401 NODE=18402 ADMIN=18412 NGINX=18403
+start_origin $ORIGIN
+
+# count NAME PORT PID: warm up, zero, load, dump; $out/NAME.callgrind.gz.
+count() {
+  local name="$1" port="$2" pid="$3"
+  for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port$target" && break; sleep 0.2; done
+  h2load --h1 -n 300 -c 16 "http://127.0.0.1:$port$target" > /dev/null
+  callgrind_control -z "$pid" > /dev/null 2>&1
+  h2load --h1 -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$name.txt"
+  grep -q "$requests succeeded" "$out/h2load-$name.txt" \
+    || { echo "$name: not every request succeeded" >&2; cat "$out/h2load-$name.txt" >&2; exit 1; }
+  callgrind_control -d "$pid" > /dev/null 2>&1
+  kill "$pid"; wait "$pid" 2> /dev/null || true
+  # The dump after zeroing is the highest-numbered part.
+  local part; part=$(ls "$work/$name.cg".* | sort -t. -k3 -n | tail -1)
+  gzip -c "$part" > "$out/$name.callgrind.gz"
+}
+
+valgrind_cmd=(valgrind --tool=callgrind --callgrind-out-file="$work/NAME.cg")
+for entry in $BINS; do
+  name="${entry%%=*}"; bin="${entry#*=}"
+  cat > "$work/$name.yaml" <<EOF
+server: { threads: 1 }
+listeners: [{ name: web, address: "127.0.0.1:$NODE" }]
+admin: { address: "127.0.0.1:$ADMIN" }
+access_log: { format: off }
+wasm: { max_instances: 4 }
+pools:
+  origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+routes:
+  - { pool: origin }
+EOF
+  "${valgrind_cmd[@]/NAME/$name}" "$bin" run --config "$work/$name.yaml" > "$work/$name.out" 2>&1 &
+  pid=$!; pids+=($!)
+  count "$name" $NODE $pid
+done
+{ echo "master_process off;"; nginx_proxy_conf $NGINX 1; } > "$work/nginx.conf"
+"${valgrind_cmd[@]/NAME/nginx}" nginx -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
+pid=$!; pids+=($!)
+count nginx $NGINX $pid
+
+python3 - "$out" "$requests" "$target" $BINS nginx=nginx > "$out/summary.md" <<'EOF'
+import gzip, re, sys
+from collections import defaultdict
+out, requests, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names = [e.split("=", 1)[0] for e in sys.argv[4:]]
+
+def own_costs(path):
+    """Instructions each function executed itself, from a callgrind dump."""
+    table, own, fn, in_call = {}, defaultdict(int), None, False
+    def name(tok):
+        m = re.match(r"\((\d+)\)(?: (.*))?", tok)
+        if not m:
+            return tok
+        if m.group(2):
+            table[m.group(1)] = m.group(2)
+        return table.get(m.group(1), m.group(1))
+    for line in gzip.open(path, "rt", errors="replace"):
+        if line.startswith("fn="):
+            fn = name(line[3:].strip())
+        elif line.startswith("cfn="):
+            name(line[4:].strip())
+        elif line.startswith("calls="):
+            in_call = True
+        elif line[:1].isdigit() or line[:1] in "+-*":
+            parts = line.split()
+            if len(parts) >= 2:
+                if not in_call:
+                    own[fn] += int(parts[-1])
+                in_call = False
+    return own
+
+costs = {n: own_costs(f"{out}/{n}.callgrind.gz") for n in names}
+print("# User-space instructions per request (callgrind)\n")
+print(f"GET {target}, HTTP/1.1, {requests} requests from h2load (16 connections) after 300 to warm up;")
+print("every thread of the server counted, the kernel not. Breakwater: one thread, one")
+print("pass-through route, access log off; nginx: one process, upstream keep-alive pool.\n")
+print("valgrind counts a `rep movsb` / `rep stosb` once per byte moved, so the rows of glibc's")
+print("`memcpy`/`memmove` and `memset` are about the bytes they copied or zeroed, which the hardware")
+print("moves 32 or more a cycle: the last column leaves them out.\n")
+print("| server | instructions per request (callgrind's count) | of it in memcpy/memmove, memset | without them |")
+print("|---|---|---|---|")
+string_ops = re.compile(r"__mem(cpy|move|set)_")
+for n in names:
+    total = sum(costs[n].values())
+    strings = sum(c for f, c in costs[n].items() if string_ops.search(f))
+    print(f"| {n} | {total / requests:,.0f} | {strings / requests:,.0f} | {(total - strings) / requests:,.0f} |")
+for n in names:
+    total = sum(costs[n].values())
+    print(f"\n## {n}: functions by their own instructions per request\n")
+    print("| per request | share | function |")
+    print("|---|---|---|")
+    for f, c in sorted(costs[n].items(), key=lambda x: -x[1])[:25]:
+        f = f.replace("|", "\\|")[:150]
+        print(f"| {c / requests:,.0f} | {100 * c / total:.1f}% | `{f}` |")
+EOF
+sed -n 1,15p "$out/summary.md"
+echo "results in ${out#"$root"/}"
