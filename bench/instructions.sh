@@ -2,21 +2,28 @@
 # User-space instructions per request, counted by callgrind (valgrind, Debian), for Breakwater
 # binaries and nginx as a reverse proxy, one at a time in front of the same nginx origin:
 #
-#   bench/instructions.sh [REQUESTS] [PATH]     (defaults: 2000, /1k; BINS="NAME=PATH ...")
+#   bench/instructions.sh [REQUESTS]     (default 2000; BINS="NAME=PATH ...", CASES as below)
 #
 # Wall-clock figures on this VM move by a third between rounds of one binary; an instruction
 # count does not, so it shows a change of a few percent in the request path that throughput
 # cannot. What it leaves out: the kernel (see bench/syscalls.sh), cache misses and stalls.
 # Each contender runs under `valgrind --tool=callgrind` (Breakwater: one thread, access log
-# off, one pass-through route, `wasm.max_instances: 4` so the instance pool's reservation fits
-# valgrind's address space; nginx: one process, upstream keep-alive pool), gets 300 requests
-# to warm up, has its counters zeroed, then REQUESTS requests from h2load (HTTP/1.1, 16
-# connections); the counters are dumped and divided by REQUESTS. Every thread is counted.
+# off, `wasm.max_instances: 4` so the instance pool's reservation fits valgrind's address
+# space, the demo filter on /filter1/ with `prewarm: 1`; nginx: one process, upstream
+# keep-alive pool, pass-through only); for each case it gets 300 requests to warm up, has its
+# counters zeroed, then REQUESTS requests from h2load (HTTP/1.1, 16 connections); the counters
+# are dumped and divided by REQUESTS. Every thread is counted. CASES (default
+# "pass-through|/1k;one filter|/filter1/1k") lists NAME|PATH pairs. The filter's instances must
+# be reset in place after each request as they are natively (the summary shows resets per
+# request from the node's metrics): with the pool's default prewarming, valgrind's slowness
+# makes the filler keep three instances ready, which leaves no room in four slots to keep a
+# reset one, and half the requests would pay an instantiation instead; `prewarm: 1` keeps the
+# native regime. Three filters cannot be measured so in four slots.
 # Results: bench/results/instructions-DATE/ (summary.md with the instructions per request and
-# each contender's top functions by their own instructions; NAME.callgrind.gz, the raw data).
+# each run's top functions by their own instructions; BINARY-CASE.callgrind.gz, the raw data).
 set -euo pipefail
 requests="${1:-2000}"
-target="${2:-/1k}"
+IFS=';' read -ra cases <<< "${CASES:-pass-through|/1k;one filter|/filter1/1k}"
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 need_tools valgrind nghttp2-client
 scratch
@@ -30,23 +37,32 @@ fi
 ORIGIN=18401 NODE=18402 ADMIN=18412 NGINX=18403
 start_origin $ORIGIN
 
-# count NAME PORT PID: warm up, zero, load, dump; $out/NAME.callgrind.gz.
+# count RUN PORT PID PATH: warm up, zero, load, dump; $out/RUN.callgrind.gz.
 count() {
-  local name="$1" port="$2" pid="$3"
+  local run="$1" port="$2" pid="$3" target="$4"
   for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port$target" && break; sleep 0.2; done
   h2load --h1 -n 300 -c 16 "http://127.0.0.1:$port$target" > /dev/null
+  local resets_before; resets_before=$(resets)
   callgrind_control -z "$pid" > /dev/null 2>&1
-  h2load --h1 -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$name.txt"
-  grep -q "$requests succeeded" "$out/h2load-$name.txt" \
-    || { echo "$name: not every request succeeded" >&2; cat "$out/h2load-$name.txt" >&2; exit 1; }
+  h2load --h1 -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$run.txt"
+  grep -q "$requests succeeded" "$out/h2load-$run.txt" \
+    || { echo "$run: not every request succeeded" >&2; cat "$out/h2load-$run.txt" >&2; exit 1; }
+  local before; before=$(find "$work" -name '*.cg.*' | wc -l)
   callgrind_control -d "$pid" > /dev/null 2>&1
-  kill "$pid"; wait "$pid" 2> /dev/null || true
-  # The dump after zeroing is the highest-numbered part.
-  local part; part=$(ls "$work/$name.cg".* | sort -t. -k3 -n | tail -1)
-  gzip -c "$part" > "$out/$name.callgrind.gz"
+  [ "$(find "$work" -name '*.cg.*' | wc -l)" -gt "$before" ] || { echo "$run: no dump" >&2; exit 1; }
+  gzip -c "$(ls -t "$work"/*.cg.* | head -1)" > "$out/$run.callgrind.gz"
+  awk -v a="$resets_before" -v b="$(resets)" -v n="$requests" 'BEGIN { printf "%.3f\n", (b - a) / n }' > "$out/resets-$run.txt"
 }
+# Instances reset in place so far, from the node's metrics (0 for nginx).
+resets() {
+  { curl -sf "http://127.0.0.1:$ADMIN/metrics" 2> /dev/null || true; } \
+    | awk '/^breakwater_component_instance_resets/ { s += $2 } END { printf "%d", s }'
+}
+slug() { tr ' ' '-' <<< "$1"; }
 
+first_bin="${BINS%% *}"; "${first_bin#*=}" demo-components "$work/wasm"
 valgrind_cmd=(valgrind --tool=callgrind --callgrind-out-file="$work/NAME.cg")
+runs=()
 for entry in $BINS; do
   name="${entry%%=*}"; bin="${entry#*=}"
   cat > "$work/$name.yaml" <<EOF
@@ -57,23 +73,33 @@ access_log: { format: off }
 wasm: { max_instances: 4 }
 pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
+components:
+  f1: { path: "$work/wasm/demo-filter.wasm", prewarm: 1 }
 routes:
+  - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
   - { pool: origin }
 EOF
   "${valgrind_cmd[@]/NAME/$name}" "$bin" run --config "$work/$name.yaml" > "$work/$name.out" 2>&1 &
   pid=$!; pids+=($!)
-  count "$name" $NODE $pid
+  for c in "${cases[@]}"; do
+    run="$name-$(slug "${c%%|*}")"
+    count "$run" $NODE $pid "${c##*|}"
+    runs+=("$run")
+  done
+  kill "$pid"; wait "$pid" 2> /dev/null || true
 done
 { echo "master_process off;"; nginx_proxy_conf $NGINX 1; } > "$work/nginx.conf"
 "${valgrind_cmd[@]/NAME/nginx}" nginx -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
 pid=$!; pids+=($!)
-count nginx $NGINX $pid
+count nginx-pass-through $NGINX $pid /1k
+runs+=(nginx-pass-through)
+kill "$pid"; wait "$pid" 2> /dev/null || true
 
-python3 - "$out" "$requests" "$target" $BINS nginx=nginx > "$out/summary.md" <<'EOF'
+python3 - "$out" "$requests" "${runs[@]}" > "$out/summary.md" <<'EOF'
 import gzip, re, sys
 from collections import defaultdict
-out, requests, target = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-names = [e.split("=", 1)[0] for e in sys.argv[4:]]
+out, requests = sys.argv[1], int(sys.argv[2])
+names = sys.argv[3:]
 
 def own_costs(path):
     """Instructions each function executed itself, from a callgrind dump."""
@@ -102,19 +128,21 @@ def own_costs(path):
 
 costs = {n: own_costs(f"{out}/{n}.callgrind.gz") for n in names}
 print("# User-space instructions per request (callgrind)\n")
-print(f"GET {target}, HTTP/1.1, {requests} requests from h2load (16 connections) after 300 to warm up;")
-print("every thread of the server counted, the kernel not. Breakwater: one thread, one")
-print("pass-through route, access log off; nginx: one process, upstream keep-alive pool.\n")
+print(f"1 KiB GETs, HTTP/1.1, {requests} requests per run from h2load (16 connections) after 300")
+print("to warm up; every thread of the server counted, the kernel not. Breakwater: one thread,")
+print("access log off, the demo filter on /filter1/ (`prewarm: 1`); nginx: one")
+print("process, upstream keep-alive pool. A run is named BINARY-CASE.\n")
 print("valgrind counts a `rep movsb` / `rep stosb` once per byte moved, so the rows of glibc's")
 print("`memcpy`/`memmove` and `memset` are about the bytes they copied or zeroed, which the hardware")
 print("moves 32 or more a cycle: the last column leaves them out.\n")
-print("| server | instructions per request (callgrind's count) | of it in memcpy/memmove, memset | without them |")
-print("|---|---|---|---|")
+print("| run | instructions per request (callgrind's count) | of it in memcpy/memmove, memset | without them | instances reset per request |")
+print("|---|---|---|---|---|")
 string_ops = re.compile(r"__mem(cpy|move|set)_")
 for n in names:
     total = sum(costs[n].values())
     strings = sum(c for f, c in costs[n].items() if string_ops.search(f))
-    print(f"| {n} | {total / requests:,.0f} | {strings / requests:,.0f} | {(total - strings) / requests:,.0f} |")
+    resets = open(f"{out}/resets-{n}.txt").read().strip()
+    print(f"| {n} | {total / requests:,.0f} | {strings / requests:,.0f} | {(total - strings) / requests:,.0f} | {resets} |")
 for n in names:
     total = sum(costs[n].values())
     print(f"\n## {n}: functions by their own instructions per request\n")
@@ -124,5 +152,5 @@ for n in names:
         f = f.replace("|", "\\|")[:150]
         print(f"| {c / requests:,.0f} | {100 * c / total:.1f}% | `{f}` |")
 EOF
-sed -n 1,15p "$out/summary.md"
+sed -n "1,/^## /p" "$out/summary.md" | head -n -1
 echo "results in ${out#"$root"/}"
