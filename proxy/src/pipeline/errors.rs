@@ -42,6 +42,7 @@ impl EdgeError {
     pub fn status(&self) -> u16 {
         match self {
             EdgeError::Refused(Refusal::HeadersTooLarge(_)) => 431,
+            EdgeError::Refused(Refusal::UnknownTransferCoding) => 501,
             EdgeError::Refused(_) => 400,
             EdgeError::Component(e) => match e {
                 IsolateError::Deadline { .. } => 504,
@@ -229,6 +230,7 @@ mod tests {
         let cases = [
             (EdgeError::Refused(Refusal::HeadersTooLarge(1)), 431),
             (EdgeError::Refused(Refusal::BareLf), 400),
+            (EdgeError::Refused(Refusal::UnknownTransferCoding), 501),
             (
                 component(IsolateError::Deadline {
                     component: name(),

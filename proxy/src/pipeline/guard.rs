@@ -6,6 +6,11 @@
 //! 6.3 permits); an edge node refuses it (RFC 9112 6.1 allows either), as do HAProxy and
 //! Varnish, because an origin behind it might frame the body the other way.
 //!
+//! A transfer coding other than chunked before the final chunked (`gzip, chunked`), which
+//! pingora accepts and then drops when it frames the body anew for the origin (the origin got
+//! the coded bytes as if plain), gets 501 (RFC 9112 6.1: a coding the server does not
+//! understand), as from nginx.
+//!
 //! Also refused with 400, because an origin or another hop could read the head differently:
 //! line ends that are a bare LF (RFC 9112 2.2 lets a recipient accept them; an edge does not),
 //! an HTTP/1.1 request without exactly one `Host` (RFC 9112 3.2: MUST be 400), a `Host` that
@@ -34,6 +39,8 @@ pub enum Refusal {
     BadHost,
     #[error("absolute-form target and Host name different authorities")]
     HostMismatch,
+    #[error("a transfer coding other than chunked")]
+    UnknownTransferCoding,
 }
 
 /// Check the request head before routing; the refusal maps to its status in `errors`.
@@ -53,6 +60,9 @@ pub fn check(session: &Session, server: &ServerSettings) -> Result<(), Refusal> 
                 return Err(Refusal::BadTarget);
             }
             check_host(session.req_header())?;
+            if has_unknown_transfer_coding(session.req_header()) {
+                return Err(Refusal::UnknownTransferCoding);
+            }
             raw.len()
         }
         _ => {
@@ -80,6 +90,18 @@ pub fn check(session: &Session, server: &ServerSettings) -> Result<(), Refusal> 
         return Err(Refusal::HeadersTooLarge(size));
     }
     Ok(())
+}
+
+/// Whether `Transfer-Encoding` names a coding other than chunked (RFC 9112 7: Breakwater
+/// decodes none of the others, so it cannot find where such a body ends or pass it on as
+/// sent).
+fn has_unknown_transfer_coding(req: &pingora::http::RequestHeader) -> bool {
+    req.headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case(b"chunked"))
 }
 
 /// RFC 9112 3.2: exactly one valid `Host` in HTTP/1.1 (HTTP/1.0 may omit it), matching the

@@ -10,7 +10,7 @@ use crate::pipeline::errors::EdgeError;
 use crate::pipeline::{Protocol, Scheme};
 use breakwater_isolate::{Handler, RequestBody, ResponseBody};
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::header::{CONTENT_LENGTH, EXPECT, HOST, TRANSFER_ENCODING};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::proxy::Session;
 
@@ -72,6 +72,12 @@ pub async fn call(
             e,
         ))
     })?;
+    if sender.is_some() && waits_for_continue(session.req_header()) {
+        session
+            .write_continue_response()
+            .await
+            .map_err(EdgeError::Proxy)?;
+    }
     let response = handler.handle(req);
     tokio::pin!(response);
     let mut forward = BodyForwarder {
@@ -95,6 +101,18 @@ pub async fn call(
         forward.take(session.read_request_body().await)?;
     }
     Ok(head)
+}
+
+/// Whether the client waits for `100 Continue` before it sends the body (RFC 9110 10.1.1).
+/// The node is the origin server of a handler route, so it must answer the expectation
+/// before reading the body: a client that waits would otherwise wait until it gives up
+/// waiting (curl: 1 s; some clients for ever). HTTP/1.0 clients' expectations are ignored.
+fn waits_for_continue(head: &RequestHeader) -> bool {
+    head.version >= http::Version::HTTP_11
+        && head
+            .headers
+            .get(EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// Passes request body chunks to the guest, within the body limit.

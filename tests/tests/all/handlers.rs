@@ -452,3 +452,47 @@ async fn a_streamed_handler_body_reaches_http10_clients_unchunked() {
         }
     }
 }
+
+/// A client that sends `Expect: 100-continue` waits for `100 Continue` before its body; the
+/// node is the origin server of a handler route, so it sends it (RFC 9110 10.1.1), and the
+/// body, sent only then, reaches the handler.
+#[tokio::test]
+async fn a_client_waiting_for_100_continue_gets_it_from_a_handler_route() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = start();
+    let mut s = tokio::net::TcpStream::connect(node.addr("web"))
+        .await
+        .unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let interim = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        support::read_head(&mut s),
+    )
+    .await
+    .expect("no 100 Continue: the client would wait for it")
+    .expect("the node closed the connection");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    assert_eq!(interim.len(), 25, "nothing but the interim response yet");
+    s.write_all(b"hello").await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("the node closes the connection after the answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    // With its length, or chunked when the echo streams.
+    assert!(
+        body == "hello" || body == "5\r\nhello\r\n0\r\n\r\n",
+        "{answer}"
+    );
+}
