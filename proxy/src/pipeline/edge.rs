@@ -112,7 +112,16 @@ struct Attempts {
     shielded: bool,
     /// The shield was tried: a failure there falls back to the pool, once.
     shield_tried: bool,
+    /// The latest attempt found its reused connection closed by the origin: the next goes to
+    /// the same endpoint (see `error_while_proxy`).
+    again: bool,
+    /// Attempts made again for that reason, up to [`STALE_RETRIES`].
+    stale_retries: u8,
 }
+
+/// How many times a request goes again to the same endpoint because the kept-alive
+/// connection it was sent on turned out closed.
+const STALE_RETRIES: u8 = 2;
 
 impl RequestCtx {
     /// The pool the request goes to: the one a filter switched to, else the route's.
@@ -351,6 +360,12 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
+        // Its kept-alive connection was closed under it: the same endpoint again.
+        if std::mem::take(&mut ctx.upstream.again) {
+            if let (Some(pool), Some(ep)) = (ctx.attempt_pool(), &ctx.upstream.endpoint) {
+                return Ok(Box::new(pool.peer(ep)));
+            }
+        }
         let req = session.req_header();
         // A cache miss (or revalidation) of a shielded route asks the URL's parent first.
         if let Some(shield) = ctx.plan.shield.clone() {
@@ -425,7 +440,11 @@ impl ProxyHttp for Edge {
     }
 
     /// An error after the request was sent: retry only idempotent requests whose body is
-    /// still buffered, only for connection failures (not timeouts), and only elsewhere.
+    /// still buffered, only for connection failures (not timeouts), and only elsewhere; but
+    /// a kept-alive connection that the origin closed before it answered anything (pingora's
+    /// `ReusedOnly`: the race between reusing a connection and the origin's idle timeout,
+    /// which says nothing of the endpoint) sends the request again to the same endpoint, on
+    /// another connection (RFC 9112 9.3.1), up to [`STALE_RETRIES`] times.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -453,7 +472,15 @@ impl ProxyHttp for Edge {
         let errors = &self.shared.metrics.upstream_errors;
         errors.with_label_values(&labels).inc();
         let elsewhere = ctx.upstream.shielded || retry_allowed(pool, &ctx.upstream.tried);
+        let stale = client_reused
+            && e.retry == pingora::RetryType::ReusedOnly
+            && ctx.upstream.stale_retries < STALE_RETRIES;
         match safe {
+            true if stale => {
+                ctx.upstream.stale_retries += 1;
+                ctx.upstream.again = true;
+                e.set_retry(true);
+            }
             true if connection_failure && elsewhere => e.set_retry(true),
             true => e.retry.decide_reuse(client_reused),
             false => e.set_retry(false),
