@@ -176,6 +176,13 @@ impl ProxyHttp for Edge {
         // (pingora's default drops them and closes). Sticks for the connection's later
         // requests; a no-op for HTTP/2 and HTTP/3.
         session.as_downstream_mut().set_pipelining_enabled(true);
+        // RFC 9110 15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client (an
+        // origin's 100 or 103 would otherwise be passed on).
+        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
+            if h1.req_header().version < http::Version::HTTP_11 {
+                h1.set_ignore_info_resp(true);
+            }
+        }
         if let Err(refusal) = guard::check(session, &ctx.generation.config.server) {
             session.set_keepalive(None);
             let status = EdgeError::Refused(refusal).status();

@@ -139,7 +139,13 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
         }
         resp.remove_header(n);
     }
-    if let Some(length) = single_content_length(&resp.headers) {
+    if resp.status.is_informational() || resp.status == http::StatusCode::NO_CONTENT {
+        // No content whatever the origin sent, and no field that would say otherwise (RFC 9110
+        // 8.6: a sender MUST NOT send Content-Length in a 1xx or 204 response; RFC 9112 6.1:
+        // nor Transfer-Encoding).
+        resp.remove_header(&header::CONTENT_LENGTH);
+        resp.remove_header(&header::TRANSFER_ENCODING);
+    } else if let Some(length) = single_content_length(&resp.headers) {
         let _ = resp.insert_header(header::CONTENT_LENGTH, length);
     }
 }

@@ -14,7 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// An origin that answers raw bytes by path: `/http10-length` and `/http10-close` as an
 /// HTTP/1.0 server (with a `Content-Length`, and delimited by the close), `/cl-list` with
 /// `Content-Length: 2, 2`, `/cl-seen` with the request's `Content-Length` fields as its body
-/// (then closes), anything else as an HTTP/1.1 server with the chunked coding.
+/// (then closes), `/no-content` a 204 claiming `Content-Length: 5`, `/early-hints` a 103
+/// before its 200, anything else as an HTTP/1.1 server with the chunked coding.
 async fn raw_origin() -> std::net::SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -35,6 +36,8 @@ async fn raw_origin() -> std::net::SocketAddr {
                     }
                     let answer: &[u8] = match path {
                         "/cl-list" => b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok",
+                        "/no-content" => b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                        "/early-hints" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
                         "/http10-length" => b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",
                         "/http10-close" => b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nclose-delimited body",
                         _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
@@ -233,6 +236,42 @@ async fn later_http1_minor_versions_are_read_as_http11_and_later_majors_get_505(
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status} ")),
             "{version}: {answer}"
+        );
+    }
+}
+
+/// RFC 9110 8.6: a 204 goes out without `Content-Length` (or `Transfer-Encoding`) whatever the
+/// origin sent; RFC 9110 15.2: an HTTP/1.0 client gets no 1xx response (an HTTP/1.1 one gets
+/// the origin's 103 before the 200).
+#[tokio::test]
+async fn no_length_on_a_204_and_no_interim_response_to_http10_clients() {
+    let node = node().await;
+    let web = node.addr("web");
+    let answer = answer_then_close(
+        web,
+        "GET /no-content HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 204 "), "{answer}");
+    assert!(
+        field_lines(&answer, "content-length").is_empty()
+            && field_lines(&answer, "transfer-encoding").is_empty(),
+        "{answer}"
+    );
+    for (version, interim) in [("1.1", true), ("1.0", false)] {
+        let answer = answer_then_close(
+            web,
+            &format!("GET /early-hints HTTP/{version}\r\nHost: a\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(
+            answer.starts_with("HTTP/1.1 103 "),
+            interim,
+            "HTTP/{version}: {answer}"
+        );
+        assert!(
+            answer.contains("HTTP/1.1 200 ") && answer.ends_with("\r\n\r\nok"),
+            "HTTP/{version}: {answer}"
         );
     }
 }
