@@ -176,14 +176,24 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
         loop {
             if guarded.between_requests() {
                 let mut closing = shutdown.clone();
-                if *closing.borrow() {
-                    return Http1::Done(None);
-                }
-                let more = tokio::select! {
-                    biased;
-                    more = guarded.fill() => more,
-                    // Shutting down: idle connections are closed, as pingora closes them.
-                    _ = closing.changed() => false,
+                let shutting_down = *closing.borrow();
+                let before_shutdown = match shutting_down {
+                    true => None,
+                    false => tokio::select! {
+                        biased;
+                        more = guarded.fill() => Some(more),
+                        _ = closing.changed() => None,
+                    },
+                };
+                // Shutting down (or a graceful upgrade's hand-over): a request already on its
+                // way, on a connection just accepted or kept alive, is still read and then
+                // answered with `Connection: close`; a connection that stays idle is closed
+                // after the grace. Closed at once, such a request met a reset.
+                let more = match before_shutdown {
+                    Some(more) => more,
+                    None => tokio::time::timeout(SHUTDOWN_READ_GRACE, guarded.fill())
+                        .await
+                        .unwrap_or(false),
                 };
                 if !more {
                     return Http1::Done(None);
@@ -218,6 +228,10 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
         }
     }
 }
+
+/// How long a connection idle when shutdown begins may still bring its next request: as
+/// pingora's `handle_new_request` waits (`proxy/vendor/pingora-proxy`, the same grace).
+const SHUTDOWN_READ_GRACE: Duration = Duration::from_millis(500);
 
 /// How an HTTP/1.1 connection's loop ended.
 enum Http1 {
