@@ -186,7 +186,12 @@ impl ProxyHttp for Edge {
         if let Err(refusal) = guard::check(session, &ctx.generation.config.server) {
             session.set_keepalive(None);
             let status = EdgeError::Refused(refusal).status();
-            errors::respond(session, LocalResponse::error(status)).await?;
+            errors::respond(
+                session,
+                LocalResponse::error(status),
+                ctx.generation.config.server.server_header,
+            )
+            .await?;
             return Ok(true);
         }
         if session.req_header().raw_path() == b"*" {
@@ -198,7 +203,7 @@ impl ProxyHttp for Edge {
                 session.set_keepalive(None);
                 LocalResponse::error(400)
             };
-            errors::respond(session, local).await?;
+            errors::respond(session, local, ctx.generation.config.server.server_header).await?;
             return Ok(true);
         }
         // Routed, cached and forwarded by the authority and path of an absolute-form target.
@@ -206,7 +211,12 @@ impl ProxyHttp for Edge {
         if headers::loops_through(session.req_header(), &self.shared.cdn_loop) {
             // This node forwarded the request before (RFC 8586): a shield tier pointing back.
             session.set_keepalive(None);
-            errors::respond(session, LocalResponse::error(508)).await?;
+            errors::respond(
+                session,
+                LocalResponse::error(508),
+                ctx.generation.config.server.server_header,
+            )
+            .await?;
             return Ok(true);
         }
         self.route(session.req_header(), ctx);
@@ -325,7 +335,12 @@ impl ProxyHttp for Edge {
         if !ctx.client_cache.only_if_cached {
             return Ok(true);
         }
-        let _ = errors::respond(session, LocalResponse::error(504)).await;
+        let _ = errors::respond(
+            session,
+            LocalResponse::error(504),
+            ctx.generation.config.server.server_header,
+        )
+        .await;
         Ok(false)
     }
 
@@ -646,7 +661,12 @@ impl ProxyHttp for Edge {
             // The connection is not reused after a failure: say so (`Connection: close`),
             // so an HTTP/1.1 client does not send its next request into a closing socket.
             session.set_keepalive(None);
-            let _ = errors::respond(session, LocalResponse::error(code)).await;
+            let _ = errors::respond(
+                session,
+                LocalResponse::error(code),
+                ctx.generation.config.server.server_header,
+            )
+            .await;
         }
         FailToProxy {
             error_code: code,

@@ -162,11 +162,20 @@ impl LocalResponse {
         }
     }
 
-    /// The response head, and the body unless `head_only`.
-    pub fn into_parts(self, head_only: bool) -> pingora::Result<(ResponseHeader, Option<Bytes>)> {
-        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 3))?;
+    /// The response head, and the body unless `head_only`; with `Server: breakwater` when
+    /// `signed` (`server.server_header`) and the response names no server of its own.
+    pub fn into_parts(
+        self,
+        head_only: bool,
+        signed: bool,
+    ) -> pingora::Result<(ResponseHeader, Option<Bytes>)> {
+        let mut resp = ResponseHeader::build(self.status, Some(self.headers.len() + 4))?;
+        let named = self.headers.iter().any(|(n, _)| n == http::header::SERVER);
         for (n, v) in self.headers {
             resp.append_header(n, v)?;
+        }
+        if signed && !named {
+            resp.insert_header(http::header::SERVER, SERVER)?;
         }
         resp.insert_header(http::header::CONTENT_LENGTH, self.body.len())?;
         let body = (!head_only && !self.body.is_empty()).then_some(self.body);
@@ -174,10 +183,14 @@ impl LocalResponse {
     }
 }
 
-/// Write `r` to the client as it is; `HEAD` gets the headers only.
-pub async fn respond(session: &mut Session, r: LocalResponse) -> pingora::Result<()> {
+/// What responses made here name as their server (`server.server_header`).
+const SERVER: HeaderValue = HeaderValue::from_static("breakwater");
+
+/// Write `r` to the client as it is, `signed` as [`LocalResponse::into_parts`] says; `HEAD`
+/// gets the headers only.
+pub async fn respond(session: &mut Session, r: LocalResponse, signed: bool) -> pingora::Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
-    let (head, body) = r.into_parts(head_only)?;
+    let (head, body) = r.into_parts(head_only, signed)?;
     write(session, head, body).await
 }
 

@@ -290,3 +290,37 @@ async fn max_forwards_is_decremented_and_zero_is_answered_here() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].header("max-forwards").as_deref(), Some("0"));
 }
+
+/// Responses the node makes itself (a route's own answer, no route's 404) name it, `Server:
+/// breakwater`, unless `server.server_header: false`; what the origin answers is passed on
+/// with the origin's (here none).
+#[tokio::test]
+async fn answers_made_here_name_breakwater_unless_told_not_to() {
+    let origin = Origin::echo().await;
+    for (server, named) in [("{}", true), ("{ server_header: false }", false)] {
+        let node = Node::start(&format!(
+            r#"
+server: {server}
+listeners: [{{ name: web, address: 127.0.0.1:0 }}]
+pools: {{ o: {{ endpoints: ["{}"] }} }}
+routes:
+  - {{ match: {{ hosts: [a], path_prefix: /o }}, pool: o }}
+  - {{ match: {{ hosts: [a] }}, respond: {{ body: hi }} }}
+"#,
+            origin.addr
+        ));
+        let web = node.addr("web");
+        let c = Client::h1();
+        let own = c.get(web, "a", "/x").await;
+        let unrouted = c.get(web, "b", "/x").await;
+        let proxied = c.get(web, "a", "/o").await;
+        assert_eq!(
+            (own.status, unrouted.status, proxied.status),
+            (200, 404, 200)
+        );
+        let expected = named.then_some("breakwater");
+        assert_eq!(own.header("server"), expected, "server: {server}");
+        assert_eq!(unrouted.header("server"), expected, "server: {server}");
+        assert_eq!(proxied.header("server"), None, "server: {server}");
+    }
+}

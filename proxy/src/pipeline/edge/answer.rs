@@ -75,7 +75,12 @@ impl Edge {
         end: bool,
     ) -> Result<bool> {
         if let Err(e) = self.finish_head(ctx, &mut head) {
-            errors::respond(session, LocalResponse::error(e.status())).await?;
+            errors::respond(
+                session,
+                LocalResponse::error(e.status()),
+                ctx.generation.config.server.server_header,
+            )
+            .await?;
             return Ok(false);
         }
         super::http1_framing(session, &mut head);
@@ -91,7 +96,8 @@ impl Edge {
         local: LocalResponse,
     ) -> Result<()> {
         let head_only = session.req_header().method == http::Method::HEAD;
-        let (head, body) = local.into_parts(head_only)?;
+        let (head, body) =
+            local.into_parts(head_only, ctx.generation.config.server.server_header)?;
         if self.send_head(session, ctx, head, body.is_none()).await? && body.is_some() {
             session.write_response_body(body, true).await?;
         }
