@@ -176,20 +176,19 @@ impl<A: HttpServerApp + Send + Sync + 'static> Limited<A> {
         loop {
             if guarded.between_requests() {
                 let mut closing = shutdown.clone();
-                let shutting_down = *closing.borrow();
-                let before_shutdown = match shutting_down {
-                    true => None,
-                    false => tokio::select! {
+                let mut more = None;
+                if !*closing.borrow() {
+                    more = tokio::select! {
                         biased;
                         more = guarded.fill() => Some(more),
                         _ = closing.changed() => None,
-                    },
-                };
+                    };
+                }
                 // Shutting down (or a graceful upgrade's hand-over): a request already on its
                 // way, on a connection just accepted or kept alive, is still read and then
                 // answered with `Connection: close`; a connection that stays idle is closed
                 // after the grace. Closed at once, such a request met a reset.
-                let more = match before_shutdown {
+                let more = match more {
                     Some(more) => more,
                     None => tokio::time::timeout(SHUTDOWN_READ_GRACE, guarded.fill())
                         .await

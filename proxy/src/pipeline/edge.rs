@@ -176,22 +176,10 @@ impl ProxyHttp for Edge {
         // (pingora's default drops them and closes). Sticks for the connection's later
         // requests; a no-op for HTTP/2 and HTTP/3.
         session.as_downstream_mut().set_pipelining_enabled(true);
-        // RFC 9110 15.2: a server MUST NOT send a 1xx response to an HTTP/1.0 client (an
-        // origin's 100 or 103 would otherwise be passed on).
-        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
-            if h1.req_header().version < http::Version::HTTP_11 {
-                h1.set_ignore_info_resp(true);
-            }
-        }
         if let Err(refusal) = guard::check(session, &ctx.generation.config.server) {
             session.set_keepalive(None);
             let status = EdgeError::Refused(refusal).status();
-            errors::respond(
-                session,
-                LocalResponse::error(status),
-                ctx.generation.config.server.server_header,
-            )
-            .await?;
+            respond(session, ctx, LocalResponse::error(status)).await?;
             return Ok(true);
         }
         if session.req_header().raw_path() == b"*" {
@@ -203,7 +191,7 @@ impl ProxyHttp for Edge {
                 session.set_keepalive(None);
                 LocalResponse::error(400)
             };
-            errors::respond(session, local, ctx.generation.config.server.server_header).await?;
+            respond(session, ctx, local).await?;
             return Ok(true);
         }
         // Routed, cached and forwarded by the authority and path of an absolute-form target.
@@ -211,12 +199,7 @@ impl ProxyHttp for Edge {
         if headers::loops_through(session.req_header(), &self.shared.cdn_loop) {
             // This node forwarded the request before (RFC 8586): a shield tier pointing back.
             session.set_keepalive(None);
-            errors::respond(
-                session,
-                LocalResponse::error(508),
-                ctx.generation.config.server.server_header,
-            )
-            .await?;
+            respond(session, ctx, LocalResponse::error(508)).await?;
             return Ok(true);
         }
         self.route(session.req_header(), ctx);
@@ -335,12 +318,7 @@ impl ProxyHttp for Edge {
         if !ctx.client_cache.only_if_cached {
             return Ok(true);
         }
-        let _ = errors::respond(
-            session,
-            LocalResponse::error(504),
-            ctx.generation.config.server.server_header,
-        )
-        .await;
+        let _ = respond(session, ctx, LocalResponse::error(504)).await;
         Ok(false)
     }
 
@@ -661,12 +639,7 @@ impl ProxyHttp for Edge {
             // The connection is not reused after a failure: say so (`Connection: close`),
             // so an HTTP/1.1 client does not send its next request into a closing socket.
             session.set_keepalive(None);
-            let _ = errors::respond(
-                session,
-                LocalResponse::error(code),
-                ctx.generation.config.server.server_header,
-            )
-            .await;
+            let _ = respond(session, ctx, LocalResponse::error(code)).await;
         }
         FailToProxy {
             error_code: code,
@@ -689,6 +662,12 @@ fn upstream_error_kind(e: &ErrorType) -> &'static str {
 
 fn retry_allowed(pool: &Pool, tried: &[SocketAddr]) -> bool {
     tried.len() <= pool.config.retries as usize && pool.has_untried(tried)
+}
+
+/// Answer `local` as it is (no filters, no route edits), with `Server` as the request's
+/// generation says (`server.server_header`).
+async fn respond(session: &mut Session, ctx: &RequestCtx, local: LocalResponse) -> Result<()> {
+    errors::respond(session, local, ctx.generation.config.server.server_header).await
 }
 
 /// An HTTP/1 client's response head as an intermediary must send it: in its own version,

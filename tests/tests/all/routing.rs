@@ -185,12 +185,13 @@ async fn streams_large_bodies_both_ways() {
     assert!(r.body == body, "body changed on the way");
 }
 
-/// A node with one HTTP/1.1 listener, `web`, and `routes` (YAML list items) to the pool
-/// `origin`, an echo origin.
-async fn node_before_echo(routes: &str) -> (Node, Origin) {
+/// A node with one HTTP/1.1 listener, `web`, the top-level keys `settings` (YAML lines), and
+/// `routes` (YAML list items) to the pool `origin`, an echo origin.
+async fn node_before_echo(settings: &str, routes: &str) -> (Node, Origin) {
     let origin = Origin::echo().await;
     let node = Node::start(&format!(
         r#"
+{settings}
 listeners: [{{ name: web, address: 127.0.0.1:0 }}]
 pools: {{ origin: {{ endpoints: ["{}"] }} }}
 routes:{routes}
@@ -206,6 +207,7 @@ routes:{routes}
 #[tokio::test]
 async fn an_absolute_form_target_reaches_the_origin_in_origin_form() {
     let (node, origin) = node_before_echo(
+        "",
         "
   - { match: { hosts: [a.test] }, pool: origin }
   - { respond: { status: 404 } }",
@@ -248,7 +250,7 @@ async fn an_absolute_form_target_reaches_the_origin_in_origin_form() {
 /// And OPTIONS of the server as a whole (`OPTIONS *`, RFC 9112 3.2.4) is answered here too.
 #[tokio::test]
 async fn max_forwards_is_decremented_and_zero_is_answered_here() {
-    let (node, origin) = node_before_echo("\n  - { pool: origin }").await;
+    let (node, origin) = node_before_echo("", "\n  - { pool: origin }").await;
     let web = node.addr("web");
     let raw = |request: &'static str| support::client::raw(web, request.as_bytes());
 
@@ -296,19 +298,11 @@ async fn max_forwards_is_decremented_and_zero_is_answered_here() {
 /// with the origin's (here none).
 #[tokio::test]
 async fn answers_made_here_name_breakwater_unless_told_not_to() {
-    let origin = Origin::echo().await;
+    let routes = "
+  - { match: { hosts: [a], path_prefix: /o }, pool: origin }
+  - { match: { hosts: [a] }, respond: { body: hi } }";
     for (server, named) in [("{}", true), ("{ server_header: false }", false)] {
-        let node = Node::start(&format!(
-            r#"
-server: {server}
-listeners: [{{ name: web, address: 127.0.0.1:0 }}]
-pools: {{ o: {{ endpoints: ["{}"] }} }}
-routes:
-  - {{ match: {{ hosts: [a], path_prefix: /o }}, pool: o }}
-  - {{ match: {{ hosts: [a] }}, respond: {{ body: hi }} }}
-"#,
-            origin.addr
-        ));
+        let (node, _origin) = node_before_echo(&format!("server: {server}"), routes).await;
         let web = node.addr("web");
         let c = Client::h1();
         let own = c.get(web, "a", "/x").await;

@@ -69,6 +69,13 @@ async fn answer_then_close(addr: std::net::SocketAddr, request: &str) -> String 
     answer_to_parts_then_close(addr, &[request]).await
 }
 
+/// `GET path` in HTTP/`version` with `Connection: close`: the whole answer, as
+/// `answer_then_close`.
+async fn get_then_close(addr: std::net::SocketAddr, path: &str, version: &str) -> String {
+    let request = format!("GET {path} HTTP/{version}\r\nHost: a\r\nConnection: close\r\n\r\n");
+    answer_then_close(addr, &request).await
+}
+
 /// As `answer_then_close`, the request sent in `parts`, a write each.
 async fn answer_to_parts_then_close(addr: std::net::SocketAddr, parts: &[&str]) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -99,11 +106,7 @@ async fn an_http10_origins_answer_goes_out_in_http11() {
     let node = node().await;
     let web = node.addr("web");
     for path in ["/http10-length", "/http10-close"] {
-        let answer = answer_then_close(
-            web,
-            &format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let answer = get_then_close(web, path, "1.1").await;
         assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
         assert!(
             answer.ends_with("hello") || answer.contains("close-delimited body"),
@@ -173,11 +176,7 @@ async fn an_http10_client_never_gets_the_chunked_coding() {
 async fn a_repeated_content_length_goes_on_as_one() {
     let node = node().await;
     let web = node.addr("web");
-    let answer = answer_then_close(
-        web,
-        "GET /cl-list HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let answer = get_then_close(web, "/cl-list", "1.1").await;
     assert_eq!(
         field_lines(&answer, "content-length"),
         ["Content-Length: 2"],
@@ -204,11 +203,7 @@ async fn a_repeated_content_length_goes_on_as_one() {
 async fn later_http1_minor_versions_are_read_as_http11_and_later_majors_get_505() {
     let node = node().await;
     let web = node.addr("web");
-    let answer = answer_then_close(
-        web,
-        "GET /chunked HTTP/1.2\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let answer = get_then_close(web, "/chunked", "1.2").await;
     assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
     assert!(
         answer.contains("\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
@@ -247,11 +242,7 @@ async fn later_http1_minor_versions_are_read_as_http11_and_later_majors_get_505(
 async fn no_length_on_a_204_and_no_interim_response_to_http10_clients() {
     let node = node().await;
     let web = node.addr("web");
-    let answer = answer_then_close(
-        web,
-        "GET /no-content HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
-    )
-    .await;
+    let answer = get_then_close(web, "/no-content", "1.1").await;
     assert!(answer.starts_with("HTTP/1.1 204 "), "{answer}");
     assert!(
         field_lines(&answer, "content-length").is_empty()
@@ -259,11 +250,7 @@ async fn no_length_on_a_204_and_no_interim_response_to_http10_clients() {
         "{answer}"
     );
     for (version, interim) in [("1.1", true), ("1.0", false)] {
-        let answer = answer_then_close(
-            web,
-            &format!("GET /early-hints HTTP/{version}\r\nHost: a\r\nConnection: close\r\n\r\n"),
-        )
-        .await;
+        let answer = get_then_close(web, "/early-hints", version).await;
         assert_eq!(
             answer.starts_with("HTTP/1.1 103 "),
             interim,

@@ -4,7 +4,7 @@
 
 use super::{Edge, RequestCtx};
 use crate::ops::metrics::ComponentPhase;
-use crate::pipeline::errors::{self, EdgeError, LocalResponse};
+use crate::pipeline::errors::{EdgeError, LocalResponse};
 use crate::pipeline::filters::Client;
 use crate::pipeline::handlers::{self, Ready, Target};
 use crate::pipeline::plan::PlannedHandler;
@@ -75,12 +75,7 @@ impl Edge {
         end: bool,
     ) -> Result<bool> {
         if let Err(e) = self.finish_head(ctx, &mut head) {
-            errors::respond(
-                session,
-                LocalResponse::error(e.status()),
-                ctx.generation.config.server.server_header,
-            )
-            .await?;
+            super::respond(session, ctx, LocalResponse::error(e.status())).await?;
             return Ok(false);
         }
         super::http1_framing(session, &mut head);

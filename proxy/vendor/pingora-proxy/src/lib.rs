@@ -358,11 +358,12 @@ where
             }
             Err(mut e) => {
                 e.as_down();
-                // Breakwater patch: a request in an HTTP major version this server does not
-                // speak gets 505 (RFC 9110 15.6.6), other malformed requests 400.
+                // Breakwater patch: an error the parser gave a status for is answered with it
+                // (an HTTP major version this server does not speak: 505, RFC 9110 15.6.6),
+                // other malformed requests with 400.
                 let status = match e.etype {
                     InvalidHTTPHeader => Some(400),
-                    HTTPStatus(505) => Some(505),
+                    HTTPStatus(code) => Some(code),
                     _ => None,
                 };
                 if let Some(status) = status {

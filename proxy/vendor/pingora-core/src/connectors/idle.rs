@@ -14,19 +14,23 @@
 //! every [`SWEEP_EVERY`] those the server closed or that idled out, so a connection the server
 //! closes does not wait in `CLOSE_WAIT` for the next request to that server.
 
+use super::test_reusable_stream;
 use crate::protocols::Stream;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the sweeper looks at idle connections.
-pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Idle connections by the peer's reuse hash, at most `capacity` in all.
 pub(crate) struct IdlePool {
     inner: Mutex<Inner>,
     capacity: usize,
+    /// The connector's count of connections the server wrote to while idle.
+    unexpected_data: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -52,37 +56,34 @@ impl Idle {
     }
 }
 
-/// What [`IdlePool::put`] did with a connection.
-pub(crate) struct Put {
-    /// How long the connection evicted to make room had been idle, if one was.
-    pub evicted_after: Option<Duration>,
-    /// The pool has no sweeper: the caller must start one ([`IdlePool::sweep_while_any`]).
-    pub start_sweeper: bool,
-}
-
 impl IdlePool {
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, unexpected_data: Arc<AtomicU64>) -> Self {
         IdlePool {
             inner: Mutex::new(Inner::default()),
             capacity,
+            unexpected_data,
         }
     }
 
-    /// Keeps `stream` for the peer with reuse hash `key`. When the pool is full, the
-    /// connection idle the longest (to any peer) is closed to make room, as an LRU would.
-    pub(crate) fn put(&self, key: u64, stream: Stream, timeout: Option<Duration>) -> Put {
+    /// Keeps `stream` for the peer with reuse hash `key`, and starts the pool's sweeper on
+    /// the current runtime if none is alive. When the pool is full, the connection idle the
+    /// longest (to any peer) is closed to make room, as an LRU would: how long it had been
+    /// idle is returned.
+    pub(crate) fn put(
+        self: &Arc<Self>,
+        key: u64,
+        stream: Stream,
+        timeout: Option<Duration>,
+    ) -> Option<Duration> {
         if self.capacity == 0 {
-            return Put {
-                evicted_after: None,
-                start_sweeper: false,
-            };
+            return None;
         }
         let now = Instant::now();
-        let mut evicted = None;
         let mut inner = self.inner.lock();
-        if inner.len >= self.capacity {
-            evicted = inner.pop_oldest();
-        }
+        let evicted = match inner.len >= self.capacity {
+            true => inner.pop_oldest(),
+            false => None,
+        };
         inner.by_peer.entry(key).or_default().push_back(Idle {
             stream,
             since: now,
@@ -91,10 +92,10 @@ impl IdlePool {
         inner.len += 1;
         let start_sweeper = !std::mem::replace(&mut inner.sweeping, true);
         drop(inner);
-        Put {
-            evicted_after: evicted.map(|idle| now.saturating_duration_since(idle.since)),
-            start_sweeper,
+        if start_sweeper {
+            pingora_runtime::current_handle().spawn(self.clone().sweep_while_any());
         }
+        evicted.map(|idle| now.saturating_duration_since(idle.since))
     }
 
     /// The most recently kept connection to the peer with reuse hash `key` that has not
@@ -124,16 +125,19 @@ impl IdlePool {
         found
     }
 
-    /// Closes the connections that idled out or that `open` finds closed. Returns whether
-    /// any is left; when none is, the caller's sweeper ends (and the next `put` starts one).
-    pub(crate) fn sweep(&self, mut open: impl FnMut(&mut Stream) -> bool) -> bool {
+    /// Closes the connections that idled out or that their server closed (or wrote to).
+    /// Returns whether any is left; when none is, the sweeper is marked gone (under the
+    /// lock, so the next `put` starts another).
+    fn sweep(&self) -> bool {
         let now = Instant::now();
         let mut closed = Vec::new();
         let mut inner = self.inner.lock();
         let mut len = 0;
         inner.by_peer.retain(|_, list| {
             for mut idle in std::mem::take(list) {
-                if idle.expired(now) || !open(&mut idle.stream) {
+                if idle.expired(now)
+                    || !test_reusable_stream(&mut idle.stream, &self.unexpected_data)
+                {
                     closed.push(idle);
                 } else {
                     list.push_back(idle);
@@ -143,42 +147,31 @@ impl IdlePool {
             !list.is_empty()
         });
         inner.len = len;
-        let any = len > 0;
-        if !any {
-            inner.sweeping = false;
-        }
+        inner.sweeping = len > 0;
         drop(inner);
         drop(closed);
-        any
-    }
-
-    /// Marks the sweeper gone (its task was dropped: the runtime it ran on is shutting
-    /// down), so the next `put` starts another.
-    pub(crate) fn sweeper_gone(&self) {
-        self.inner.lock().sweeping = false;
+        len > 0
     }
 
     /// Sweeps every [`SWEEP_EVERY`] for as long as the pool holds a connection. Should the
     /// future be dropped first (its runtime shutting down), even before it was polled, the
     /// pool is told, so the next `put` starts another sweeper.
-    pub(crate) fn sweep_while_any(
-        pool: Arc<IdlePool>,
-        mut open: impl FnMut(&mut Stream) -> bool + Send + 'static,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    fn sweep_while_any(self: Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        /// Marks the sweeper gone when dropped while it still holds the pool.
         struct Sweeper(Option<Arc<IdlePool>>);
         impl Drop for Sweeper {
             fn drop(&mut self) {
                 if let Some(pool) = self.0.take() {
-                    pool.sweeper_gone();
+                    pool.inner.lock().sweeping = false;
                 }
             }
         }
-        let mut sweeper = Sweeper(Some(pool));
+        let mut sweeper = Sweeper(Some(self));
         async move {
             loop {
                 tokio::time::sleep(SWEEP_EVERY).await;
                 let pool = sweeper.0.as_ref().expect("held until the sweeper ends");
-                if !pool.sweep(&mut open) {
+                if !pool.sweep() {
                     // `sweep` marked the sweeper gone under the pool's lock; another may
                     // have started since, so the guard must not mark it again.
                     sweeper.0.take();

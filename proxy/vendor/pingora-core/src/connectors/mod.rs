@@ -203,14 +203,18 @@ impl TransportConnector {
         let keepalive_pool_callback = options
             .as_ref()
             .and_then(|o| o.keepalive_pool_callback.clone());
+        let unexpected_data_conn_count = Arc::new(AtomicU64::new(0));
         TransportConnector {
             tls_ctx: tls::Connector::new(options),
-            idle_pool: Arc::new(idle::IdlePool::new(pool_size)),
+            idle_pool: Arc::new(idle::IdlePool::new(
+                pool_size,
+                unexpected_data_conn_count.clone(),
+            )),
             offload: offload.map(|v| OffloadRuntime::new("upstream connect offload", v.0, v.1)),
             bind_to_v4,
             bind_to_v6,
             preferred_http_version: PreferredHttpVersion::new(),
-            unexpected_data_conn_count: Arc::new(AtomicU64::new(0)),
+            unexpected_data_conn_count,
             keepalive_pool_callback,
         }
     }
@@ -286,16 +290,9 @@ impl TransportConnector {
         debug!("Try to keepalive client session");
         // Breakwater patch: kept in the idle pool, watched by its one sweeper task
         // (`idle.rs`), instead of a task spawned per released connection.
-        let put = self.idle_pool.put(key, stream, idle_timeout);
-        if let (Some(idle), Some(callback)) = (put.evicted_after, &self.keepalive_pool_callback) {
+        let evicted_after = self.idle_pool.put(key, stream, idle_timeout);
+        if let (Some(idle), Some(callback)) = (evicted_after, &self.keepalive_pool_callback) {
             callback(idle);
-        }
-        if put.start_sweeper {
-            let unexpected = self.unexpected_data_conn_count.clone();
-            pingora_runtime::current_handle().spawn(idle::IdlePool::sweep_while_any(
-                self.idle_pool.clone(),
-                move |stream| test_reusable_stream(stream, &unexpected),
-            ));
         }
     }
 
@@ -424,7 +421,6 @@ impl PreferredHttpVersion {
 use futures::future::FutureExt;
 use tokio::io::AsyncReadExt;
 
-/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 /// Breakwater patch: whether `stream` was made to `peer`'s address, from the address kept in
 /// its socket digest when it connected (pingora's `matches_fd` asks the kernel, a
 /// `getpeername` per reuse); peers behind a proxy, or a stream without that address, are
@@ -457,6 +453,7 @@ fn connected_to<P: Peer>(peer: &P, stream: &Stream) -> bool {
     peer.matches_sock(WrappedRawSocket(stream.id() as RawSocket))
 }
 
+/// Test whether a stream is already closed or not reusable (server sent unexpected data)
 fn test_reusable_stream(stream: &mut Stream, unexpected_data_conn_count: &AtomicU64) -> bool {
     let mut buf = [0; 1];
     // tokio::task::unconstrained because now_or_never may yield None when the future is ready

@@ -93,36 +93,3 @@ impl<R: AsyncRead + Unpin> AsyncRead for LazyBufReader<R> {
         Poll::Ready(Ok(()))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncReadExt;
-
-    #[tokio::test]
-    async fn small_reads_go_through_the_buffer_which_is_given_back_once_taken() {
-        let mut r = LazyBufReader::with_capacity(16, &b"0123456789abcdefghijklmnopqrstuvwxyz"[..]);
-        assert_eq!(r.buf.capacity(), 0, "nothing held before a read");
-        let mut small = [0u8; 4];
-        r.read_exact(&mut small).await.unwrap();
-        assert_eq!(&small, b"0123");
-        assert_eq!(r.buf.capacity(), 16, "one read of the capacity, buffered");
-        assert_eq!(r.get_ref().len(), 36 - 16, "read once from underneath");
-        let mut rest = [0u8; 12];
-        r.read_exact(&mut rest).await.unwrap();
-        assert_eq!(&rest, b"456789abcdef");
-        assert_eq!(r.buf.capacity(), 0, "given back once taken");
-        let mut large = [0u8; 16];
-        r.read_exact(&mut large).await.unwrap();
-        assert_eq!(&large, b"ghijklmnopqrstuv");
-        assert_eq!(
-            r.buf.capacity(),
-            0,
-            "a read of the capacity goes straight through"
-        );
-        let mut tail = Vec::new();
-        r.read_to_end(&mut tail).await.unwrap();
-        assert_eq!(tail, b"wxyz");
-        assert_eq!(r.buf.capacity(), 0);
-    }
-}

@@ -171,28 +171,3 @@ impl<W: AsyncRead + Unpin> AsyncRead for LazyBufWriter<W> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::io::AsyncWriteExt;
-
-    #[tokio::test]
-    async fn small_writes_are_buffered_until_flushed_then_the_buffer_is_given_back() {
-        let mut w = LazyBufWriter::with_capacity(16, Vec::new());
-        w.write_all(b"head ").await.unwrap();
-        w.write_all(b"body").await.unwrap();
-        assert!(w.get_ref().is_empty(), "buffered, not written");
-        assert_eq!(w.buf.capacity(), 16);
-        w.flush().await.unwrap();
-        assert_eq!(w.get_ref(), b"head body");
-        assert_eq!(w.buf.capacity(), 0, "given back once flushed");
-        w.write_all(&[b'x'; 20]).await.unwrap();
-        assert_eq!(
-            w.get_ref().len(),
-            29,
-            "a write over the capacity goes straight through"
-        );
-        assert_eq!(w.buf.capacity(), 0);
-    }
-}

@@ -790,6 +790,15 @@ impl HttpSession {
     }
 
     fn ignore_info_resp(&self, status: u16) -> bool {
+        // Breakwater patch: RFC 9110 15.2, a server MUST NOT send a 1xx response to an HTTP/1.0
+        // client (an origin's 100 or 103 was passed on to one).
+        if self
+            .request_header
+            .as_deref()
+            .is_some_and(|req| req.version < Version::HTTP_11)
+        {
+            return true;
+        }
         // ignore informational response if ignore flag is set and it's not an Upgrade and Expect: 100-continue isn't set
         self.ignore_info_resp && status != 101 && !(status == 100 && self.is_expect_continue_req())
     }
