@@ -11,7 +11,7 @@ use crate::pipeline::{cache, guard, headers, Protocol, Scheme};
 use crate::state::{Generation, Shared};
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING, VIA};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use pingora::cache::key::{CacheKey, HashBinary};
 use pingora::cache::{CacheMeta, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -496,10 +496,14 @@ impl ProxyHttp for Edge {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        headers::strip_hop_by_hop_request(upstream);
+        // Room for what is added below: the head pingora cloned has none, and each growth
+        // of its maps rehashes every header.
+        let edits = &ctx.plan.request_headers;
+        upstream.reserve(headers::ADDED_UPSTREAM + edits.set.len() + edits.add.len());
+        headers::finish_upstream_request(session.req_header(), upstream);
         headers::decrement_max_forwards(upstream);
         if let Ok(id) = http::HeaderValue::from_str(&ctx.request_id) {
-            let _ = upstream.insert_header("x-request-id", id);
+            let _ = upstream.insert_header(&headers::X_REQUEST_ID, id);
         }
         let client = headers::ClientInfo {
             ip: client_ip(session),
@@ -508,7 +512,7 @@ impl ProxyHttp for Edge {
             host: &ctx.host,
         };
         headers::add_forwarding(upstream, &ctx.generation.config.forwarding, &client);
-        let _ = upstream.append_header(headers::CDN_LOOP, self.shared.cdn_loop.clone());
+        let _ = upstream.append_header(&headers::CDN_LOOP, self.shared.cdn_loop.clone());
         headers::edit(upstream, &ctx.plan.request_headers);
         if ctx.filters.buffers_request_body() {
             // A body filter may change the body's length: send it chunked.
@@ -572,7 +576,8 @@ impl ProxyHttp for Edge {
             // The version the response came in (RFC 9110 7.6.3: the received protocol), not
             // the client's.
             let received = ctx.upstream_version.unwrap_or(resp.version);
-            let _ = resp.append_header(VIA, headers::via_value(received));
+            let via = http::HeaderValue::from_static(headers::via_value(received));
+            let _ = resp.append_header(&headers::VIA, via);
         }
         if let Some(policy) = &ctx.plan.cache {
             cache::strip_targeted(policy, resp);

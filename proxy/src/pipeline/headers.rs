@@ -6,8 +6,25 @@ use breakwater_config::{Forwarding, HeaderEdits, XffMode};
 use http::header::{self, HeaderName};
 use http::HeaderMap;
 use http::HeaderValue;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::{RequestHeader, ResponseHeader, StaticHeaderName};
+use std::cell::RefCell;
 use std::net::IpAddr;
+
+/// The headers this node adds, with the case they are written in on HTTP/1: adding one by a
+/// [`StaticHeaderName`] neither parses nor allocates its name (a `&str` name is parsed per
+/// request, and one outside `http`'s standard set allocated twice).
+pub static X_FORWARDED_FOR: StaticHeaderName =
+    StaticHeaderName::new("x-forwarded-for", "X-Forwarded-For");
+pub static X_FORWARDED_PROTO: StaticHeaderName =
+    StaticHeaderName::new("x-forwarded-proto", "X-Forwarded-Proto");
+pub static FORWARDED: StaticHeaderName = StaticHeaderName::new("forwarded", "Forwarded");
+pub static VIA: StaticHeaderName = StaticHeaderName::new("via", "Via");
+pub static X_REQUEST_ID: StaticHeaderName = StaticHeaderName::new("x-request-id", "X-Request-Id");
+/// How many headers this node may add to a request it forwards: `X-Request-Id`,
+/// `X-Forwarded-For`, `X-Forwarded-Proto`, `Forwarded`, `Via`, `CDN-Loop`, `TE`.
+pub const ADDED_UPSTREAM: usize = 7;
+/// RFC 8586: every CDN node a request passes adds itself here.
+pub static CDN_LOOP: StaticHeaderName = StaticHeaderName::new("cdn-loop", "CDN-Loop");
 
 /// Headers that describe one connection, never forwarded (RFC 9110 7.6.1).
 static HOP_BY_HOP: [HeaderName; 6] = [
@@ -18,18 +35,36 @@ static HOP_BY_HOP: [HeaderName; 6] = [
     header::TRAILER,
     header::UPGRADE,
 ];
+/// Where `Connection` and `Upgrade` are in [`HOP_BY_HOP`].
+const CONNECTION_AT: usize = 0;
+const UPGRADE_AT: usize = 5;
 
-/// What to strip from a head: the fixed hop-by-hop set plus the headers `Connection` names.
-/// An `Upgrade` handshake (WebSocket) keeps `Connection`/`Upgrade`: pingora relays it.
+/// What to strip from a response head: the fields of the fixed hop-by-hop set it has, plus
+/// the fields its `Connection` names. An `Upgrade` handshake (WebSocket) keeps
+/// `Connection`/`Upgrade`: pingora relays it.
 struct HopByHop {
     upgrading: bool,
-    /// Headers of the head that `Connection` names (an owned name only for one present:
+    /// Which names of [`HOP_BY_HOP`] the head has.
+    present: [bool; HOP_BY_HOP.len()],
+    /// Other fields of the head that `Connection` names (an owned name only for one present:
     /// tokens such as `keep-alive` or `close` usually name none, and cost nothing).
     named: Vec<HeaderName>,
 }
 
 impl HopByHop {
-    fn of(headers: &HeaderMap) -> Self {
+    /// `None` when the head has none of the fixed set (and so no `Connection` naming others):
+    /// one pass over its names, each compared as an enum or by length first, instead of a
+    /// hash lookup per name of the set.
+    fn of(headers: &HeaderMap) -> Option<Self> {
+        let mut present = [false; HOP_BY_HOP.len()];
+        for name in headers.keys() {
+            if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+                present[i] = true;
+            }
+        }
+        if !present.contains(&true) {
+            return None;
+        }
         let tokens = || {
             headers
                 .get_all(header::CONNECTION)
@@ -38,28 +73,38 @@ impl HopByHop {
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
         };
-        let upgrading = headers.contains_key(header::UPGRADE)
-            && tokens().any(|t| t.eq_ignore_ascii_case("upgrade"));
-        let named = match upgrading {
+        let upgrading = present[UPGRADE_AT] && tokens().any(|t| t.eq_ignore_ascii_case("upgrade"));
+        let named = match upgrading || !present[CONNECTION_AT] {
             true => Vec::new(),
             false => tokens()
-                .filter(|t| !t.is_empty() && headers.contains_key(*t))
+                .filter(|t| !t.is_empty())
+                .filter(|t| {
+                    !HOP_BY_HOP
+                        .iter()
+                        .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+                })
+                .filter(|t| headers.contains_key(*t))
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
                 .collect(),
         };
-        Self { upgrading, named }
+        Some(Self {
+            upgrading,
+            present,
+            named,
+        })
     }
 
     fn names(&self) -> impl Iterator<Item = &HeaderName> {
         let fixed = HOP_BY_HOP
             .iter()
-            .filter(|h| !(self.upgrading && (*h == header::CONNECTION || *h == header::UPGRADE)));
+            .zip(self.present)
+            .filter_map(|(h, present)| {
+                let kept = self.upgrading && (*h == header::CONNECTION || *h == header::UPGRADE);
+                (present && !kept).then_some(h)
+            });
         self.named.iter().chain(fixed)
     }
 }
-
-/// RFC 8586: every CDN node a request passes adds itself here.
-pub const CDN_LOOP: HeaderName = HeaderName::from_static("cdn-loop");
 
 /// This node's entry in `CDN-Loop`: the CDN's name and the node, which a process picks at
 /// start (`breakwater; node=<16 hex digits>`), so the nodes of one tier pass each other's
@@ -75,7 +120,7 @@ pub fn loops_through(req: &RequestHeader, token: &HeaderValue) -> bool {
         return false;
     };
     req.headers
-        .get_all(CDN_LOOP)
+        .get_all(CDN_LOOP.name())
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -104,40 +149,42 @@ fn single_content_length(headers: &HeaderMap) -> Option<HeaderValue> {
     HeaderValue::from_bytes(value).ok()
 }
 
-/// The client's request as the next hop may get it: without the fields only this hop may see
-/// (but framing and routing), and with a single `Content-Length` ([`single_content_length`]).
-pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
-    let te_trailers = req
+/// The client's request as the next hop may get it. pingora has taken out the fields only
+/// this hop may see before `upstream_request_filter` runs (its default
+/// `HttpUpstreamRequestPolicy`: the standard hop-by-hop set and what `Connection` names, a
+/// WebSocket handshake rebuilt), `TE` with them; what is left here: `TE: trailers` goes on
+/// when the client sent it (the one `TE` value a proxy forwards: the client takes trailers,
+/// which gRPC origins require), and a repeated `Content-Length` becomes one
+/// ([`single_content_length`]).
+pub fn finish_upstream_request(client: &RequestHeader, upstream: &mut RequestHeader) {
+    let te_trailers = client
         .headers
-        .get(header::TE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            // `trailers` takes no parameters; a `;q=0` would decline it.
+            t.trim().eq_ignore_ascii_case("trailers")
         });
-    let strip = HopByHop::of(&req.headers);
-    for n in strip.names() {
-        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH || n == header::HOST {
-            continue; // framing and routing headers are pingora's business, not the client's to drop
-        }
-        req.remove_header(n);
-    }
     if te_trailers {
-        let _ = req.insert_header(header::TE, "trailers");
+        let _ = upstream.insert_header(header::TE, HeaderValue::from_static("trailers"));
     }
-    if let Some(length) = single_content_length(&req.headers) {
-        let _ = req.insert_header(header::CONTENT_LENGTH, length);
+    if let Some(length) = single_content_length(&upstream.headers) {
+        let _ = upstream.insert_header(header::CONTENT_LENGTH, length);
     }
 }
 
-/// The origin's response as the client may get it: as [`strip_hop_by_hop_request`].
+/// The origin's response as the client may get it: without the fields only this hop may see
+/// (but framing), and with a single `Content-Length` ([`single_content_length`]).
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
-    let strip = HopByHop::of(&resp.headers);
-    for n in strip.names() {
-        if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH {
-            continue;
+    if let Some(strip) = HopByHop::of(&resp.headers) {
+        for n in strip.names() {
+            if n == header::TRANSFER_ENCODING || n == header::CONTENT_LENGTH {
+                continue;
+            }
+            resp.remove_header(n);
         }
-        resp.remove_header(n);
     }
     if resp.status.is_informational() || resp.status == http::StatusCode::NO_CONTENT {
         // No content whatever the origin sent, and no field that would say otherwise (RFC 9110
@@ -249,31 +296,54 @@ pub fn via_value(version: http::Version) -> &'static str {
     }
 }
 
+thread_local! {
+    /// The last client address written into `X-Forwarded-For` on this thread, and its text:
+    /// the requests of a keep-alive connection, and most of a thread's in a burst, share it.
+    static LAST_CLIENT: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// `ip` as a header value (text made once per client in a row).
+fn client_ip_value(ip: IpAddr) -> HeaderValue {
+    LAST_CLIENT.with_borrow_mut(|last| match last {
+        Some((seen, value)) if *seen == ip => value.clone(),
+        _ => {
+            let value = HeaderValue::from_str(&ip.to_string()).expect("an address is ASCII");
+            *last = Some((ip, value.clone()));
+            value
+        }
+    })
+}
+
 pub fn add_forwarding(req: &mut RequestHeader, fwd: &Forwarding, client: &ClientInfo<'_>) {
-    let ip = client.ip.map(|ip| ip.to_string());
-    match (fwd.x_forwarded_for, &ip) {
+    match (fwd.x_forwarded_for, client.ip) {
         (XffMode::Off, _) | (_, None) => {}
         (XffMode::Replace, Some(ip)) => {
-            let _ = req.insert_header("x-forwarded-for", ip.as_str());
+            let _ = req.insert_header(&X_FORWARDED_FOR, client_ip_value(ip));
         }
         (XffMode::Append, Some(ip)) => {
-            let prior: Vec<String> = req
+            let ip = client_ip_value(ip);
+            let mut prior = req
                 .headers
-                .get_all("x-forwarded-for")
+                .get_all(X_FORWARDED_FOR.name())
                 .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            let value = if prior.is_empty() {
-                ip.clone()
-            } else {
-                format!("{}, {ip}", prior.join(", "))
+                .filter_map(|v| v.to_str().ok())
+                .peekable();
+            let value = match prior.peek() {
+                None => ip,
+                Some(_) => {
+                    let mut list = prior.collect::<Vec<_>>().join(", ");
+                    list.push_str(", ");
+                    list.push_str(ip.to_str().unwrap_or_default());
+                    // The prior values were valid header values, and so is their list.
+                    HeaderValue::from_str(&list).unwrap_or(ip)
+                }
             };
-            let _ = req.insert_header("x-forwarded-for", value);
+            let _ = req.insert_header(&X_FORWARDED_FOR, value);
         }
     }
     let proto = client.scheme.as_str();
     if fwd.x_forwarded_proto {
-        let _ = req.insert_header("x-forwarded-proto", HeaderValue::from_static(proto));
+        let _ = req.insert_header(&X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     if fwd.forwarded {
         let mut element = String::new();
@@ -296,10 +366,11 @@ pub fn add_forwarding(req: &mut RequestHeader, fwd: &Forwarding, client: &Client
             element.push_str(client.host);
             element.push('"');
         }
-        let _ = req.append_header("forwarded", element);
+        let _ = req.append_header(&FORWARDED, element);
     }
     if fwd.via {
-        let _ = req.append_header(header::VIA, via_value(client.http_version));
+        let via = HeaderValue::from_static(via_value(client.http_version));
+        let _ = req.append_header(&VIA, via);
     }
 }
 

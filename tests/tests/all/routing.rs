@@ -293,6 +293,42 @@ async fn max_forwards_is_decremented_and_zero_is_answered_here() {
     assert_eq!(seen[1].header("max-forwards").as_deref(), Some("0"));
 }
 
+/// Fields that describe the client's connection to this node stay here (RFC 9110 7.6.1): the
+/// standard hop-by-hop set and whatever `Connection` names; `TE: trailers` goes on (the one TE
+/// value a proxy may pass: the client accepts trailers, which gRPC origins require), and
+/// end-to-end fields are untouched.
+#[tokio::test]
+async fn hop_by_hop_request_fields_stay_here_but_te_trailers_goes_on() {
+    let (node, origin) = node_before_echo("", "\n  - { pool: origin }").await;
+    let web = node.addr("web");
+    let out = support::client::raw(
+        web,
+        b"GET /h HTTP/1.1\r\nHost: a\r\nConnection: x-hop-req, close\r\nX-Hop-Req: 1\r\n\
+          Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers, deflate;q=0.5\r\n\
+          X-End: kept\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let out = support::client::raw(
+        web,
+        b"GET /h2 HTTP/1.1\r\nHost: a\r\nTE: deflate\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(support::client::raw_status(&out), Some(200), "{out}");
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    for gone in ["x-hop-req", "keep-alive", "proxy-connection"] {
+        assert_eq!(seen[0].header(gone), None, "{gone}");
+    }
+    assert_eq!(seen[0].header("te").as_deref(), Some("trailers"));
+    assert_eq!(seen[0].header("x-end").as_deref(), Some("kept"));
+    assert_eq!(
+        seen[1].header("te"),
+        None,
+        "a TE without trailers stays here"
+    );
+}
+
 /// Responses the node makes itself (a route's own answer, no route's 404) name it, `Server:
 /// breakwater`, unless `server.server_header: false`; what the origin answers is passed on
 /// with the origin's (here none).

@@ -205,7 +205,7 @@ impl Edge {
 fn request_id(req: &RequestHeader) -> String {
     let sent = req
         .headers
-        .get("x-request-id")
+        .get(headers::X_REQUEST_ID.name())
         .and_then(|v| v.to_str().ok());
     match sent {
         Some(id)
@@ -213,6 +213,14 @@ fn request_id(req: &RequestHeader) -> String {
         {
             id.to_string()
         }
-        _ => format!("{:032x}", rand::random::<u128>()),
+        _ => {
+            // 32 hex digits, without the formatting machinery (a quarter of this function).
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let n = rand::random::<u128>();
+            (0..32)
+                .rev()
+                .map(|i| char::from(HEX[(n >> (4 * i)) as usize & 0xf]))
+                .collect()
+        }
     }
 }
