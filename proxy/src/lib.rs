@@ -18,6 +18,7 @@ mod pipeline;
 mod server;
 mod state;
 
+pub use ops::memory::Allocator;
 pub use server::{check, run, RunOptions, StartError};
 
 /// Write the demo's filter and `wasi:http` handler components (built from WAT) into `dir`.

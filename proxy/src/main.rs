@@ -12,7 +12,7 @@ use std::process::ExitCode;
 /// (bench/allocations.sh).
 #[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: breakwater_proxy::Allocator = breakwater_proxy::Allocator;
 
 /// Breakwater: an edge node for a CDN.
 #[derive(Parser)]

@@ -297,13 +297,14 @@ pub fn via_value(version: http::Version) -> &'static str {
 }
 
 thread_local! {
-    /// The last client address written into `X-Forwarded-For` on this thread, and its text:
-    /// the requests of a keep-alive connection, and most of a thread's in a burst, share it.
+    /// The last client address made text on this thread (for `X-Forwarded-For`, and for the
+    /// filters' view of the request), and its text: the requests of a keep-alive connection,
+    /// and most of a thread's in a burst, share it.
     static LAST_CLIENT: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
 }
 
 /// `ip` as a header value (text made once per client in a row).
-fn client_ip_value(ip: IpAddr) -> HeaderValue {
+pub fn client_ip_value(ip: IpAddr) -> HeaderValue {
     LAST_CLIENT.with_borrow_mut(|last| match last {
         Some((seen, value)) if *seen == ip => value.clone(),
         _ => {

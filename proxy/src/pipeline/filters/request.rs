@@ -1,7 +1,9 @@
 //! The request as filters see it.
 
+use crate::pipeline::headers::client_ip_value;
 use crate::pipeline::Scheme;
 use breakwater_isolate::Request;
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use pingora::http::RequestHeader;
 use std::sync::Arc;
 
@@ -11,15 +13,16 @@ pub struct Client {
     pub addr: Option<std::net::IpAddr>,
 }
 
-/// The request as filters see it, owned so `on-response` can see it too.
+/// The request as filters see it, kept so `on-response` can see it too. It shares the head's
+/// bytes (a header map's clone counts references to its names and values, where a copy of
+/// each as a `String` and a `Vec` cost two allocations a header).
 pub(super) struct FilterRequest {
-    method: String,
+    method: Method,
     scheme: &'static str,
     authority: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, Vec<u8>)>,
-    client_addr: String,
+    uri: Uri,
+    headers: HeaderMap,
+    client_addr: Option<HeaderValue>,
     route: Arc<str>,
 }
 
@@ -35,17 +38,12 @@ impl FilterRequest {
             })
             .unwrap_or_default();
         Self {
-            method: req.method.to_string(),
+            method: req.method.clone(),
             scheme: client.scheme.as_str(),
             authority,
-            path: req.uri.path().to_string(),
-            query: req.uri.query().unwrap_or("").to_string(),
-            headers: req
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()))
-                .collect(),
-            client_addr: client.addr.map(|a| a.to_string()).unwrap_or_default(),
+            uri: req.uri.clone(),
+            headers: req.headers.clone(),
+            client_addr: client.addr.map(client_ip_value),
             route: route.clone(),
         }
     }
@@ -54,16 +52,17 @@ impl FilterRequest {
         let headers: Vec<(&str, &[u8])> = self
             .headers
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .collect();
+        let client_addr = self.client_addr.as_ref().and_then(|a| a.to_str().ok());
         f(&Request {
-            method: &self.method,
+            method: self.method.as_str(),
             scheme: self.scheme,
             authority: &self.authority,
-            path: &self.path,
-            query: &self.query,
+            path: self.uri.path(),
+            query: self.uri.query().unwrap_or(""),
             headers: &headers,
-            client_addr: &self.client_addr,
+            client_addr: client_addr.unwrap_or(""),
             route: &self.route,
         })
     }
