@@ -287,7 +287,16 @@ impl BodyReader {
                 }
             }
             _ => {
-                self.prepare_buf(buf_to_rewind);
+                // Breakwater patch: a body that came whole with the head (most small responses)
+                // needs no room to read more into; a buffer of `body_buf_size` (64 KiB) was
+                // taken for it per response all the same.
+                match buf_to_rewind.len() >= cl {
+                    true => {
+                        self.rewind_buf_len = buf_to_rewind.len();
+                        self.body_buf = Some(BytesMut::from(buf_to_rewind));
+                    }
+                    false => self.prepare_buf(buf_to_rewind),
+                }
                 self.body_state = PS::Partial(0, cl);
             }
         }
