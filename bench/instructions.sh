@@ -19,6 +19,8 @@
 # makes the filler keep three instances ready, which leaves no room in four slots to keep a
 # reset one, and half the requests would pay an instantiation instead; `prewarm: 1` keeps the
 # native regime. Three filters cannot be measured so in four slots.
+# H2C=1 speaks HTTP/2 with prior knowledge instead (h2c: the node's listener with `h2c: true`,
+# nginx's with `http2`; h2load with one stream per connection at a time, as HTTP/1.1 has).
 # Results: bench/results/instructions-DATE/ (summary.md with the instructions per request and
 # each run's top functions by their own instructions; BINARY-CASE.callgrind.gz, the raw data).
 set -euo pipefail
@@ -41,10 +43,10 @@ start_origin $ORIGIN
 count() {
   local run="$1" port="$2" pid="$3" target="$4"
   for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port$target" && break; sleep 0.2; done
-  h2load --h1 -n 300 -c 16 "http://127.0.0.1:$port$target" > /dev/null
+  h2load "${h2load_proto[@]}" -n 300 -c 16 "http://127.0.0.1:$port$target" > /dev/null
   local resets_before; resets_before=$(resets)
   callgrind_control -z "$pid" > /dev/null 2>&1
-  h2load --h1 -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$run.txt"
+  h2load "${h2load_proto[@]}" -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$run.txt"
   grep -q "$requests succeeded" "$out/h2load-$run.txt" \
     || { echo "$run: not every request succeeded" >&2; cat "$out/h2load-$run.txt" >&2; exit 1; }
   local before; before=$(find "$work" -name '*.cg.*' | wc -l)
@@ -59,6 +61,11 @@ resets() {
     | awk '/^breakwater_component_instance_resets/ { s += $2 } END { printf "%d", s }'
 }
 slug() { tr ' ' '-' <<< "$1"; }
+h2load_proto=(--h1) h2c=false proto="HTTP/1.1" nginx_listen=""
+if [ "${H2C:-0}" = 1 ]; then
+  h2load_proto=(-m 1) h2c=true proto="HTTP/2 with prior knowledge (h2c), one stream per connection at a time"
+  nginx_listen=" http2"
+fi
 
 first_bin="${BINS%% *}"; "${first_bin#*=}" demo-components "$work/wasm"
 valgrind_cmd=(valgrind --tool=callgrind --callgrind-out-file="$work/NAME.cg")
@@ -67,7 +74,7 @@ for entry in $BINS; do
   name="${entry%%=*}"; bin="${entry#*=}"
   cat > "$work/$name.yaml" <<EOF
 server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$NODE" }]
+listeners: [{ name: web, address: "127.0.0.1:$NODE", h2c: $h2c }]
 admin: { address: "127.0.0.1:$ADMIN" }
 access_log: { format: off }
 wasm: { max_instances: 4 }
@@ -88,15 +95,16 @@ EOF
   done
   kill "$pid"; wait "$pid" 2> /dev/null || true
 done
-{ echo "master_process off;"; nginx_proxy_conf $NGINX 1; } > "$work/nginx.conf"
+{ echo "master_process off;"; nginx_proxy_conf $NGINX 1; } \
+  | sed "s/listen 127.0.0.1:$NGINX;/listen 127.0.0.1:$NGINX$nginx_listen;/" > "$work/nginx.conf"
 "${valgrind_cmd[@]/NAME/nginx}" nginx -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
 pid=$!; pids+=($!)
 count nginx-pass-through $NGINX $pid /1k
 runs+=(nginx-pass-through)
 kill "$pid"; wait "$pid" 2> /dev/null || true
 
-python3 - "$out" "$requests" "${runs[@]}" > "$out/summary.md" <<'EOF'
-import gzip, re, sys
+PROTO="$proto" python3 - "$out" "$requests" "${runs[@]}" > "$out/summary.md" <<'EOF'
+import gzip, os, re, sys
 from collections import defaultdict
 out, requests = sys.argv[1], int(sys.argv[2])
 names = sys.argv[3:]
@@ -128,7 +136,7 @@ def own_costs(path):
 
 costs = {n: own_costs(f"{out}/{n}.callgrind.gz") for n in names}
 print("# User-space instructions per request (callgrind)\n")
-print(f"1 KiB GETs, HTTP/1.1, {requests} requests per run from h2load (16 connections) after 300")
+print(f"1 KiB GETs, {os.environ['PROTO']}, {requests} requests per run from h2load (16 connections) after 300")
 print("to warm up; every thread of the server counted, the kernel not. Breakwater: one thread,")
 print("access log off, the demo filter on /filter1/ (`prewarm: 1`); nginx: one")
 print("process, upstream keep-alive pool. A run is named BINARY-CASE.\n")

@@ -373,6 +373,7 @@ impl Shared {
                 .inspect_err(|e| tracing::error!(error = %e, "fleet: not started"))
                 .ok()
         });
+        sign_pingoras_errors(&first);
         Self {
             cache,
             fleet,
@@ -456,7 +457,17 @@ impl Shared {
                 resolver.replace(store);
             }
         }
+        sign_pingoras_errors(&next);
         self.current.store(Arc::new(next));
         Ok(())
     }
+}
+
+/// The errors pingora answers itself, before a request reaches Breakwater (one it cannot
+/// parse, say), name the server as Breakwater's own answers do (`server.server_header`),
+/// not as pingora.
+fn sign_pingoras_errors(generation: &Generation) {
+    let server_header = generation.config.server.server_header;
+    let name = server_header.then_some(crate::pipeline::errors::SERVER_NAME);
+    pingora::protocols::http::error_resp::set_error_server_name(name);
 }

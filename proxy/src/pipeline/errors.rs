@@ -184,7 +184,8 @@ impl LocalResponse {
 }
 
 /// What responses made here name as their server (`server.server_header`).
-const SERVER: HeaderValue = HeaderValue::from_static("breakwater");
+pub const SERVER_NAME: &str = "breakwater";
+const SERVER: HeaderValue = HeaderValue::from_static(SERVER_NAME);
 
 /// Write `r` to the client as it is, `signed` as [`LocalResponse::into_parts`] says; `HEAD`
 /// gets the headers only.

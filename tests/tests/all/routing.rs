@@ -352,5 +352,25 @@ async fn answers_made_here_name_breakwater_unless_told_not_to() {
         assert_eq!(own.header("server"), expected, "server: {server}");
         assert_eq!(unrouted.header("server"), expected, "server: {server}");
         assert_eq!(proxied.header("server"), None, "server: {server}");
+        // A request pingora's parser refuses (an obsolete line folding) is answered before
+        // Breakwater sees it: named the same (it said `Server: Pingora`).
+        let refused = support::client::raw(
+            web,
+            b"GET /x HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            support::client::raw_status(&refused),
+            Some(400),
+            "{refused}"
+        );
+        let named_as = refused
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Server:")
+                    .or_else(|| l.strip_prefix("server:"))
+            })
+            .map(str::trim);
+        assert_eq!(named_as, expected, "server: {server}: {refused}");
     }
 }

@@ -1149,16 +1149,10 @@ impl DerefMut for Session {
 }
 
 // generic HTTP 502 response sent when proxy_upstream_filter refuses to connect to upstream
-static BAD_GATEWAY: Lazy<ResponseHeader> = Lazy::new(|| {
-    let mut resp = ResponseHeader::build(http::StatusCode::BAD_GATEWAY, Some(3)).unwrap();
-    resp.insert_header(header::SERVER, &SERVER_NAME[..])
-        .unwrap();
-    resp.insert_header(header::CONTENT_LENGTH, 0).unwrap();
-    resp.insert_header(header::CACHE_CONTROL, "private, no-store")
-        .unwrap();
-
-    resp
-});
+// Breakwater patch: pingora-core's (per error, with the `Server` value the application set).
+fn bad_gateway() -> ResponseHeader {
+    pingora_core::protocols::http::error_resp::gen_error_response(502)
+}
 
 impl<SV, C> HttpProxy<SV, C>
 where
@@ -1256,7 +1250,7 @@ where
                         session.cache.disable(NoCacheReason::DeclinedToUpstream);
                     }
                     if session.response_written().is_none() {
-                        match session.write_response_header_ref(&BAD_GATEWAY, true).await {
+                        match session.write_response_header_ref(&bad_gateway(), true).await {
                             Ok(()) => {}
                             Err(e) => {
                                 return self

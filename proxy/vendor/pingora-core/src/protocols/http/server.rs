@@ -636,12 +636,9 @@ impl Session {
     }
 
     pub fn generate_error(error: u16) -> ResponseHeader {
-        match error {
-            /* common error responses are pre-generated */
-            502 => error_resp::HTTP_502_RESPONSE.clone(),
-            400 => error_resp::HTTP_400_RESPONSE.clone(),
-            _ => error_resp::gen_error_response(error),
-        }
+        // Breakwater patch: made per error, not pre-generated, so that the `Server` value the
+        // application set (`error_resp::set_error_server_name`) applies to every one.
+        error_resp::gen_error_response(error)
     }
 
     /// Send error response to client using a pre-generated error message.
