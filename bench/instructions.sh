@@ -19,6 +19,8 @@
 # makes the filler keep three instances ready, which leaves no room in four slots to keep a
 # reset one, and half the requests would pay an instantiation instead; `prewarm: 1` keeps the
 # native regime. Three filters cannot be measured so in four slots.
+# ACCESS_LOG replaces the nodes' `access_log:` value (default `{ format: off }`; the node's own
+# default is JSON lines to standard output; a path under the run's scratch folder: $work).
 # H2C=1 speaks HTTP/2 with prior knowledge instead (h2c: the node's listener with `h2c: true`,
 # nginx's with `http2`; h2load with one stream per connection at a time, as HTTP/1.1 has).
 # Results: bench/results/instructions-DATE/ (summary.md with the instructions per request and
@@ -76,7 +78,7 @@ for entry in $BINS; do
 server: { threads: 1 }
 listeners: [{ name: web, address: "127.0.0.1:$NODE", h2c: $h2c }]
 admin: { address: "127.0.0.1:$ADMIN" }
-access_log: { format: off }
+access_log: ${ACCESS_LOG:-{ format: off \}}
 wasm: { max_instances: 4 }
 pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }

@@ -51,36 +51,118 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// Microseconds as milliseconds, the shortest decimal that says them (`1.5`, `0.001`, `2`),
+/// as a float's `Display` wrote them, without its formatting machinery.
+fn write_millis(out: &mut Vec<u8>, us: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
+    let mut fraction = us % 1000;
+    if fraction == 0 {
+        return;
+    }
+    out.push(b'.');
+    let mut digits = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    let text = itoa::Buffer::new().format(fraction).len();
+    out.extend(std::iter::repeat_n(b'0', digits - text));
+    out.extend_from_slice(itoa::Buffer::new().format(fraction).as_bytes());
+}
+
+/// The text of the last value formatted, kept while the next ones are the same.
+struct Last<T> {
+    value: Option<(T, String)>,
+}
+
+impl<T: PartialEq + Copy + std::fmt::Display> Last<T> {
+    fn text(&mut self, value: T) -> &str {
+        if self.value.as_ref().is_none_or(|(v, _)| *v != value) {
+            self.value = Some((value, value.to_string()));
+        }
+        self.value.as_ref().map_or("", |(_, text)| text)
+    }
+}
+
+impl<T> Default for Last<T> {
+    fn default() -> Self {
+        Self { value: None }
+    }
+}
+
+/// What consecutive JSON lines share, as text: their second, client and origin.
+#[derive(Default)]
+pub(crate) struct LineMemo {
+    /// The Unix second of the last line, and its RFC 3339 text up to the fraction.
+    second: Option<(u64, String)>,
+    client: Last<IpAddr>,
+    upstream: Last<SocketAddr>,
+}
+
+impl LineMemo {
+    /// `time` in RFC 3339 with milliseconds, UTC (`2026-12-03T13:58:29.123Z`).
+    fn time(&mut self, time: SystemTime, out: &mut Vec<u8>) {
+        let Ok(since) = time.duration_since(SystemTime::UNIX_EPOCH) else {
+            let _ = write!(out, "{}", humantime::format_rfc3339_millis(time));
+            return;
+        };
+        let second = since.as_secs();
+        if self.second.as_ref().is_none_or(|(s, _)| *s != second) {
+            let mut text = humantime::format_rfc3339_seconds(time).to_string();
+            text.pop(); // the `Z`
+            self.second = Some((second, text));
+        }
+        if let Some((_, text)) = &self.second {
+            out.extend_from_slice(text.as_bytes());
+        }
+        let millis = since.subsec_millis();
+        let digit = |d: u32| b'0' + (d % 10) as u8;
+        out.extend_from_slice(&[
+            b'.',
+            digit(millis / 100),
+            digit(millis / 10),
+            digit(millis),
+            b'Z',
+        ]);
+    }
+}
+
 impl Entry {
     fn path(&self) -> &str {
         self.uri.path_and_query().map_or("/", |p| p.as_str())
     }
 
-    /// One JSON object (no newline).
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
-        let time = humantime::format_rfc3339_millis(self.time);
-        let _ = write!(out, "{{\"time\":\"{time}\",\"client\":");
-        match self.client {
-            Some(ip) => {
-                let _ = write!(out, "\"{ip}\"");
-            }
-            None => out.extend_from_slice(b"\"\""),
+    /// One JSON object (no newline). `memo` carries what consecutive lines share, made text
+    /// once: the writer thread formats every line, most of a burst's in the same second, from
+    /// the same clients, to the same origins (`fmt` machinery for the time, two addresses and
+    /// a float was most of a line's cost, `bench/instructions.sh` with `ACCESS_LOG`).
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>, memo: &mut LineMemo) {
+        out.extend_from_slice(b"{\"time\":\"");
+        memo.time(self.time, out);
+        out.extend_from_slice(b"\",\"client\":\"");
+        if let Some(ip) = self.client {
+            out.extend_from_slice(memo.client.text(ip).as_bytes());
         }
-        let _ = write!(out, ",\"protocol\":\"{}\",\"method\":", self.protocol);
+        out.extend_from_slice(b"\",\"protocol\":\"");
+        out.extend_from_slice(self.protocol.as_bytes());
+        out.extend_from_slice(b"\",\"method\":");
         json_str(out, self.method.as_str());
         out.extend_from_slice(b",\"host\":");
         json_str(out, &self.host);
         out.extend_from_slice(b",\"path\":");
         json_str(out, self.path());
-        let ms = self.duration_us as f64 / 1000.0;
-        let _ = write!(
-            out,
-            ",\"status\":{},\"bytes\":{},\"duration_ms\":{ms},\"upstream\":",
-            self.status, self.bytes
-        );
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.status).as_bytes());
+        out.extend_from_slice(b",\"bytes\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.bytes).as_bytes());
+        out.extend_from_slice(b",\"duration_ms\":");
+        write_millis(out, self.duration_us);
+        out.extend_from_slice(b",\"upstream\":");
         match self.upstream {
             Some(a) => {
-                let _ = write!(out, "\"{a}\"");
+                out.push(b'"');
+                out.extend_from_slice(memo.upstream.text(a).as_bytes());
+                out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),
         }
@@ -184,6 +266,7 @@ impl AccessLogger {
             .name("access-log".into())
             .spawn(move || {
                 let mut buf = Vec::with_capacity(64 << 10);
+                let mut memo = LineMemo::default();
                 while let Ok(first) = rx.recv() {
                     let mut queued = std::iter::once(first).chain(rx.try_iter());
                     loop {
@@ -193,7 +276,7 @@ impl AccessLogger {
                                 AccessLogFormat::Combined => {
                                     buf.extend_from_slice(e.combined().as_bytes())
                                 }
-                                _ => e.write_json(&mut buf),
+                                _ => e.write_json(&mut buf, &mut memo),
                             }
                             buf.push(b'\n');
                         }
@@ -247,6 +330,62 @@ mod tests {
             request_id: "x".into(),
             user_agent: Some(HeaderValue::from_static("curl/8.5")),
             referer: None,
+        }
+    }
+
+    /// The line as `fmt` wrote it before the writer kept its texts: the time by humantime,
+    /// the addresses by their `Display`, the duration as a float.
+    fn json_by_fmt(e: &Entry) -> String {
+        let mut reference = Vec::new();
+        e.write_json(&mut reference, &mut LineMemo::default());
+        let line = String::from_utf8(reference).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["time"] = humantime::format_rfc3339_millis(e.time).to_string().into();
+        v["client"] = e.client.map_or(String::new(), |ip| ip.to_string()).into();
+        v["upstream"] = e.upstream.map(|a| a.to_string()).into();
+        let ms = e.duration_us as f64 / 1000.0;
+        let expected = serde_json::to_string(&v).unwrap();
+        // serde_json writes floats as `Display` does but integers without a fraction.
+        expected.replace(
+            &format!("\"duration_ms\":{}", v["duration_ms"]),
+            &format!("\"duration_ms\":{ms}"),
+        )
+    }
+
+    #[test]
+    fn json_lines_say_what_fmt_said_while_the_writer_keeps_texts() {
+        let mut memo = LineMemo::default();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_305_109);
+        let cases = [
+            (0, 1, Some("192.0.2.1"), None),
+            (7, 1500, Some("192.0.2.1"), Some("127.0.0.1:8080")),
+            (999, 100, Some("192.0.2.9"), Some("127.0.0.1:8080")),
+            (
+                1_000,
+                2_000_000,
+                Some("2001:db8::1"),
+                Some("[2001:db8::2]:443"),
+            ),
+            (1_050, 1_234_567, None, Some("127.0.0.1:8081")),
+            (61_001, 50, Some("192.0.2.1"), None),
+        ];
+        for (after_ms, us, client, upstream) in cases {
+            let mut e = entry();
+            e.time = base + Duration::from_millis(after_ms);
+            e.duration_us = us;
+            e.client = client.map(|c| c.parse().unwrap());
+            e.upstream = upstream.map(|u| u.parse().unwrap());
+            let mut line = Vec::new();
+            e.write_json(&mut line, &mut memo);
+            let line = String::from_utf8(line).unwrap();
+            let expected = json_by_fmt(&e);
+            let (got, want): (serde_json::Value, serde_json::Value) = (
+                serde_json::from_str(&line).unwrap(),
+                serde_json::from_str(&expected).unwrap(),
+            );
+            assert_eq!(got, want, "{line}");
+            let ms = us as f64 / 1000.0;
+            assert!(line.contains(&format!("\"duration_ms\":{ms},")), "{line}");
         }
     }
 

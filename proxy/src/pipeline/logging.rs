@@ -85,7 +85,7 @@ mod tests {
             upstream: Some("127.0.0.1:8080".parse().unwrap()),
         };
         let mut out = Vec::new();
-        entry(finished(), SystemTime::UNIX_EPOCH).write_json(&mut out);
+        entry(finished(), SystemTime::UNIX_EPOCH).write_json(&mut out, &mut Default::default());
         let e: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(e["client"], "192.0.2.1");
         assert_eq!(e["protocol"], "HTTP/2");
