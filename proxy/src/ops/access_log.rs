@@ -61,7 +61,7 @@ fn write_millis(out: &mut Vec<u8>, us: u64) {
     }
     out.push(b'.');
     let mut digits = 3;
-    while fraction % 10 == 0 {
+    while fraction.is_multiple_of(10) {
         fraction /= 10;
         digits -= 1;
     }
