@@ -21,6 +21,9 @@
 # native regime. Three filters cannot be measured so in four slots.
 # ACCESS_LOG replaces the nodes' `access_log:` value (default `{ format: off }`; the node's own
 # default is JSON lines to standard output; a path under the run's scratch folder: $work).
+# TLS=1 puts the node's listener and nginx's behind TLS (1.3, an ECDSA P-256 certificate);
+# h2load makes its 16 connections anew for each run, so the count includes 16 handshakes
+# (the same number for every contender). With H2C=1 it speaks HTTP/2 by ALPN.
 # H2C=1 speaks HTTP/2 with prior knowledge instead (h2c: the node's listener with `h2c: true`,
 # nginx's with `http2`; h2load with one stream per connection at a time, as HTTP/1.1 has).
 # Results: bench/results/instructions-DATE/ (summary.md with the instructions per request and
@@ -44,11 +47,11 @@ start_origin $ORIGIN
 # count RUN PORT PID PATH: warm up, zero, load, dump; $out/RUN.callgrind.gz.
 count() {
   local run="$1" port="$2" pid="$3" target="$4"
-  for _ in $(seq 1 600); do curl -sf -o /dev/null "http://127.0.0.1:$port$target" && break; sleep 0.2; done
-  h2load "${h2load_proto[@]}" -n 300 -c 16 "http://127.0.0.1:$port$target" > /dev/null
+  for _ in $(seq 1 600); do curl -skf -o /dev/null "$scheme://127.0.0.1:$port$target" && break; sleep 0.2; done
+  h2load "${h2load_proto[@]}" -n 300 -c 16 "$scheme://127.0.0.1:$port$target" > /dev/null
   local resets_before; resets_before=$(resets)
   callgrind_control -z "$pid" > /dev/null 2>&1
-  h2load "${h2load_proto[@]}" -n "$requests" -c 16 "http://127.0.0.1:$port$target" > "$out/h2load-$run.txt"
+  h2load "${h2load_proto[@]}" -n "$requests" -c 16 "$scheme://127.0.0.1:$port$target" > "$out/h2load-$run.txt"
   grep -q "$requests succeeded" "$out/h2load-$run.txt" \
     || { echo "$run: not every request succeeded" >&2; cat "$out/h2load-$run.txt" >&2; exit 1; }
   local before; before=$(find "$work" -name '*.cg.*' | wc -l)
@@ -63,10 +66,22 @@ resets() {
     | awk '/^breakwater_component_instance_resets/ { s += $2 } END { printf "%d", s }'
 }
 slug() { tr ' ' '-' <<< "$1"; }
-h2load_proto=(--h1) h2c=false proto="HTTP/1.1" nginx_listen=""
+h2load_proto=(--h1) h2c=false proto="HTTP/1.1" nginx_listen="" scheme=http
 if [ "${H2C:-0}" = 1 ]; then
   h2load_proto=(-m 1) h2c=true proto="HTTP/2 with prior knowledge (h2c), one stream per connection at a time"
   nginx_listen=" http2"
+fi
+listener="{ name: web, address: \"127.0.0.1:$NODE\", h2c: $h2c }"
+nginx_tls=""
+if [ "${TLS:-0}" = 1 ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=bench.test" -addext "subjectAltName=DNS:bench.test" \
+    -keyout "$work/key.pem" -out "$work/cert.pem" 2> /dev/null
+  scheme=https proto="$proto over TLS (16 handshakes per run included)"
+  [ "$h2c" = true ] && proto="HTTP/2 over TLS (ALPN; 16 handshakes per run included)"
+  listener="$(tls_listener $NODE)"
+  nginx_listen=" ssl$nginx_listen"
+  nginx_tls="    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
 fi
 
 first_bin="${BINS%% *}"; "${first_bin#*=}" demo-components "$work/wasm"
@@ -76,7 +91,7 @@ for entry in $BINS; do
   name="${entry%%=*}"; bin="${entry#*=}"
   cat > "$work/$name.yaml" <<EOF
 server: { threads: 1 }
-listeners: [{ name: web, address: "127.0.0.1:$NODE", h2c: $h2c }]
+listeners: [$listener]
 admin: { address: "127.0.0.1:$ADMIN" }
 access_log: ${ACCESS_LOG:-{ format: off \}}
 wasm: { max_instances: 4 }
@@ -97,7 +112,7 @@ EOF
   done
   kill "$pid"; wait "$pid" 2> /dev/null || true
 done
-{ echo "master_process off;"; nginx_proxy_conf $NGINX 1; } \
+{ echo "master_process off;"; nginx_proxy_conf $NGINX 1 4096 "$nginx_tls"; } \
   | sed "s/listen 127.0.0.1:$NGINX;/listen 127.0.0.1:$NGINX$nginx_listen;/" > "$work/nginx.conf"
 "${valgrind_cmd[@]/NAME/nginx}" nginx -c "$work/nginx.conf" > "$work/nginx.out" 2>&1 &
 pid=$!; pids+=($!)

@@ -147,6 +147,23 @@ impl BufferProgress {
     }
 }
 
+/// One read's size (the buffer's, unless a message needs more).
+const READ_SIZE: usize = 4096;
+
+/// Breakwater patch: how many buffers a thread keeps for its connections' next reads.
+#[cfg(feature = "std")]
+const SPARE_MAX: usize = 32;
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// Breakwater patch: buffers of [`READ_SIZE`] that connections of this thread gave back
+    /// when they had nothing buffered, for the next read on any of them: each read that
+    /// found nothing (about four per request on a keep-alive connection) took a new 4 KiB
+    /// buffer and zeroed it, now it takes one of these; idle connections still hold none.
+    static SPARE: core::cell::RefCell<Vec<Vec<u8>>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
 #[derive(Default, Debug)]
 pub(crate) struct DeframerVecBuffer {
     /// Buffer of data read from the socket, in the process of being parsed into messages.
@@ -181,10 +198,24 @@ impl DeframerVecBuffer {
             self.used -= taken;
         } else if taken >= self.used {
             self.used = 0;
-            // Breakwater patch: nothing is buffered, so the buffer goes back to the allocator
-            // (`prepare_read` takes one again for the next read). It used to be kept at one
-            // read's size, 4 KiB, for as long as the connection lived, idle or not.
-            self.buf = Vec::new();
+            // Breakwater patch: nothing is buffered, so the buffer goes back (`prepare_read`
+            // takes one again for the next read). It used to be kept at one read's size,
+            // 4 KiB, for as long as the connection lived, idle or not.
+            self.give_back();
+        }
+    }
+
+    /// Breakwater patch: an empty buffer goes to this thread's spares (see [`SPARE`]), or back
+    /// to the allocator.
+    fn give_back(&mut self) {
+        let buf = mem::take(&mut self.buf);
+        #[cfg(feature = "std")]
+        if buf.len() == READ_SIZE && buf.capacity() == READ_SIZE {
+            SPARE.with_borrow_mut(|spare| {
+                if spare.len() < SPARE_MAX {
+                    spare.push(buf);
+                }
+            });
         }
     }
 
@@ -215,7 +246,7 @@ impl DeframerVecBuffer {
                 // Breakwater patch: a read that would block (an idle connection) leaves
                 // nothing buffered: the buffer goes back to the allocator (see `discard`).
                 if self.used == 0 {
-                    self.buf = Vec::new();
+                    self.give_back();
                 }
                 return Err(e);
             }
@@ -230,8 +261,6 @@ impl DeframerVecBuffer {
         /// restrict that to 64KB to limit potential for denial-of-
         /// service.
         const MAX_HANDSHAKE_SIZE: u32 = 0xffff;
-
-        const READ_SIZE: usize = 4096;
 
         // We allow a maximum of 64k of buffered data for handshake messages only. Enforce this
         // by varying the maximum allowed buffer size here based on whether a prefix of a
@@ -255,6 +284,14 @@ impl DeframerVecBuffer {
         // Also, reduce the buffer size if there are neither full nor partial messages in it,
         // which usually means that the other side suspended sending data.
         let need_capacity = Ord::min(allow_max, self.used + READ_SIZE);
+        if self.buf.is_empty() && need_capacity == READ_SIZE {
+            // Breakwater patch: a spare buffer of this size is taken as it is. Its bytes are
+            // initialized (another connection's, stale): a read only fills it and only what
+            // was filled (`used`) is ever parsed, so it need not be zeroed again.
+            if let Some(spare) = SPARE.with_borrow_mut(Vec::pop) {
+                self.buf = spare;
+            }
+        }
         if need_capacity > self.buf.len() {
             self.buf.resize(need_capacity, 0);
         } else if self.used == 0 || self.buf.len() > allow_max {
