@@ -211,7 +211,9 @@ impl DeframerVecBuffer {
         let buf = mem::take(&mut self.buf);
         #[cfg(feature = "std")]
         if buf.len() == READ_SIZE && buf.capacity() == READ_SIZE {
-            SPARE.with_borrow_mut(|spare| {
+            // `try_with`: a thread being torn down has no list; the buffer is then freed.
+            let _ = SPARE.try_with(|spare| {
+                let mut spare = spare.borrow_mut();
                 if spare.len() < SPARE_MAX {
                     spare.push(buf);
                 }
@@ -288,7 +290,7 @@ impl DeframerVecBuffer {
             // Breakwater patch: a spare buffer of this size is taken as it is. Its bytes are
             // initialized (another connection's, stale): a read only fills it and only what
             // was filled (`used`) is ever parsed, so it need not be zeroed again.
-            if let Some(spare) = SPARE.with_borrow_mut(Vec::pop) {
+            if let Ok(Some(spare)) = SPARE.try_with(|spare| spare.borrow_mut().pop()) {
                 self.buf = spare;
             }
         }
