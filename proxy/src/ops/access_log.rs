@@ -51,23 +51,21 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// The three decimal digits of `n` below 1000 (`7` -> `007`).
+fn three_digits(n: u32) -> [u8; 3] {
+    let digit = |d: u32| b'0' + (d % 10) as u8;
+    [digit(n / 100), digit(n / 10), digit(n)]
+}
+
 /// Microseconds as milliseconds, the shortest decimal that says them (`1.5`, `0.001`, `2`),
 /// as a float's `Display` wrote them, without its formatting machinery.
 fn write_millis(out: &mut Vec<u8>, us: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
-    let mut fraction = us % 1000;
-    if fraction == 0 {
-        return;
+    let fraction = three_digits((us % 1000) as u32);
+    if let Some(last) = fraction.iter().rposition(|&d| d != b'0') {
+        out.push(b'.');
+        out.extend_from_slice(&fraction[..=last]);
     }
-    out.push(b'.');
-    let mut digits = 3;
-    while fraction.is_multiple_of(10) {
-        fraction /= 10;
-        digits -= 1;
-    }
-    let text = itoa::Buffer::new().format(fraction).len();
-    out.extend(std::iter::repeat_n(b'0', digits - text));
-    out.extend_from_slice(itoa::Buffer::new().format(fraction).as_bytes());
 }
 
 /// The text of the last value formatted, kept while the next ones are the same.
@@ -75,10 +73,11 @@ struct Last<T> {
     value: Option<(T, String)>,
 }
 
-impl<T: PartialEq + Copy + std::fmt::Display> Last<T> {
-    fn text(&mut self, value: T) -> &str {
+impl<T: PartialEq + Copy> Last<T> {
+    /// The text of `value`, made by `text` when it is not the last one's.
+    fn text(&mut self, value: T, text: impl FnOnce(T) -> String) -> &str {
         if self.value.as_ref().is_none_or(|(v, _)| *v != value) {
-            self.value = Some((value, value.to_string()));
+            self.value = Some((value, text(value)));
         }
         self.value.as_ref().map_or("", |(_, text)| text)
     }
@@ -93,8 +92,8 @@ impl<T> Default for Last<T> {
 /// What consecutive JSON lines share, as text: their second, client and origin.
 #[derive(Default)]
 pub(crate) struct LineMemo {
-    /// The Unix second of the last line, and its RFC 3339 text up to the fraction.
-    second: Option<(u64, String)>,
+    /// The Unix second of the last line: its RFC 3339 text up to the fraction.
+    second: Last<u64>,
     client: Last<IpAddr>,
     upstream: Last<SocketAddr>,
 }
@@ -106,24 +105,15 @@ impl LineMemo {
             let _ = write!(out, "{}", humantime::format_rfc3339_millis(time));
             return;
         };
-        let second = since.as_secs();
-        if self.second.as_ref().is_none_or(|(s, _)| *s != second) {
+        let second = self.second.text(since.as_secs(), |_| {
             let mut text = humantime::format_rfc3339_seconds(time).to_string();
             text.pop(); // the `Z`
-            self.second = Some((second, text));
-        }
-        if let Some((_, text)) = &self.second {
-            out.extend_from_slice(text.as_bytes());
-        }
-        let millis = since.subsec_millis();
-        let digit = |d: u32| b'0' + (d % 10) as u8;
-        out.extend_from_slice(&[
-            b'.',
-            digit(millis / 100),
-            digit(millis / 10),
-            digit(millis),
-            b'Z',
-        ]);
+            text
+        });
+        out.extend_from_slice(second.as_bytes());
+        out.push(b'.');
+        out.extend_from_slice(&three_digits(since.subsec_millis()));
+        out.push(b'Z');
     }
 }
 
@@ -141,7 +131,7 @@ impl Entry {
         memo.time(self.time, out);
         out.extend_from_slice(b"\",\"client\":\"");
         if let Some(ip) = self.client {
-            out.extend_from_slice(memo.client.text(ip).as_bytes());
+            out.extend_from_slice(memo.client.text(ip, |ip| ip.to_string()).as_bytes());
         }
         out.extend_from_slice(b"\",\"protocol\":\"");
         out.extend_from_slice(self.protocol.as_bytes());
@@ -161,7 +151,7 @@ impl Entry {
         match self.upstream {
             Some(a) => {
                 out.push(b'"');
-                out.extend_from_slice(memo.upstream.text(a).as_bytes());
+                out.extend_from_slice(memo.upstream.text(a, |a| a.to_string()).as_bytes());
                 out.push(b'"');
             }
             None => out.extend_from_slice(b"null"),

@@ -35,9 +35,6 @@ static HOP_BY_HOP: [HeaderName; 6] = [
     header::TRAILER,
     header::UPGRADE,
 ];
-/// Where `Connection` and `Upgrade` are in [`HOP_BY_HOP`].
-const CONNECTION_AT: usize = 0;
-const UPGRADE_AT: usize = 5;
 
 /// What to strip from a response head: the fields of the fixed hop-by-hop set it has, plus
 /// the fields its `Connection` names. An `Upgrade` handshake (WebSocket) keeps
@@ -73,8 +70,10 @@ impl HopByHop {
                 .flat_map(|v| v.split(','))
                 .map(str::trim)
         };
-        let upgrading = present[UPGRADE_AT] && tokens().any(|t| t.eq_ignore_ascii_case("upgrade"));
-        let named = match upgrading || !present[CONNECTION_AT] {
+        let has = |name: &HeaderName| HOP_BY_HOP.iter().zip(present).any(|(h, p)| p && h == name);
+        let upgrading =
+            has(&header::UPGRADE) && tokens().any(|t| t.eq_ignore_ascii_case("upgrade"));
+        let named = match upgrading || !has(&header::CONNECTION) {
             true => Vec::new(),
             false => tokens()
                 .filter(|t| !t.is_empty())
