@@ -8,6 +8,58 @@ use wasmtime::component::{ComponentType, Lift, Lower};
 
 pub type HeaderRef<'a> = (&'a str, &'a [u8]);
 
+/// Interface 0.1's `request` record, lowered whole into the guest from borrowed data.
+#[derive(ComponentType, Lower)]
+#[component(record)]
+pub struct RequestRecord<'a> {
+    pub method: &'a str,
+    pub scheme: &'a str,
+    pub authority: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a [HeaderRef<'a>],
+    #[component(name = "client-addr")]
+    pub client_addr: &'a str,
+    pub route: &'a str,
+}
+
+/// The header list of a 0.1 record: the host's own list as it is, a map's pairs gathered.
+pub enum HeaderList<'a> {
+    Borrowed(&'a [HeaderRef<'a>]),
+    Gathered(Vec<HeaderRef<'a>>),
+}
+
+impl<'a> HeaderList<'a> {
+    pub fn new(headers: crate::types::Headers<'a>) -> Self {
+        match headers {
+            crate::types::Headers::List(l) => HeaderList::Borrowed(l),
+            map => HeaderList::Gathered(map.iter().collect()),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[HeaderRef<'a>] {
+        match self {
+            HeaderList::Borrowed(l) => l,
+            HeaderList::Gathered(v) => v,
+        }
+    }
+}
+
+impl<'a> RequestRecord<'a> {
+    pub fn new(req: &crate::types::Request<'a>, headers: &'a [HeaderRef<'a>]) -> Self {
+        RequestRecord {
+            method: req.method,
+            scheme: req.scheme,
+            authority: req.authority,
+            path: req.path,
+            query: req.query,
+            headers,
+            client_addr: req.client_addr,
+            route: req.route,
+        }
+    }
+}
+
 #[derive(ComponentType, Lower)]
 #[component(record)]
 pub struct ResponseHeadView<'a> {

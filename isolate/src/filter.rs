@@ -1,25 +1,57 @@
 //! Filter components: compiled and pre-linked once, instances made ahead of need, one fresh
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
-use crate::abi::{BodyActionAbi, HeaderEditsAbi, RequestActionAbi, ResponseHeadView};
+use crate::abi::{
+    BodyActionAbi, HeaderEditsAbi, HeaderList, RequestActionAbi, RequestRecord, ResponseHeadView,
+};
 use crate::error::IsolateError;
 use crate::host::filter_api::FilterApi;
+use crate::host::heads::{lend, RequestHead, ResponseHead};
 use crate::limits::Permit;
 use crate::pool::ReadyPool;
 use crate::runtime::Runtime;
 use crate::store::Limits;
-use crate::types::{Edits, Request, RequestDecision};
+use crate::types::{Edits, Headers, Request, RequestDecision};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use wasmtime::component::{Component, ComponentExportIndex, Instance, InstancePre, ResetPoint};
+use wasmtime::component::{
+    Component, ComponentExportIndex, Instance, InstancePre, ResetPoint, Resource,
+};
 use wasmtime::Store;
 
-const ON_REQUEST: &str = "breakwater:filter/on-request@0.1.0";
-const ON_RESPONSE: &str = "breakwater:filter/on-response@0.1.0";
-const ON_REQUEST_BODY: &str = "breakwater:filter/on-request-body@0.1.0";
-const ON_RESPONSE_BODY: &str = "breakwater:filter/on-response-body@0.1.0";
+/// The versions of the filter interface a component may export (`wit/filter.wit` is 0.1,
+/// `wit/0.2/filter.wit` 0.2), newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Version {
+    /// The heads are resources the guest reads through methods.
+    V0_2,
+    /// The heads are records lowered whole into the guest.
+    V0_1,
+}
+
+impl Version {
+    const ALL: [Version; 2] = [Version::V0_2, Version::V0_1];
+
+    /// The export names of the four phases, in `Phases` order.
+    fn phases(self) -> [&'static str; 4] {
+        match self {
+            Version::V0_2 => [
+                "breakwater:filter/on-request@0.2.0",
+                "breakwater:filter/on-response@0.2.0",
+                "breakwater:filter/on-request-body@0.2.0",
+                "breakwater:filter/on-response-body@0.2.0",
+            ],
+            Version::V0_1 => [
+                "breakwater:filter/on-request@0.1.0",
+                "breakwater:filter/on-response@0.1.0",
+                "breakwater:filter/on-request-body@0.1.0",
+                "breakwater:filter/on-response-body@0.1.0",
+            ],
+        }
+    }
+}
 
 /// Per-filter limits and settings.
 #[derive(Clone, Debug)]
@@ -69,6 +101,7 @@ pub(crate) struct LoadedFilter {
     runtime: Arc<Runtime>,
     name: Arc<str>,
     pre: InstancePre<FilterState>,
+    version: Version,
     on_request: Option<ComponentExportIndex>,
     on_response: Option<ComponentExportIndex>,
     on_request_body: Option<ComponentExportIndex>,
@@ -79,14 +112,27 @@ pub(crate) struct LoadedFilter {
 }
 
 // Each phase's parameters and results as the host lowers and lifts them: the types its export
-// is checked against at load, and the only ones `FilterInstance::call` is called with.
-type OnRequestParams<'a> = (&'a Request<'a>,);
+// is checked against at load, and the only ones `FilterInstance::call` is called with. 0.1
+// lowers the heads as records; 0.2 passes borrowed handles to them.
+type OnRequestParams<'a> = (&'a RequestRecord<'a>,);
 type OnRequestResults = (RequestActionAbi,);
-type OnResponseParams<'a> = (&'a Request<'a>, ResponseHeadView<'a>);
+type OnResponseParams<'a> = (&'a RequestRecord<'a>, ResponseHeadView<'a>);
 type OnResponseResults = (HeaderEditsAbi,);
-type OnRequestBodyParams<'a> = (&'a Request<'a>, &'a [u8]);
-type OnResponseBodyParams<'a> = (&'a Request<'a>, ResponseHeadView<'a>, &'a [u8]);
+type OnRequestBodyParams<'a> = (&'a RequestRecord<'a>, &'a [u8]);
+type OnResponseBodyParams<'a> = (&'a RequestRecord<'a>, ResponseHeadView<'a>, &'a [u8]);
 type BodyResults = (BodyActionAbi,);
+type Req = Resource<RequestHead>;
+type Resp = Resource<ResponseHead>;
+type OnRequestParams2 = (Req,);
+type OnResponseParams2 = (Req, Resp);
+type OnRequestBodyParams2<'a> = (Req, &'a [u8]);
+type OnResponseBodyParams2<'a> = (Req, Resp, &'a [u8]);
+
+/// The handles a 0.2 call passes: the heads are lent for the call (`host::heads`), so the
+/// handles' representation carries nothing.
+fn heads() -> (Req, Resp) {
+    (Resource::new_borrow(0), Resource::new_borrow(0))
+}
 
 /// A loaded filter component. Cheap to clone; shared by all requests of its routes.
 ///
@@ -234,16 +280,17 @@ impl LoadedFilter {
             let (_, inst) = component.get_export(None, iface)?;
             component.get_export_index(Some(&inst), "handle")
         };
-        let (on_request, on_response) = (func(ON_REQUEST), func(ON_RESPONSE));
-        let (on_request_body, on_response_body) = (func(ON_REQUEST_BODY), func(ON_RESPONSE_BODY));
-        if [on_request, on_response, on_request_body, on_response_body]
-            .iter()
-            .all(Option::is_none)
-        {
+        // The newest version the component exports a phase of.
+        let Some((version, [on_request, on_response, on_request_body, on_response_body])) =
+            Version::ALL
+                .into_iter()
+                .map(|v| (v, v.phases().map(func)))
+                .find(|(_, found)| found.iter().any(Option::is_some))
+        else {
             return Err(IsolateError::NoPhase {
                 path: path.to_path_buf(),
             });
-        }
+        };
         let limits = Limits::new(
             &runtime.slots,
             &runtime.settings,
@@ -255,6 +302,7 @@ impl LoadedFilter {
             runtime: runtime.clone(),
             name: name.into(),
             pre,
+            version,
             on_request,
             on_response,
             on_request_body,
@@ -421,10 +469,20 @@ impl LoadedFilter {
             }
         }
         let mut all = || -> wasmtime::Result<()> {
-            check::<OnRequestParams<'_>, OnRequestResults>(ready, self.on_request)?;
-            check::<OnResponseParams<'_>, OnResponseResults>(ready, self.on_response)?;
-            check::<OnRequestBodyParams<'_>, BodyResults>(ready, self.on_request_body)?;
-            check::<OnResponseBodyParams<'_>, BodyResults>(ready, self.on_response_body)
+            match self.version {
+                Version::V0_1 => {
+                    check::<OnRequestParams<'_>, OnRequestResults>(ready, self.on_request)?;
+                    check::<OnResponseParams<'_>, OnResponseResults>(ready, self.on_response)?;
+                    check::<OnRequestBodyParams<'_>, BodyResults>(ready, self.on_request_body)?;
+                    check::<OnResponseBodyParams<'_>, BodyResults>(ready, self.on_response_body)
+                }
+                Version::V0_2 => {
+                    check::<OnRequestParams2, OnRequestResults>(ready, self.on_request)?;
+                    check::<OnResponseParams2, OnResponseResults>(ready, self.on_response)?;
+                    check::<OnRequestBodyParams2<'_>, BodyResults>(ready, self.on_request_body)?;
+                    check::<OnResponseBodyParams2<'_>, BodyResults>(ready, self.on_response_body)
+                }
+            }
         };
         all().map_err(|e| IsolateError::Link {
             path: path.to_path_buf(),
@@ -479,23 +537,52 @@ impl FilterInstance {
         req: &Request<'_>,
     ) -> Option<Result<RequestDecision, IsolateError>> {
         let idx = self.filter.on_request?;
-        let (action,) = match self.call::<OnRequestParams<'_>, OnRequestResults>(idx, (req,)) {
+        let called = match self.filter.version {
+            Version::V0_2 => {
+                self.call::<OnRequestParams2, OnRequestResults>(idx, (heads().0,), req, None)
+            }
+            Version::V0_1 => {
+                let headers = HeaderList::new(req.headers);
+                let record = RequestRecord::new(req, headers.as_slice());
+                self.call::<OnRequestParams<'_>, OnRequestResults>(idx, (&record,), req, None)
+            }
+        };
+        let (action,) = match called {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
         Some(action.validate().map_err(|r| self.filter.invalid(r)))
     }
 
-    /// Run `on-response`; `None` when the filter does not export it.
+    /// Run `on-response` on the response head `status` and `headers`; `None` when the filter
+    /// does not export it.
     pub fn on_response(
         &mut self,
         req: &Request<'_>,
         status: u16,
-        headers: &[(&str, &[u8])],
+        headers: Headers<'_>,
     ) -> Option<Result<Edits, IsolateError>> {
         let idx = self.filter.on_response?;
-        let head = ResponseHeadView { status, headers };
-        let called = self.call::<OnResponseParams<'_>, OnResponseResults>(idx, (req, head));
+        let resp = Some((status, &headers));
+        let called = match self.filter.version {
+            Version::V0_2 => {
+                self.call::<OnResponseParams2, OnResponseResults>(idx, heads(), req, resp)
+            }
+            Version::V0_1 => {
+                let (list, resp_list) = (HeaderList::new(req.headers), HeaderList::new(headers));
+                let record = RequestRecord::new(req, list.as_slice());
+                let head = ResponseHeadView {
+                    status,
+                    headers: resp_list.as_slice(),
+                };
+                self.call::<OnResponseParams<'_>, OnResponseResults>(
+                    idx,
+                    (&record, head),
+                    req,
+                    resp,
+                )
+            }
+        };
         let (edits,) = match called {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
@@ -511,7 +598,16 @@ impl FilterInstance {
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_request_body?;
-        Some(self.call_body::<OnRequestBodyParams<'_>>(idx, (req, body)))
+        Some(match self.filter.version {
+            Version::V0_2 => {
+                self.call_body::<OnRequestBodyParams2<'_>>(idx, (heads().0, body), req, None)
+            }
+            Version::V0_1 => {
+                let headers = HeaderList::new(req.headers);
+                let record = RequestRecord::new(req, headers.as_slice());
+                self.call_body::<OnRequestBodyParams<'_>>(idx, (&record, body), req, None)
+            }
+        })
     }
 
     /// Run `on-response-body` on the whole response body; like `on_request_body`.
@@ -519,31 +615,54 @@ impl FilterInstance {
         &mut self,
         req: &Request<'_>,
         status: u16,
-        headers: &[(&str, &[u8])],
+        headers: Headers<'_>,
         body: &[u8],
     ) -> Option<Result<Option<Vec<u8>>, IsolateError>> {
         let idx = self.filter.on_response_body?;
-        let head = ResponseHeadView { status, headers };
-        Some(self.call_body::<OnResponseBodyParams<'_>>(idx, (req, head, body)))
+        let resp = Some((status, &headers));
+        Some(match self.filter.version {
+            Version::V0_2 => {
+                let (r, h) = heads();
+                self.call_body::<OnResponseBodyParams2<'_>>(idx, (r, h, body), req, resp)
+            }
+            Version::V0_1 => {
+                let (list, resp_list) = (HeaderList::new(req.headers), HeaderList::new(headers));
+                let record = RequestRecord::new(req, list.as_slice());
+                let head = ResponseHeadView {
+                    status,
+                    headers: resp_list.as_slice(),
+                };
+                self.call_body::<OnResponseBodyParams<'_>>(idx, (&record, head, body), req, resp)
+            }
+        })
     }
 
     fn call_body<P>(
         &mut self,
         idx: ComponentExportIndex,
         params: P,
+        req: &Request<'_>,
+        resp: Option<(u16, &Headers<'_>)>,
     ) -> Result<Option<Vec<u8>>, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
     {
-        match self.call::<P, BodyResults>(idx, params)? {
+        match self.call::<P, BodyResults>(idx, params, req, resp)? {
             (BodyActionAbi::Keep,) => Ok(None),
             (BodyActionAbi::Replace(body),) => Ok(Some(body)),
         }
     }
 
-    /// Call the export `idx` under the deadline and memory limit. `P` and `R` are the phase's
-    /// types above, which `check_exports` checked the export against at load.
-    fn call<P, R>(&mut self, idx: ComponentExportIndex, params: P) -> Result<R, IsolateError>
+    /// Call the export `idx` under the deadline and memory limit, with the heads lent to the
+    /// guest for the call. `P` and `R` are the phase's types above, which `check_exports`
+    /// checked the export against at load.
+    fn call<P, R>(
+        &mut self,
+        idx: ComponentExportIndex,
+        params: P,
+        req: &Request<'_>,
+        resp: Option<(u16, &Headers<'_>)>,
+    ) -> Result<R, IsolateError>
     where
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + wasmtime::component::Lift + Send + Sync,
@@ -566,10 +685,12 @@ impl FilterInstance {
         // request's record type: a tenth of a trivial filter's call, saved on every call.)
         #[allow(unsafe_code)]
         let func = unsafe { wasmtime::component::TypedFunc::<P, R>::new_unchecked(func) };
-        let result = filter
-            .limits
-            .placement
-            .run(&filter.name, || func.call(&mut *store, params));
+        let result = lend(store, req, resp, |store| {
+            filter
+                .limits
+                .placement
+                .run(&filter.name, || func.call(&mut *store, params))
+        });
         let failed = result.is_err();
         let result = result.map_err(|e| filter.classify(store, e));
         if failed {

@@ -31,4 +31,4 @@ pub use filter::{Filter, FilterInstance, FilterSettings};
 pub use handler::{Handler, HandlerSettings, RequestBody, ResponseBody, Warmup, WarmupRequest};
 pub use host::spin::{SharedKv, SharedStore, StoreFuture};
 pub use runtime::{Allocator, GuestPriority, Observer, Runtime, RuntimeSettings};
-pub use types::{DirectResponse, Edits, ForwardEdits, Request, RequestDecision};
+pub use types::{DirectResponse, Edits, ForwardEdits, Headers, Request, RequestDecision};

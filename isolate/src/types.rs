@@ -1,22 +1,71 @@
 //! The isolate's public data types: what the proxy passes in and gets back, validated.
 
-use http::{HeaderName, HeaderValue, StatusCode};
-use wasmtime::component::{ComponentType, Lower};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-/// A request as a filter sees it; borrowed from the proxy's own request and lowered into the
-/// guest as the WIT `request` record without an intermediate copy.
-#[derive(ComponentType, Lower)]
-#[component(record)]
+/// A request as a filter sees it, borrowed from the proxy's own request for one call. A
+/// filter of interface 0.2 reads it through methods (only what it asks for crosses into the
+/// guest); one of 0.1 gets all of it lowered into its memory as the WIT `request` record.
+#[derive(Clone, Copy)]
 pub struct Request<'a> {
     pub method: &'a str,
     pub scheme: &'a str,
     pub authority: &'a str,
     pub path: &'a str,
     pub query: &'a str,
-    pub headers: &'a [(&'a str, &'a [u8])],
-    #[component(name = "client-addr")]
+    pub headers: Headers<'a>,
     pub client_addr: &'a str,
     pub route: &'a str,
+}
+
+/// Headers as the host holds them: the proxy's map, or a list (tests, benchmarks).
+#[derive(Clone, Copy)]
+pub enum Headers<'a> {
+    Map(&'a HeaderMap),
+    List(&'a [(&'a str, &'a [u8])]),
+}
+
+impl<'a> From<&'a HeaderMap> for Headers<'a> {
+    fn from(map: &'a HeaderMap) -> Self {
+        Headers::Map(map)
+    }
+}
+
+impl<'a> From<&'a [(&'a str, &'a [u8])]> for Headers<'a> {
+    fn from(list: &'a [(&'a str, &'a [u8])]) -> Self {
+        Headers::List(list)
+    }
+}
+
+impl<'a> Headers<'a> {
+    /// Every `(name, value)` pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let (map, list) = match *self {
+            Headers::Map(m) => (Some(m), None),
+            Headers::List(l) => (None, Some(l)),
+        };
+        let from_map = map
+            .into_iter()
+            .flat_map(|m| m.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        from_map.chain(list.into_iter().flat_map(|l| l.iter().copied()))
+    }
+
+    /// Every value of `name` (matched without regard to case), in order.
+    pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        let (map, list) = match *self {
+            Headers::Map(m) => (Some(m), None),
+            Headers::List(l) => (None, Some(l)),
+        };
+        // `HeaderMap` takes a name in any case (it lowers it to look it up).
+        let from_map = map
+            .into_iter()
+            .flat_map(move |m| m.get_all(name).iter().map(HeaderValue::as_bytes));
+        let from_list = list.into_iter().flat_map(move |l| {
+            l.iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        });
+        from_map.chain(from_list)
+    }
 }
 
 /// Header edits, applied in the order remove, set, add.

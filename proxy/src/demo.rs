@@ -10,7 +10,7 @@ use pingora::protocols::http::ServerSession;
 use std::net::SocketAddr;
 
 const CONFIG: &str = include_str!("demo.yaml");
-const FILTER_WIT: &str = include_str!("../../isolate/wit/filter.wit");
+const FILTER_WIT: &str = include_str!("../../isolate/wit/0.2/filter.wit");
 const HELLO_HANDLER: &str = include_str!("../../isolate/guests/wat/hello.wat");
 /// WASI 0.2 packages, in dependency order, for the handler's world.
 const WASI_WIT: [(&str, &str); 7] = [
@@ -41,22 +41,19 @@ world hello {
   export wasi:http/incoming-handler@0.2.12;
 }";
 
-/// The demo's filter, in WAT: `on-response` sets `x-breakwater-filter: demo` on every
-/// response (the result, a `header-edits` record, is laid out at offset 2048).
-pub(crate) const DEMO_FILTER: &str = r#"(module
+/// The demo's filter, in WAT against interface 0.2: `on-response` sets
+/// `x-breakwater-filter: demo` on every response (the result, a `header-edits` record, is
+/// laid out at offset 2048). It reads nothing of the request or the response, so nothing of
+/// them is copied into it: its parameters are two borrowed handles, which it drops (the
+/// component model requires a call to drop what it borrowed before it returns).
+const DEMO_FILTER: &str = r#"(module
+  (import "breakwater:filter/types@0.2.0" "[resource-drop]request" (func $drop_req (param i32)))
+  (import "breakwater:filter/types@0.2.0" "[resource-drop]response-head"
+    (func $drop_resp (param i32)))
   (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 8192))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-                           (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $heap (i32.add (local.get $p) (local.get 3)))
-    (block $ok
-      (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
-      (drop (memory.grow (i32.add (i32.const 1) (i32.shr_u
-        (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
-    (local.get $p))
-  (func (export "breakwater:filter/on-response@0.1.0#handle") (param i32) (result i32)
+  (func (export "breakwater:filter/on-response@0.2.0#handle") (param i32 i32) (result i32)
+    (call $drop_req (local.get 0))
+    (call $drop_resp (local.get 1))
     (memory.fill (i32.const 2048) (i32.const 0) (i32.const 24))
     (i32.store (i32.const 2048) (i32.const 2100)) (i32.store (i32.const 2052) (i32.const 1))
     (i32.store (i32.const 2100) (i32.const 2200)) (i32.store (i32.const 2104) (i32.const 19))
@@ -120,7 +117,7 @@ pub fn write_components(
 }
 
 /// Build the demo filter component from its WAT, as `wasm-tools component new` would.
-fn demo_filter() -> Result<Vec<u8>, String> {
+pub(crate) fn demo_filter() -> Result<Vec<u8>, String> {
     let mut resolve = wit_parser::Resolve::default();
     let pkg = resolve
         .push_str("filter.wit", FILTER_WIT)

@@ -15,6 +15,89 @@ pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
     encode(core_wat, &resolve, pkg, world)
 }
 
+/// Build a component for `world` of the filter interface 0.2 (`isolate/wit/0.2`).
+pub fn component_v2(world: &str, core_wat: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit/0.2"))
+        .unwrap();
+    encode(core_wat, &resolve, pkg, world)
+}
+
+/// A module of interface 0.2: memory, a bump allocator for the host's copies, some of the
+/// heads' methods (`$path`, `$header`, `$headers`, `$status`, `$resp_header`, each with the
+/// canonical ABI's flat signature: the handle, a name's pointer and length, a return area),
+/// the drops of the borrowed handles (`$drop_req`, `$drop_resp`: the component model traps a
+/// call that returns with a borrowed handle not dropped; bindings generators emit the drops)
+/// and `extra`.
+pub fn module_v2(extra: &str) -> String {
+    const TYPES: &str = "breakwater:filter/types@0.2.0";
+    format!(
+        r#"(module
+  (import "{TYPES}" "[method]request.path" (func $path (param i32 i32)))
+  (import "{TYPES}" "[method]request.header" (func $header (param i32 i32 i32 i32)))
+  (import "{TYPES}" "[method]request.headers" (func $headers (param i32 i32)))
+  (import "{TYPES}" "[method]response-head.status" (func $status (param i32) (result i32)))
+  (import "{TYPES}" "[method]response-head.header" (func $resp_header (param i32 i32 i32 i32)))
+  (import "{TYPES}" "[resource-drop]request" (func $drop_req (param i32)))
+  (import "{TYPES}" "[resource-drop]response-head" (func $drop_resp (param i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 65536))
+  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+    (local $p i32)
+    (local.set $p (i32.and
+      (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+      (i32.sub (i32.const 0) (local.get 2))))
+    (global.set $heap (i32.add (local.get $p) (local.get 3)))
+    (local.get $p))
+  {extra}
+)"#
+    )
+}
+
+/// A 0.2 filter that reads what it needs through the heads' methods. `on-request`: with a
+/// header `X-Probe` (asked for in that case), answers 200 with its value as the body;
+/// without, answers `400 + the number of request headers`. `on-response`: sets
+/// `x-origin-server` to the response's `server` and `x-path` to the request's path, when the
+/// status is 200.
+pub fn prober() -> Vec<u8> {
+    let extra = r#"
+  (func (export "breakwater:filter/on-request@0.2.0#handle") (param $req i32) (result i32)
+    (call $header (local.get $req) (i32.const 3100) (i32.const 7) (i32.const 3000))
+    (memory.fill (i32.const 2048) (i32.const 0) (i32.const 32))
+    (i32.store8 (i32.const 2048) (i32.const 1))
+    (if (i32.load8_u (i32.const 3000))
+      (then
+        (i32.store16 (i32.const 2052) (i32.const 200))
+        (i32.store (i32.const 2064) (i32.load (i32.const 3004)))
+        (i32.store (i32.const 2068) (i32.load (i32.const 3008))))
+      (else
+        (call $headers (local.get $req) (i32.const 3040))
+        (i32.store16 (i32.const 2052) (i32.add (i32.const 400) (i32.load (i32.const 3044))))))
+    (call $drop_req (local.get $req))
+    (i32.const 2048))
+  (func (export "breakwater:filter/on-response@0.2.0#handle") (param $req i32) (param $resp i32) (result i32)
+    (memory.fill (i32.const 4000) (i32.const 0) (i32.const 24))
+    (if (i32.eq (call $status (local.get $resp)) (i32.const 200))
+      (then
+        (memory.fill (i32.const 3000) (i32.const 0) (i32.const 12))
+        (call $resp_header (local.get $resp) (i32.const 3200) (i32.const 6) (i32.const 3000))
+        (call $path (local.get $req) (i32.const 3020))
+        (i32.store (i32.const 4000) (i32.const 4100)) (i32.store (i32.const 4004) (i32.const 2))
+        (i32.store (i32.const 4100) (i32.const 3300)) (i32.store (i32.const 4104) (i32.const 15))
+        (i32.store (i32.const 4108) (i32.load (i32.const 3004)))
+        (i32.store (i32.const 4112) (i32.load (i32.const 3008)))
+        (i32.store (i32.const 4116) (i32.const 3400)) (i32.store (i32.const 4120) (i32.const 6))
+        (i32.store (i32.const 4124) (i32.load (i32.const 3020)))
+        (i32.store (i32.const 4128) (i32.load (i32.const 3024)))))
+    (call $drop_req (local.get $req))
+    (call $drop_resp (local.get $resp))
+    (i32.const 4000))
+  (data (i32.const 3100) "X-Probe") (data (i32.const 3200) "server")
+  (data (i32.const 3300) "x-origin-server") (data (i32.const 3400) "x-path")"#;
+    component_v2("filter", &module_v2(extra))
+}
+
 /// Embed `world`'s metadata in the core module and make it a component, as
 /// `wasm-tools component new` does.
 fn encode(
@@ -173,7 +256,7 @@ pub fn request<'a>(headers: &'a [(&'a str, &'a [u8])]) -> breakwater_isolate::Re
         authority: "example.com",
         path: "/p",
         query: "a=1",
-        headers,
+        headers: headers.into(),
         client_addr: "127.0.0.1",
         route: "r",
     }

@@ -5,6 +5,7 @@
 use super::FilterSettings;
 use crate::error::IsolateError;
 use crate::host::filter_api::{FilterApi, FilterApiView};
+use crate::host::heads::{HeadsView, Lent};
 use crate::limits::MemoryLimit;
 use crate::runtime::Runtime;
 use crate::store::{HostData, Limits};
@@ -24,6 +25,8 @@ pub(crate) struct FilterState {
     /// would be a good part of an instance's cost.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
+    /// The heads a 0.2 filter's call reads (empty between calls).
+    lent: Lent,
 }
 
 impl FilterState {
@@ -33,6 +36,7 @@ impl FilterState {
             limit,
             wasi: None,
             table: ResourceTable::new(),
+            lent: Lent::default(),
         }
     }
 }
@@ -49,6 +53,15 @@ impl FilterApiView for FilterState {
     }
 }
 
+impl HeadsView for FilterState {
+    fn lent(&self) -> &Lent {
+        &self.lent
+    }
+    fn lent_mut(&mut self) -> &mut Lent {
+        &mut self.lent
+    }
+}
+
 impl WasiView for FilterState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
@@ -60,8 +73,8 @@ impl WasiView for FilterState {
     }
 }
 
-/// The imports a filter may have: WASI with nothing behind it, log and config. Only what is
-/// granted is linked.
+/// The imports a filter may have: WASI with nothing behind it, log and config, and (0.2) the
+/// heads' methods. Only what is granted is linked.
 pub(crate) fn linker(
     engine: &wasmtime::Engine,
     path: &Path,
@@ -73,6 +86,7 @@ pub(crate) fn linker(
     };
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(link_err)?;
     crate::host::filter_api::add_to_linker(&mut linker).map_err(link_err)?;
+    crate::host::heads::add_to_linker(&mut linker).map_err(link_err)?;
     Ok(linker)
 }
 

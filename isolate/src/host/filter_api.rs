@@ -7,8 +7,13 @@ use std::sync::Arc;
 use wasmtime::component::Linker;
 use wasmtime::StoreContextMut;
 
-const LOG: &str = "breakwater:filter/log@0.1.0";
-const CONFIG: &str = "breakwater:filter/config@0.1.0";
+/// The interfaces of both versions of the filter package (0.1 and 0.2 have the same `log`
+/// and `config`).
+const LOG: [&str; 2] = ["breakwater:filter/log@0.1.0", "breakwater:filter/log@0.2.0"];
+const CONFIG: [&str; 2] = [
+    "breakwater:filter/config@0.1.0",
+    "breakwater:filter/config@0.2.0",
+];
 
 /// What `log` and `config` read: the filter's name and its config map.
 #[derive(Clone)]
@@ -23,24 +28,26 @@ pub(crate) trait FilterApiView: Send + 'static {
 }
 
 pub(crate) fn add_to_linker<T: FilterApiView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker.instance(LOG)?.func_wrap(
-        "log",
-        |store: StoreContextMut<'_, T>, (level, msg): (Level, String)| {
-            let filter = &*store.data().filter_api().filter;
-            match level {
-                Level::Debug => tracing::debug!(filter, "{msg}"),
-                Level::Info => tracing::info!(filter, "{msg}"),
-                Level::Warn => tracing::warn!(filter, "{msg}"),
-                Level::Error => tracing::error!(filter, "{msg}"),
-            }
-            Ok(())
-        },
-    )?;
-    linker.instance(CONFIG)?.func_wrap(
-        "get",
-        |store: StoreContextMut<'_, T>, (key,): (String,)| {
-            Ok((store.data().filter_api().config.get(&key).cloned(),))
-        },
-    )?;
+    for (log, config) in LOG.into_iter().zip(CONFIG) {
+        linker.instance(log)?.func_wrap(
+            "log",
+            |store: StoreContextMut<'_, T>, (level, msg): (Level, String)| {
+                let filter = &*store.data().filter_api().filter;
+                match level {
+                    Level::Debug => tracing::debug!(filter, "{msg}"),
+                    Level::Info => tracing::info!(filter, "{msg}"),
+                    Level::Warn => tracing::warn!(filter, "{msg}"),
+                    Level::Error => tracing::error!(filter, "{msg}"),
+                }
+                Ok(())
+            },
+        )?;
+        linker.instance(config)?.func_wrap(
+            "get",
+            |store: StoreContextMut<'_, T>, (key,): (String,)| {
+                Ok((store.data().filter_api().config.get(&key).cloned(),))
+            },
+        )?;
+    }
     Ok(())
 }

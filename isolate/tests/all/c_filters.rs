@@ -4,7 +4,9 @@
 
 use breakwater_tests::wasm as support;
 
-use breakwater_isolate::{Filter, FilterSettings, RequestDecision, Runtime, RuntimeSettings};
+use breakwater_isolate::{
+    Filter, FilterSettings, Headers, RequestDecision, Runtime, RuntimeSettings,
+};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use support::{guest, request};
@@ -201,7 +203,11 @@ fn header_rewrite_edits_both_directions() {
         other => panic!("{other:?}"),
     }
     let edits = s
-        .on_response(&request(headers), 200, &[("server", b"nginx")])
+        .on_response(
+            &request(headers),
+            200,
+            Headers::List(&[("server", b"nginx")]),
+        )
         .unwrap()
         .unwrap();
     assert_eq!(edits.set[0].0, "x-frame-options");

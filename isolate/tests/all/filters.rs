@@ -3,7 +3,7 @@
 
 use breakwater_tests::wasm as support;
 
-use breakwater_isolate::{FilterSettings, IsolateError, RequestDecision};
+use breakwater_isolate::{FilterSettings, Headers, IsolateError, RequestDecision};
 use std::collections::HashMap;
 use std::time::Duration;
 use support::*;
@@ -107,7 +107,7 @@ fn state_carries_from_request_to_response_of_the_same_request() {
         RequestDecision::Continue(Default::default())
     );
     let edits = s
-        .on_response(&r, 200, &[("server", b"x")])
+        .on_response(&r, 200, Headers::List(&[("server", b"x")]))
         .unwrap()
         .unwrap();
     assert_eq!(edits.set.len(), 1);
@@ -115,7 +115,7 @@ fn state_carries_from_request_to_response_of_the_same_request() {
     assert_eq!(edits.set[0].1.as_bytes(), b"2", "len(\"/p\") carried over");
     // A new request does not see it.
     let mut s = f.instance().unwrap();
-    let edits = s.on_response(&r, 200, &[]).unwrap().unwrap();
+    let edits = s.on_response(&r, 200, Headers::List(&[])).unwrap().unwrap();
     assert_eq!(edits.set[0].1.as_bytes(), b"0");
 }
 
@@ -489,7 +489,7 @@ fn body_phases_see_whole_bodies_and_may_replace_them() {
     assert_eq!(body.as_deref(), Some(&b"HELLO, BODY"[..]));
     let headers: &[(&str, &[u8])] = &[("content-type", b"text/plain")];
     let body = s
-        .on_response_body(&request(&[]), 200, headers, b"from the origin")
+        .on_response_body(&request(&[]), 200, headers.into(), b"from the origin")
         .unwrap()
         .unwrap();
     assert_eq!(body.as_deref(), Some(&b"FROM THE ORIGIN"[..]));
@@ -672,7 +672,10 @@ fn a_filter_instance_that_failed_is_never_reset() {
     assert!(resets > 0, "no instance was reset in place");
     for _ in 0..5 {
         let mut s = answer(&f);
-        let err = s.on_response(&request(&[]), 200, &[]).unwrap().unwrap_err();
+        let err = s
+            .on_response(&request(&[]), 200, Headers::List(&[]))
+            .unwrap()
+            .unwrap_err();
         assert_eq!(err.kind(), "trap", "{err}");
     }
     assert_eq!(f.resets(), resets, "an instance that trapped was reset");

@@ -7,8 +7,8 @@ use breakwater_tests::wasm as support;
 use support::guest;
 
 use breakwater_isolate::{
-    FilterSettings, HandlerSettings, RequestBody, RequestDecision, Runtime, RuntimeSettings,
-    Warmup, WarmupRequest,
+    FilterSettings, HandlerSettings, Headers, RequestBody, RequestDecision, Runtime,
+    RuntimeSettings, Warmup, WarmupRequest,
 };
 use bytes::Bytes;
 use std::sync::Arc;
@@ -171,7 +171,7 @@ fn python_filter_answers_or_edits() {
         other => panic!("expected continue, got {other:?}"),
     }
     let edits = s
-        .on_response(&support::request(headers), 200, &[])
+        .on_response(&support::request(headers), 200, Headers::List(&[]))
         .unwrap()
         .unwrap();
     assert_eq!(edits.set[0].0, "x-python-filter");

@@ -6,3 +6,4 @@ mod c_filters;
 mod filters;
 mod guests;
 mod handlers;
+mod heads;

@@ -112,7 +112,7 @@ impl Held {
 }
 
 /// A response's status and headers, owned.
-type ResponseHead = (u16, Vec<(String, Vec<u8>)>);
+type ResponseHead = (u16, http::HeaderMap);
 
 /// A body being collected for the body phases, up to the smallest limit of their filters.
 struct BodyBuffer {
@@ -265,11 +265,7 @@ impl FilterChain {
         }
         self.response_body = self.body_buffer(plan, Direction::Response);
         if self.response_body.is_some() {
-            let headers = resp
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec()));
-            self.response_head = Some((status, headers.collect()));
+            self.response_head = Some((status, resp.headers.clone()));
         }
         self.response_body.is_some()
     }
@@ -347,10 +343,6 @@ impl FilterChain {
         let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
             return Ok(());
         };
-        let headers: Vec<(&str, &[u8])> = head
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
         for (i, held) in self.ran.iter_mut().rev() {
             let planned = &plan.filters[*i];
             if !planned.filter.has_on_response_body() {
@@ -361,7 +353,7 @@ impl FilterChain {
                 continue;
             };
             let result = request
-                .with_view(|view| instance.on_response_body(view, *status, &headers, &whole));
+                .with_view(|view| instance.on_response_body(view, *status, head.into(), &whole));
             whole = body_result(
                 plan,
                 planned,
@@ -448,14 +440,9 @@ impl FilterChain {
             let Some(instance) = held.live(planned, &plan.route)? else {
                 continue;
             };
-            let headers: Vec<(&str, &[u8])> = resp
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_bytes()))
-                .collect();
             let status = resp.status.as_u16();
-            let result = request.with_view(|view| instance.on_response(view, status, &headers));
-            drop(headers);
+            let headers = (&resp.headers).into();
+            let result = request.with_view(|view| instance.on_response(view, status, headers));
             if !planned.filter.has_on_response_body() {
                 // Its last phase: the slot is free again before the body goes out.
                 *held = Held::Done;

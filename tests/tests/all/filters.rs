@@ -106,6 +106,7 @@ components:
   switcher: {{ path: switcher.wasm }}
   narrow: {{ path: spanning.wasm, max_concurrency: 20, prewarm: 2 }}
   passing: {{ path: continue.wasm, max_concurrency: 5 }}
+  prober: {{ path: prober.wasm }}
 routes:
   - {{ match: {{ path_prefix: /edit }}, pool: a, filters: [editor] }}
   - {{ match: {{ path_prefix: /blocked }}, pool: a, filters: [blocker] }}
@@ -118,6 +119,7 @@ routes:
   - {{ match: {{ path_prefix: /narrow }}, pool: b, filters: [narrow] }}
   - {{ match: {{ path_prefix: /passing }}, pool: b, filters: [passing] }}
   - {{ match: {{ path_prefix: /local }}, respond: {{ body: local }}, filters: [editor] }}
+  - {{ match: {{ path_prefix: /probe }}, pool: a, filters: [prober] }}
   - {{ pool: a }}
 "#,
         a = a.addr,
@@ -145,6 +147,7 @@ async fn setup(b_handler: Option<support::origin::Handler>) -> Setup {
     write(dir.path(), "continue", &simple(CONTINUE));
     // `on-request` and `on-response`: a request holds its instance while the origin answers.
     write(dir.path(), "spanning", &editor(1));
+    write(dir.path(), "prober", &wasm::prober());
     let node = Node::start_in(dir, &config(&a, &b), &[]);
     Setup { node, a, b }
 }
@@ -173,6 +176,26 @@ async fn edits_and_short_circuits(client: Client) {
     // Local answers go through on-response too.
     let r = client.get(web, "example.com", "/local").await;
     assert_eq!((r.status, r.header("x-version")), (200, Some("1")));
+
+    // Interface 0.2: the filter reads the one header it asks for, in another case than the
+    // client wrote it, and answers with its value; its on-response reads the response's status
+    // and the request's path.
+    let req = http::Request::get(format!("http://{web}/probe/one"))
+        .header("host", "example.com")
+        .header("x-probe", "from the client")
+        .body(Default::default())
+        .unwrap();
+    let r = client.send(req).await.unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "from the client"));
+    assert_eq!(r.header("x-path"), Some("/probe/one"));
+    let r = client.get(web, "example.com", "/probe/none").await;
+    assert!(
+        (400..420).contains(&r.status),
+        "400 + its header count: {}",
+        r.status
+    );
+    assert_eq!(r.header("x-path"), None, "on-response edits only 200s");
+    assert_eq!(s.a.hits(), 1, "the prober answered both itself");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -49,11 +49,6 @@ impl FilterRequest {
     }
 
     pub(super) fn with_view<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
-        let headers: Vec<(&str, &[u8])> = self
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes()))
-            .collect();
         let client_addr = self.client_addr.as_ref().and_then(|a| a.to_str().ok());
         f(&Request {
             method: self.method.as_str(),
@@ -61,7 +56,7 @@ impl FilterRequest {
             authority: &self.authority,
             path: self.uri.path(),
             query: self.uri.query().unwrap_or(""),
-            headers: &headers,
+            headers: (&self.headers).into(),
             client_addr: client_addr.unwrap_or(""),
             route: &self.route,
         })

@@ -44,7 +44,10 @@ impl Fixture {
     }
 
     fn filter(&self, name: &str, world: &str, wat: &str, policy: FailurePolicy) -> PlannedFilter {
-        let bytes = wasm::component(world, wat);
+        self.filter_bytes(name, wasm::component(world, wat), policy)
+    }
+
+    fn filter_bytes(&self, name: &str, bytes: Vec<u8>, policy: FailurePolicy) -> PlannedFilter {
         let path = std::path::PathBuf::from(format!("{name}.wasm"));
         let settings = FilterSettings::default();
         let filter = self
@@ -87,9 +90,9 @@ fn client() -> Client {
 #[test]
 fn response_filters_edit_every_response() {
     let f = Fixture::new();
-    let demo = crate::demo::DEMO_FILTER;
+    let demo = crate::demo::demo_filter().unwrap();
     let closed = FailurePolicy::FailClosed;
-    let plan = f.plan(vec![f.filter("demo", "response-filter", demo, closed)]);
+    let plan = f.plan(vec![f.filter_bytes("demo", demo, closed)]);
     let mut chain = FilterChain::default();
     let outcome = chain.on_request(&plan, &mut request(), &client()).unwrap();
     assert!(
@@ -129,9 +132,9 @@ fn a_failing_filter_follows_its_policy() {
         (FailurePolicy::FailClosed, true),
         (FailurePolicy::FailOpen, false),
     ] {
-        let demo = crate::demo::DEMO_FILTER;
+        let demo = crate::demo::demo_filter().unwrap();
         let plan = f.plan(vec![
-            f.filter("demo", "response-filter", demo, policy),
+            f.filter_bytes("demo", demo, policy),
             f.filter("trap", "request-filter", &trap, policy),
         ]);
         let mut chain = FilterChain::default();
