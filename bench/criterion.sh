@@ -6,6 +6,8 @@
 #   BEFORE_BIN=PATH bench/criterion.sh   # also a prebuilt bench binary of another revision
 #                                        # (target/release/deps/isolate-*), rounds alternating
 #   ROUNDS=N (default 1; 2 with BEFORE_BIN)
+#   BEFORE_GUESTS=DIR    the guest components the "before" binary runs (default: the same as
+#                        this tree's), e.g. a guest built from another revision's source
 #
 # Writes bench/results/criterion-DATE/output.txt (criterion's output, each round headed by
 # the binary it ran) and summary.md (each benchmark's estimate per binary and round).
@@ -32,6 +34,7 @@ rounds="${ROUNDS:-$([ -n "${BEFORE_BIN:-}" ] && echo 2 || echo 1)}"
 {
   echo "$(date -u +%Y-%m-%dT%H:%MZ), $rev: taskset -c 1 isolate --bench --warm-up-time 1 --measurement-time 3 '$filter'"
   echo "binaries: ${bins[*]}"
+  echo "guests: this $guests, before ${BEFORE_GUESTS:-$guests}"
 } > "$out/output.txt"
 for r in $(seq 1 "$rounds"); do
   # Alternate which binary goes first, so that drift of the machine spreads over both.
@@ -39,7 +42,9 @@ for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) -eq 0 ] && [ "${#bins[@]}" -gt 1 ]; then order=("${bins[1]}" "${bins[0]}"); fi
   for b in "${order[@]}"; do
     echo "=== round $r, ${b%%:*} (${b#*:})" >> "$out/output.txt"
-    BREAKWATER_GUESTS="$guests" taskset -c 1 "${b#*:}" --bench --warm-up-time 1 \
+    dir="$guests"
+    if [ "${b%%:*}" = before ] && [ -n "${BEFORE_GUESTS:-}" ]; then dir="$BEFORE_GUESTS"; fi
+    BREAKWATER_GUESTS="$dir" taskset -c 1 "${b#*:}" --bench --warm-up-time 1 \
       --measurement-time 3 "$filter" >> "$out/output.txt" 2>&1 \
       || echo "=== exit status $? (the summary has what it measured before)" >> "$out/output.txt"
   done
@@ -57,7 +62,7 @@ for l in lines:
         scale = {"ns": 0.001, "µs": 1, "ms": 1000}[m.group(4)]
         rows.append((rnd, binary, name, float(m.group(3)) * scale, m.group(1), m.group(5), m.group(6)))
 print("# Criterion: per-request cost of filter calls\n")
-print("\n".join(lines[:2]) + "\n")
+print("\n".join(lines[:3]) + "\n")
 binaries = list(dict.fromkeys(r[1] for r in rows))
 names = list(dict.fromkeys(r[2] for r in rows))
 print("Median over rounds of criterion's estimate, µs per request:\n")

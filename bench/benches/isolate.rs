@@ -13,6 +13,16 @@ fn trivial() -> Vec<u8> {
     component("request-filter", &module(&on_request(CONTINUE)))
 }
 
+/// The same filter against interface 0.2: it reads nothing of the request, so nothing of it is
+/// lowered; it drops its borrowed handle and continues.
+fn trivial_v2() -> Vec<u8> {
+    let handle = format!(
+        r#"(func (export "breakwater:filter/on-request@0.2.0#handle") (param $req i32) (result i32)
+             (call $drop_req (local.get $req)) {CONTINUE})"#
+    );
+    component_v2("request-filter", &module_v2(&handle))
+}
+
 /// Reads nothing, sets one header: the realistic small filter.
 fn headers_12() -> Vec<(String, Vec<u8>)> {
     (0..12)
@@ -58,11 +68,25 @@ fn bench(c: &mut Criterion) {
         }
     }
     let rt = Runtime::new(RuntimeSettings::default()).unwrap();
+    let v2 = load(&rt, "trivial-0.2", &trivial_v2(), FilterSettings::default());
+    for (hname, hs) in [("0-headers", &[][..]), ("12-headers", &headers[..])] {
+        group.bench_function(BenchmarkId::new("pooling-0.2", hname), |b| {
+            b.iter(|| {
+                let mut s = v2.instance().unwrap();
+                s.on_request(&request(hs)).unwrap().unwrap()
+            })
+        });
+    }
     let f = load(&rt, "trivial", &trivial(), FilterSettings::default());
     let mut reused = f.instance().unwrap();
     group.bench_function(BenchmarkId::new("reused-unsafe-floor", "12-headers"), |b| {
         b.iter(|| reused.on_request(&request(&headers)).unwrap().unwrap())
     });
+    let mut reused = v2.instance().unwrap();
+    group.bench_function(
+        BenchmarkId::new("reused-unsafe-floor-0.2", "12-headers"),
+        |b| b.iter(|| reused.on_request(&request(&headers)).unwrap().unwrap()),
+    );
     group.finish();
 }
 

@@ -95,10 +95,10 @@ tool="${CARGO_TARGET_DIR:-$root/target}/debug/guest-tool"
 case "$tool" in /*) ;; *) tool="$root/$tool" ;; esac
 
 # build_c OUT_NAME WORLD SOURCE.c [WIT_DIR ADAPTER]: a component of `world` from one C file
-# (default: a filter of isolate/wit, with the reactor adapter).
+# (default: a filter of isolate/wit (interface 0.1), with the reactor adapter).
 build_c() {
   local name="$1" world="$2" src="$3" wit="${4:-$root/isolate/wit}" adapter="${5:-reactor}"
-  local gen="$out/c-gen/$world" core="$out/c-gen/$name.core.wasm"
+  local gen="$out/c-gen/${name%.wasm}" core="$out/c-gen/$name.core.wasm"
   if stale "$out/$name" "$src" "$root/isolate/examples/c" "$wit" "$here/build.sh" "$tool"; then
     "$tool" c-bindings "$wit" "$world" "$gen"
     clang-14 --target=wasm32-wasi --sysroot=/usr -O2 -mexec-model=reactor -Wall -Werror \
@@ -108,7 +108,7 @@ build_c() {
   fi
 }
 ex="$root/isolate/examples"
-build_c c-header-rewrite.wasm filter "$ex/header-rewrite/header_rewrite.c"
+build_c c-header-rewrite.wasm filter "$ex/header-rewrite/header_rewrite.c" "$root/isolate/wit/0.2"
 build_c c-hmac-auth.wasm request-filter "$ex/hmac-auth/hmac_auth.c"
 build_c c-ab-cookie.wasm request-filter "$ex/ab-cookie/ab_cookie.c"
 build_c c-handler.wasm http-handler "$ex/c-handler/hello.c" "$here/wit" proxy

@@ -1,4 +1,5 @@
-//! Breakwater's WebAssembly runtime: filter components (`wit/filter.wit`) and `wasi:http`
+//! Breakwater's WebAssembly runtime: filter components (`wit/0.2/filter.wit`, and 0.1's
+//! `wit/filter.wit`) and `wasi:http`
 //! handler components run in pooled, pre-instantiated isolates, one fresh instance per
 //! request. Knows nothing of pingora.
 //!

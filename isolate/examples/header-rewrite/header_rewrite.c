@@ -1,5 +1,7 @@
 // header-rewrite: the nginx `proxy_set_header` / `add_header` / `more_clear_headers` of
-// Breakwater, as a filter in C (world `filter`: both phases).
+// Breakwater, as a filter in C (interface 0.2, isolate/wit/0.2, world `filter`: both phases).
+// It reads the request's path only when a prefix is to be stripped, and nothing else of the
+// request or the response: with 0.2, nothing else of them is copied into it.
 //
 // Config (all optional; lists are separated by `;`, a pair is `name=value`):
 //   request-set:     "x-edge=breakwater; x-region=eu"  set on the request sent upstream
@@ -71,7 +73,7 @@ static breakwater_filter_types_header_edits_t edits_from(const char *set_key,
   return edits;
 }
 
-void exports_breakwater_filter_on_request_handle(exports_breakwater_filter_on_request_request_t *req,
+void exports_breakwater_filter_on_request_handle(exports_breakwater_filter_on_request_borrow_request_t req,
                                                  exports_breakwater_filter_on_request_request_action_t *ret) {
   memset(ret, 0, sizeof(*ret));
   ret->tag = BREAKWATER_FILTER_TYPES_REQUEST_ACTION_CONTINUE;
@@ -79,23 +81,29 @@ void exports_breakwater_filter_on_request_handle(exports_breakwater_filter_on_re
   fwd->headers = edits_from("request-set", "request-remove");
   char *prefix = bw_config("strip-prefix");
   size_t n = prefix ? strlen(prefix) : 0;
-  if (n && req->path.len >= n && memcmp(req->path.ptr, prefix, n) == 0) {
-    const char *rest = (const char *)req->path.ptr + n;
-    size_t rest_len = req->path.len - n;
-    fwd->path = rest_len && rest[0] == '/' ? bw_some(rest, rest_len) : bw_some("/", 1);
-    if (rest_len && rest[0] != '/') {  // "/apix" is not under "/api": keep it
-      free(fwd->path.val.ptr);
-      fwd->path.is_some = false;
+  if (n) {
+    filter_string_t path;
+    breakwater_filter_types_method_request_path(req, &path);
+    if (path.len >= n && memcmp(path.ptr, prefix, n) == 0) {
+      const char *rest = (const char *)path.ptr + n;
+      size_t rest_len = path.len - n;
+      if (!rest_len) {
+        fwd->path = bw_some("/", 1);
+      } else if (rest[0] == '/') {
+        fwd->path = bw_some(rest, rest_len);
+      }  // else "/apix" is not under "/api": keep it
     }
+    filter_string_free(&path);
   }
   free(prefix);
-  exports_breakwater_filter_on_request_request_free(req);
+  // A call drops what it borrowed before it returns (the component model traps otherwise).
+  breakwater_filter_types_request_drop_borrow(req);
 }
 
-void exports_breakwater_filter_on_response_handle(exports_breakwater_filter_on_response_request_t *req,
-                                                  exports_breakwater_filter_on_response_response_head_t *resp,
+void exports_breakwater_filter_on_response_handle(exports_breakwater_filter_on_response_borrow_request_t req,
+                                                  exports_breakwater_filter_on_response_borrow_response_head_t resp,
                                                   exports_breakwater_filter_on_response_header_edits_t *ret) {
   *ret = edits_from("response-set", "response-remove");
-  exports_breakwater_filter_on_response_request_free(req);
-  exports_breakwater_filter_on_response_response_head_free(resp);
+  breakwater_filter_types_request_drop_borrow(req);
+  breakwater_filter_types_response_head_drop_borrow(resp);
 }
