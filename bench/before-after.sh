@@ -69,17 +69,19 @@ sha_a=$(git -C "$root" rev-parse --short "$rev_a"); sha_b=$(git -C "$root" rev-p
 # --- origin and nodes ---------------------------------------------------------------------
 ORIGIN=18101 A=18102 B=18103 A_ADMIN=18112 B_ADMIN=18113
 start_origin $ORIGIN
-"$work/breakwater-b" demo-components "$work/wasm"
+# Each binary's own demo components (the filter interface may differ between revisions).
+"$work/breakwater-a" demo-components "$work/wasm-a"
+"$work/breakwater-b" demo-components "$work/wasm-b"
 # A relative access-log path is relative to the config, in the scratch dir.
 self_signed_cert bench.test
 node_config() {
-  local port="$1" admin="$2" server="$3" log="$4"
+  local port="$1" admin="$2" server="$3" log="$4" wasm="$5"
   local tls; tls=$(tls_listener $((port + 20)))
-  filter_node_config "$port" "$admin" $ORIGIN \
+  filter_node_config "$port" "$admin" $ORIGIN "$wasm" \
     | sed "s|^server: { threads: 1 }|server: { threads: 1${server:+, $server} }|; s|^access_log: .*|access_log: ${log:-{ format: off \}}|; s|^listeners: \[\(.*\)\]$|listeners: [\1, $tls]|"
 }
-node_config $A $A_ADMIN "${SERVER_A:-}" "${ACCESS_LOG_A:-}" > "$work/a.yaml"
-node_config $B $B_ADMIN "${SERVER_B:-}" "${ACCESS_LOG_B:-}" > "$work/b.yaml"
+node_config $A $A_ADMIN "${SERVER_A:-}" "${ACCESS_LOG_A:-}" "$work/wasm-a" > "$work/a.yaml"
+node_config $B $B_ADMIN "${SERVER_B:-}" "${ACCESS_LOG_B:-}" "$work/wasm-b" > "$work/b.yaml"
 env_a=(${ENV_A:-}); env_b=(${ENV_B:-})
 for n in a b; do
   if [ "$n" = a ]; then envs=("${env_a[@]}"); else envs=("${env_b[@]}"); fi

@@ -130,8 +130,10 @@ EOF
 }
 
 # A node config: listener at port $1, admin at $2, origin at $3, the demo filter (written to
-# $work/wasm by `breakwater demo-components`) once on /filter1/ and three times on /filter3/.
+# $4, default $work/wasm, by `breakwater demo-components`) once on /filter1/ and three times on
+# /filter3/.
 filter_node_config() {
+  local wasm="${4:-$work/wasm}"
   cat <<EOF
 server: { threads: 1 }
 listeners: [{ name: web, address: "127.0.0.1:$1" }]
@@ -140,10 +142,10 @@ access_log: { format: off }
 pools:
   origin: { endpoints: ["127.0.0.1:$3"] }
 components:
-  f1: { path: "$work/wasm/demo-filter.wasm" }
-  f2: { path: "$work/wasm/demo-filter.wasm" }
-  f3: { path: "$work/wasm/demo-filter.wasm" }
-  hello: { path: "$work/wasm/hello-handler.wasm", kind: handler }
+  f1: { path: "$wasm/demo-filter.wasm" }
+  f2: { path: "$wasm/demo-filter.wasm" }
+  f3: { path: "$wasm/demo-filter.wasm" }
+  hello: { path: "$wasm/hello-handler.wasm", kind: handler }
 routes:
   - { match: { path: /hello }, handler: hello }
   - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }

@@ -84,11 +84,12 @@ if [ "${TLS:-0}" = 1 ]; then
   nginx_tls="    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;"
 fi
 
-first_bin="${BINS%% *}"; "${first_bin#*=}" demo-components "$work/wasm"
 valgrind_cmd=(valgrind --tool=callgrind --callgrind-out-file="$work/NAME.cg")
 runs=()
 for entry in $BINS; do
   name="${entry%%=*}"; bin="${entry#*=}"
+  # Each binary's own demo filter (its interface may differ between revisions).
+  "$bin" demo-components "$work/wasm-$name"
   cat > "$work/$name.yaml" <<EOF
 server: { threads: 1 }
 listeners: [$listener]
@@ -98,7 +99,7 @@ wasm: { max_instances: 4 }
 pools:
   origin: { endpoints: ["127.0.0.1:$ORIGIN"] }
 components:
-  f1: { path: "$work/wasm/demo-filter.wasm", prewarm: 1 }
+  f1: { path: "$work/wasm-$name/demo-filter.wasm", prewarm: 1 }
 routes:
   - { match: { path_prefix: /filter1/ }, pool: origin, filters: [f1] }
   - { pool: origin }
