@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the guest components in isolate/guests from source with the real toolchains:
 #   py-handler.wasm  wasi:http handler in Python (componentize-py, PyPI)
-#   py-filter.wasm   Breakwater filter in Python (componentize-py)
+#   py-filter.wasm   Breakwater filter in Python (componentize-py; filter interface 0.2)
 #   js-handler.wasm  wasi:http handler in JavaScript (componentize-js, npm)
 #   spin-hello.wasm  Spin HTTP component written with the Spin Python SDK (spin-sdk, PyPI),
 #                    built unchanged as `spin build` would (WASI 0.3, spin:* imports)
@@ -59,8 +59,8 @@ if stale "$out/spin2-hello.wasm" "$root/isolate/examples/spin-python-v2" "$here/
     -w spin-http componentize app -p "$root/isolate/examples/spin-python-v2" \
     -o "$out/spin2-hello.wasm")
 fi
-if stale "$out/py-filter.wasm" "$here/python-filter" "$root/isolate/wit" "$here/build.sh"; then
-  componentize-py -d "$root/isolate/wit" -w breakwater:filter/filter@0.1.0 componentize app \
+if stale "$out/py-filter.wasm" "$here/python-filter" "$root/isolate/wit/0.2" "$here/build.sh"; then
+  componentize-py -d "$root/isolate/wit/0.2" -w breakwater:filter/filter@0.2.0 componentize app \
     -p "$here/python-filter" -o "$out/py-filter.wasm"
 fi
 

@@ -1,8 +1,11 @@
-"""A Breakwater filter in Python (componentize-py, world breakwater:filter/filter).
+"""A Breakwater filter in Python (componentize-py, world breakwater:filter/filter@0.2.0).
 
 on-request: a request without the `x-api-key` header that the `key` config entry names is
 answered 401 at the edge; others go on with `x-checked-by: python` added for the origin.
 on-response: adds `x-python-filter: yes` to the response.
+
+The request and the response head are borrowed resources (interface 0.2): the filter asks
+for the one header it checks, and nothing else of the request is copied into Python.
 """
 
 from wit_world import exports
@@ -18,13 +21,11 @@ from wit_world.imports.types import (
     ResponseHead,
 )
 
-NO_EDITS = HeaderEdits(set=[], append=[], remove=[])
-
 
 class OnRequest(exports.OnRequest):
     def handle(self, req: Request) -> RequestAction:
         key = config.get("key")
-        given = next((v for n, v in req.headers if n == "x-api-key"), None)
+        given = req.header("x-api-key")
         if key is not None and given != key.encode():
             return RequestAction_Respond(
                 Response(
