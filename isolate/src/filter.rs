@@ -34,6 +34,13 @@ enum Version {
 impl Version {
     const ALL: [Version; 2] = [Version::V0_2, Version::V0_1];
 
+    fn name(self) -> &'static str {
+        match self {
+            Version::V0_2 => "0.2",
+            Version::V0_1 => "0.1",
+        }
+    }
+
     /// The export names of the four phases, in `Phases` order.
     fn phases(self) -> [&'static str; 4] {
         match self {
@@ -280,17 +287,30 @@ impl LoadedFilter {
             let (_, inst) = component.get_export(None, iface)?;
             component.get_export_index(Some(&inst), "handle")
         };
-        // The newest version the component exports a phase of.
+        // The version the component exports phases of: one, not a mix (the host would call
+        // some phases and silently skip the others).
+        let mut exported = Version::ALL
+            .into_iter()
+            .map(|v| (v, v.phases().map(func)))
+            .filter(|(_, found)| found.iter().any(Option::is_some));
         let Some((version, [on_request, on_response, on_request_body, on_response_body])) =
-            Version::ALL
-                .into_iter()
-                .map(|v| (v, v.phases().map(func)))
-                .find(|(_, found)| found.iter().any(Option::is_some))
+            exported.next()
         else {
             return Err(IsolateError::NoPhase {
                 path: path.to_path_buf(),
             });
         };
+        if let Some((other, _)) = exported.next() {
+            return Err(IsolateError::Link {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "it exports phases of two versions of the filter interface ({} and {}): \
+                     export those of one",
+                    version.name(),
+                    other.name()
+                ),
+            });
+        }
         let limits = Limits::new(
             &runtime.slots,
             &runtime.settings,

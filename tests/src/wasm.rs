@@ -24,6 +24,17 @@ pub fn component_v2(world: &str, core_wat: &str) -> Vec<u8> {
     encode(core_wat, &resolve, pkg, world)
 }
 
+/// Build a component for `world` of the package `wit` (WIT text), which may use both
+/// versions of the filter interface.
+pub fn component_with(wit: &str, world: &str, core_wat: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit");
+    resolve.push_dir(root.join("0.2")).unwrap();
+    resolve.push_dir(&root).unwrap();
+    let pkg = resolve.push_str("world.wit", wit).unwrap();
+    encode(core_wat, &resolve, pkg, world)
+}
+
 /// A module of interface 0.2: memory, a bump allocator for the host's copies, some of the
 /// heads' methods (`$path`, `$header`, `$headers`, `$status`, `$resp_header`, each with the
 /// canonical ABI's flat signature: the handle, a name's pointer and length, a return area),

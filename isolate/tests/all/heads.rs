@@ -111,3 +111,93 @@ fn each_call_reads_the_heads_it_was_lent() {
     }
     assert!(f.resets() > 0, "no instance was reset in place");
 }
+
+/// The body phases of 0.2: the heads are lent beside the body. `on-request-body` replaces the
+/// body with itself, its first byte set to the number of request headers it read;
+/// `on-response-body` keeps the body unless the status it reads is 200, and then replaces it
+/// with its last half.
+#[test]
+fn body_phases_see_the_body_and_the_lent_heads() {
+    let extra = r#"
+  (func (export "breakwater:filter/on-request@0.2.0#handle") (param $req i32) (result i32)
+    (call $drop_req (local.get $req))
+    (memory.fill (i32.const 2048) (i32.const 0) (i32.const 96)) (i32.const 2048))
+  (func (export "breakwater:filter/on-response@0.2.0#handle") (param $req i32) (param $resp i32) (result i32)
+    (call $drop_req (local.get $req)) (call $drop_resp (local.get $resp))
+    (memory.fill (i32.const 4000) (i32.const 0) (i32.const 24)) (i32.const 4000))
+  (func (export "breakwater:filter/on-request-body@0.2.0#handle")
+        (param $req i32) (param $p i32) (param $n i32) (result i32)
+    (call $headers (local.get $req) (i32.const 3040))
+    (i32.store8 (local.get $p) (i32.add (i32.const 48) (i32.load (i32.const 3044))))
+    (call $drop_req (local.get $req))
+    (i32.store8 (i32.const 5000) (i32.const 1))
+    (i32.store (i32.const 5004) (local.get $p)) (i32.store (i32.const 5008) (local.get $n))
+    (i32.const 5000))
+  (func (export "breakwater:filter/on-response-body@0.2.0#handle")
+        (param $req i32) (param $resp i32) (param $p i32) (param $n i32) (result i32)
+    (i32.store8 (i32.const 5000) (i32.const 0))
+    (if (i32.eq (call $status (local.get $resp)) (i32.const 200))
+      (then
+        (i32.store8 (i32.const 5000) (i32.const 1))
+        (i32.store (i32.const 5004) (i32.add (local.get $p) (i32.shr_u (local.get $n) (i32.const 1))))
+        (i32.store (i32.const 5008) (i32.sub (local.get $n) (i32.shr_u (local.get $n) (i32.const 1))))))
+    (call $drop_req (local.get $req)) (call $drop_resp (local.get $resp))
+    (i32.const 5000))"#;
+    let rt = runtime();
+    let wasm = component_v2("body-filter", &module_v2(extra));
+    let f = load(&rt, "body", &wasm, FilterSettings::default());
+    assert!(f.has_on_request_body() && f.has_on_response_body());
+    let headers: &[(&str, &[u8])] = &[("a", b"1"), ("b", b"2")];
+    let mut s = f.instance().unwrap();
+    let body = s
+        .on_request_body(&request(headers), b"xbody")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"2body"[..]), "two request headers");
+    let resp: &[(&str, &[u8])] = &[("content-type", b"text/plain")];
+    let body = s
+        .on_response_body(&request(headers), 200, resp.into(), b"abcdef")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body.as_deref(), Some(&b"def"[..]));
+    let body = s
+        .on_response_body(&request(headers), 404, resp.into(), b"abcdef")
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, None, "kept: the status it read was not 200");
+}
+
+/// A component that exports phases of both versions is refused at load, by name: the host
+/// would call one version's phases and silently skip the other's.
+#[test]
+fn phases_of_two_versions_are_refused() {
+    let wit = "package test:mixed;
+world mixed {
+  export breakwater:filter/on-request@0.1.0;
+  export breakwater:filter/on-response@0.2.0;
+}";
+    let core = module_v2(&format!(
+        r#"{}
+  (func (export "breakwater:filter/on-response@0.2.0#handle") (param i32 i32) (result i32)
+    (call $drop_req (local.get 0)) (call $drop_resp (local.get 1))
+    (memory.fill (i32.const 4000) (i32.const 0) (i32.const 24)) (i32.const 4000))"#,
+        on_request(CONTINUE)
+    ));
+    let wasm = component_with(wit, "mixed", &core);
+    let rt = runtime();
+    let err = rt
+        .load_filter_bytes(
+            "mixed",
+            std::path::Path::new("mixed.wasm"),
+            &wasm,
+            FilterSettings::default(),
+        )
+        .err()
+        .expect("a mix of versions loads");
+    let text = err.to_string();
+    assert!(
+        text.contains("two versions of the filter interface (0.2 and 0.1)"),
+        "{text}"
+    );
+    assert!(text.contains("mixed.wasm"), "{text}");
+}
