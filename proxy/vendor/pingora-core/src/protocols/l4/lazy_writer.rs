@@ -84,6 +84,39 @@ impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
     }
 }
 
+impl<W: AsyncWrite + Unpin> LazyBufWriter<W> {
+    /// Write the buffered bytes and then `data` in vectored writes until the buffer is out:
+    /// `Some(n)` once the buffer and `n > 0` bytes of `data` are written, `None` when the
+    /// buffer is out (or was empty) and nothing of `data` is yet.
+    fn write_behind_buffer(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<Option<usize>>> {
+        while self.written < self.buf.len() {
+            let pending = self.buf.len() - self.written;
+            let slices = [IoSlice::new(&self.buf[self.written..]), IoSlice::new(data)];
+            match ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices)) {
+                Ok(0) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write the buffered data",
+                    )))
+                }
+                Ok(n) if n <= pending => self.written += n,
+                Ok(n) => {
+                    self.buf = Vec::new();
+                    self.written = 0;
+                    return Poll::Ready(Ok(Some(n - pending)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Poll::Ready(Ok(None))
+    }
+}
+
 impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
@@ -92,6 +125,13 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for LazyBufWriter<W> {
     ) -> Poll<io::Result<usize>> {
         let me = &mut *self;
         if data.len() > me.room() {
+            if data.len() >= me.capacity && me.inner.is_write_vectored() {
+                // What is buffered (a response head, say) and a write too large to buffer (its
+                // body) go out in one system call, where tokio's flushes and then writes.
+                if let Some(accepted) = ready!(me.write_behind_buffer(cx, data))? {
+                    return Poll::Ready(Ok(accepted));
+                }
+            }
             ready!(me.flush_buf(cx))?;
         }
         if data.len() >= me.capacity {
