@@ -45,6 +45,22 @@ impl<'a> HeaderList<'a> {
     }
 }
 
+/// Interface 0.1's records of a response phase, made for one call: `f` gets the request's
+/// and the response head's.
+pub fn with_response_records<R>(
+    req: &crate::types::Request<'_>,
+    status: u16,
+    headers: crate::types::Headers<'_>,
+    f: impl FnOnce(&RequestRecord<'_>, ResponseHeadView<'_>) -> R,
+) -> R {
+    let (list, resp_list) = (HeaderList::new(req.headers), HeaderList::new(headers));
+    let head = ResponseHeadView {
+        status,
+        headers: resp_list.as_slice(),
+    };
+    f(&RequestRecord::new(req, list.as_slice()), head)
+}
+
 impl<'a> RequestRecord<'a> {
     pub fn new(req: &crate::types::Request<'a>, headers: &'a [HeaderRef<'a>]) -> Self {
         RequestRecord {

@@ -2,7 +2,8 @@
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
 use crate::abi::{
-    BodyActionAbi, HeaderEditsAbi, HeaderList, RequestActionAbi, RequestRecord, ResponseHeadView,
+    with_response_records, BodyActionAbi, HeaderEditsAbi, HeaderList, RequestActionAbi,
+    RequestRecord, ResponseHeadView,
 };
 use crate::error::IsolateError;
 use crate::host::filter_api::FilterApi;
@@ -588,20 +589,9 @@ impl FilterInstance {
             Version::V0_2 => {
                 self.call::<OnResponseParams2, OnResponseResults>(idx, heads(), req, resp)
             }
-            Version::V0_1 => {
-                let (list, resp_list) = (HeaderList::new(req.headers), HeaderList::new(headers));
-                let record = RequestRecord::new(req, list.as_slice());
-                let head = ResponseHeadView {
-                    status,
-                    headers: resp_list.as_slice(),
-                };
-                self.call::<OnResponseParams<'_>, OnResponseResults>(
-                    idx,
-                    (&record, head),
-                    req,
-                    resp,
-                )
-            }
+            Version::V0_1 => with_response_records(req, status, headers, |record, head| {
+                self.call::<OnResponseParams<'_>, OnResponseResults>(idx, (record, head), req, resp)
+            }),
         };
         let (edits,) = match called {
             Ok(r) => r,
@@ -645,15 +635,9 @@ impl FilterInstance {
                 let (r, h) = heads();
                 self.call_body::<OnResponseBodyParams2<'_>>(idx, (r, h, body), req, resp)
             }
-            Version::V0_1 => {
-                let (list, resp_list) = (HeaderList::new(req.headers), HeaderList::new(headers));
-                let record = RequestRecord::new(req, list.as_slice());
-                let head = ResponseHeadView {
-                    status,
-                    headers: resp_list.as_slice(),
-                };
-                self.call_body::<OnResponseBodyParams<'_>>(idx, (&record, head, body), req, resp)
-            }
+            Version::V0_1 => with_response_records(req, status, headers, |record, head| {
+                self.call_body::<OnResponseBodyParams<'_>>(idx, (record, head, body), req, resp)
+            }),
         })
     }
 

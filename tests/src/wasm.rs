@@ -54,13 +54,7 @@ pub fn module_v2(extra: &str) -> String {
   (import "{TYPES}" "[resource-drop]response-head" (func $drop_resp (param i32)))
   (memory (export "memory") 4)
   (global $heap (mut i32) (i32.const 65536))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-    (local $p i32)
-    (local.set $p (i32.and
-      (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-      (i32.sub (i32.const 0) (local.get 2))))
-    (global.set $heap (i32.add (local.get $p) (local.get 3)))
-    (local.get $p))
+  {BUMP_ALLOCATOR}
   {extra}
 )"#
     )
@@ -134,16 +128,9 @@ fn encode(
         .unwrap()
 }
 
-/// Memory, a bump allocator for the host's copies, and `extra` definitions.
-pub fn module(extra: &str) -> String {
-    format!(
-        r#"(module
-  (import "breakwater:filter/config@0.1.0" "get" (func $config_get (param i32 i32 i32)))
-  (import "breakwater:filter/log@0.1.0" "log" (func $log (param i32 i32 i32)))
-  (memory (export "memory") 4)
-  (global $heap (mut i32) (i32.const 65536))
-  (global $count (mut i32) (i32.const 0))
-  (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+/// The guests' `cabi_realloc`: a bump allocator from the global `$heap`, growing the memory
+/// when it runs past its end.
+const BUMP_ALLOCATOR: &str = r#"(func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
     (local $p i32)
     (local.set $p (i32.and
       (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
@@ -153,7 +140,18 @@ pub fn module(extra: &str) -> String {
       (br_if $ok (i32.le_u (global.get $heap) (i32.mul (memory.size) (i32.const 65536))))
       (drop (memory.grow (i32.add (i32.const 1)
         (i32.shr_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16))))))
-    (local.get $p))
+    (local.get $p))"#;
+
+/// Memory, a bump allocator for the host's copies, and `extra` definitions.
+pub fn module(extra: &str) -> String {
+    format!(
+        r#"(module
+  (import "breakwater:filter/config@0.1.0" "get" (func $config_get (param i32 i32 i32)))
+  (import "breakwater:filter/log@0.1.0" "log" (func $log (param i32 i32 i32)))
+  (memory (export "memory") 4)
+  (global $heap (mut i32) (i32.const 65536))
+  (global $count (mut i32) (i32.const 0))
+  {BUMP_ALLOCATOR}
   {extra}
 )"#
     )

@@ -9,7 +9,7 @@
 
 use crate::types::{Headers, Request};
 use std::ptr::NonNull;
-use wasmtime::component::{Linker, Resource, ResourceType, WasmStr};
+use wasmtime::component::{Linker, LinkerInstance, Resource, ResourceType, WasmStr};
 use wasmtime::{Store, StoreContextMut};
 
 const TYPES: &str = "breakwater:filter/types@0.2.0";
@@ -104,48 +104,39 @@ pub(crate) fn add_to_linker<T: HeadsView>(linker: &mut Linker<T>) -> wasmtime::R
     types.func_wrap("[method]request.query", field(|r| r.query))?;
     types.func_wrap("[method]request.client-addr", field(|r| r.client_addr))?;
     types.func_wrap("[method]request.route", field(|r| r.route))?;
-    types.func_wrap(
-        "[method]request.header",
-        |cx: StoreContextMut<'_, T>, (_, name): (Resource<RequestHead>, WasmStr)| {
-            let headers = cx.data().lent().request()?.headers;
-            Ok((first(&headers, &name.to_str(&cx)?),))
-        },
-    )?;
-    types.func_wrap(
-        "[method]request.header-all",
-        |cx: StoreContextMut<'_, T>, (_, name): (Resource<RequestHead>, WasmStr)| {
-            let headers = cx.data().lent().request()?.headers;
-            Ok((all(&headers, &name.to_str(&cx)?),))
-        },
-    )?;
-    types.func_wrap(
-        "[method]request.headers",
-        |cx: StoreContextMut<'_, T>, _: Req| Ok((list(&cx.data().lent().request()?.headers),)),
-    )?;
+    header_methods::<T, RequestHead>(&mut types, "request", |l| Ok(&l.request()?.headers))?;
     type Resp = (Resource<ResponseHead>,);
     types.func_wrap(
         "[method]response-head.status",
         |cx: StoreContextMut<'_, T>, _: Resp| Ok((cx.data().lent().response()?.0,)),
     )?;
-    types.func_wrap(
-        "[method]response-head.header",
-        |cx: StoreContextMut<'_, T>, (_, name): (Resource<ResponseHead>, WasmStr)| {
-            let headers = cx.data().lent().response()?.1;
-            Ok((first(headers, &name.to_str(&cx)?),))
-        },
-    )?;
-    types.func_wrap(
-        "[method]response-head.header-all",
-        |cx: StoreContextMut<'_, T>, (_, name): (Resource<ResponseHead>, WasmStr)| {
-            let headers = cx.data().lent().response()?.1;
-            Ok((all(headers, &name.to_str(&cx)?),))
-        },
-    )?;
-    types.func_wrap(
-        "[method]response-head.headers",
-        |cx: StoreContextMut<'_, T>, _: Resp| Ok((list(cx.data().lent().response()?.1),)),
-    )?;
+    header_methods::<T, ResponseHead>(&mut types, "response-head", |l| Ok(l.response()?.1))?;
     Ok(())
+}
+
+/// The methods both heads have, reading the headers `heads` finds lent: `header`,
+/// `header-all` and `headers` of `resource`.
+fn header_methods<T: HeadsView, H: 'static>(
+    types: &mut LinkerInstance<'_, T>,
+    resource: &str,
+    heads: for<'a> fn(&'a Lent) -> wasmtime::Result<&'a Headers<'a>>,
+) -> wasmtime::Result<()> {
+    types.func_wrap(
+        &format!("[method]{resource}.header"),
+        move |cx: StoreContextMut<'_, T>, (_, name): (Resource<H>, WasmStr)| {
+            Ok((first(heads(cx.data().lent())?, &name.to_str(&cx)?),))
+        },
+    )?;
+    types.func_wrap(
+        &format!("[method]{resource}.header-all"),
+        move |cx: StoreContextMut<'_, T>, (_, name): (Resource<H>, WasmStr)| {
+            Ok((all(heads(cx.data().lent())?, &name.to_str(&cx)?),))
+        },
+    )?;
+    types.func_wrap(
+        &format!("[method]{resource}.headers"),
+        move |cx: StoreContextMut<'_, T>, _: (Resource<H>,)| Ok((list(heads(cx.data().lent())?),)),
+    )
 }
 
 fn first(headers: &Headers<'_>, name: &str) -> Option<Vec<u8>> {
