@@ -4,7 +4,8 @@
 
 use crate::types::{DirectResponse, Edits, ForwardEdits, RequestDecision};
 use http::{HeaderName, HeaderValue, StatusCode};
-use wasmtime::component::{ComponentType, Lift, Lower};
+use wasmtime::component::__internal::{CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext};
+use wasmtime::component::{ComponentType, Lift, Lower, WasmList, WasmStr};
 
 pub type HeaderRef<'a> = (&'a str, &'a [u8]);
 
@@ -83,14 +84,168 @@ pub struct ResponseHeadView<'a> {
     pub headers: &'a [HeaderRef<'a>],
 }
 
-type Headers = Vec<(String, Vec<u8>)>;
+type Headers = HeaderListAbi;
+
+/// A header list a guest returned (`list<tuple<string, list<u8>>>`), made into names and values
+/// as it is lifted, straight from the guest's memory: no `String` and `Vec` per header in
+/// between. `Err`: the first invalid header, for `validate`'s message.
+pub struct HeaderListAbi(Result<Vec<(HeaderName, HeaderValue)>, BadHeader>);
+
+/// A header a guest returned that is not valid HTTP.
+pub enum BadHeader {
+    Name(String),
+    Value(HeaderName),
+}
+
+/// A header name a guest returned (a WIT `string`), parsed as it is lifted. Invalid: its text,
+/// for `validate`'s message.
+pub struct NameAbi(Result<HeaderName, String>);
+
+impl NameAbi {
+    pub fn of(text: &str) -> Self {
+        Self(HeaderName::from_bytes(text.as_bytes()).map_err(|_| text.to_string()))
+    }
+}
+
+impl HeaderListAbi {
+    /// From pairs held by the host (tests).
+    #[cfg(test)]
+    fn of<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        Self(pairs.into_iter().map(|(n, v)| header(n, v)).collect())
+    }
+
+    /// The list of `len` entries at `ptr` of the guest memory `cx` lifts from, checked as
+    /// wasmtime checks a list: aligned, within memory, each entry's string and bytes too.
+    fn lift(cx: &mut LiftContext<'_>, ptr: u32, len: u32) -> wasmtime::Result<Self> {
+        /// An entry: a string and a `list<u8>`, each a pointer and a length.
+        const ENTRY: usize = 16;
+        let memory = cx.memory();
+        let (ptr, len) = (ptr as usize, len as usize);
+        if ptr % 4 != 0 {
+            wasmtime::bail!("list pointer not aligned to 4");
+        }
+        let entries = len
+            .checked_mul(ENTRY)
+            .and_then(|n| n.checked_add(ptr))
+            .and_then(|end| memory.get(ptr..end))
+            .ok_or_else(|| wasmtime::format_err!("list pointer/length out of bounds of memory"))?;
+        let mut list = Ok(Vec::with_capacity(len));
+        for entry in entries.chunks_exact(ENTRY) {
+            let name = WasmStr::linear_lift_from_memory(cx, InterfaceType::String, &entry[..8])?;
+            let name = name.to_str_in(cx)?;
+            let value = bytes_at(memory, word(entry, 8), word(entry, 12))?;
+            // Every entry is lifted (and bounds-checked) even after an invalid one.
+            if let Ok(headers) = &mut list {
+                match header(&name, value) {
+                    Ok(h) => headers.push(h),
+                    Err(bad) => list = Err(bad),
+                }
+            }
+        }
+        Ok(Self(list))
+    }
+}
+
+/// One header from a guest's name and value.
+fn header(name: &str, value: &[u8]) -> Result<(HeaderName, HeaderValue), BadHeader> {
+    let name =
+        HeaderName::from_bytes(name.as_bytes()).map_err(|_| BadHeader::Name(name.to_string()))?;
+    match HeaderValue::from_bytes(value) {
+        Ok(value) => Ok((name, value)),
+        Err(_) => Err(BadHeader::Value(name)),
+    }
+}
+
+/// The little-endian `u32` at `at` of `bytes`.
+fn word(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+/// The `len` bytes at `ptr` of `memory` (a `list<u8>`: alignment 1).
+fn bytes_at(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<&[u8]> {
+    let (ptr, len) = (ptr as usize, len as usize);
+    ptr.checked_add(len)
+        .and_then(|end| memory.get(ptr..end))
+        .ok_or_else(|| wasmtime::format_err!("list pointer/length out of bounds of memory"))
+}
+
+// SAFETY: `string`'s canonical ABI: the representation, alignment and type check are
+// `WasmStr`'s, and lifting goes through `WasmStr`'s own (bounds, alignment, encoding).
+#[allow(unsafe_code)]
+unsafe impl ComponentType for NameAbi {
+    type Lower = <WasmStr as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <WasmStr as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <WasmStr as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as for `ComponentType` above.
+#[allow(unsafe_code)]
+unsafe impl Lift for NameAbi {
+    fn linear_lift_from_flat(
+        cx: &mut LiftContext<'_>,
+        ty: InterfaceType,
+        src: &Self::Lower,
+    ) -> wasmtime::Result<Self> {
+        let text = WasmStr::linear_lift_from_flat(cx, ty, src)?;
+        Ok(Self::of(&text.to_str_in(cx)?))
+    }
+
+    fn linear_lift_from_memory(
+        cx: &mut LiftContext<'_>,
+        ty: InterfaceType,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Self> {
+        let text = WasmStr::linear_lift_from_memory(cx, ty, bytes)?;
+        Ok(Self::of(&text.to_str_in(cx)?))
+    }
+}
+
+/// The type a header list has in the WIT.
+type HeaderListWit = [(WasmStr, WasmList<u8>)];
+
+// SAFETY: `list<tuple<string, list<u8>>>`'s canonical ABI, the type check and representation
+// of `[(WasmStr, WasmList<u8>)]`: a pointer and a length (two i32s flat, eight bytes aligned
+// to 4 in memory) to entries of 16 bytes aligned to 4, each a string's and a byte list's
+// pointer and length; `lift` checks what wasmtime's own lifting checks.
+#[allow(unsafe_code)]
+unsafe impl ComponentType for HeaderListAbi {
+    type Lower = <HeaderListWit as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <HeaderListWit as ComponentType>::ABI;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <HeaderListWit as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: as for `ComponentType` above.
+#[allow(unsafe_code)]
+unsafe impl Lift for HeaderListAbi {
+    fn linear_lift_from_flat(
+        cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        src: &Self::Lower,
+    ) -> wasmtime::Result<Self> {
+        Self::lift(cx, src[0].get_u32(), src[1].get_u32())
+    }
+
+    fn linear_lift_from_memory(
+        cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Self> {
+        Self::lift(cx, word(bytes, 0), word(bytes, 4))
+    }
+}
 
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub struct HeaderEditsAbi {
     set: Headers,
     append: Headers,
-    remove: Vec<String>,
+    remove: Vec<NameAbi>,
 }
 
 #[derive(ComponentType, Lift)]
@@ -148,14 +303,24 @@ pub enum Level {
 }
 
 fn headers(list: Headers, what: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
-    list.into_iter()
-        .map(|(n, v)| {
-            let name = header_name(&n, what)?;
-            let value = HeaderValue::from_bytes(&v)
-                .map_err(|_| format!("{what}: invalid value for header {n:?}"))?;
-            Ok((name, value))
-        })
-        .collect()
+    let list = list.0.map_err(|bad| match bad {
+        BadHeader::Name(n) => format!("{what}: invalid header name {n:?}"),
+        BadHeader::Value(n) => format!("{what}: invalid value for header {:?}", n.as_str()),
+    })?;
+    if let Some((n, _)) = list
+        .iter()
+        .find(|(n, _)| HOST_MANAGED.contains(&n.as_str()))
+    {
+        return Err(managed(n, what));
+    }
+    Ok(list)
+}
+
+fn managed(n: &HeaderName, what: &str) -> String {
+    format!(
+        "{what}: header {:?} is set by the host, not by filters",
+        n.as_str()
+    )
 }
 
 /// Headers the host alone sets: message framing and connection management. A filter that
@@ -172,13 +337,11 @@ const HOST_MANAGED: &[&str] = &[
     "upgrade",
 ];
 
-fn header_name(n: &str, what: &str) -> Result<HeaderName, String> {
-    let name = HeaderName::from_bytes(n.as_bytes())
-        .map_err(|_| format!("{what}: invalid header name {n:?}"))?;
+fn header_name(n: NameAbi, what: &str) -> Result<HeaderName, String> {
+    let name =
+        n.0.map_err(|n| format!("{what}: invalid header name {n:?}"))?;
     if HOST_MANAGED.contains(&name.as_str()) {
-        return Err(format!(
-            "{what}: header {n:?} is set by the host, not by filters"
-        ));
+        return Err(managed(&name, what));
     }
     Ok(name)
 }
@@ -191,7 +354,7 @@ impl HeaderEditsAbi {
             remove: self
                 .remove
                 .into_iter()
-                .map(|n| header_name(&n, "remove"))
+                .map(|n| header_name(n, "remove"))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -291,9 +454,10 @@ mod tests {
             (0..self.next() % 4).map(|_| *self.pick(PIECES)).collect()
         }
         fn headers(&mut self) -> Headers {
-            (0..self.next() % 4)
-                .map(|_| (self.text(), self.text().into_bytes()))
-                .collect()
+            let pairs: Vec<(String, String)> = (0..self.next() % 4)
+                .map(|_| (self.text(), self.text()))
+                .collect();
+            HeaderListAbi::of(pairs.iter().map(|(n, v)| (n.as_str(), v.as_bytes())))
         }
     }
 
@@ -314,7 +478,9 @@ mod tests {
             let edits = HeaderEditsAbi {
                 set: rng.headers(),
                 append: rng.headers(),
-                remove: (0..rng.next() % 3).map(|_| rng.text()).collect(),
+                remove: (0..rng.next() % 3)
+                    .map(|_| NameAbi::of(&rng.text()))
+                    .collect(),
             };
             let action = if rng.next().is_multiple_of(2) {
                 let opt = |rng: &mut Rng| rng.next().is_multiple_of(2).then(|| rng.text());

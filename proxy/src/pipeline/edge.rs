@@ -526,7 +526,7 @@ impl ProxyHttp for Edge {
     /// whole (see `FilterChain::request_body_chunk`).
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -535,7 +535,9 @@ impl ProxyHttp for Edge {
             return Ok(());
         }
         let plan = &ctx.plan.filters;
-        let step = ctx.filters.request_body_chunk(plan, body, end_of_stream);
+        let step = ctx
+            .filters
+            .request_body_chunk(plan, session.req_header(), body, end_of_stream);
         step.map_err(EdgeError::into_pingora)
     }
 
@@ -543,7 +545,7 @@ impl ProxyHttp for Edge {
     /// whole.
     fn response_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
@@ -552,7 +554,9 @@ impl ProxyHttp for Edge {
             return Ok(None);
         }
         let plan = &ctx.plan.filters;
-        let step = ctx.filters.response_body_chunk(plan, body, end_of_stream);
+        let step = ctx
+            .filters
+            .response_body_chunk(plan, session.req_header(), body, end_of_stream);
         step.map_err(EdgeError::into_pingora).map(|()| None)
     }
 
@@ -585,7 +589,7 @@ impl ProxyHttp for Edge {
                 self.cache_status(session, resp, ctx);
             }
         }
-        self.finish_head(ctx, resp)
+        self.finish_head(ctx, session.req_header(), resp)
             .map_err(EdgeError::into_pingora)?;
         let head_only = session.req_header().method == http::Method::HEAD;
         if ctx

@@ -5,7 +5,7 @@
 
 use crate::ops::metrics::{ComponentMetrics, ComponentPhase};
 use crate::pipeline::errors::{EdgeError, LocalResponse};
-use crate::pipeline::headers::apply_edits;
+use crate::pipeline::headers::apply_filter_edits;
 use crate::pipeline::upstream::Pool;
 use breakwater_config::FailurePolicy;
 use breakwater_isolate::{Filter, FilterInstance, IsolateError, RequestDecision};
@@ -58,7 +58,9 @@ impl PlannedFilter {
 /// The filters' state for one request.
 #[derive(Default)]
 pub struct FilterChain {
-    request: Option<FilterRequest>,
+    /// Who asks, as the filters see it; `None` until the request phase ran (or when the
+    /// route has no filters): no later phase runs then.
+    asker: Option<Asker>,
     /// The filters that passed `on-request` (index into the plan's filters), in order, with
     /// their instances for the later phases.
     ran: Vec<(usize, Held)>,
@@ -148,10 +150,10 @@ impl FilterChain {
         if plan.filters.is_empty() {
             return Ok(None);
         }
-        let mut request = FilterRequest::new(req, client, &plan.route);
-        let result = self.run_on_request(plan, req, client, &mut request);
-        // Kept whatever happened: the response phases see the request as it was last.
-        self.request = Some(request);
+        let asker = Asker::new(client);
+        let result = self.run_on_request(plan, req, &asker);
+        // Kept whatever happened: the later phases see the request as it was last.
+        self.asker = Some(asker);
         result
     }
 
@@ -159,8 +161,7 @@ impl FilterChain {
         &mut self,
         plan: &FilterPlan,
         req: &mut RequestHeader,
-        client: &Client,
-        request: &mut FilterRequest,
+        asker: &Asker,
     ) -> Result<Option<LocalResponse>, EdgeError> {
         for (i, planned) in plan.filters.iter().enumerate() {
             let filter = &planned.filter;
@@ -176,7 +177,7 @@ impl FilterChain {
             let Some(instance) = held.live(planned, &plan.route)? else {
                 continue;
             };
-            let decision = request.with_view(|view| instance.on_request(view));
+            let decision = asker.with_view(req, &plan.route, |view| instance.on_request(view));
             if decision.is_some() {
                 planned.metrics.call(ComponentPhase::Request, started);
             }
@@ -216,17 +217,13 @@ impl FilterChain {
             }
             self.ran.push((i, held));
             let Some(fwd) = fwd else { continue };
-            let e = &fwd.edits;
-            apply_edits(req, &e.remove, &e.set, &e.add);
+            apply_filter_edits(req, fwd.edits);
             let rewrites = fwd.path.is_some() || fwd.query.is_some();
             if rewrites {
                 rewrite_uri(req, fwd.path.as_deref(), fwd.query.as_deref());
             }
+            // Later filters see the edited request: their view is of `req`.
             self.response_headers.extend(fwd.response_headers);
-            if rewrites || !fwd.edits.is_empty() {
-                // Later filters see the edited request.
-                *request = FilterRequest::new(req, client, &plan.route);
-            }
         }
         Ok(None)
     }
@@ -297,13 +294,14 @@ impl FilterChain {
     pub fn request_body_chunk(
         &mut self,
         plan: &FilterPlan,
+        req: &RequestHeader,
         body: &mut Option<Bytes>,
         end: bool,
     ) -> Result<(), EdgeError> {
         let Some(mut whole) = self.collect(plan, Direction::Request, body, end)? else {
             return Ok(());
         };
-        let Some(request) = &self.request else {
+        let Some(asker) = &self.asker else {
             return Ok(());
         };
         for (i, held) in self.ran.iter_mut() {
@@ -315,7 +313,9 @@ impl FilterChain {
             let Some(instance) = held.live(planned, &plan.route)? else {
                 continue;
             };
-            let result = request.with_view(|view| instance.on_request_body(view, &whole));
+            let result = asker.with_view(req, &plan.route, |view| {
+                instance.on_request_body(view, &whole)
+            });
             whole = body_result(
                 plan,
                 planned,
@@ -334,13 +334,14 @@ impl FilterChain {
     pub fn response_body_chunk(
         &mut self,
         plan: &FilterPlan,
+        req: &RequestHeader,
         body: &mut Option<Bytes>,
         end: bool,
     ) -> Result<(), EdgeError> {
         let Some(mut whole) = self.collect(plan, Direction::Response, body, end)? else {
             return Ok(());
         };
-        let (Some(request), Some((status, head))) = (&self.request, &self.response_head) else {
+        let (Some(asker), Some((status, head))) = (&self.asker, &self.response_head) else {
             return Ok(());
         };
         for (i, held) in self.ran.iter_mut().rev() {
@@ -352,8 +353,9 @@ impl FilterChain {
             let Some(instance) = held.live(planned, &plan.route)? else {
                 continue;
             };
-            let result = request
-                .with_view(|view| instance.on_response_body(view, *status, head.into(), &whole));
+            let result = asker.with_view(req, &plan.route, |view| {
+                instance.on_response_body(view, *status, head.into(), &whole)
+            });
             whole = body_result(
                 plan,
                 planned,
@@ -423,12 +425,13 @@ impl FilterChain {
     pub fn on_response(
         &mut self,
         plan: &FilterPlan,
+        req: &RequestHeader,
         resp: &mut ResponseHeader,
     ) -> Result<(), EdgeError> {
         for (n, v) in self.response_headers.drain(..) {
             let _ = resp.append_header(n, v);
         }
-        let Some(request) = &self.request else {
+        let Some(asker) = &self.asker else {
             return Ok(());
         };
         for (i, held) in self.ran.iter_mut().rev() {
@@ -442,7 +445,9 @@ impl FilterChain {
             };
             let status = resp.status.as_u16();
             let headers = (&resp.headers).into();
-            let result = request.with_view(|view| instance.on_response(view, status, headers));
+            let result = asker.with_view(req, &plan.route, |view| {
+                instance.on_response(view, status, headers)
+            });
             if !planned.filter.has_on_response_body() {
                 // Its last phase: the slot is free again before the body goes out.
                 *held = Held::Done;
@@ -450,7 +455,7 @@ impl FilterChain {
             let Some(result) = result else { continue };
             planned.metrics.call(ComponentPhase::Response, started);
             match result {
-                Ok(e) => apply_edits(resp, &e.remove, &e.set, &e.add),
+                Ok(e) => apply_filter_edits(resp, e),
                 Err(e) => planned.fail(&plan.route, EdgeError::Component(e))?,
             }
         }
@@ -504,5 +509,5 @@ mod request;
 #[cfg(test)]
 mod tests;
 
+use request::Asker;
 pub use request::Client;
-use request::FilterRequest;

@@ -3,6 +3,7 @@
 use crate::pipeline::errors::LocalResponse;
 use crate::pipeline::Scheme;
 use breakwater_config::{Forwarding, HeaderEdits, XffMode};
+use breakwater_isolate::Edits;
 use http::header::{self, HeaderName};
 use http::HeaderMap;
 use http::HeaderValue;
@@ -402,24 +403,30 @@ macro_rules! edit_headers_through_pingora {
 edit_headers_through_pingora!(RequestHeader, ResponseHeader);
 
 /// Apply header edits (a route's or a filter's) in the order remove, set, add.
-pub fn apply_edits(
+pub fn apply_edits<'a>(
     head: &mut impl EditHeaders,
-    remove: &[HeaderName],
-    set: &[(HeaderName, HeaderValue)],
-    add: &[(HeaderName, HeaderValue)],
+    remove: impl IntoIterator<Item = &'a HeaderName>,
+    set: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
+    add: impl IntoIterator<Item = (HeaderName, HeaderValue)>,
 ) {
     for n in remove {
         head.remove(n);
     }
     for (n, v) in set {
-        head.set(n.clone(), v.clone());
+        head.set(n, v);
     }
     for (n, v) in add {
-        head.add(n.clone(), v.clone());
+        head.add(n, v);
     }
+}
+
+/// Apply a filter's edits, moving its names and values into the head.
+pub fn apply_filter_edits(head: &mut impl EditHeaders, edits: Edits) {
+    apply_edits(head, &edits.remove, edits.set, edits.add);
 }
 
 /// Apply a route's edits.
 pub fn edit(head: &mut impl EditHeaders, edits: &HeaderEdits) {
-    apply_edits(head, &edits.remove, &edits.set, &edits.add);
+    let (set, add) = (edits.set.iter().cloned(), edits.add.iter().cloned());
+    apply_edits(head, &edits.remove, set, add);
 }

@@ -56,13 +56,14 @@ impl Edge {
     pub(super) fn finish_head(
         &self,
         ctx: &mut RequestCtx,
+        req: &RequestHeader,
         head: &mut ResponseHeader,
     ) -> Result<(), EdgeError> {
         if let Some(alt) = &self.alt_svc {
             let _ = head.insert_header(ALT_SVC, alt.clone());
         }
         headers::edit(head, &ctx.plan.response_headers);
-        ctx.filters.on_response(&ctx.plan.filters, head)
+        ctx.filters.on_response(&ctx.plan.filters, req, head)
     }
 
     /// Finish `head` and write it. A response filter that fails turns it into its error
@@ -74,7 +75,7 @@ impl Edge {
         mut head: ResponseHeader,
         end: bool,
     ) -> Result<bool> {
-        if let Err(e) = self.finish_head(ctx, &mut head) {
+        if let Err(e) = self.finish_head(ctx, session.req_header(), &mut head) {
             super::respond(session, ctx, LocalResponse::error(e.status())).await?;
             return Ok(false);
         }

@@ -3,9 +3,8 @@
 use crate::pipeline::headers::client_ip_value;
 use crate::pipeline::Scheme;
 use breakwater_isolate::Request;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::HeaderValue;
 use pingora::http::RequestHeader;
-use std::sync::Arc;
 
 /// Who is asking, as filters see it.
 pub struct Client {
@@ -13,52 +12,45 @@ pub struct Client {
     pub addr: Option<std::net::IpAddr>,
 }
 
-/// The request as filters see it, kept so `on-response` can see it too. It shares the head's
-/// bytes (a header map's clone counts references to its names and values, where a copy of
-/// each as a `String` and a `Vec` cost two allocations a header).
-pub(super) struct FilterRequest {
-    method: Method,
+/// What filters see of a request besides its head, fixed for the request. The head itself is
+/// not copied: every phase gets a view of the request head as the request filters left it
+/// (their edits are made to it), which is the head the front end keeps for the request.
+pub(super) struct Asker {
     scheme: &'static str,
-    authority: String,
-    uri: Uri,
-    headers: HeaderMap,
+    /// The client's address as text (made once per client in a row, then shared).
     client_addr: Option<HeaderValue>,
-    route: Arc<str>,
 }
 
-impl FilterRequest {
-    pub(super) fn new(req: &RequestHeader, client: &Client, route: &Arc<str>) -> Self {
-        let authority = req
-            .uri
-            .authority()
-            .map(|a| a.to_string())
-            .or_else(|| {
-                let host = req.headers.get(http::header::HOST)?;
-                host.to_str().ok().map(str::to_string)
-            })
-            .unwrap_or_default();
+impl Asker {
+    pub(super) fn new(client: &Client) -> Self {
         Self {
-            method: req.method.clone(),
             scheme: client.scheme.as_str(),
-            authority,
-            uri: req.uri.clone(),
-            headers: req.headers.clone(),
             client_addr: client.addr.map(client_ip_value),
-            route: route.clone(),
         }
     }
 
-    pub(super) fn with_view<R>(&self, f: impl FnOnce(&Request<'_>) -> R) -> R {
+    /// Call `f` with the filters' view of `req` on `route`.
+    pub(super) fn with_view<R>(
+        &self,
+        req: &RequestHeader,
+        route: &str,
+        f: impl FnOnce(&Request<'_>) -> R,
+    ) -> R {
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok());
         let client_addr = self.client_addr.as_ref().and_then(|a| a.to_str().ok());
         f(&Request {
-            method: self.method.as_str(),
+            method: req.method.as_str(),
             scheme: self.scheme,
-            authority: &self.authority,
-            path: self.uri.path(),
-            query: self.uri.query().unwrap_or(""),
-            headers: (&self.headers).into(),
+            authority: authority.unwrap_or(""),
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            headers: (&req.headers).into(),
             client_addr: client_addr.unwrap_or(""),
-            route: &self.route,
+            route,
         })
     }
 }

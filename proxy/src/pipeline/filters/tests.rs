@@ -94,13 +94,14 @@ fn response_filters_edit_every_response() {
     let closed = FailurePolicy::FailClosed;
     let plan = f.plan(vec![f.filter_bytes("demo", demo, closed)]);
     let mut chain = FilterChain::default();
-    let outcome = chain.on_request(&plan, &mut request(), &client()).unwrap();
+    let mut req = request();
+    let outcome = chain.on_request(&plan, &mut req, &client()).unwrap();
     assert!(
         outcome.is_none(),
         "a response filter lets the request go on"
     );
     let mut resp = ResponseHeader::build(200, None).unwrap();
-    chain.on_response(&plan, &mut resp).unwrap();
+    chain.on_response(&plan, &req, &mut resp).unwrap();
     assert_eq!(resp.headers["x-breakwater-filter"], "demo");
     let text = String::from_utf8(f.metrics.render()).unwrap();
     let calls = r#"breakwater_component_invocations_total{component="demo",phase="response"} 1"#;
@@ -138,7 +139,8 @@ fn a_failing_filter_follows_its_policy() {
             f.filter("trap", "request-filter", &trap, policy),
         ]);
         let mut chain = FilterChain::default();
-        let result = chain.on_request(&plan, &mut request(), &client());
+        let mut req = request();
+        let result = chain.on_request(&plan, &mut req, &client());
         match result {
             Err(e) => {
                 assert!(refused, "fail-open refused: {e}");
@@ -155,7 +157,7 @@ fn a_failing_filter_follows_its_policy() {
         }
         // The filters that ran before still see the response (here: the error response).
         let mut resp = ResponseHeader::build(500, None).unwrap();
-        chain.on_response(&plan, &mut resp).unwrap();
+        chain.on_response(&plan, &req, &mut resp).unwrap();
         assert_eq!(resp.headers["x-breakwater-filter"], "demo");
     }
 }
@@ -192,4 +194,53 @@ fn a_filter_switches_only_to_a_pool_its_route_allows() {
     );
     assert_eq!(e.status(), 500);
     assert!(chain.pool().is_none());
+}
+
+#[test]
+fn every_phase_sees_the_request_as_the_request_filters_left_it() {
+    let f = Fixture::new();
+    let closed = FailurePolicy::FailClosed;
+    // `on-request` (0.1) rewrites the path to `/b` (the `forward` record's `path` option at
+    // offset 28 of the variant's payload).
+    let to_b = wasm::module(&format!(
+        r#"(data (i32.const 3020) "/b") {}"#,
+        wasm::on_request(&format!(
+            "{} (i32.store8 (i32.const 2076) (i32.const 1))
+             (i32.store (i32.const 2080) (i32.const 3020)) (i32.store (i32.const 2084) (i32.const 2))
+             (drop) (i32.const 2048)",
+            wasm::CONTINUE
+        ))
+    ));
+    // `on-response` (0.2) sets `x-path` to the path it reads.
+    let reads_path = wasm::module_v2(
+        r#"(func (export "breakwater:filter/on-response@0.2.0#handle") (param $req i32) (param $resp i32) (result i32)
+    (memory.fill (i32.const 4000) (i32.const 0) (i32.const 24))
+    (call $path (local.get $req) (i32.const 3020))
+    (i32.store (i32.const 4000) (i32.const 4100)) (i32.store (i32.const 4004) (i32.const 1))
+    (i32.store (i32.const 4100) (i32.const 3400)) (i32.store (i32.const 4104) (i32.const 6))
+    (i32.store (i32.const 4108) (i32.load (i32.const 3020)))
+    (i32.store (i32.const 4112) (i32.load (i32.const 3024)))
+    (call $drop_req (local.get $req))
+    (call $drop_resp (local.get $resp))
+    (i32.const 4000))
+  (data (i32.const 3400) "x-path")"#,
+    );
+    let reads_path = wasm::component_v2("response-filter", &reads_path);
+    let plan = f.plan(vec![
+        f.filter_bytes("reads-path", reads_path, closed),
+        f.filter("to-b", "request-filter", &to_b, closed),
+    ]);
+    let mut chain = FilterChain::default();
+    let mut req = request();
+    assert!(chain
+        .on_request(&plan, &mut req, &client())
+        .unwrap()
+        .is_none());
+    assert_eq!(req.uri.path(), "/b", "the request filter's rewrite");
+    let mut resp = ResponseHeader::build(200, None).unwrap();
+    chain.on_response(&plan, &req, &mut resp).unwrap();
+    assert_eq!(
+        resp.headers["x-path"], "/b",
+        "an earlier filter's on-response sees the path a later one rewrote"
+    );
 }

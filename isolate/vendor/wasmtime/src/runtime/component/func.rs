@@ -365,6 +365,19 @@ impl Func {
     }
 
     pub(crate) fn lifted_core_func(&self, store: &mut StoreOpaque) -> NonNull<VMFuncRef> {
+        // Breakwater patch: found once per instance (see `ComponentInstance::lifted_func_refs`).
+        if let Some(func) = self.instance.id().get(store).lifted_func_ref(self.index) {
+            return func;
+        }
+        let func = self.find_lifted_core_func(store);
+        self.instance
+            .id()
+            .get_mut(store)
+            .keep_lifted_func_ref(self.index, func);
+        func
+    }
+
+    fn find_lifted_core_func(&self, store: &mut StoreOpaque) -> NonNull<VMFuncRef> {
         let def = {
             let instance = self.instance.id().get(store);
             let (_ty, def, _options) = instance.component().export_lifted_function(self.index);

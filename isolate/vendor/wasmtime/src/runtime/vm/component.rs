@@ -178,6 +178,12 @@ pub struct ComponentInstance {
     /// Self-pointer back to `Store<T>` and its functions.
     store: VMStoreRawPtr,
 
+    /// Breakwater patch: the core function each lifted export calls, by export index, found
+    /// at the export's first call and kept (`component::Func::lifted_core_func`). A function
+    /// reference lives as long as its core instance, and a reset in place keeps it; upstream
+    /// finds it and initializes it anew on every call (two lookups in the module registry).
+    lifted_func_refs: alloc::vec::Vec<Option<SendSyncPtr<VMFuncRef>>>,
+
     /// Required by `InstanceLayout`, also required to be the last field (with
     /// repr(C))
     vmctx: OwnedVMContext<VMComponentContext>,
@@ -367,12 +373,36 @@ impl ComponentInstance {
             resource_types,
             imports: imports.clone(),
             store: VMStoreRawPtr(store),
+            lifted_func_refs: alloc::vec::Vec::new(),
             vmctx: OwnedVMContext::new(),
         })?;
         unsafe {
             ret.get_mut().initialize_vmctx();
         }
         Ok(ret)
+    }
+
+    /// Breakwater patch: the core function of the lifted export `index` if its first call
+    /// found it (see `lifted_func_refs`).
+    #[inline]
+    pub(crate) fn lifted_func_ref(&self, index: ExportIndex) -> Option<NonNull<VMFuncRef>> {
+        let found = self.lifted_func_refs.get(index.as_u32() as usize)?;
+        found.map(|f| f.as_non_null())
+    }
+
+    /// Breakwater patch: keep `func` as the core function of the lifted export `index`.
+    pub(crate) fn keep_lifted_func_ref(
+        self: Pin<&mut Self>,
+        index: ExportIndex,
+        func: NonNull<VMFuncRef>,
+    ) {
+        // SAFETY: a field that is not structurally pinned.
+        let refs = unsafe { &mut self.get_unchecked_mut().lifted_func_refs };
+        let i = index.as_u32() as usize;
+        if refs.len() <= i {
+            refs.resize(i + 1, None);
+        }
+        refs[i] = Some(SendSyncPtr::new(func));
     }
 
     #[inline]

@@ -1573,6 +1573,13 @@ impl WasmStr {
         self.to_str_from_memory(encoding, memory)
     }
 
+    /// Breakwater patch: the string as `cx` lifts it, for a `Lift` implementation that
+    /// turns a guest's string straight into its own type (no `String` in between): the
+    /// memory is read during the lift, before the call's post-return may free it.
+    pub fn to_str_in<'a>(&self, cx: &LiftContext<'a>) -> Result<Cow<'a, str>> {
+        self.to_str_from_memory(cx.options().string_encoding, cx.memory())
+    }
+
     pub(crate) fn to_str_from_memory<'a>(
         &self,
         encoding: StringEncoding,
