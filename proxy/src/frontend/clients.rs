@@ -385,21 +385,48 @@ impl Guarded {
         if self.phase != Phase::Head {
             return;
         }
-        // The head ends at CRLF CRLF (bare LF is refused further up).
-        for (i, &b) in rest.iter().enumerate() {
-            self.line.saw(b);
-            self.crlf = match (self.crlf, b) {
-                (0 | 2, b'\r') => self.crlf + 1,
-                (1 | 3, b'\n') => self.crlf + 1,
-                (_, b'\r') => 1,
-                _ => 0,
-            };
-            if self.crlf == 4 {
-                self.phase = Phase::Exchange;
-                self.clean = i + 1 == rest.len();
-                return;
-            }
+        if let Some(n) = follow_head(&mut self.crlf, &mut self.line, rest) {
+            self.phase = Phase::Exchange;
+            self.clean = n == rest.len();
         }
+    }
+}
+
+/// Follow a request head through `bytes`, the next ones read of it: its request line into
+/// `line`, and in `crlf` how much of the CRLF CRLF that ends it (bare LF is refused further
+/// up) the bytes so far end with. `Some(n)`: the head ends after the first `n` bytes.
+/// Byte by byte through the request line and while a CRLF CRLF begun in an earlier read may
+/// be completing; the rest is searched by its line feeds (`memchr`, vectorized), and the state
+/// a read ends in is that of its last three bytes (a longer match would be the end, found).
+fn follow_head(crlf: &mut u8, line: &mut RequestLine, bytes: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    while at < bytes.len() && (!line.ended || *crlf != 0) {
+        line.saw(bytes[at]);
+        *crlf = head_end_step(*crlf, bytes[at]);
+        at += 1;
+        if *crlf == 4 {
+            return Some(at);
+        }
+    }
+    // No CRLF CRLF straddles `at` (the state there is 0): each LF of the rest that ends one.
+    let rest = &bytes[at..];
+    let end =
+        memchr::memchr_iter(b'\n', rest).find(|&lf| lf >= 3 && rest[lf - 3..lf] == *b"\r\n\r");
+    if let Some(lf) = end {
+        return Some(at + lf + 1);
+    }
+    let tail = &rest[rest.len().saturating_sub(3)..];
+    *crlf = tail.iter().fold(*crlf, |state, &b| head_end_step(state, b));
+    None
+}
+
+/// How much of CRLF CRLF the bytes so far end with (4: all of it), after one more byte.
+fn head_end_step(state: u8, b: u8) -> u8 {
+    match (state, b) {
+        (0 | 2, b'\r') => state + 1,
+        (1 | 3, b'\n') => state + 1,
+        (_, b'\r') => 1,
+        _ => 0,
     }
 }
 
@@ -431,7 +458,7 @@ impl AsyncRead for Guarded {
 /// so it is refused (400). A space or a control character in the target is refused by
 /// pingora's parser too (patched in `proxy/vendor/pingora-core`; it used to percent-encode
 /// them), also in requests pipelined behind another, which the guard does not follow.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct RequestLine {
     spaces: u8,
     after_cr: bool,
@@ -702,5 +729,70 @@ impl Peek for Guarded {
             }),
             Err(_) => Err(self.timed_out(Closed::IdleTimeout)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The head's end as a byte-by-byte reading finds it: the index after CRLF CRLF.
+    fn end_byte_by_byte(head: &[u8]) -> Option<usize> {
+        let mut crlf = 0;
+        head.iter()
+            .position(|&b| {
+                crlf = head_end_step(crlf, b);
+                crlf == 4
+            })
+            .map(|i| i + 1)
+    }
+
+    /// `follow_head` over `head` cut into reads at `cuts`: where the head ends, and the
+    /// request line as seen.
+    fn follow_in_reads(head: &[u8], cuts: &[usize]) -> (Option<usize>, RequestLine) {
+        let (mut crlf, mut line, mut from) = (0, RequestLine::default(), 0);
+        for &to in cuts.iter().chain([&head.len()]) {
+            if let Some(n) = follow_head(&mut crlf, &mut line, &head[from..to]) {
+                return (Some(from + n), line);
+            }
+            from = to;
+        }
+        (None, line)
+    }
+
+    #[test]
+    fn a_head_ends_where_a_byte_by_byte_reading_ends_it_however_it_is_read() {
+        let heads: [&[u8]; 7] = [
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nBODY",
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: a\r\r\n\r\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX: \r\n\r\rY\r\n\r\nGET / HTTP/1.1\r\n\r\n",
+            b"GET  /a HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n",
+        ];
+        for head in heads {
+            let whole = follow_in_reads(head, &[]);
+            assert_eq!(
+                whole.0,
+                end_byte_by_byte(head),
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+            for a in 0..=head.len() {
+                for b in a..=head.len() {
+                    let cut = follow_in_reads(head, &[a, b]);
+                    assert_eq!(
+                        cut,
+                        whole,
+                        "{:?} cut at {a} and {b}",
+                        String::from_utf8_lossy(head)
+                    );
+                }
+            }
+        }
+        let two_spaces = follow_in_reads(heads[5], &[]).1;
+        assert!(two_spaces.ended && two_spaces.invalid, "{two_spaces:?}");
+        assert_eq!(follow_in_reads(heads[6], &[]).0, None, "no blank line yet");
     }
 }

@@ -137,12 +137,10 @@ fn check_host(req: &pingora::http::RequestHeader) -> Result<(), Refusal> {
 /// `proxy/vendor/pingora-core`: it used to percent-encode them); this catches what its
 /// lenient parse lets through, such as two spaces before the target.
 fn has_control_in_target(raw: &[u8]) -> bool {
-    let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = &raw[..memchr::memchr(b'\n', raw).unwrap_or(raw.len())];
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    let (Some(first), Some(last)) = (
-        line.iter().position(|&b| b == b' '),
-        line.iter().rposition(|&b| b == b' '),
-    ) else {
+    let (Some(first), Some(last)) = (memchr::memchr(b' ', line), memchr::memrchr(b' ', line))
+    else {
         return false;
     };
     // Exactly `method SP target SP version` (RFC 9112 3): a parser that splits on runs of
@@ -154,28 +152,36 @@ fn has_control_in_target(raw: &[u8]) -> bool {
     // One of the four forms of RFC 9112 3.2 (pingora turns a leading space into `%20`).
     let form_ok = target.starts_with(b"/")
         || target == b"*"
-        || target.windows(3).any(|w| w == b"://")
+        || memchr::memmem::find(target, b"://").is_some()
         || line.starts_with(b"CONNECT ");
     !form_ok || target.iter().any(|&b| b < 0x21 || b == 0x7f)
 }
 
 /// Whether a line of the head ends in LF without CR.
 fn has_bare_lf(raw: &[u8]) -> bool {
-    raw.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', raw).any(|i| i == 0 || raw[i - 1] != b'\r')
 }
 
 /// Scan the raw head for both framing headers (pingora has already removed one of them).
 fn has_both_framing_headers(raw: &[u8]) -> bool {
     let mut cl = false;
     let mut te = false;
-    for line in raw.split(|&b| b == b'\n').skip(1) {
-        let name = line.split(|&b| b == b':').next().unwrap_or(&[]);
-        cl |= name.eq_ignore_ascii_case(b"content-length");
-        te |= name.eq_ignore_ascii_case(b"transfer-encoding");
+    // Each line after the request line: only one starting with `c` or `t` can be either.
+    for start in memchr::memchr_iter(b'\n', raw).map(|i| i + 1) {
+        let line = &raw[start..];
+        let name = |n: &[u8]| line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n);
+        match line.first().map(u8::to_ascii_lowercase) {
+            Some(b'c') => cl |= name(b"content-length") && ends_name(line, 14),
+            Some(b't') => te |= name(b"transfer-encoding") && ends_name(line, 17),
+            _ => {}
+        }
     }
     cl && te
+}
+
+/// Whether the field name of `line` is its first `len` bytes (a colon follows).
+fn ends_name(line: &[u8], len: usize) -> bool {
+    line.get(len) == Some(&b':')
 }
 
 #[cfg(test)]
@@ -192,6 +198,15 @@ mod tests {
         ));
         assert!(!has_both_framing_headers(
             b"GET /content-length HTTP/1.1\r\nX-Transfer-Encoding: a\r\n\r\n"
+        ));
+        assert!(has_both_framing_headers(
+            b"POST / HTTP/1.1\r\ntransfer-encoding:chunked\r\nCONTENT-LENGTH: 3\r\n\r\n"
+        ));
+        assert!(!has_both_framing_headers(
+            b"POST / HTTP/1.1\r\nContent-Length : 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!has_both_framing_headers(
+            b"POST / HTTP/1.1\r\nContent-Lengthy: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
     }
 
