@@ -217,12 +217,12 @@ impl FilterChain {
             }
             self.ran.push((i, held));
             let Some(fwd) = fwd else { continue };
+            // Later filters see the edited request: their view is of `req`.
             apply_filter_edits(req, fwd.edits);
             let rewrites = fwd.path.is_some() || fwd.query.is_some();
             if rewrites {
                 rewrite_uri(req, fwd.path.as_deref(), fwd.query.as_deref());
             }
-            // Later filters see the edited request: their view is of `req`.
             self.response_headers.extend(fwd.response_headers);
         }
         Ok(None)
