@@ -84,8 +84,6 @@ pub struct ResponseHeadView<'a> {
     pub headers: &'a [HeaderRef<'a>],
 }
 
-type Headers = HeaderListAbi;
-
 /// A header list a guest returned (`list<tuple<string, list<u8>>>`), made into names and values
 /// as it is lifted, straight from the guest's memory: no `String` and `Vec` per header in
 /// between. `Err`: the first invalid header, for `validate`'s message.
@@ -243,8 +241,8 @@ unsafe impl Lift for HeaderListAbi {
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub struct HeaderEditsAbi {
-    set: Headers,
-    append: Headers,
+    set: HeaderListAbi,
+    append: HeaderListAbi,
     remove: Vec<NameAbi>,
 }
 
@@ -256,14 +254,14 @@ pub struct ForwardAbi {
     query: Option<String>,
     pool: Option<String>,
     #[component(name = "response-headers")]
-    response_headers: Headers,
+    response_headers: HeaderListAbi,
 }
 
 #[derive(ComponentType, Lift)]
 #[component(record)]
 pub struct ResponseAbi {
     status: u16,
-    headers: Headers,
+    headers: HeaderListAbi,
     body: Vec<u8>,
 }
 
@@ -302,7 +300,7 @@ pub enum Level {
     Error,
 }
 
-fn headers(list: Headers, what: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+fn headers(list: HeaderListAbi, what: &str) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     let list = list.0.map_err(|bad| match bad {
         BadHeader::Name(n) => format!("{what}: invalid header name {n:?}"),
         BadHeader::Value(n) => format!("{what}: invalid value for header {:?}", n.as_str()),
@@ -453,7 +451,7 @@ mod tests {
             ];
             (0..self.next() % 4).map(|_| *self.pick(PIECES)).collect()
         }
-        fn headers(&mut self) -> Headers {
+        fn headers(&mut self) -> HeaderListAbi {
             let pairs: Vec<(String, String)> = (0..self.next() % 4)
                 .map(|_| (self.text(), self.text()))
                 .collect();
