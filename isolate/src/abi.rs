@@ -46,6 +46,15 @@ impl<'a> HeaderList<'a> {
     }
 }
 
+/// Interface 0.1's request record, made for one call of a request phase.
+pub fn with_request_record<R>(
+    req: &crate::types::Request<'_>,
+    f: impl FnOnce(&RequestRecord<'_>) -> R,
+) -> R {
+    let list = HeaderList::new(req.headers);
+    f(&RequestRecord::new(req, list.as_slice()))
+}
+
 /// Interface 0.1's records of a response phase, made for one call: `f` gets the request's
 /// and the response head's.
 pub fn with_response_records<R>(
@@ -93,16 +102,6 @@ pub struct HeaderListAbi(Result<Vec<(HeaderName, HeaderValue)>, BadHeader>);
 pub enum BadHeader {
     Name(String),
     Value(HeaderName),
-}
-
-/// A header name a guest returned (a WIT `string`), parsed as it is lifted. Invalid: its text,
-/// for `validate`'s message.
-pub struct NameAbi(Result<HeaderName, String>);
-
-impl NameAbi {
-    pub fn of(text: &str) -> Self {
-        Self(HeaderName::from_bytes(text.as_bytes()).map_err(|_| text.to_string()))
-    }
 }
 
 impl HeaderListAbi {
@@ -167,40 +166,6 @@ fn bytes_at(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<&[u8]> {
         .ok_or_else(|| wasmtime::format_err!("list pointer/length out of bounds of memory"))
 }
 
-// SAFETY: `string`'s canonical ABI: the representation, alignment and type check are
-// `WasmStr`'s, and lifting goes through `WasmStr`'s own (bounds, alignment, encoding).
-#[allow(unsafe_code)]
-unsafe impl ComponentType for NameAbi {
-    type Lower = <WasmStr as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <WasmStr as ComponentType>::ABI;
-
-    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <WasmStr as ComponentType>::typecheck(ty, types)
-    }
-}
-
-// SAFETY: as for `ComponentType` above.
-#[allow(unsafe_code)]
-unsafe impl Lift for NameAbi {
-    fn linear_lift_from_flat(
-        cx: &mut LiftContext<'_>,
-        ty: InterfaceType,
-        src: &Self::Lower,
-    ) -> wasmtime::Result<Self> {
-        let text = WasmStr::linear_lift_from_flat(cx, ty, src)?;
-        Ok(Self::of(&text.to_str_in(cx)?))
-    }
-
-    fn linear_lift_from_memory(
-        cx: &mut LiftContext<'_>,
-        ty: InterfaceType,
-        bytes: &[u8],
-    ) -> wasmtime::Result<Self> {
-        let text = WasmStr::linear_lift_from_memory(cx, ty, bytes)?;
-        Ok(Self::of(&text.to_str_in(cx)?))
-    }
-}
-
 /// The type a header list has in the WIT.
 type HeaderListWit = [(WasmStr, WasmList<u8>)];
 
@@ -243,7 +208,7 @@ unsafe impl Lift for HeaderListAbi {
 pub struct HeaderEditsAbi {
     set: HeaderListAbi,
     append: HeaderListAbi,
-    remove: Vec<NameAbi>,
+    remove: Vec<String>,
 }
 
 #[derive(ComponentType, Lift)]
@@ -335,9 +300,9 @@ const HOST_MANAGED: &[&str] = &[
     "upgrade",
 ];
 
-fn header_name(n: NameAbi, what: &str) -> Result<HeaderName, String> {
-    let name =
-        n.0.map_err(|n| format!("{what}: invalid header name {n:?}"))?;
+fn header_name(n: &str, what: &str) -> Result<HeaderName, String> {
+    let name = HeaderName::from_bytes(n.as_bytes())
+        .map_err(|_| format!("{what}: invalid header name {n:?}"))?;
     if HOST_MANAGED.contains(&name.as_str()) {
         return Err(managed(&name, what));
     }
@@ -352,7 +317,7 @@ impl HeaderEditsAbi {
             remove: self
                 .remove
                 .into_iter()
-                .map(|n| header_name(n, "remove"))
+                .map(|n| header_name(&n, "remove"))
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -476,9 +441,7 @@ mod tests {
             let edits = HeaderEditsAbi {
                 set: rng.headers(),
                 append: rng.headers(),
-                remove: (0..rng.next() % 3)
-                    .map(|_| NameAbi::of(&rng.text()))
-                    .collect(),
+                remove: (0..rng.next() % 3).map(|_| rng.text()).collect(),
             };
             let action = if rng.next().is_multiple_of(2) {
                 let opt = |rng: &mut Rng| rng.next().is_multiple_of(2).then(|| rng.text());

@@ -2,7 +2,7 @@
 //! instance per request (its pool slot is reset to the copy-on-write image when it is freed).
 
 use crate::abi::{
-    with_response_records, BodyActionAbi, HeaderEditsAbi, HeaderList, RequestActionAbi,
+    with_request_record, with_response_records, BodyActionAbi, HeaderEditsAbi, RequestActionAbi,
     RequestRecord, ResponseHeadView,
 };
 use crate::error::IsolateError;
@@ -42,22 +42,15 @@ impl Version {
         }
     }
 
-    /// The export names of the four phases, in `Phases` order.
-    fn phases(self) -> [&'static str; 4] {
-        match self {
-            Version::V0_2 => [
-                "breakwater:filter/on-request@0.2.0",
-                "breakwater:filter/on-response@0.2.0",
-                "breakwater:filter/on-request-body@0.2.0",
-                "breakwater:filter/on-response-body@0.2.0",
-            ],
-            Version::V0_1 => [
-                "breakwater:filter/on-request@0.1.0",
-                "breakwater:filter/on-response@0.1.0",
-                "breakwater:filter/on-request-body@0.1.0",
-                "breakwater:filter/on-response-body@0.1.0",
-            ],
-        }
+    /// The export names of the four phases, in `Phases` order (looked up once, at load).
+    fn phases(self) -> [String; 4] {
+        [
+            "on-request",
+            "on-response",
+            "on-request-body",
+            "on-response-body",
+        ]
+        .map(|phase| format!("breakwater:filter/{phase}@{}.0", self.name()))
     }
 }
 
@@ -292,7 +285,7 @@ impl LoadedFilter {
         // some phases and silently skip the others).
         let mut exported = Version::ALL
             .into_iter()
-            .map(|v| (v, v.phases().map(func)))
+            .map(|v| (v, v.phases().map(|p| func(&p))))
             .filter(|(_, found)| found.iter().any(Option::is_some));
         let Some((version, [on_request, on_response, on_request_body, on_response_body])) =
             exported.next()
@@ -562,11 +555,9 @@ impl FilterInstance {
             Version::V0_2 => {
                 self.call::<OnRequestParams2, OnRequestResults>(idx, (heads().0,), req, None)
             }
-            Version::V0_1 => {
-                let headers = HeaderList::new(req.headers);
-                let record = RequestRecord::new(req, headers.as_slice());
-                self.call::<OnRequestParams<'_>, OnRequestResults>(idx, (&record,), req, None)
-            }
+            Version::V0_1 => with_request_record(req, |record| {
+                self.call::<OnRequestParams<'_>, OnRequestResults>(idx, (record,), req, None)
+            }),
         };
         let (action,) = match called {
             Ok(r) => r,
@@ -612,11 +603,9 @@ impl FilterInstance {
             Version::V0_2 => {
                 self.call_body::<OnRequestBodyParams2<'_>>(idx, (heads().0, body), req, None)
             }
-            Version::V0_1 => {
-                let headers = HeaderList::new(req.headers);
-                let record = RequestRecord::new(req, headers.as_slice());
-                self.call_body::<OnRequestBodyParams<'_>>(idx, (&record, body), req, None)
-            }
+            Version::V0_1 => with_request_record(req, |record| {
+                self.call_body::<OnRequestBodyParams<'_>>(idx, (record, body), req, None)
+            }),
         })
     }
 

@@ -17,11 +17,14 @@ pub struct Request<'a> {
     pub route: &'a str,
 }
 
+/// Header pairs, name and value, in order.
+pub type HeaderPairs<'a> = [(&'a str, &'a [u8])];
+
 /// Headers as the host holds them: the proxy's map, or a list (tests, benchmarks).
 #[derive(Clone, Copy)]
 pub enum Headers<'a> {
     Map(&'a HeaderMap),
-    List(&'a [(&'a str, &'a [u8])]),
+    List(&'a HeaderPairs<'a>),
 }
 
 impl<'a> From<&'a HeaderMap> for Headers<'a> {
@@ -30,19 +33,24 @@ impl<'a> From<&'a HeaderMap> for Headers<'a> {
     }
 }
 
-impl<'a> From<&'a [(&'a str, &'a [u8])]> for Headers<'a> {
-    fn from(list: &'a [(&'a str, &'a [u8])]) -> Self {
+impl<'a> From<&'a HeaderPairs<'a>> for Headers<'a> {
+    fn from(list: &'a HeaderPairs<'a>) -> Self {
         Headers::List(list)
     }
 }
 
 impl<'a> Headers<'a> {
-    /// Every `(name, value)` pair, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
-        let (map, list) = match *self {
+    /// The map or the list, as two options (one of them `None`) whose iterators chain.
+    fn parts(&self) -> (Option<&'a HeaderMap>, Option<&'a HeaderPairs<'a>>) {
+        match *self {
             Headers::Map(m) => (Some(m), None),
             Headers::List(l) => (None, Some(l)),
-        };
+        }
+    }
+
+    /// Every `(name, value)` pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + use<'a> {
+        let (map, list) = self.parts();
         let from_map = map
             .into_iter()
             .flat_map(|m| m.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
@@ -51,10 +59,7 @@ impl<'a> Headers<'a> {
 
     /// Every value of `name` (matched without regard to case), in order.
     pub fn get_all<'n>(&self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-        let (map, list) = match *self {
-            Headers::Map(m) => (Some(m), None),
-            Headers::List(l) => (None, Some(l)),
-        };
+        let (map, list) = self.parts();
         // `HeaderMap` takes a name in any case (it lowers it to look it up).
         let from_map = map
             .into_iter()

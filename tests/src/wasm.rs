@@ -7,28 +7,34 @@ use std::sync::Arc;
 
 /// Build a component for `world` (`filter`, `request-filter`, `response-filter`).
 pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    let (pkg, _) = resolve
-        // Every crate of the workspace sits at the top level: this finds isolate/wit from any.
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit"))
-        .unwrap();
-    encode(core_wat, &resolve, pkg, world)
+    component_of("", world, core_wat)
 }
 
 /// Build a component for `world` of the filter interface 0.2 (`isolate/wit/0.2`).
 pub fn component_v2(world: &str, core_wat: &str) -> Vec<u8> {
+    component_of("0.2", world, core_wat)
+}
+
+/// Build a component for `world` of the WIT package in `isolate/wit/{dir}`.
+fn component_of(dir: &str, world: &str, core_wat: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
     let (pkg, _) = resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit/0.2"))
+        // Every crate of the workspace sits at the top level: this finds isolate/wit from any.
+        .push_dir(wit_root().join(dir))
         .unwrap();
     encode(core_wat, &resolve, pkg, world)
+}
+
+/// `isolate/wit`.
+fn wit_root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit")
 }
 
 /// Build a component for `world` of the package `wit` (WIT text), which may use both
 /// versions of the filter interface.
 pub fn component_with(wit: &str, world: &str, core_wat: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../isolate/wit");
+    let root = wit_root();
     resolve.push_dir(root.join("0.2")).unwrap();
     resolve.push_dir(&root).unwrap();
     let pkg = resolve.push_str("world.wit", wit).unwrap();

@@ -152,7 +152,7 @@ fn has_control_in_target(raw: &[u8]) -> bool {
     // One of the four forms of RFC 9112 3.2 (pingora turns a leading space into `%20`).
     let form_ok = target.starts_with(b"/")
         || target == b"*"
-        || memchr::memmem::find(target, b"://").is_some()
+        || target.windows(3).any(|w| w == b"://")
         || line.starts_with(b"CONNECT ");
     !form_ok || target.iter().any(|&b| b < 0x21 || b == 0x7f)
 }
@@ -169,19 +169,20 @@ fn has_both_framing_headers(raw: &[u8]) -> bool {
     // Each line after the request line: only one starting with `c` or `t` can be either.
     for start in memchr::memchr_iter(b'\n', raw).map(|i| i + 1) {
         let line = &raw[start..];
-        let name = |n: &[u8]| line.len() > n.len() && line[..n.len()].eq_ignore_ascii_case(n);
         match line.first().map(u8::to_ascii_lowercase) {
-            Some(b'c') => cl |= name(b"content-length") && ends_name(line, 14),
-            Some(b't') => te |= name(b"transfer-encoding") && ends_name(line, 17),
+            Some(b'c') => cl |= is_field(line, b"content-length"),
+            Some(b't') => te |= is_field(line, b"transfer-encoding"),
             _ => {}
         }
     }
     cl && te
 }
 
-/// Whether the field name of `line` is its first `len` bytes (a colon follows).
-fn ends_name(line: &[u8], len: usize) -> bool {
-    line.get(len) == Some(&b':')
+/// Whether `line` is a field named `name` (any case), its colon right after the name.
+fn is_field(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len()
+        && line[..name.len()].eq_ignore_ascii_case(name)
+        && line[name.len()] == b':'
 }
 
 #[cfg(test)]
